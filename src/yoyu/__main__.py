@@ -1,0 +1,3 @@
+from yoyu.cli import main
+
+main()

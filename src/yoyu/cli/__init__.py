@@ -1,0 +1,53 @@
+"""The ``yoyu`` command: one typer app, one module per command group.
+
+This module only wires the groups together and draws the one boundary where
+a ``YoyuError`` becomes a one-line message and exit code 2. Commands print;
+the library underneath never does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from yoyu.cli import doctor, inspect, machine, models
+from yoyu.errors import YoyuError
+
+app = typer.Typer(
+    name="yoyu",
+    help="Run local LLMs with room to spare: what fits, how to place it, what it really uses.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for command_module in (doctor, machine, inspect, models):
+    command_module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; turns user errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except YoyuError as error:
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(error.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("aborted\n")
+        raise SystemExit(130) from None
+    except typer.Exit as exit_request:
+        raise SystemExit(exit_request.exit_code) from None
+    except Exception as error:  # click usage errors arrive here in non-standalone mode
+        usage_error = _as_usage_error(error)
+        if usage_error is None:
+            raise
+        usage_error.show()
+        raise SystemExit(2) from None
+
+
+def _as_usage_error(error: Exception) -> typer.BadParameter | None:
+    import click
+
+    if isinstance(error, click.ClickException):
+        return error  # type: ignore[return-value]
+    return None

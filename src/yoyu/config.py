@@ -1,0 +1,73 @@
+"""``yoyu.toml``: the user's settings, one declaration, overridable by ``YOYU_*``.
+
+A missing file means defaults. Unknown keys are an error naming the key, since
+a typo that silently does nothing (``[model]`` for ``[models]``) is the worst
+kind of configuration bug. Later features add their sections here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yoyu.errors import ConfigError
+from yoyu.paths import config_dir
+from yoyu.toml import TOMLDecodeError, load_toml
+
+_KNOWN_KEYS: dict[str, set[str]] = {"models": {"paths"}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything read from ``yoyu.toml`` and the environment."""
+
+    config_path: Path | None = None
+    model_paths: tuple[Path, ...] = field(default=())
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``YOYU_CONFIG`` if set, else ``yoyu.toml`` in the config folder."""
+    environ = os.environ if env is None else env
+    if environ.get("YOYU_CONFIG"):
+        return Path(environ["YOYU_CONFIG"]).expanduser()
+    return config_dir(environ) / "yoyu.toml"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (if any) and apply ``YOYU_MODEL_PATHS`` on top."""
+    environ = os.environ if env is None else env
+    path = config_path(environ)
+    document = _read_document(path) if path.is_file() else {}
+    _reject_unknown_keys(document, path)
+    models_section = document.get("models", {})
+    raw_paths = models_section.get("paths", [])
+    if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
+        raise ConfigError(f"{path}: [models] paths must be a list of strings, e.g. paths = [\"~/models\"]")
+    env_paths = [p for p in environ.get("YOYU_MODEL_PATHS", "").split(os.pathsep) if p]
+    model_paths = tuple(Path(p).expanduser() for p in [*raw_paths, *env_paths])
+    return Settings(config_path=path if path.is_file() else None, model_paths=model_paths)
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        return load_toml(path)
+    except TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}); fix the file or remove it") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+
+
+def _reject_unknown_keys(document: dict[str, Any], path: Path) -> None:
+    for section, body in document.items():
+        if section not in _KNOWN_KEYS:
+            known = ", ".join(f"[{name}]" for name in sorted(_KNOWN_KEYS))
+            raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: {section} must be a table, e.g. [{section}]")
+        for key in body:
+            if key not in _KNOWN_KEYS[section]:
+                known = ", ".join(sorted(_KNOWN_KEYS[section]))
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known: {known}")

@@ -1,0 +1,20 @@
+"""Reading TOML on every supported Python (tomllib arrived in 3.11)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+TOMLDecodeError = tomllib.TOMLDecodeError
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Parse one TOML file; the caller turns TOMLDecodeError into its own YoyuError."""
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
