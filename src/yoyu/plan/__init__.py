@@ -1,0 +1,1 @@
+"""Placement decisions: pure functions of (ModelSpec or size, Machine, settings)."""
