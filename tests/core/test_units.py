@@ -11,7 +11,7 @@ from yoyu.units import GIB, MIB, format_bytes, format_count, format_mib
         (0, "0 B"),
         (1023, "1023 B"),
         (1536, "1.50 KiB"),
-        (4685 * MIB + 314573, "4685.30 MiB"),
+        (685 * MIB + 314573, "685.30 MiB"),
         (int(4.58 * GIB), "4.58 GiB"),
         (-2 * GIB, "-2.00 GiB"),
         (1024**4 * 3, "3.00 TiB"),

@@ -1,0 +1,1 @@
+"""Engine adapters behind one protocol, and what they tell us about themselves."""
