@@ -9,7 +9,8 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      │    ├── ModelFileError       the file is truncated, malformed or lying
      │    └── ModelNotFoundError   no file, manifest or catalog entry by that name
      ├── MachineError          an unknown preset or a bad machine description
-     └── ConfigError           yoyu.toml or a YOYU_* variable is wrong
+     ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
+     └── SettingsError         a run or plan setting is out of range
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ class MachineError(YoyuError):
 
 class ConfigError(YoyuError):
     """The configuration file or an environment override is invalid."""
+
+
+class SettingsError(YoyuError):
+    """A run or plan setting is out of range (ctx 0, unknown KV type, negative memory)."""

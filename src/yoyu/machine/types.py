@@ -18,6 +18,7 @@ class OsInfo:
     release: str  # "6.8.0-45-generic", "24.1.0"
     version: str  # kernel build string / macOS product version
     arch: str  # "x86_64", "arm64"
+    distribution: str | None = None  # "Ubuntu 24.04.1 LTS", "macOS 14.5": what a user calls the OS
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class CpuInfo:
     cores: int  # physical
     threads: int  # logical
     simd: tuple[str, ...] = ()  # "avx2", "avx512f", "neon", "sve", ... as the kernel names them
+    performance_cores: int | None = None  # Apple P-cores (hw.perflevel0): llama.cpp's thread count
 
 
 @dataclass(frozen=True)

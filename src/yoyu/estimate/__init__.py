@@ -1,0 +1,1 @@
+"""Bytes per component per device for llama.cpp-family engines: pure functions."""

@@ -1,0 +1,133 @@
+"""What the estimator takes and returns.
+
+``RunSettings`` mirrors the llama.cpp context and model parameters that change
+memory (the names follow llama.cpp's: ``n_ctx``, ``n_ubatch``, ``type_k``...),
+so a user can move figures between yoyu, ``llama-server`` flags and
+llama-cpp-python arguments without translation. ``MemoryEstimate`` holds one
+``DeviceMemory`` per device with every component separately, because "it
+doesn't fit" is only useful when it says which part doesn't.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from yoyu.errors import SettingsError
+
+KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+ALL_LAYERS = -1  # n_gpu_layers value meaning "everything, output layer included"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings that decide memory use; defaults are llama-cpp-python's.
+
+    ``n_ctx`` 0 means the model's trained context (llama.cpp's rule). The
+    estimator pads it as llama.cpp does; the padded value is in the estimate.
+    ``repack`` None means "as llama.cpp would decide": repacked CPU weights on
+    a CPU-only build whose SIMD supports it.
+    """
+
+    n_ctx: int = 512
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_parallel: int = 1  # n_seq_max: concurrent sequences sharing the context
+    kv_unified: bool = False
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = False
+    n_gpu_layers: int = 0  # ALL_LAYERS (-1) = every block plus the output layer
+    tensor_split: tuple[float, ...] = ()  # share of offloaded layers per GPU; () = by free memory
+    use_mmap: bool = True
+    repack: bool | None = None
+    offload_kqv: bool = True
+    embeddings: bool = False
+    swa_full: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.n_ctx >= 0, f"ctx must be 0 (the model's own) or positive, not {self.n_ctx}")
+        _require(self.n_batch >= 1, f"batch must be at least 1, not {self.n_batch}")
+        _require(self.n_ubatch >= 1, f"ubatch must be at least 1, not {self.n_ubatch}")
+        _require(self.n_parallel >= 1, f"parallel must be at least 1, not {self.n_parallel}")
+        _require(self.n_gpu_layers >= ALL_LAYERS, f"gpu layers must be -1 (all) or more, not {self.n_gpu_layers}")
+        for name, kv_type in (("type_k", self.type_k), ("type_v", self.type_v)):
+            _require(kv_type in KV_TYPES, f"{name} {kv_type!r} is not a KV cache type; use one of {', '.join(KV_TYPES)}")
+        _require(all(share >= 0 for share in self.tensor_split), "tensor split shares must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SettingsError(message)
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Bytes one device holds for one model under one set of settings.
+
+    ``weights_bytes`` counts what is resident for the tensors placed here;
+    ``repack_bytes`` is the CPU_REPACK copy llama.cpp makes on top of the
+    mapped original (x86 AVX2/AVX-512, ARM NEON), so on the CPU both count.
+    """
+
+    name: str  # "CPU", "CUDA0", "Metal", or a node's name
+    kind: str  # "cpu" or "gpu"
+    layers: tuple[int, ...] = ()  # block indices placed here; n_layers stands for the output layer
+    weights_bytes: int = 0
+    repack_bytes: int = 0
+    kv_bytes: int = 0
+    compute_bytes: int = 0
+    output_bytes: int = 0
+    overhead_bytes: int = 0  # runtime context (CUDA, Metal) and fixed allocations
+
+    @property
+    def total_bytes(self) -> int:
+        return (
+            self.weights_bytes
+            + self.repack_bytes
+            + self.kv_bytes
+            + self.compute_bytes
+            + self.output_bytes
+            + self.overhead_bytes
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total_bytes": self.total_bytes}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Per-device memory of one model with resolved settings (``n_ctx`` padded)."""
+
+    settings: RunSettings
+    n_ctx: int  # effective context after llama.cpp's padding
+    n_ctx_swa: int | None  # cells of the sliding-window cache, when the model has one
+    devices: tuple[DeviceMemory, ...]
+    mapped_bytes: int = 0  # virtual size of the CPU mapping (CPU_Mapped span), not resident
+    notes: tuple[str, ...] = field(default=())  # why a figure is what it is, for the user
+
+    def total(self, component: str) -> int:
+        """Sum of one component (``weights_bytes``, ``kv_bytes``...) over every device."""
+        return sum(int(getattr(device, component)) for device in self.devices)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(device.total_bytes for device in self.devices)
+
+    def device(self, name: str) -> DeviceMemory:
+        return next(device for device in self.devices if device.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.to_dict(),
+            "n_ctx": self.n_ctx,
+            "n_ctx_swa": self.n_ctx_swa,
+            "devices": [device.to_dict() for device in self.devices],
+            "mapped_bytes": self.mapped_bytes,
+            "total_bytes": self.total_bytes,
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,302 @@
+"""``config.json`` -> the architecture half of a ``ModelSpec``.
+
+Hugging Face configs name the same quantity differently per family
+(``num_local_experts`` in Mixtral and gpt-oss, ``n_routed_experts`` in DeepSeek,
+``num_experts`` in Qwen-MoE) and leave out keys whose defaults live in the
+transformers config classes (Gemma 3's ``text_config`` omits ``vocab_size``).
+This module owns that translation and nothing else; the tensor table comes
+from ``safetensors`` and the two meet in ``hf_model``. The catalog writes its
+entries in this same vocabulary, so one parser serves both.
+
+Rules that matter for memory, each from the transformers config classes:
+
+- ``head_dim`` is read when given: Qwen3, Gemma and gpt-oss set it apart from
+  ``hidden_size / num_attention_heads`` (gpt-oss-20b: 2880 / 64 heads, head_dim 64).
+- Sliding-window layers: an explicit ``layer_types`` list wins; Qwen2/Qwen3 use
+  the window only when ``use_sliding_window`` is true, on layers
+  ``>= max_window_layers``; Gemma 2 slides on even layers; Gemma 3 on every layer
+  but each ``sliding_window_pattern``-th (default 6); Mistral/Phi-3 on all layers.
+- DeepSeek V3 / Kimi K2 (MLA): the cache holds ``kv_lora_rank`` + ``qk_rope_head_dim``
+  per token; per-head key dim is ``qk_nope_head_dim + qk_rope_head_dim``; the first
+  ``first_k_dense_replace`` layers are dense.
+- ``architecture`` uses llama.cpp's GGUF names (mistral and mixtral convert to
+  ``llama``, deepseek_v3 to ``deepseek2``), so a safetensors folder and its GGUF
+  reach the estimator as the same architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yoyu.errors import ModelFileError
+from yoyu.models.spec import MlaDims
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+GGUF_ARCHITECTURES: dict[str, str] = {
+    "llama": "llama",
+    "mistral": "llama",
+    "mixtral": "llama",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "qwen2_moe": "qwen2moe",
+    "qwen3_moe": "qwen3moe",
+    "gemma2": "gemma2",
+    "gemma3": "gemma3",
+    "gemma3_text": "gemma3",
+    "deepseek_v2": "deepseek2",
+    "deepseek_v3": "deepseek2",
+    "kimi_k2": "deepseek2",
+    "gpt_oss": "gpt-oss",
+    "phi3": "phi3",
+}
+
+# Defaults of the transformers config classes for keys real configs leave out.
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma2": {"tie_word_embeddings": True, "vocab_size": 256000, "max_position_embeddings": 8192},
+    "gemma3_text": {
+        "tie_word_embeddings": True,
+        "vocab_size": 262208,
+        "max_position_embeddings": 131072,
+        "sliding_window_pattern": 6,
+    },
+}
+_QWEN_FAMILIES = {"qwen2", "qwen3", "qwen2_moe", "qwen3_moe"}
+_EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
+_EXPERTS_USED_KEYS = ("num_experts_per_tok", "experts_per_token")
+
+
+@dataclass(frozen=True)
+class MlxQuantization:
+    """mlx-lm's ``quantization`` block: affine groups of ``group_size`` weights at
+    ``bits`` each, packed ``32 // bits`` to a U32; ``overrides`` maps a module path
+    to its own bit width (mixed-precision conversions)."""
+
+    bits: int
+    group_size: int
+    overrides: dict[str, int] = field(default_factory=dict)
+
+    def bits_for(self, module: str) -> int:
+        return self.overrides.get(module, self.bits)
+
+
+@dataclass(frozen=True)
+class HfArchitecture:
+    """What ``config.json`` says about shape; byte figures come from the tensors."""
+
+    model_type: str
+    architecture: str
+    n_layers: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim_k: int
+    head_dim_v: int
+    n_ff: int
+    vocab_size: int
+    context_length: int
+    tie_word_embeddings: bool = False
+    sliding_window: int | None = None
+    swa_layers: tuple[int, ...] = ()
+    n_experts: int = 0
+    n_experts_used: int = 0
+    n_experts_shared: int = 0
+    expert_ff_length: int | None = None
+    shared_expert_ff_length: int | None = None
+    dense_layers: tuple[int, ...] = ()  # MoE models: blocks with a plain FFN instead
+    mla: MlaDims | None = None
+    mlx_quantization: MlxQuantization | None = None
+    quant_method: str | None = None  # quantization_config.quant_method: fp8, mxfp4, gptq, awq
+    quant_bits: int | None = None  # quantization_config.bits (GPTQ/AWQ)
+
+
+def read_config_json(folder: Path) -> dict[str, Any]:
+    """Load ``folder/config.json`` with a size cap; missing or malformed is a ModelFileError."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelFileError(
+            f"{folder}: no config.json; a Hugging Face model folder needs config.json "
+            "beside its *.safetensors files"
+        )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a model config")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path}: not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ModelFileError(f"{path}: not a JSON object")
+    return document
+
+
+def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
+    """Translate one config (``source`` names it in errors) into an ``HfArchitecture``."""
+    text, model_type = _text_config(config)
+    fields = _Fields(text, source)
+    n_layers = fields.required("num_hidden_layers")
+    n_embd = fields.required("hidden_size")
+    n_head = fields.required("num_attention_heads")
+    head_dim_k, head_dim_v, mla = _head_dims(fields, n_embd, n_head)
+    n_experts = fields.first(_EXPERT_COUNT_KEYS) or 0
+    window, swa_layers = _sliding_window(text, model_type, n_layers)
+    mlx = _mlx_quantization(config, source)
+    quant_method, quant_bits = _quantization_config(config)
+    return HfArchitecture(
+        model_type=model_type,
+        architecture=GGUF_ARCHITECTURES.get(model_type, model_type),
+        n_layers=n_layers,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=fields.optional("num_key_value_heads") or n_head,
+        head_dim_k=head_dim_k,
+        head_dim_v=head_dim_v,
+        n_ff=fields.optional("intermediate_size") or 0,
+        vocab_size=fields.required("vocab_size"),
+        context_length=fields.required("max_position_embeddings"),
+        tie_word_embeddings=bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings"))),
+        sliding_window=window,
+        swa_layers=swa_layers,
+        n_experts=n_experts,
+        n_experts_used=(fields.first(_EXPERTS_USED_KEYS) or 0) if n_experts else 0,
+        n_experts_shared=_shared_expert_count(fields) if n_experts else 0,
+        expert_ff_length=_expert_ff_length(fields) if n_experts else None,
+        shared_expert_ff_length=fields.optional("shared_expert_intermediate_size"),
+        dense_layers=_dense_layers(text, n_layers) if n_experts else (),
+        mla=mla,
+        mlx_quantization=mlx,
+        quant_method=quant_method,
+        quant_bits=quant_bits,
+    )
+
+
+class _Fields:
+    """Typed access to config keys, with errors that name the file and the key."""
+
+    def __init__(self, config: dict[str, Any], source: str) -> None:
+        self.config = config
+        self.source = source
+
+    def optional(self, key: str) -> int | None:
+        value = self.config.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ModelFileError(f"{self.source}: {key!r} must be a non-negative integer")
+        return value
+
+    def required(self, key: str) -> int:
+        value = self.optional(key)
+        if value is None:
+            raise ModelFileError(f"{self.source}: {key!r} is missing; is this a text model config?")
+        return value
+
+    def first(self, keys: tuple[str, ...]) -> int | None:
+        for key in keys:
+            value = self.optional(key)
+            if value is not None:
+                return value
+        return None
+
+
+def _text_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Multimodal wrappers (Gemma 3, Llama 4, Mistral 3) nest the language model."""
+    outer_type = str(config.get("model_type", "unknown"))
+    nested = config.get("text_config")
+    if not isinstance(nested, dict):
+        return {**_FAMILY_DEFAULTS.get(outer_type, {}), **config}, outer_type
+    model_type = str(nested.get("model_type") or f"{outer_type}_text")
+    return {**_FAMILY_DEFAULTS.get(model_type, {}), **nested}, model_type
+
+
+def _head_dims(fields: _Fields, n_embd: int, n_head: int) -> tuple[int, int, MlaDims | None]:
+    kv_lora_rank = fields.optional("kv_lora_rank")
+    if kv_lora_rank is not None:
+        rope_dim = fields.required("qk_rope_head_dim")
+        key_dim = fields.required("qk_nope_head_dim") + rope_dim
+        value_dim = fields.required("v_head_dim")
+        mla = MlaDims(
+            kv_lora_rank=kv_lora_rank,
+            q_lora_rank=fields.optional("q_lora_rank") or 0,
+            rope_dim=rope_dim,
+            key_length_mla=key_dim,
+            value_length_mla=value_dim,
+        )
+        return key_dim, value_dim, mla
+    head_dim = fields.optional("head_dim") or n_embd // max(n_head, 1)
+    return head_dim, head_dim, None
+
+
+def _sliding_window(
+    config: dict[str, Any], model_type: str, n_layers: int
+) -> tuple[int | None, tuple[int, ...]]:
+    window = config.get("sliding_window")
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        return None, ()
+    layers = _swa_layers(config, model_type, n_layers)
+    return (window, layers) if layers else (None, ())
+
+
+def _swa_layers(config: dict[str, Any], model_type: str, n_layers: int) -> tuple[int, ...]:
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list):
+        return tuple(i for i, kind in enumerate(layer_types) if kind == "sliding_attention")
+    if model_type in _QWEN_FAMILIES:
+        if not config.get("use_sliding_window"):
+            return ()
+        first = int(config.get("max_window_layers") or 0)
+        return tuple(range(first, n_layers))
+    if model_type == "gemma2":
+        return tuple(i for i in range(n_layers) if (i + 1) % 2)
+    if model_type == "gemma3_text":
+        pattern = int(config.get("sliding_window_pattern") or 6)
+        return tuple(i for i in range(n_layers) if (i + 1) % pattern)
+    return tuple(range(n_layers))
+
+
+def _shared_expert_count(fields: _Fields) -> int:
+    shared = fields.optional("n_shared_experts")
+    if shared is not None:
+        return shared
+    return 1 if fields.optional("shared_expert_intermediate_size") else 0
+
+
+def _expert_ff_length(fields: _Fields) -> int | None:
+    moe_ff = fields.optional("moe_intermediate_size")
+    if moe_ff is not None:
+        return moe_ff
+    return fields.optional("intermediate_size")  # Mixtral and gpt-oss size experts this way
+
+
+def _dense_layers(config: dict[str, Any], n_layers: int) -> tuple[int, ...]:
+    first_dense = int(config.get("first_k_dense_replace") or 0)
+    mlp_only = {int(i) for i in config.get("mlp_only_layers") or [] if isinstance(i, int)}
+    step = int(config.get("decoder_sparse_step") or 1)
+    return tuple(
+        i for i in range(n_layers) if i < first_dense or i in mlp_only or (i + 1) % step != 0
+    )
+
+
+def _mlx_quantization(config: dict[str, Any], source: str) -> MlxQuantization | None:
+    block = config.get("quantization")
+    if not isinstance(block, dict):
+        return None
+    bits, group_size = block.get("bits"), block.get("group_size")
+    if not isinstance(bits, int) or not isinstance(group_size, int) or not 1 <= bits <= 32:
+        raise ModelFileError(f"{source}: quantization block needs integer bits and group_size")
+    overrides = {
+        module: value["bits"]
+        for module, value in block.items()
+        if isinstance(value, dict) and isinstance(value.get("bits"), int)
+    }
+    return MlxQuantization(bits=bits, group_size=group_size, overrides=overrides)
+
+
+def _quantization_config(config: dict[str, Any]) -> tuple[str | None, int | None]:
+    block = config.get("quantization_config")
+    if not isinstance(block, dict) or not isinstance(block.get("quant_method"), str):
+        return None, None
+    bits = block.get("bits")
+    return str(block["quant_method"]).lower(), bits if isinstance(bits, int) else None
