@@ -37,17 +37,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except typer.Exit as exit_request:
         raise SystemExit(exit_request.exit_code) from None
-    except Exception as error:  # click usage errors arrive here in non-standalone mode
-        usage_error = _as_usage_error(error)
-        if usage_error is None:
-            raise
-        usage_error.show()
-        raise SystemExit(2) from None
+    except typer.TyperException as usage_error:  # bad flags and arguments: click-style message
+        _show_usage_error(usage_error)
+        raise SystemExit(usage_error.exit_code) from None
 
 
-def _as_usage_error(error: Exception) -> typer.BadParameter | None:
-    import click
-
-    if isinstance(error, click.ClickException):
-        return error  # type: ignore[return-value]
-    return None
+def _show_usage_error(error: typer.TyperException) -> None:
+    """Print a usage error the way typer would have in standalone mode."""
+    show = getattr(error, "show", None)
+    if callable(show):
+        show()
+    else:
+        sys.stderr.write(f"error: {error.format_message()}\n")

@@ -1,0 +1,37 @@
+"""Hardware inventory: the machine yoyu runs on (probe) and machines it does not (presets).
+
+probe_machine()                 this machine, via /proc, sysctl, NVML, ...
+load_machine("server-h100-80g") a preset by name, or a path to a TOML file
+list_presets()                  built-in presets and the user's own
+"""
+
+from __future__ import annotations
+
+from yoyu.machine.machine_file import parse_rate, parse_size
+from yoyu.machine.presets import PresetRef, list_presets, load_machine
+from yoyu.machine.probe import probe_machine
+from yoyu.machine.types import (
+    AppleSiliconInfo,
+    CpuInfo,
+    GpuInfo,
+    Machine,
+    MemoryInfo,
+    OsInfo,
+    RuntimeInfo,
+)
+
+__all__ = [
+    "AppleSiliconInfo",
+    "CpuInfo",
+    "GpuInfo",
+    "Machine",
+    "MemoryInfo",
+    "OsInfo",
+    "PresetRef",
+    "RuntimeInfo",
+    "list_presets",
+    "load_machine",
+    "parse_rate",
+    "parse_size",
+    "probe_machine",
+]

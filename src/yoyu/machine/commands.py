@@ -2,7 +2,7 @@
 
 Probes take a ``CommandRunner`` so tests hand them recorded text instead of a
 Mac; this module holds the one real runner. A tool that is missing, hangs or
-fails yields ``CommandFailed``: the caller decides whether that fact is worth
+fails yields ``CommandError``: the caller decides whether that fact is worth
 reporting or simply means "not present here".
 """
 
@@ -12,10 +12,10 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
 CommandRunner = Callable[[Sequence[str]], str]
-"""Run a command, return its stdout and stderr as text, or raise ``CommandFailed``."""
+"""Run a command, return its stdout and stderr as text, or raise ``CommandError``."""
 
 
-class CommandFailed(Exception):
+class CommandError(Exception):
     """A probe's tool could not be run or exited non-zero; not a user error."""
 
 
@@ -40,7 +40,7 @@ def run_command(
             env=dict(env) if env is not None else None,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise CommandFailed(f"{command[0]}: {error}") from None
+        raise CommandError(f"{command[0]}: {error}") from None
     if completed.returncode != 0:
-        raise CommandFailed(f"{command[0]} exited with {completed.returncode}")
+        raise CommandError(f"{command[0]} exited with {completed.returncode}")
     return completed.stdout + completed.stderr

@@ -15,10 +15,12 @@ llama.cpp and Ollama treat as the Mac's "VRAM". Python cannot ask Metal for it
 without PyObjC, so yoyu applies the rule seen in llama.cpp's
 ``ggml_metal_init: recommendedMaxWorkingSetSize`` log lines:
 
-* RAM <= 32 GiB: two thirds. 16 GiB -> 11453.25 MB (10.67 GiB); 32 GiB ->
-  21845.34 MiB, logged later as 22906.50 MB (ollama#434, an M2 Max 32 GB).
-* RAM > 32 GiB: three quarters. 36 GiB M4 Max -> 28991.03 MB (exactly 27 GiB);
-  64 GiB -> 49152 MiB; 96 GiB -> 73728 MiB (llama.cpp#3213).
+* RAM <= 32 GiB: two thirds, rounded up to a 16 KiB page. 16 GiB -> 11453.25 MB
+  (10.67 GiB); 32 GiB -> 21845.34 MiB, logged by newer builds as 22906.50 MB
+  (ollama#434 is an M2 Max 32 GB). The often-quoted "2/3 up to 36 GB" is off by
+  one size: a 36 GB M4 Max logs 28991.03 MB, exactly 3/4 (27 GiB).
+* RAM > 32 GiB: three quarters. 64 GiB -> 49152 MiB; 96 GiB -> 73728 MiB
+  (llama.cpp#3213).
 * Recent macOS releases report more on some machines (a 512 GB M3 Ultra logs
   498216.21 MB = 464 GiB; a 128 GB M5 Max on macOS 26 reports 107.52 GiB,
   antirez/ds4#893; a 48 GB M4 Pro 37.44 GiB). The rule gives the lower, safer
@@ -35,13 +37,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from yoyu.machine.commands import CommandFailed, CommandRunner
+from yoyu.machine.commands import CommandError, CommandRunner
 from yoyu.machine.types import AppleSiliconInfo, CpuInfo, GpuInfo, MemoryInfo, OsInfo
 
 MIB = 1024**2
 GIB = 1024**3
 GB_PER_S = 1_000_000_000
 SMALL_MAC_LIMIT_BYTES = 32 * GIB
+APPLE_PAGE_BYTES = 16384
 
 PRESSURE_LEVELS = {1: "normal", 2: "warn", 4: "critical"}  # kern.memorystatus_vm_pressure_level
 SIMD_SYSCTLS = {
@@ -57,9 +60,10 @@ SIMD_SYSCTLS = {
     "hw.optional.fma": "fma",
     "hw.optional.avx512f": "avx512f",
 }
-# Unified-memory bandwidth in GB/s from Apple's tech-spec pages. Two chips come in
-# two bandwidths told apart by GPU cores: M3 Max 30-core 300 / 40-core 400,
-# M4 Max 32-core 410 / 40-core 546; an unknown core count gets the lower figure.
+# Unified-memory bandwidth in GB/s from Apple's tech-spec pages (M1's 68.25 is its
+# LPDDR4X-4266 x 128-bit, which Apple did not print). Two chips come in two
+# bandwidths told apart by GPU cores: M3 Max 30-core 300 / 40-core 400, M4 Max
+# 32-core 410 / 40-core 546; an unknown core count gets the lower figure.
 APPLE_BANDWIDTH_GB_PER_S: dict[str, float] = {
     "Apple M1": 68.25, "Apple M1 Pro": 200, "Apple M1 Max": 400, "Apple M1 Ultra": 800,
     "Apple M2": 100, "Apple M2 Pro": 200, "Apple M2 Max": 400, "Apple M2 Ultra": 800,
@@ -134,7 +138,10 @@ def parse_sysctl(text: str) -> dict[str, str]:
 def parse_swapusage(value: str) -> tuple[int, int]:
     """``vm.swapusage`` ("total = 2048.00M  used = 1024.50M  free = ...") -> (total, used) bytes."""
     scale = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
-    found = {name: round(float(number) * scale[unit]) for name, number, unit in _SWAP_FIELD.findall(value)}
+    found = {
+        name: round(float(number) * scale[unit])
+        for name, number, unit in _SWAP_FIELD.findall(value)
+    }
     return found.get("total", 0), found.get("used", 0)
 
 
@@ -146,7 +153,9 @@ def parse_vm_stat(text: str) -> VmStat:
         match = _VM_STAT_LINE.match(line.strip())
         if match:
             pages[match.group(1).strip()] = int(match.group(2))
-    return VmStat(page_size=int(page_size_match.group(1)) if page_size_match else 16384, pages=pages)
+    return VmStat(
+        page_size=int(page_size_match.group(1)) if page_size_match else 16384, pages=pages
+    )
 
 
 def parse_gpu_core_count(ioreg_text: str) -> int | None:
@@ -159,10 +168,14 @@ def parse_gpu_core_count(ioreg_text: str) -> int | None:
 
 
 def default_working_set_bytes(total_bytes: int) -> int:
-    """Metal's default GPU working set for a Mac with ``total_bytes`` of RAM (module doc)."""
-    if total_bytes <= SMALL_MAC_LIMIT_BYTES:
-        return total_bytes * 2 // 3
-    return total_bytes * 3 // 4
+    """Metal's default GPU working set for a Mac with ``total_bytes`` of RAM (module doc).
+
+    Two thirds is rounded up to a whole 16 KiB page, which is what reproduces
+    the logged figures to the last digit (22906.50 MB, not 22906.49, on 32 GiB).
+    """
+    numerator, denominator = (2, 3) if total_bytes <= SMALL_MAC_LIMIT_BYTES else (3, 4)
+    pages = -(-total_bytes * numerator // (denominator * APPLE_PAGE_BYTES))
+    return pages * APPLE_PAGE_BYTES
 
 
 def gpu_working_set_bytes(default_bytes: int, wired_limit_mb: int) -> int:
@@ -261,5 +274,5 @@ def _int(sysctl: Mapping[str, str], key: str) -> int | None:
 def _optional_output(run: CommandRunner, command: list[str]) -> str:
     try:
         return run(command)
-    except CommandFailed:
+    except CommandError:
         return ""

@@ -54,7 +54,9 @@ def probe_nvidia_gpus(nvml: Any = None) -> tuple[GpuInfo, ...]:
         _optional(module, module.nvmlShutdown)
 
 
-def memory_bandwidth_bytes_per_s(bus_width_bits: int | None, max_clock_mhz: int | None) -> int | None:
+def memory_bandwidth_bytes_per_s(
+    bus_width_bits: int | None, max_clock_mhz: int | None
+) -> int | None:
     """Theoretical peak: bytes per transfer x clock x 2 transfers per clock (see module doc)."""
     if not bus_width_bits or not max_clock_mhz:
         return None

@@ -27,7 +27,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, TypeAlias
 
 from yoyu.errors import ModelFileError, ModelNotFoundError
 from yoyu.models.ggml_types import GGMLType, TensorShapeError, ggml_type, tensor_bytes
@@ -48,7 +48,7 @@ MAX_TENSOR_COUNT = 1 << 17
 KEEP_ARRAY_ITEMS = 1024  # longer arrays are stepped over and kept as ArrayInfo
 
 _MIN_KV_BYTES = 8 + 4 + 1  # empty key length, value type, one-byte value
-_MIN_TENSOR_INFO_BYTES = 8 + 4 + 8 + 4 + 8  # empty name, n_dims, one dim, type, offset
+_MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # empty name, n_dims, type, offset
 _CORRUPT = "the file is corrupt; download or convert it again"
 _TRUNCATED = "the file is truncated (an interrupted download?); download it again"
 
@@ -64,8 +64,8 @@ class ArrayInfo:
         return self.count
 
 
-MetadataScalar = Union[int, float, bool, str]
-MetadataValue = Union[MetadataScalar, list[MetadataScalar], ArrayInfo]
+MetadataScalar: TypeAlias = "int | float | bool | str"
+MetadataValue: TypeAlias = "MetadataScalar | list[MetadataScalar] | ArrayInfo"
 
 
 @dataclass(frozen=True)
@@ -127,21 +127,23 @@ def read_gguf_file(path: Path, file_index: int = 0) -> GGUFFile:
             file_bytes = os.fstat(stream.fileno()).st_size
             return _HeaderReader(stream, path, file_bytes).read(file_index)
     except OSError as error:
-        raise ModelFileError(f"{_shown(path)}: cannot read the file ({error.strerror})") from None
+        raise ModelFileError(
+            f"{display_path(path)}: cannot read the file ({error.strerror})"
+        ) from None
 
 
 def _check_is_file(path: Path) -> None:
     if not path.exists():
-        raise ModelNotFoundError(f"{_shown(path)}: no such file")
+        raise ModelNotFoundError(f"{display_path(path)}: no such file")
     if path.is_dir():
         raise ModelFileError(
-            f"{_shown(path)}: is a directory, not a GGUF file; give the path of a .gguf file"
+            f"{display_path(path)}: is a directory, not a GGUF file; give the path of a .gguf file"
         )
     if not path.is_file():
-        raise ModelFileError(f"{_shown(path)}: is not a regular file")
+        raise ModelFileError(f"{display_path(path)}: is not a regular file")
 
 
-def _shown(path: Path) -> str:
+def display_path(path: Path) -> str:
     """The path as one printable line, whatever characters its name holds."""
     text = str(path)
     return text if text.isprintable() else ascii(text)
@@ -179,7 +181,7 @@ class _HeaderReader:
     # -- errors ---------------------------------------------------------------
 
     def fail(self, what: str, at: int, advice: str = _CORRUPT) -> ModelFileError:
-        return ModelFileError(f"{_shown(self.path)}: {what} at byte {at}; {advice}")
+        return ModelFileError(f"{display_path(self.path)}: byte {at}: {what}; {advice}")
 
     # -- primitive reads ------------------------------------------------------
 
@@ -188,7 +190,7 @@ class _HeaderReader:
         end = self.pos + n_bytes
         if end > self.file_bytes:
             raise self.fail(
-                f"{what} needs {n_bytes} bytes but the file ends at byte {self.file_bytes}",
+                f"the file ends ({self.file_bytes} bytes) inside the {what}",
                 self.pos,
                 _TRUNCATED,
             )
@@ -271,11 +273,11 @@ class _HeaderReader:
         self.stream.seek(0)
         head = self.stream.read(64)
         if not head:
-            raise ModelFileError(f"{_shown(self.path)}: the file is empty; download it again")
+            raise ModelFileError(f"{display_path(self.path)}: the file is empty; download it again")
         if head[:4] != GGUF_MAGIC:
             foreign = identify_foreign_file(head)
-            what = foreign or f"not a GGUF file (magic {head[:4]!r})"
-            raise ModelFileError(f"{_shown(self.path)}: {what}")
+            what = foreign or f"not a GGUF file (magic {head[:4]!r}); give yoyu a .gguf model"
+            raise ModelFileError(f"{display_path(self.path)}: {what}")
         self.pos = 4
         version = self.u32("GGUF version")
         if version == 1:
@@ -372,7 +374,7 @@ class _HeaderReader:
             buf, rel = self.buf, self.pos - self.base
             index = start
             try:
-                for index in range(start, count):
+                for index in range(start, count):  # noqa: B007 -- read after the loop
                     rel += 8 + length_of(buf, rel)[0]
                 index = count
             except (struct.error, OverflowError):
@@ -388,8 +390,8 @@ class _HeaderReader:
         at = self.pos
         name = self.string("tensor name", MAX_TENSOR_NAME_BYTES)
         n_dims = self.u32(f"dimension count of tensor {name!r}")
-        if not 1 <= n_dims <= GGML_MAX_DIMS:
-            raise self.fail(f"tensor {name!r} has {n_dims} dimensions (ggml allows 1 to 4)", at)
+        if n_dims > GGML_MAX_DIMS:  # 0 is a scalar, as in gguf.cpp
+            raise self.fail(f"tensor {name!r} has {n_dims} dimensions (ggml allows 4)", at)
         shape = tuple(self.u64(f"dimensions of tensor {name!r}") for _ in range(n_dims))
         type_id = self.u32(f"type of tensor {name!r}")
         relative_offset = self.u64(f"offset of tensor {name!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yoyu.errors import ModelFileError
-from yoyu.models.gguf import GGUFFile, MetadataValue, read_gguf_file
+from yoyu.models.gguf import GGUFFile, MetadataValue, display_path, read_gguf_file
 from yoyu.models.spec import TensorInfo
 
 SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -46,11 +46,13 @@ def split_part_paths(path: Path) -> tuple[Path, ...] | None:
     number = int(match["number"])
     if count < 1 or not 1 <= number <= count:
         raise ModelFileError(
-            f"{path}: the name says part {number} of {count}, which cannot be; "
+            f"{display_path(path)}: the name says part {number} of {count}, which cannot be; "
             "restore the file names gguf-split gave the parts"
         )
     prefix = match["prefix"]
-    return tuple(path.with_name(f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1))
+    return tuple(
+        path.with_name(f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
+    )
 
 
 def read_gguf_model_files(path: Path) -> GGUFModelFiles:
@@ -77,8 +79,8 @@ def _require_all_present(part_paths: tuple[Path, ...]) -> None:
         number = part_paths.index(missing[0]) + 1
         others = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ModelFileError(
-            f"{missing[0]}: part {number} of {len(part_paths)} of this split model is "
-            f"missing{others}; download every part into the same folder"
+            f"{display_path(missing[0])}: part {number} of {len(part_paths)} of this split "
+            f"model is missing{others}; download every part into the same folder"
         )
 
 
@@ -87,7 +89,9 @@ def _split_int(part: GGUFFile, key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ModelFileError(f"{part.path}: metadata {key} is {value!r}, not an integer")
+        raise ModelFileError(
+            f"{display_path(part.path)}: metadata {key} is {value!r}, not an integer"
+        )
     return value
 
 
@@ -97,8 +101,8 @@ def _refuse_unnamed_part(part: GGUFFile) -> None:
     if count is not None and count > 1:
         number = (_split_int(part, SPLIT_NO_KEY) or 0) + 1
         raise ModelFileError(
-            f"{part.path}: this is part {number} of a {count}-part split model, but its name "
-            "does not end in -0000i-of-0000N.gguf; restore the original file names"
+            f"{display_path(part.path)}: this is part {number} of a {count}-part split model, "
+            "but its name does not end in -0000i-of-0000N.gguf; restore the original file names"
         )
 
 
@@ -109,8 +113,8 @@ def _check_part(part: GGUFFile, index: int, count: int) -> None:
     claimed_no = _split_int(part, SPLIT_NO_KEY)
     if claimed_count != count or claimed_no != index:
         raise ModelFileError(
-            f"{part.path}: named as part {index + 1} of {count} but its metadata says "
-            f"split.no={claimed_no}, split.count={claimed_count}; the parts come from "
+            f"{display_path(part.path)}: named as part {index + 1} of {count} but its metadata "
+            f"says split.no={claimed_no}, split.count={claimed_count}; the parts come from "
             "different models or were renamed"
         )
 
@@ -132,7 +136,7 @@ def _check_tensor_total(model: GGUFModelFiles) -> None:
     claimed = _split_int(first, SPLIT_TENSORS_KEY)
     if claimed is not None and claimed != len(model.tensors):
         raise ModelFileError(
-            f"{first.path}: split.tensors.count says {claimed} tensors but the "
+            f"{display_path(first.path)}: split.tensors.count says {claimed} tensors but the "
             f"{len(model.files)} parts hold {len(model.tensors)}; a part is from another model"
         )
     names: set[str] = set()
@@ -140,7 +144,7 @@ def _check_tensor_total(model: GGUFModelFiles) -> None:
         if tensor.name in names:
             part = model.paths[tensor.file_index]
             raise ModelFileError(
-                f"{part}: tensor {tensor.name!r} also appears in an earlier part; "
+                f"{display_path(part)}: tensor {tensor.name!r} also appears in an earlier part; "
                 "the parts come from different models"
             )
         names.add(tensor.name)

@@ -12,10 +12,13 @@ Rules that matter for memory, each from the transformers config classes:
 
 - ``head_dim`` is read when given: Qwen3, Gemma and gpt-oss set it apart from
   ``hidden_size / num_attention_heads`` (gpt-oss-20b: 2880 / 64 heads, head_dim 64).
-- Sliding-window layers: an explicit ``layer_types`` list wins; Qwen2/Qwen3 use
-  the window only when ``use_sliding_window`` is true, on layers
-  ``>= max_window_layers``; Gemma 2 slides on even layers; Gemma 3 on every layer
-  but each ``sliding_window_pattern``-th (default 6); Mistral/Phi-3 on all layers.
+- Sliding-window layers: an explicit ``layer_types`` list wins (gpt-oss); Gemma 2
+  slides on even layers; Gemma 3 on every layer but each ``sliding_window_pattern``-th
+  (default 6). A ``sliding_window`` in Mistral, Mixtral, Phi-3 or Qwen configs is
+  not reported: llama.cpp builds those models with full attention on every layer
+  (``llama_model::load_hparams``; Qwen's window is off in every released config),
+  and sizing their KV cache by the window would under-count what the engine
+  allocates, the dangerous direction for a memory planner.
 - DeepSeek V3 / Kimi K2 (MLA): the cache holds ``kv_lora_rank`` + ``qk_rope_head_dim``
   per token; per-head key dim is ``qk_nope_head_dim + qk_rope_head_dim``; the first
   ``first_k_dense_replace`` layers are dense.
@@ -64,7 +67,6 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window_pattern": 6,
     },
 }
-_QWEN_FAMILIES = {"qwen2", "qwen3", "qwen2_moe", "qwen3_moe"}
 _EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 _EXPERTS_USED_KEYS = ("num_experts_per_tok", "experts_per_token")
 
@@ -121,10 +123,12 @@ def read_config_json(folder: Path) -> dict[str, Any]:
             f"{folder}: no config.json; a Hugging Face model folder needs config.json "
             "beside its *.safetensors files"
         )
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ModelFileError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a model config")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
         document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{path}: not valid JSON") from None
     if not isinstance(document, dict):
@@ -156,7 +160,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         n_ff=fields.optional("intermediate_size") or 0,
         vocab_size=fields.required("vocab_size"),
         context_length=fields.required("max_position_embeddings"),
-        tie_word_embeddings=bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings"))),
+        tie_word_embeddings=_tied_embeddings(text, config),
         sliding_window=window,
         swa_layers=swa_layers,
         n_experts=n_experts,
@@ -164,7 +168,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         n_experts_shared=_shared_expert_count(fields) if n_experts else 0,
         expert_ff_length=_expert_ff_length(fields) if n_experts else None,
         shared_expert_ff_length=fields.optional("shared_expert_intermediate_size"),
-        dense_layers=_dense_layers(text, n_layers) if n_experts else (),
+        dense_layers=_dense_layers(fields, n_layers) if n_experts else (),
         mla=mla,
         mlx_quantization=mlx,
         quant_method=quant_method,
@@ -211,6 +215,10 @@ def _text_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return {**_FAMILY_DEFAULTS.get(model_type, {}), **nested}, model_type
 
 
+def _tied_embeddings(text: dict[str, Any], config: dict[str, Any]) -> bool:
+    return bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
+
+
 def _head_dims(fields: _Fields, n_embd: int, n_head: int) -> tuple[int, int, MlaDims | None]:
     kv_lora_rank = fields.optional("kv_lora_rank")
     if kv_lora_rank is not None:
@@ -243,17 +251,13 @@ def _swa_layers(config: dict[str, Any], model_type: str, n_layers: int) -> tuple
     layer_types = config.get("layer_types")
     if isinstance(layer_types, list):
         return tuple(i for i, kind in enumerate(layer_types) if kind == "sliding_attention")
-    if model_type in _QWEN_FAMILIES:
-        if not config.get("use_sliding_window"):
-            return ()
-        first = int(config.get("max_window_layers") or 0)
-        return tuple(range(first, n_layers))
     if model_type == "gemma2":
         return tuple(i for i in range(n_layers) if (i + 1) % 2)
     if model_type == "gemma3_text":
-        pattern = int(config.get("sliding_window_pattern") or 6)
-        return tuple(i for i in range(n_layers) if (i + 1) % pattern)
-    return tuple(range(n_layers))
+        pattern = config.get("sliding_window_pattern")
+        period = pattern if isinstance(pattern, int) and pattern > 0 else 6
+        return tuple(i for i in range(n_layers) if (i + 1) % period)
+    return ()
 
 
 def _shared_expert_count(fields: _Fields) -> int:
@@ -270,10 +274,13 @@ def _expert_ff_length(fields: _Fields) -> int | None:
     return fields.optional("intermediate_size")  # Mixtral and gpt-oss size experts this way
 
 
-def _dense_layers(config: dict[str, Any], n_layers: int) -> tuple[int, ...]:
-    first_dense = int(config.get("first_k_dense_replace") or 0)
-    mlp_only = {int(i) for i in config.get("mlp_only_layers") or [] if isinstance(i, int)}
-    step = int(config.get("decoder_sparse_step") or 1)
+def _dense_layers(fields: _Fields, n_layers: int) -> tuple[int, ...]:
+    """Blocks of an MoE model with a plain FFN: DeepSeek's first ``first_k_dense_replace``,
+    Qwen-MoE's ``mlp_only_layers`` and those off its ``decoder_sparse_step``."""
+    first_dense = fields.optional("first_k_dense_replace") or 0
+    step = fields.optional("decoder_sparse_step") or 1
+    only_mlp = fields.config.get("mlp_only_layers") or []
+    mlp_only = {i for i in only_mlp if isinstance(i, int)} if isinstance(only_mlp, list) else set()
     return tuple(
         i for i in range(n_layers) if i < first_dense or i in mlp_only or (i + 1) % step != 0
     )

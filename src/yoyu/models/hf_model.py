@@ -90,7 +90,7 @@ def logical_params(tensors: list[TensorInfo], arch: HfArchitecture) -> list[Tens
 
 
 def quantization_label(arch: HfArchitecture, summary: TensorSummary) -> str | None:
-    """"4-bit (MLX)", the config's quant method ("FP8", "MXFP4"), else the main dtype."""
+    """Return "4-bit (MLX)", the config's quant method ("FP8", "MXFP4"), else the main dtype."""
     if arch.mlx_quantization is not None:
         return f"{arch.mlx_quantization.bits}-bit (MLX)"
     if arch.quant_method is not None:

@@ -138,7 +138,9 @@ def blob_path(root: Path, digest: str) -> Path:
     """Where Ollama keeps the blob of ``digest``; anything but a sha256 digest is refused."""
     match = _DIGEST_PATTERN.match(digest)
     if match is None:
-        raise ModelFileError(f"layer digest {digest!r} is not sha256:<64 hex>; the manifest is corrupt")
+        raise ModelFileError(
+            f"layer digest {digest!r} is not sha256:<64 hex>; the manifest is corrupt"
+        )
     return root / "blobs" / f"sha256-{match.group(1)}"
 
 
@@ -147,7 +149,8 @@ def find_manifest(root: Path, name: OllamaName) -> Path | None:
     exact = manifest_path(root, name)
     if exact.is_file():
         return exact
-    lowered = OllamaName(*(part.lower() for part in (name.host, name.namespace, name.model, name.tag)))
+    parts = (name.host, name.namespace, name.model, name.tag)
+    lowered = OllamaName(*(part.lower() for part in parts))
     folded = manifest_path(root, lowered)
     return folded if folded.is_file() else None
 
@@ -168,12 +171,12 @@ def parse_manifest_file(path: Path, name: OllamaName) -> OllamaManifest:
     layers = document.get("layers")
     if not isinstance(layers, list):
         raise ModelFileError(f"{path}: Ollama manifest has no layers list")
-    config = document.get("config") if isinstance(document.get("config"), dict) else {}
+    config = document.get("config")
     return OllamaManifest(
         name=name,
         path=path,
         layers=tuple(_layer(path, entry) for entry in layers),
-        config_size=_size(config.get("size")),
+        config_size=_size(config.get("size")) if isinstance(config, dict) else 0,
         format=document.get("format") if isinstance(document.get("format"), str) else None,
     )
 

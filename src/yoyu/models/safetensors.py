@@ -122,9 +122,9 @@ def _tensor_info(
     if not isinstance(entry, dict):
         raise ModelFileError(f"{path}: tensor {name!r} entry is not an object")
     dtype = entry.get("dtype")
-    shape = entry.get("shape")
-    offsets = entry.get("data_offsets")
-    if not isinstance(dtype, str) or not _is_int_list(shape) or not _is_int_list(offsets, 2):
+    shape = _int_list(entry.get("shape"))
+    offsets = _int_list(entry.get("data_offsets"), 2)
+    if not isinstance(dtype, str) or shape is None or offsets is None:
         raise ModelFileError(f"{path}: tensor {name!r} needs dtype, shape and data_offsets")
     begin, end = offsets
     if not 0 <= begin <= end <= data_bytes:
@@ -146,10 +146,13 @@ def _tensor_info(
     )
 
 
-def _is_int_list(value: Any, length: int | None = None) -> bool:
+def _int_list(value: Any, length: int | None = None) -> list[int] | None:
+    """``value`` if it is a list of non-negative ints (of ``length`` items), else None."""
     if not isinstance(value, list) or (length is not None and len(value) != length):
-        return False
-    return all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value)
+        return None
+    if all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value):
+        return value
+    return None
 
 
 def _check_span_matches_shape(

@@ -21,7 +21,7 @@ _LAYER_PATTERNS = (
     re.compile(r"^model\.language_model\.layers\.(\d+)\."),  # HF multimodal wrappers
     re.compile(r"^transformer\.h\.(\d+)\."),  # GPT-2 style
 )
-_EXPERT_MARKERS = ("_exps.", ".experts.")
+_EXPERT_MARKERS = ("_exps.", ".experts.", ".switch_mlp.")  # GGUF, HF, MLX
 
 
 def layer_of(tensor_name: str) -> int | None:

@@ -26,6 +26,8 @@ is ``total - free`` (332 MiB on the H100, where nvidia-smi shows 2 MiB used plus
 328 MiB reserved).
 """
 
+# ruff: noqa: N802  (method names must be pynvml's own camelCase names)
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

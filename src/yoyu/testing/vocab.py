@@ -71,10 +71,6 @@ class SpmVocab:
     bos_id: int = BOS_ID
     eos_id: int = EOS_ID
 
-    @property
-    def size(self) -> int:
-        return len(self.tokens)
-
 
 def byte_spm_vocab(vocab_size: int | None = None) -> SpmVocab:
     """Specials, then the 256 byte tokens, then merged pieces up to ``vocab_size``.
