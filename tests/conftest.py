@@ -17,7 +17,9 @@ _ISOLATED_VARIABLES = (
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("YOYU_HOME", str(home / "yoyu"))
     monkeypatch.setenv("OLLAMA_MODELS", str(home / "ollama" / "models"))

@@ -45,7 +45,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     models_section = document.get("models", {})
     raw_paths = models_section.get("paths", [])
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
-        raise ConfigError(f"{path}: [models] paths must be a list of strings, e.g. paths = [\"~/models\"]")
+        raise ConfigError(
+            f'{path}: [models] paths must be a list of strings, e.g. paths = ["~/models"]'
+        )
     env_paths = [p for p in environ.get("YOYU_MODEL_PATHS", "").split(os.pathsep) if p]
     model_paths = tuple(Path(p).expanduser() for p in [*raw_paths, *env_paths])
     return Settings(config_path=path if path.is_file() else None, model_paths=model_paths)

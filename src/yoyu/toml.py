@@ -17,4 +17,5 @@ TOMLDecodeError = tomllib.TOMLDecodeError
 def load_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; the caller turns TOMLDecodeError into its own YoyuError."""
     with path.open("rb") as handle:
-        return tomllib.load(handle)
+        document: dict[str, Any] = tomllib.load(handle)
+    return document

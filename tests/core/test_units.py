@@ -28,7 +28,12 @@ def test_format_mib_always_uses_mib() -> None:
 
 @pytest.mark.parametrize(
     ("count", "text"),
-    [(8_030_261_248, "8.03B"), (671_026_419_200, "671B"), (1_026_000_000_000, "1.03T"), (999, "999")],
+    [
+        (8_030_261_248, "8.03B"),
+        (671_026_419_200, "671B"),
+        (1_026_000_000_000, "1.03T"),
+        (999, "999"),
+    ],
 )
 def test_format_count(count: int, text: str) -> None:
     assert format_count(count) == text

@@ -51,10 +51,19 @@ class RunSettings:
         _require(self.n_batch >= 1, f"batch must be at least 1, not {self.n_batch}")
         _require(self.n_ubatch >= 1, f"ubatch must be at least 1, not {self.n_ubatch}")
         _require(self.n_parallel >= 1, f"parallel must be at least 1, not {self.n_parallel}")
-        _require(self.n_gpu_layers >= ALL_LAYERS, f"gpu layers must be -1 (all) or more, not {self.n_gpu_layers}")
+        _require(
+            self.n_gpu_layers >= ALL_LAYERS,
+            f"gpu layers must be -1 (all) or more, not {self.n_gpu_layers}",
+        )
         for name, kv_type in (("type_k", self.type_k), ("type_v", self.type_v)):
-            _require(kv_type in KV_TYPES, f"{name} {kv_type!r} is not a KV cache type; use one of {', '.join(KV_TYPES)}")
-        _require(all(share >= 0 for share in self.tensor_split), "tensor split shares must not be negative")
+            _require(
+                kv_type in KV_TYPES,
+                f"{name} {kv_type!r} is not a KV cache type; use one of {', '.join(KV_TYPES)}",
+            )
+        _require(
+            all(share >= 0 for share in self.tensor_split),
+            "tensor split shares must not be negative",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
