@@ -10,7 +10,8 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      │    └── ModelNotFoundError   no file, manifest or catalog entry by that name
      ├── MachineError          an unknown preset or a bad machine description
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
-     └── SettingsError         a run or plan setting is out of range
+     ├── SettingsError         a run or plan setting is out of range
+     └── BackendError          an engine failed to load or answer (its last log lines say why)
 """
 
 from __future__ import annotations
@@ -44,3 +45,7 @@ class ConfigError(YoyuError):
 
 class SettingsError(YoyuError):
     """A run or plan setting is out of range (ctx 0, unknown KV type, negative memory)."""
+
+
+class BackendError(YoyuError):
+    """An engine (llama.cpp, Ollama...) failed to load a model or to answer."""

@@ -1,0 +1,179 @@
+"""Compute buffer: the peak of ggml-alloc over llama.cpp's worst-case graph.
+
+At context creation llama.cpp reserves the graph of a prompt of
+``n_tokens = min(n_ctx, n_ubatch)`` tokens attending to the whole cache
+(``llama_context::sched_reserve`` / ``graph_reserve``); ggml-alloc places
+the graph's intermediate tensors in one buffer per backend, reusing memory
+once a tensor's last consumer has run, so the buffer is the largest set of
+tensors alive at the same time. That set is reached in one of three phases
+of one layer, each a number of F32 values per token times ``n_tokens``:
+
+- attention without flash attention: the scores ``KQ`` (``n_head * n_kv``
+  per token, softmax runs in place) beside the layer's residual, norm,
+  Q/KQV outputs (``3 n_embd + 2 q_width``);
+- attention with flash attention: only Q, K, V and the output
+  (``2 q_width + 2 kv_width + 2 n_embd``);
+- the FFN: gate, up and the SwiGLU product (``3 n_ff``, per used expert for
+  a MoE) beside 3-4 ``n_embd`` wide tensors;
+- the output: logits ``n_vocab`` per token (the prompt graph is reserved
+  with every token as an output) once the KQ mask is freed.
+
+The graph inputs live throughout: the KQ mask (``n_kv`` per token, F32, or
+F16 with flash attention, one per cache: full and sliding window), token
+ids, positions, output ids and the cache row indices (without flash
+attention V is written transposed, one int64 index per element).
+
+The coefficients were read off llama.cpp's printed sizes on tiny llama,
+qwen2, qwen3, gemma2 and MoE models across ctx, ubatch, heads, head size,
+FFN and vocabulary sizes (``benchmarks/estimate_accuracy.py`` re-checks
+them); the extra ``n_embd`` of the FFN phase once ``n_ff >= 4 n_embd`` is
+ggml-alloc fragmentation seen in those runs, not a tensor.
+
+With GPUs each backend reserves its own buffer: a GPU holds the phases of
+the blocks (and output) it runs; the CPU holds the input embeddings and the
+inputs when everything is offloaded, or the phases of its own blocks.
+The split between CPU and GPU is modelled, not measured here (no GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yoyu.estimate.context import ContextCells
+from yoyu.estimate.kv_cache import kv_heads
+from yoyu.estimate.types import RunSettings
+from yoyu.models.spec import ModelSpec
+
+_F32 = 4
+_SCALAR_INPUTS = 3  # token ids, positions, output ids (one 32-bit value per token)
+
+
+@dataclass(frozen=True)
+class GraphDims:
+    """The widths (values per token) the compute graph is built from."""
+
+    n_embd: int
+    n_head: int
+    q_width: int
+    kv_width: int
+    v_width: int
+    ffn_width: int  # n_ff, or n_ff_exp * n_expert_used for a MoE
+    n_expert: int
+    n_vocab: int
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> GraphDims:
+        heads_kv = max((kv_heads(spec, il) for il in range(spec.n_layers)), default=spec.n_head_kv)
+        if spec.is_moe:
+            ffn_width = (spec.expert_ff_length or spec.n_ff) * spec.n_experts_used
+        else:
+            ffn_width = spec.n_ff
+        return cls(
+            n_embd=spec.n_embd,
+            n_head=spec.n_head,
+            q_width=spec.n_head * spec.head_dim_k,
+            kv_width=spec.head_dim_k * heads_kv,
+            v_width=spec.head_dim_v * heads_kv,
+            ffn_width=ffn_width,
+            n_expert=spec.n_experts if spec.is_moe else 0,
+            n_vocab=spec.vocab_size,
+        )
+
+
+def cache_kv_lengths(spec: ModelSpec, cells: ContextCells) -> tuple[int, ...]:
+    """Cells each KV cache exposes to attention at reserve time: full, then SWA."""
+    full = cells.n_ctx
+    if cells.swa_cells is None:
+        return (full,)
+    swa = min(cells.swa_cells * cells.n_stream, full)
+    all_swa = len(spec.swa_layers) >= spec.n_layers
+    return (swa,) if all_swa else (full, swa)
+
+
+def input_values(dims: GraphDims, kv_lengths: tuple[int, ...], flash_attn: bool) -> float:
+    """Values per token of the graph inputs, alive for the whole graph."""
+    per_cache_idx = 4 if flash_attn else 2 + 2 * dims.v_width  # int64 K rows + V rows/elements
+    masks = sum(kv / 2 if flash_attn else kv for kv in kv_lengths)  # F16 mask with flash attention
+    return _SCALAR_INPUTS + per_cache_idx * len(kv_lengths) + masks
+
+
+def attention_values(dims: GraphDims, n_kv: int, flash_attn: bool) -> int:
+    if flash_attn:
+        return 2 * dims.q_width + 2 * dims.kv_width + 2 * dims.n_embd
+    return dims.n_head * n_kv + 3 * dims.n_embd + 2 * dims.q_width
+
+
+def ffn_values(dims: GraphDims) -> int:
+    if dims.n_expert:
+        return 3 * dims.ffn_width + 4 * dims.n_embd + 2 * dims.n_expert
+    beside = 4 if dims.ffn_width >= 4 * dims.n_embd else 3
+    return 3 * dims.ffn_width + beside * dims.n_embd
+
+
+def output_values(dims: GraphDims, flash_attn: bool) -> int:
+    return dims.n_vocab + (7 * dims.n_embd + 7 if flash_attn else 3 * dims.n_embd + 1)
+
+
+def cpu_matmul_work_bytes(spec: ModelSpec, settings: RunSettings, cells: ContextCells) -> int:
+    """The CPU backend's matmul scratch (``cplan.work_size``), which no log line shows.
+
+    Without flash attention ``KQV = V x softmax(KQ)`` converts the F32 scores to
+    the cache's F16 first: ``n_kv * n_tokens * n_head * 2`` bytes, kept for the
+    context's life. Measured here: it is the whole gap between the printed
+    buffers and peak RSS on non-flash-attention runs. Flash attention's
+    per-thread scratch is negligible.
+    """
+    if settings.flash_attn:
+        return 0
+    n_kv = max(cache_kv_lengths(spec, cells))
+    return n_kv * cells.n_tokens_reserved * spec.n_head * 2
+
+
+@dataclass(frozen=True)
+class ComputeSplit:
+    """Compute buffer bytes per backend: ``gpu`` maps a device name to bytes."""
+
+    cpu_bytes: int
+    gpu_bytes: dict[str, int]
+
+
+def compute_bytes(
+    spec: ModelSpec,
+    settings: RunSettings,
+    cells: ContextCells,
+    *,
+    blocks: bool = True,
+    output: bool = True,
+) -> int:
+    """Peak bytes of one backend's compute buffer holding blocks and/or the output."""
+    dims = GraphDims.of(spec)
+    kv_lengths = cache_kv_lengths(spec, cells)
+    inputs = input_values(dims, kv_lengths, settings.flash_attn)
+    phases: list[float] = [inputs + dims.n_embd]  # the input embeddings at least
+    if blocks:
+        phases.append(inputs + attention_values(dims, max(kv_lengths), settings.flash_attn))
+        phases.append(inputs + ffn_values(dims))
+    if output:
+        phases.append(output_values(dims, settings.flash_attn))
+    return int(max(phases) * cells.n_tokens_reserved * _F32)
+
+
+def split_compute(
+    spec: ModelSpec,
+    settings: RunSettings,
+    cells: ContextCells,
+    block_devices: tuple[str, ...],
+    output_device: str,
+) -> ComputeSplit:
+    """One buffer per backend that runs part of the graph (CPU always has one)."""
+    gpu_bytes: dict[str, int] = {}
+    for device in dict.fromkeys((*block_devices, output_device)):
+        if device == "CPU":
+            continue
+        gpu_bytes[device] = compute_bytes(
+            spec, settings, cells, blocks=device in block_devices, output=device == output_device
+        )
+    cpu_blocks = "CPU" in block_devices
+    cpu_output = output_device == "CPU"
+    cpu_bytes = compute_bytes(spec, settings, cells, blocks=cpu_blocks, output=cpu_output)
+    return ComputeSplit(cpu_bytes=cpu_bytes, gpu_bytes=gpu_bytes)

@@ -1,0 +1,123 @@
+"""``estimate_memory``: bytes per component per device for a llama.cpp run.
+
+The one public entry of ``yoyu.estimate``. Pure: it reads the model's tensor
+table and the machine description it is given, never the disk or the live
+system, so a plan can be made for a machine yoyu is not running on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from yoyu.estimate.compute_buffer import cpu_matmul_work_bytes, split_compute
+from yoyu.estimate.context import ContextCells, resolve_context
+from yoyu.estimate.kv_cache import is_mla_vless, kv_layer_bytes
+from yoyu.estimate.output_buffer import output_buffer_bytes
+from yoyu.estimate.overhead import runtime_overhead_bytes
+from yoyu.estimate.repack import repack_bytes, repacked_tensors
+from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
+from yoyu.estimate.weights import (
+    CPU,
+    LayerPlacement,
+    device_tensor_bytes,
+    mapped_span_bytes,
+    place_layers,
+    tied_output_copy,
+)
+from yoyu.machine.types import Machine
+from yoyu.models.spec import ModelSpec, TensorInfo
+
+
+def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) -> MemoryEstimate:
+    """Predict what llama.cpp allocates on each device for ``spec`` under ``settings``."""
+    cells = resolve_context(spec, settings)
+    kv_by_layer = kv_layer_bytes(spec, settings, cells)
+    placement = place_layers(spec, settings, machine)
+    tensors = _tensors_by_device(spec, placement)
+    cpu_tensors = tensors.get(CPU, [])
+    repacked = repacked_tensors(cpu_tensors, machine, settings)
+    compute = split_compute(spec, settings, cells, placement.blocks, placement.output)
+    kv_by_device = _kv_by_device(kv_by_layer, placement, settings.offload_kqv)
+    cpu_runs_attention = CPU in placement.blocks
+    cpu_work = cpu_matmul_work_bytes(spec, settings, cells) if cpu_runs_attention else 0
+    cpu = DeviceMemory(
+        name=CPU,
+        kind="cpu",
+        layers=placement.layers_on(CPU),
+        weights_bytes=_cpu_weight_bytes(cpu_tensors, repacked, settings.use_mmap),
+        repack_bytes=repack_bytes(repacked),
+        kv_bytes=kv_by_device.get(CPU, 0),
+        compute_bytes=compute.cpu_bytes,
+        output_bytes=output_buffer_bytes(spec, settings),
+        overhead_bytes=runtime_overhead_bytes(CPU) + cpu_work,
+    )
+    gpus = tuple(
+        DeviceMemory(
+            name=name,
+            kind="gpu",
+            layers=placement.layers_on(name),
+            weights_bytes=device_tensor_bytes(name, tensors.get(name, [])),
+            kv_bytes=kv_by_device.get(name, 0),
+            compute_bytes=compute.gpu_bytes.get(name, 0),
+            overhead_bytes=runtime_overhead_bytes(name),
+        )
+        for name in placement.gpu_names
+        if placement.layers_on(name)
+    )
+    return MemoryEstimate(
+        settings=settings,
+        n_ctx=cells.n_ctx,
+        n_ctx_swa=cells.swa_cells,
+        devices=(cpu, *gpus),
+        mapped_bytes=mapped_span_bytes(cpu_tensors) if settings.use_mmap else 0,
+        notes=_notes(spec, settings, cells, repacked),
+    )
+
+
+def _tensors_by_device(spec: ModelSpec, placement: LayerPlacement) -> dict[str, list[TensorInfo]]:
+    by_device: dict[str, list[TensorInfo]] = defaultdict(list)
+    for tensor in spec.tensors:
+        by_device[placement.device_of(tensor)].append(tensor)
+    tied = tied_output_copy(spec, placement)
+    if tied is not None:
+        by_device[placement.output].append(tied)
+    return by_device
+
+
+def _cpu_weight_bytes(
+    cpu_tensors: list[TensorInfo], repacked: tuple[TensorInfo, ...], use_mmap: bool
+) -> int:
+    """Resident CPU weights: the mapped span with mmap (originals of repacked
+    tensors included, they are read from it), else the CPU buffer proper."""
+    if use_mmap:
+        return mapped_span_bytes(cpu_tensors)
+    repacked_names = {tensor.name for tensor in repacked}
+    return device_tensor_bytes(CPU, (t for t in cpu_tensors if t.name not in repacked_names))
+
+
+def _kv_by_device(
+    kv_by_layer: tuple[int, ...], placement: LayerPlacement, offload_kqv: bool
+) -> dict[str, int]:
+    by_device: dict[str, int] = defaultdict(int)
+    for layer, kv_bytes in enumerate(kv_by_layer):
+        by_device[placement.blocks[layer] if offload_kqv else CPU] += kv_bytes
+    return dict(by_device)
+
+
+def _notes(
+    spec: ModelSpec, settings: RunSettings, cells: ContextCells, repacked: tuple[TensorInfo, ...]
+) -> tuple[str, ...]:
+    notes = []
+    requested = settings.n_ctx or spec.context_length
+    if cells.n_ctx != requested:
+        notes.append(f"llama.cpp pads the context from {requested} to {cells.n_ctx} cells")
+    if cells.swa_cells is not None:
+        notes.append(
+            f"sliding-window layers ({len(spec.swa_layers)} of {spec.n_layers}) keep "
+            f"{cells.swa_cells} cells per sequence"
+        )
+    if is_mla_vless(spec):
+        notes.append("MLA model: the cache holds the compressed latent only (no V cache)")
+    if repacked:
+        notes.append(f"{len(repacked)} weight tensors are repacked for this CPU (CPU_REPACK copy)")
+    return tuple(notes)

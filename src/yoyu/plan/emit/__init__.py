@@ -1,0 +1,1 @@
+"""Engine settings from a plan's ``RunSettings``: one module per engine."""

@@ -1,0 +1,89 @@
+"""``RunSettings`` as llama-cpp-python ``Llama(**kwargs)`` and ``llama-server`` flags.
+
+Names and defaults: llama-cpp-python ``llama_cpp/llama.py`` (``Llama.__init__``:
+``type_k``/``type_v`` take ggml type ids, ``flash_attn`` is a bool that maps to
+enabled/disabled, never auto) and llama.cpp ``common/arg.cpp`` (``-c``, ``-b``,
+``-ub``, ``-ngl``, ``-ctk``, ``-ctv``, ``-fa on|off``, ``-np``, ``--kv-unified``,
+``--no-mmap``, ``-ts``, ``--swa-full``, ``--no-repack``, ``-nkvo``).
+
+Every setting that changes memory is written out explicitly, even at its
+default, because the two front ends disagree on defaults: llama-cpp-python
+keeps llama.cpp's library default ``swa_full = true`` while llama-server
+turns it off, and llama-server's ``-fa`` defaults to auto.
+``n_seq_max`` and ``kv_unified`` are not ``Llama`` arguments; they are
+returned for callers that set them on the context parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yoyu.estimate.types import ALL_LAYERS, RunSettings
+
+# ggml.h enum ggml_type ids of the KV cache types
+GGML_TYPE_IDS: dict[str, int] = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
+_LLAMA_CPP_PYTHON_ALL_LAYERS = -1  # Llama() maps -1 to 0x7FFFFFFF
+
+
+def llama_cpp_python_kwargs(settings: RunSettings) -> dict[str, Any]:
+    """Keyword arguments for ``llama_cpp.Llama`` that reproduce ``settings``."""
+    kwargs: dict[str, Any] = {
+        "n_ctx": settings.n_ctx,
+        "n_batch": settings.n_batch,
+        "n_ubatch": settings.n_ubatch,
+        "n_gpu_layers": settings.n_gpu_layers
+        if settings.n_gpu_layers != ALL_LAYERS
+        else _LLAMA_CPP_PYTHON_ALL_LAYERS,
+        "type_k": GGML_TYPE_IDS[settings.type_k],
+        "type_v": GGML_TYPE_IDS[settings.type_v],
+        "flash_attn": settings.flash_attn,
+        "use_mmap": settings.use_mmap,
+        "offload_kqv": settings.offload_kqv,
+        "swa_full": settings.swa_full,
+        "embedding": settings.embeddings,
+    }
+    if settings.tensor_split:
+        kwargs["tensor_split"] = list(settings.tensor_split)
+    if settings.n_parallel != 1 or settings.kv_unified:
+        kwargs["n_seq_max"] = settings.n_parallel
+        kwargs["kv_unified"] = settings.kv_unified
+    return kwargs
+
+
+def llama_server_argv(
+    settings: RunSettings, model_path: str, binary: str = "llama-server"
+) -> list[str]:
+    """A ``llama-server`` command line that reproduces ``settings``."""
+    argv = [binary, "-m", model_path, "-c", str(settings.n_ctx), "-b", str(settings.n_batch)]
+    argv += ["-ub", str(settings.n_ubatch), "-ngl", _server_gpu_layers(settings.n_gpu_layers)]
+    argv += ["-ctk", settings.type_k, "-ctv", settings.type_v]
+    argv += ["-fa", "on" if settings.flash_attn else "off", "-np", str(settings.n_parallel)]
+    if settings.kv_unified:
+        argv.append("--kv-unified")
+    if not settings.use_mmap:
+        argv.append("--no-mmap")
+    if settings.tensor_split:
+        argv += ["-ts", ",".join(f"{share:g}" for share in settings.tensor_split)]
+    if settings.swa_full:
+        argv.append("--swa-full")
+    if settings.repack is False:
+        argv.append("--no-repack")
+    if not settings.offload_kqv:
+        argv.append("-nkvo")
+    if settings.embeddings:
+        argv.append("--embeddings")
+    return argv
+
+
+def _server_gpu_layers(n_gpu_layers: int) -> str:
+    return "all" if n_gpu_layers == ALL_LAYERS else str(n_gpu_layers)

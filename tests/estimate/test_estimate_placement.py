@@ -1,0 +1,140 @@
+"""Weights split, repack decision, output buffer and compute phases on hand-built specs."""
+
+from __future__ import annotations
+
+from yoyu.estimate.compute_buffer import compute_bytes
+from yoyu.estimate.context import resolve_context
+from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.output_buffer import output_buffer_bytes
+from yoyu.estimate.repack import repacked_tensors
+from yoyu.estimate.types import RunSettings
+from yoyu.estimate.weights import place_layers
+from yoyu.machine.types import CpuInfo, GpuInfo, Machine, MemoryInfo, OsInfo
+from yoyu.models.spec import ModelSpec, TensorInfo
+
+GIB = 1024**3
+
+
+def machine(gpus: int = 0, simd: tuple[str, ...] = ("avx2",)) -> Machine:
+    return Machine(
+        name="m", source="test", os=OsInfo("Linux", "6", "", "x86_64"),
+        cpu=CpuInfo("x", 8, 16, simd), memory=MemoryInfo(64 * GIB, 60 * GIB, 0, 0),
+        gpus=tuple(GpuInfo("nvidia", i, "g", 16 * GIB, 16 * GIB, 0) for i in range(gpus)),
+    )  # fmt: skip
+
+
+def tiny_spec(n_layers: int = 4, tied: bool = False, weight_type: str = "Q4_0") -> ModelSpec:
+    """A table laid out like a GGUF: token_embd, blocks, output_norm, output."""
+    rows: list[tuple[str, tuple[int, ...], str, int | None]] = [
+        ("token_embd.weight", (256, 1000), weight_type, None)
+    ]
+    for il in range(n_layers):
+        rows += [
+            (f"blk.{il}.attn_norm.weight", (256,), "F32", il),
+            (f"blk.{il}.attn_q.weight", (256, 256), weight_type, il),
+            (f"blk.{il}.ffn_down.weight", (512, 256), weight_type, il),
+        ]
+    rows.append(("output_norm.weight", (256,), "F32", None))
+    if not tied:
+        rows.append(("output.weight", (256, 1000), weight_type, None))
+    tensors, offset = [], 1000
+    for name, shape, type_name, layer in rows:
+        count = 1
+        for dim in shape:
+            count *= dim
+        n_bytes = count * 4 if type_name == "F32" else count // 32 * 18
+        tensors.append(TensorInfo(name, type_name, shape, count, n_bytes, layer, 0, offset))
+        offset += (n_bytes + 31) // 32 * 32
+    return ModelSpec(
+        name="t", architecture="llama", format="gguf", paths=(), file_bytes=offset,
+        quantization=weight_type, n_layers=n_layers, n_embd=256, n_head=8, n_head_kv=2,
+        head_dim_k=32, head_dim_v=32, n_ff=512, vocab_size=1000, context_length=4096,
+        params_total=0, params_active=0, tensor_bytes=0, layer_bytes=(), nonrepeating_bytes=0,
+        type_bytes={}, tensors=tuple(tensors),
+    )  # fmt: skip
+
+
+def test_output_layer_is_offloaded_first_and_token_embd_stays_on_cpu() -> None:
+    spec = tiny_spec(n_layers=4)
+    one = place_layers(spec, RunSettings(n_gpu_layers=1), machine(gpus=1))
+    assert one.output == "CUDA0" and set(one.blocks) == {"CPU"}
+    four = place_layers(spec, RunSettings(n_gpu_layers=4), machine(gpus=1))
+    assert four.blocks == ("CPU", "CUDA0", "CUDA0", "CUDA0")  # ngl = n_layer leaves block 0
+    full = place_layers(spec, RunSettings(n_gpu_layers=-1), machine(gpus=1))
+    assert set(full.blocks) == {"CUDA0"}
+    embd = next(t for t in spec.tensors if t.name == "token_embd.weight")
+    assert full.device_of(embd) == "CPU"
+
+
+def test_tensor_split_shares_layers_between_gpus() -> None:
+    spec = tiny_spec(n_layers=4)
+    split = place_layers(spec, RunSettings(n_gpu_layers=-1, tensor_split=(3, 1)), machine(gpus=2))
+    # slots 0..4 at shares 0, .2, .4, .6, .8 against cumulative (.75, 1.0)
+    assert split.blocks == ("CUDA0", "CUDA0", "CUDA0", "CUDA0") and split.output == "CUDA1"
+
+
+def test_no_gpu_means_everything_on_cpu_whatever_ngl() -> None:
+    placement = place_layers(tiny_spec(), RunSettings(n_gpu_layers=-1), machine(gpus=0))
+    assert set(placement.blocks) == {"CPU"} and placement.output == "CPU"
+
+
+def test_tied_embeddings_are_copied_to_the_output_gpu() -> None:
+    tied = tiny_spec(tied=True)
+    embd_bytes = next(t.n_bytes for t in tied.tensors if t.name == "token_embd.weight")
+    estimate = estimate_memory(tied, machine(gpus=1), RunSettings(n_gpu_layers=-1))
+    gpu = estimate.device("CUDA0")
+    blocks = sum(t.n_bytes for t in tied.tensors if t.layer is not None)
+    assert gpu.weights_bytes >= blocks + embd_bytes  # the copy is there (plus CUDA padding)
+    assert estimate.device("CPU").weights_bytes >= embd_bytes  # and the original stays
+
+
+def test_cpu_mapped_span_covers_gpu_tensors_between_cpu_ones() -> None:
+    spec = tiny_spec(n_layers=4)
+    cpu_only = estimate_memory(spec, machine(), RunSettings())
+    tensors = spec.tensors
+    assert cpu_only.mapped_bytes == tensors[-1].offset + tensors[-1].n_bytes - tensors[0].offset
+    offloaded = estimate_memory(spec, machine(gpus=1), RunSettings(n_gpu_layers=-1))
+    assert offloaded.mapped_bytes == tensors[0].n_bytes  # token_embd only
+
+
+def test_repack_on_avx2_cpu_only_never_token_embd_nor_norms() -> None:
+    spec = tiny_spec(n_layers=2)
+    repacked = repacked_tensors(spec.tensors, machine(), RunSettings())
+    names = {t.name for t in repacked}
+    assert "token_embd.weight" not in names and not any("norm" in n for n in names)
+    assert {"blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output.weight"} <= names
+    estimate = estimate_memory(spec, machine(), RunSettings())
+    assert estimate.device("CPU").repack_bytes == sum(t.n_bytes for t in repacked)
+
+
+def test_no_repack_with_a_gpu_or_without_simd_or_when_disabled() -> None:
+    spec = tiny_spec(n_layers=2)
+    assert repacked_tensors(spec.tensors, machine(gpus=1), RunSettings()) == ()
+    assert repacked_tensors(spec.tensors, machine(simd=("sse4_2",)), RunSettings()) == ()
+    assert repacked_tensors(spec.tensors, machine(), RunSettings(repack=False)) == ()
+    q8 = tiny_spec(n_layers=2, weight_type="Q8_0")
+    assert repacked_tensors(q8.tensors, machine(), RunSettings()) == ()  # x86 does not repack Q8_0
+    assert repacked_tensors(q8.tensors, machine(simd=("neon", "i8mm")), RunSettings()) != ()
+
+
+def test_output_buffer_is_vocab_times_sequences_not_ubatch() -> None:
+    spec = tiny_spec()
+    assert output_buffer_bytes(spec, RunSettings()) == 1000 * 4
+    assert output_buffer_bytes(spec, RunSettings(n_parallel=4)) == 1000 * 4 * 4
+    assert output_buffer_bytes(spec, RunSettings(embeddings=True)) == (1000 + 256) * 4
+
+
+def test_compute_without_flash_attention_grows_with_context_times_heads() -> None:
+    spec = tiny_spec()
+    small = RunSettings(n_ctx=4096)
+    big = RunSettings(n_ctx=8192)
+    growth = compute_bytes(spec, big, resolve_context(spec, big)) - compute_bytes(
+        spec, small, resolve_context(spec, small)
+    )
+    # KQ scores (8 heads) + mask (1), 4096 more cells, 512 tokens, F32
+    assert growth == 4096 * 512 * (8 + 1) * 4
+    flash = RunSettings(n_ctx=8192, flash_attn=True)
+    assert (
+        compute_bytes(spec, flash, resolve_context(spec, flash))
+        < compute_bytes(spec, big, resolve_context(spec, big)) // 10
+    )
