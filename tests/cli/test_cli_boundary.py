@@ -58,7 +58,7 @@ def test_unknown_option_is_a_usage_error_with_exit_2(isolated_home: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["doctor", "machine", "inspect", "models"])
+@pytest.mark.parametrize("command", ["doctor", "machine", "inspect", "models", "plan"])
 def test_every_command_has_help(command: str, isolated_home: Path) -> None:
     result = run_yoyu(command, "--help", env_home=isolated_home)
     assert result.returncode == 0, result.stderr

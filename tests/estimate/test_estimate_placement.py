@@ -138,3 +138,18 @@ def test_compute_without_flash_attention_grows_with_context_times_heads() -> Non
         compute_bytes(spec, flash, resolve_context(spec, flash))
         < compute_bytes(spec, big, resolve_context(spec, big)) // 10
     )
+
+
+def test_a_catalog_model_counts_every_cpu_weight_despite_having_no_file_offsets() -> None:
+    """Catalog entries have no GGUF layout (all offsets 0): the mmap span rule
+    must not shrink their CPU weights to nothing."""
+    from yoyu.estimate.estimator import estimate_memory
+    from yoyu.estimate.types import RunSettings
+    from yoyu.machine.presets import load_machine
+    from yoyu.models.catalog import catalog_model
+
+    spec = catalog_model("deepseek-r1:32b")
+    assert spec is not None and spec.format == "catalog"
+    estimate = estimate_memory(spec, load_machine("linux-cpu-32g"), RunSettings(n_ctx=4096))
+    assert estimate.device("CPU").weights_bytes >= spec.tensor_bytes
+    assert estimate.mapped_bytes == 0

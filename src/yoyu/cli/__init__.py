@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from yoyu.cli import doctor, inspect, machine, models
+from yoyu.cli import doctor, inspect, machine, models, plan
 from yoyu.errors import YoyuError
 
 app = typer.Typer(
@@ -21,14 +21,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command_module in (doctor, machine, inspect, models):
+for command_module in (doctor, machine, inspect, models, plan):
     command_module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; turns user errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        exit_code = app(args=argv, standalone_mode=False)
     except YoyuError as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(error.exit_code) from None
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as usage_error:  # bad flags and arguments: click-style message
         _show_usage_error(usage_error)
         raise SystemExit(usage_error.exit_code) from None
+    # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
+    if isinstance(exit_code, int) and exit_code != 0:
+        raise SystemExit(exit_code)
 
 
 def _show_usage_error(error: typer.TyperException) -> None:

@@ -6,18 +6,59 @@ are already on it, and which of them can run here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from yoyu.cli.output import console, print_json
 from yoyu.config import load_settings
+from yoyu.errors import YoyuError
+from yoyu.estimate.types import RunSettings
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
+from yoyu.models import resolve_model
 from yoyu.models.discover import InstalledModel, find_installed_models
-from yoyu.plan.rough_fit import RoughFitResult, rough_fit
+from yoyu.plan.planner import make_plan
+from yoyu.plan.types import Plan, PlanRequest
 from yoyu.units import format_bytes
+
+DOCTOR_CTX = 8192  # the context `yoyu plan` assumes by default
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """The plan of one installed model, or the one-line reason it could not be read."""
+
+    plan: Plan | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.plan is None:
+            return {"error": self.error}
+        plan = self.plan
+        return {
+            "verdict": plan.verdict.value,
+            "risk": plan.risk.value,
+            "ctx": plan.estimate.n_ctx,
+            "n_gpu_layers": plan.n_gpu_layers,
+            "n_layers_total": plan.n_layers_total,
+            "total_bytes": plan.estimate.total_bytes,
+            "free_after_bytes": plan.free_after_bytes,
+        }
+
+
+def plan_installed(model: InstalledModel, machine: Machine) -> ModelFit:
+    """The real plan at a working context; a broken file gives its error, not a crash."""
+    try:
+        spec = resolve_model(str(model.path))
+        ctx = min(DOCTOR_CTX, spec.context_length or DOCTOR_CTX)
+        request = PlanRequest(settings=RunSettings(n_ctx=ctx), propose_moves=False)
+        return ModelFit(make_plan(spec, machine, request), None)
+    except YoyuError as error:
+        return ModelFit(None, str(error))
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +71,7 @@ def doctor(
     """Show this machine, the models found on it, and whether each one fits."""
     machine = probe_machine()
     installed = find_installed_models(load_settings())
-    fits = [rough_fit(model.size_bytes, machine) for model in installed]
+    fits = [plan_installed(model, machine) for model in installed]
     if as_json:
         print_json(_doctor_json(machine, installed, fits))
         return
@@ -39,12 +80,13 @@ def doctor(
 
 
 def _doctor_json(
-    machine: Machine, installed: list[InstalledModel], fits: list[RoughFitResult]
+    machine: Machine, installed: list[InstalledModel], fits: list[ModelFit]
 ) -> dict[str, Any]:
     return {
         "machine": machine.to_dict(),
         "models": [
-            {**model.to_dict(), "fit": fit.fit.value} for model, fit in zip(installed, fits)
+            {**model.to_dict(), "plan": fit.to_dict()}
+            for model, fit in zip(installed, fits, strict=True)
         ],
     }
 
@@ -61,7 +103,8 @@ def _print_machine_summary(machine: Machine) -> None:
     console.print(
         f"[bold]Memory[/]    {format_bytes(memory.total_bytes)} total, "
         f"{format_bytes(memory.available_bytes)} available{limit}; "
-        f"swap {format_bytes(memory.swap_used_bytes)} used of {format_bytes(memory.swap_total_bytes)}"
+        f"swap {format_bytes(memory.swap_used_bytes)} used "
+        f"of {format_bytes(memory.swap_total_bytes)}"
     )
     for gpu in machine.gpus:
         console.print(
@@ -77,17 +120,33 @@ def _print_machine_summary(machine: Machine) -> None:
     console.print(f"[bold]Runtimes[/]  {runtimes}")
 
 
-def _print_models(installed: list[InstalledModel], fits: list[RoughFitResult]) -> None:
+def _print_models(installed: list[InstalledModel], fits: list[ModelFit]) -> None:
     if not installed:
         console.print(
             "\nNo models found (looked in the Ollama store, the Hugging Face cache, LM Studio's "
             "folder and [models] paths in yoyu.toml). Add a folder with "
-            "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: yoyu inspect llama3.1:8b"
+            "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: yoyu plan llama3.1:8b"
         )
         return
-    table = Table(title="Models found", title_justify="left")
-    for column in ("model", "source", "size", "fit (by file size)"):
+    table = Table(title=f"Models found (planned at ctx {DOCTOR_CTX})", title_justify="left")
+    for column in ("model", "source", "size", "verdict", "risk", "GPU layers", "free after"):
         table.add_column(column)
-    for model, fit in zip(installed, fits):
-        table.add_row(model.name, model.source, format_bytes(model.size_bytes), fit.fit.value)
+    for model, fit in zip(installed, fits, strict=True):
+        table.add_row(model.name, model.source, format_bytes(model.size_bytes), *_fit_cells(fit))
     console.print(table)
+    for model, fit in zip(installed, fits, strict=True):
+        if fit.error is not None:
+            console.print(f"[red]{escape(model.name)}[/]: {escape(fit.error)}")
+    console.print("Details and fitting moves: yoyu plan MODEL")
+
+
+def _fit_cells(fit: ModelFit) -> tuple[str, ...]:
+    if fit.plan is None:
+        return ("[red]unreadable[/] (below)", "", "", "")
+    plan = fit.plan
+    return (
+        plan.verdict.value,
+        plan.risk.value,
+        f"{plan.n_gpu_layers}/{plan.n_layers_total}",
+        format_bytes(plan.free_after_bytes),
+    )

@@ -40,11 +40,12 @@ def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) ->
     kv_by_device = _kv_by_device(kv_by_layer, placement, settings.offload_kqv)
     cpu_runs_attention = CPU in placement.blocks
     cpu_work = cpu_matmul_work_bytes(spec, settings, cells) if cpu_runs_attention else 0
+    maps_file = _maps_file(spec, settings)
     cpu = DeviceMemory(
         name=CPU,
         kind="cpu",
         layers=placement.layers_on(CPU),
-        weights_bytes=_cpu_weight_bytes(cpu_tensors, repacked, settings.use_mmap),
+        weights_bytes=_cpu_weight_bytes(cpu_tensors, repacked, maps_file),
         repack_bytes=repack_bytes(repacked),
         kv_bytes=kv_by_device.get(CPU, 0),
         compute_bytes=compute.cpu_bytes,
@@ -69,7 +70,7 @@ def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) ->
         n_ctx=cells.n_ctx,
         n_ctx_swa=cells.swa_cells,
         devices=(cpu, *gpus),
-        mapped_bytes=mapped_span_bytes(cpu_tensors) if settings.use_mmap else 0,
+        mapped_bytes=mapped_span_bytes(cpu_tensors) if maps_file else 0,
         notes=_notes(spec, settings, cells, repacked),
     )
 
@@ -82,6 +83,13 @@ def _tensors_by_device(spec: ModelSpec, placement: LayerPlacement) -> dict[str, 
     if tied is not None:
         by_device[placement.output].append(tied)
     return by_device
+
+
+def _maps_file(spec: ModelSpec, settings: RunSettings) -> bool:
+    """llama.cpp maps a GGUF file as is; other sources (a catalog entry, a
+    safetensors folder) have no GGUF layout yet, so their tensor offsets say
+    nothing about the span that will be mapped once converted."""
+    return settings.use_mmap and spec.format == "gguf"
 
 
 def _cpu_weight_bytes(

@@ -22,7 +22,9 @@ ALL_LAYERS = -1  # n_gpu_layers value meaning "everything, output layer included
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The settings that decide memory use; defaults are llama-cpp-python's.
+    """The settings that decide memory use; defaults are llama-cpp-python's,
+    except ``swa_full``, which follows llama-server (a sliding-window cache of
+    window + ubatch cells, not the full context); the emitters always pass it.
 
     ``n_ctx`` 0 means the model's trained context (llama.cpp's rule). The
     estimator pads it as llama.cpp does; the padded value is in the estimate.

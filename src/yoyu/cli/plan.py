@@ -1,0 +1,335 @@
+"""``yoyu plan MODEL``: what fits where, how safely, how fast, and what to change.
+
+Only parsing and printing live here: ``yoyu.plan.make_plan`` decides. Exit
+code 0 when the plan runs (whatever the placement), 1 when the model does not
+fit, 2 for bad input (through the CLI boundary).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from yoyu.cli.output import console, print_json
+from yoyu.errors import SettingsError
+from yoyu.estimate.types import RunSettings
+from yoyu.machine.machine_file import parse_size
+from yoyu.machine.presets import load_machine
+from yoyu.machine.probe import probe_machine
+from yoyu.machine.types import Machine
+from yoyu.models import ModelSpec, resolve_model
+from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.plan.emit.cluster import exo_commands, rpc_commands
+from yoyu.plan.emit.llama_cpp import llama_cpp_python_kwargs, llama_server_argv
+from yoyu.plan.emit.ollama import ollama_config
+from yoyu.plan.emit.vllm import vllm_command
+from yoyu.plan.planner import make_plan
+from yoyu.plan.types import Plan, PlanRequest, Verdict
+from yoyu.units import format_bytes, format_mib
+
+DEFAULT_CTX = (
+    8192  # a working chat/code context; sizing at a model's 128k maximum is a peer mistake
+)
+EMIT_TARGETS = ("llama-server", "llama-cpp-python", "ollama", "vllm", "exo", "rpc")
+FIT_PARAMS_BINARY = "llama-fit-params"
+FIT_PARAMS_TIMEOUT_S = 120
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu plan`` to the top-level app."""
+    app.command("plan")(plan_command)
+
+
+def plan_command(
+    model: Annotated[str, typer.Argument(help="GGUF file, Ollama/installed/catalog name.")],
+    machine: Annotated[
+        str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
+    ] = None,
+    ctx: Annotated[
+        int | None,
+        typer.Option(help=f"Context tokens; 0 = the model's own (default {DEFAULT_CTX})."),
+    ] = None,
+    kv_type: Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0...")] = "f16",
+    batch: Annotated[int, typer.Option(help="Logical batch (n_batch).")] = 512,
+    ubatch: Annotated[int, typer.Option(help="Physical batch (n_ubatch).")] = 512,
+    parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
+    flash_attn: Annotated[bool, typer.Option("--flash-attn/--no-flash-attn")] = False,
+    gpu_layers: Annotated[
+        int | None, typer.Option(help="Force n_gpu_layers (default: the most that fit).")
+    ] = None,
+    free: Annotated[
+        str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
+    ] = None,
+    gpu_free: Annotated[
+        str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")
+    ] = None,
+    reserve: Annotated[
+        str | None, typer.Option(help="Memory to keep for the OS and apps, e.g. 4GiB.")
+    ] = None,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(help="A machine of a cluster (repeat; the first is the head)."),
+    ] = None,
+    emit: Annotated[
+        str | None, typer.Option(help=f"Print launch settings: {', '.join(EMIT_TARGETS)}.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
+    if emit is not None and emit not in EMIT_TARGETS:
+        raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
+    spec = resolve_model(model)
+    nodes = [load_machine(name) for name in node or []]
+    target = nodes[0] if nodes else _machine(machine)
+    request = PlanRequest(
+        settings=_settings(spec, ctx, kv_type, batch, ubatch, parallel, flash_attn),
+        n_gpu_layers=gpu_layers,
+        reserve_bytes=_size("--reserve", reserve) or 0,
+        ram_free_bytes=_size("--free", free),
+        gpu_free_bytes=_size("--gpu-free", gpu_free),
+    )
+    catalog = [catalog_spec(entry) for entry in catalog_entries()]
+    plan = make_plan(spec, target, request, nodes=nodes or None, catalog=catalog)
+    emitted = _emitted(emit, plan, spec, model, target, request) if emit else None
+    fit_params = llama_fit_params(spec, plan)
+    if as_json:
+        emit_json = emitted[0] if emitted else None
+        print_json({**plan.to_dict(), "emit": emit_json, "llama_fit_params": fit_params})
+    else:
+        print_plan(plan, fit_params)
+        if emit is not None and emitted is not None:
+            _print_emitted(plan, emit, emitted[1])
+    if plan.verdict is Verdict.DOES_NOT_FIT:
+        raise typer.Exit(1)  # documented: 1 = the model does not fit, 2 = bad input
+
+
+# --- input ------------------------------------------------------------------
+
+
+def _machine(name: str | None) -> Machine:
+    return load_machine(name) if name else probe_machine()
+
+
+def _settings(
+    spec: ModelSpec,
+    ctx: int | None,
+    kv_type: str,
+    batch: int,
+    ubatch: int,
+    parallel: int,
+    flash_attn: bool,
+) -> RunSettings:
+    n_ctx = min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
+    return RunSettings(
+        n_ctx=n_ctx,
+        n_batch=batch,
+        n_ubatch=min(ubatch, batch),
+        n_parallel=parallel,
+        type_k=kv_type,
+        type_v=kv_type,
+        flash_attn=flash_attn,
+    )
+
+
+def _size(flag: str, text: str | None) -> int | None:
+    """Bytes from "11GiB", "11 GiB", "16GB" or a byte count; negative or garbled is an error."""
+    if text is None:
+        return None
+    if text.strip().startswith("-"):
+        raise SettingsError(f"{flag} must not be negative, got {text!r}; write e.g. 11GiB")
+    try:
+        size: int = parse_size(text)
+    except ValueError:
+        raise SettingsError(f"{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB") from None
+    return size
+
+
+# --- emitters ------------------------------------------------------------------
+
+
+def _emitted(
+    target: str, plan: Plan, spec: ModelSpec, ref: str, machine: Machine, request: PlanRequest
+) -> tuple[dict[str, Any], str]:
+    """The launch settings as JSON and as text to paste."""
+    path = spec.paths[0] if spec.paths else ref
+    if target in ("exo", "rpc") and not plan.nodes:
+        raise SettingsError(f"--emit {target} needs a cluster plan: give two or more --node")
+    if target == "llama-server":
+        argv = llama_server_argv(plan.settings, path)
+        return {"target": target, "argv": argv}, shlex.join(argv) + "\n"
+    if target == "llama-cpp-python":
+        kwargs = {"model_path": path, **llama_cpp_python_kwargs(plan.settings)}
+        text = "Llama(\n" + "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")\n"
+        return {"target": target, "kwargs": kwargs}, text
+    if target == "ollama":
+        config = ollama_config(plan, path, machine)
+        return {"target": target, **config.to_dict()}, config.render()
+    if target == "vllm":
+        margin = request.thresholds.gpu_margin_bytes
+        command = vllm_command(plan, spec, ref, machine, margin)
+        return {"target": target, **command.to_dict()}, command.render()
+    commands = rpc_commands(plan, path) if target == "rpc" else exo_commands(plan)
+    return {"target": target, **commands.to_dict()}, commands.render()
+
+
+def _print_emitted(plan: Plan, target: str, text: str) -> None:
+    console.print(f"\n[bold]Launch settings ({target})[/]")
+    if plan.verdict is Verdict.DOES_NOT_FIT:
+        console.print("[red]# the plan does not fit: these settings would fail to load[/]")
+    console.print(escape(text.rstrip("\n")), soft_wrap=True)
+
+
+# --- llama-fit-params, when installed ---------------------------------------------
+
+
+def llama_fit_params(spec: ModelSpec, plan: Plan) -> str | None:
+    """llama.cpp's own fitted parameters for the same file, when its tool is on PATH."""
+    binary = shutil.which(FIT_PARAMS_BINARY)
+    if binary is None or not spec.paths:
+        return None
+    argv = [binary, "-m", spec.paths[0], "-c", str(plan.estimate.n_ctx)]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=FIT_PARAMS_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{FIT_PARAMS_BINARY} failed: {error}"
+    lines = [line for line in (done.stdout or done.stderr).splitlines() if line.strip()]
+    return lines[-1] if lines else f"{FIT_PARAMS_BINARY} printed nothing (exit {done.returncode})"
+
+
+# --- output ---------------------------------------------------------------------
+
+_VERDICT_STYLE = {
+    Verdict.DOES_NOT_FIT: "red",
+    Verdict.FITS: "green",
+    Verdict.NEEDS_CLUSTER: "yellow",
+}
+_RISK_STYLE = {"safe": "green", "caution": "yellow", "abort": "red"}
+
+
+def print_plan(plan: Plan, fit_params: str | None) -> None:
+    console.print(f"[bold]{escape(plan.model)}[/] on [bold]{escape(plan.machine)}[/]")
+    _print_verdict(plan)
+    console.print(_settings_line(plan))
+    console.print(device_table(plan))
+    if plan.nodes:
+        console.print(node_table(plan))
+    _print_reasons(plan)
+    _print_speed(plan)
+    if fit_params:
+        console.print(f"[bold]llama-fit-params[/] {escape(fit_params)}")
+    if plan.moves:
+        console.print(moves_table(plan))
+    for note in plan.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _print_verdict(plan: Plan) -> None:
+    verdict_style = _VERDICT_STYLE.get(plan.verdict, "yellow")
+    risk_style = _RISK_STYLE[plan.risk.value]
+    console.print(
+        f"Verdict [bold {verdict_style}]{plan.verdict.value}[/], risk "
+        f"[bold {risk_style}]{plan.risk.value}[/]: {format_bytes(plan.free_after_bytes)} of "
+        f"{'the tightest node' if plan.nodes else 'system memory'} free after load"
+    )
+    if plan.applied_move is not None:
+        console.print(f"Changed: {escape(plan.applied_move.description)}")
+
+
+def _settings_line(plan: Plan) -> str:
+    settings = plan.settings
+    flash = "on" if settings.flash_attn else "off"
+    return (
+        f"ctx {plan.estimate.n_ctx} · KV {settings.type_k} · batch {settings.n_batch}/"
+        f"{settings.n_ubatch} · parallel {settings.n_parallel} · flash attention {flash} · "
+        f"{plan.n_gpu_layers}/{plan.n_layers_total} layers on the GPU"
+    )
+
+
+def device_table(plan: Plan) -> Table:
+    """One column per device, components in MiB as llama.cpp logs its buffers."""
+    table = Table(title="Memory per device", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("")
+    for row in plan.devices:
+        table.add_column(f"{row.name} ({row.kind})", justify="right")
+    table.add_column("all devices", justify="right", style="bold")
+    totals = plan.to_dict()["totals"]
+    for label, key in _COMPONENTS:
+        cells = [format_mib(getattr(row, key)) for row in plan.devices]
+        table.add_row(label, *cells, format_mib(totals[key]))
+    table.add_row("layers", *(str(row.layers) for row in plan.devices), "")
+    table.add_row("may use", *(format_bytes(row.usable_bytes) for row in plan.devices), "")
+    table.add_row("free after", *(_free(row.free_after_bytes) for row in plan.devices), "")
+    return table
+
+
+_COMPONENTS = (
+    ("weights", "weights_bytes"),
+    ("KV cache", "kv_bytes"),
+    ("compute", "compute_bytes"),
+    ("output", "output_bytes"),
+    ("overhead", "overhead_bytes"),
+    ("total", "total_bytes"),
+)
+
+
+def _free(n_bytes: int) -> str:
+    text = format_bytes(n_bytes)
+    return f"[red]{text}[/]" if n_bytes < 0 else text
+
+
+def node_table(plan: Plan) -> Table:
+    table = Table(title="Layer split across nodes", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("node", "role", "layers", "total", "may use", "free after", "risk"):
+        table.add_column(column)
+    for share in plan.nodes:
+        table.add_row(
+            escape(share.name),
+            share.role,
+            f"{share.first_layer}-{share.last_layer} ({share.n_layers})",
+            format_bytes(share.total_bytes),
+            format_bytes(share.usable_bytes),
+            _free(share.free_after_bytes),
+            f"[{_RISK_STYLE[share.risk.value]}]{share.risk.value}[/]",
+        )
+    return table
+
+
+def _print_reasons(plan: Plan) -> None:
+    if plan.reasons:
+        console.print("[bold]Why[/]")
+    for reason in plan.reasons:
+        console.print(f"  - {escape(reason.message)}")
+
+
+def _print_speed(plan: Plan) -> None:
+    if plan.predicted is None:
+        return
+    speed = plan.predicted
+    console.print(
+        f"[bold]Predicted[/] decode {speed.decode_tps:.1f} tok/s, prefill "
+        f"{speed.prefill_tps:.0f} tok/s ({escape(speed.bound)})"
+    )
+
+
+def moves_table(plan: Plan) -> Table:
+    table = Table(title="Fitting moves (cheapest first)", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("#", "move", "result", "what it takes"):
+        table.add_column(column)
+    for index, move in enumerate(plan.moves, start=1):
+        risk = f" / {move.resulting_risk.value}" if move.resulting_risk else ""
+        table.add_row(
+            str(index),
+            move.action,
+            f"{move.resulting_verdict.value}{risk}",
+            escape(move.description),
+        )
+    return table

@@ -1,0 +1,353 @@
+"""Fitting moves: what to change when a model does not fit, cheapest first.
+
+Each move is assessed with the estimator exactly like the plan itself, so it
+carries the verdict and figures the user would get by taking it. The order is
+the cost to the user: flash attention costs nothing (same output, no score
+matrix of ctx x ubatch); a shorter context costs nothing until a prompt needs
+it; a quantized KV cache costs a little quality; a smaller batch costs prompt
+speed; fewer GPU layers cost decode speed; a smaller quant costs quality and
+a download; a smaller model costs more quality; a remote model costs privacy
+and money. Within a kind, the least drastic step that reaches the best
+placement wins (the largest context, the finest quant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from yoyu.estimate.types import RunSettings
+from yoyu.machine.types import Machine
+from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
+from yoyu.plan.assess import Assessment, assess
+from yoyu.plan.multinode import plan_nodes
+from yoyu.plan.placement import EstimateFn, n_layers_total
+from yoyu.plan.types import Move, PlanRequest, Risk, Verdict
+from yoyu.units import format_bytes
+
+CTX_LADDER = (131072, 65536, 32768, 16384, 8192, 4096, 2048)
+KV_LADDER = ("q8_0", "q4_0")  # a quantized V cache needs flash attention in llama.cpp
+UBATCH_LADDER = (256, 128, 64)
+MAX_CLUSTER_NODES = 8
+# Average bits per weight of the quantized tensors in llama.cpp's mixes (a K-quant
+# "_M" mix gives attn_v/ffn_down a larger type): approximate, hence "estimated".
+QUANT_BITS = {"Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.7, "Q4_K_M": 4.85, "Q3_K_M": 3.9, "Q2_K": 3.2}
+_FULL_PRECISION = {"F32", "F16", "BF16"}
+
+Assess = Callable[[ModelSpec, PlanRequest, RunSettings], Assessment]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A move with the assessment behind it, so the planner can adopt it."""
+
+    move: Move
+    assessment: Assessment | None  # None for a remote model
+
+
+def fitting_moves(
+    spec: ModelSpec,
+    machine: Machine,
+    request: PlanRequest,
+    current: Assessment,
+    estimate: EstimateFn,
+    catalog: Sequence[ModelSpec] = (),
+) -> tuple[Candidate, ...]:
+    """Every move that improves on ``current``, cheapest first; none when it is ideal."""
+    if current.is_ideal:
+        return ()
+
+    def judge(model: ModelSpec, plan_request: PlanRequest, settings: RunSettings) -> Assessment:
+        return assess(model, machine, plan_request, settings, estimate)
+
+    found = [
+        _flash_attention(current, request, judge),
+        _reduce_ctx(current, request, judge),
+        _quantize_kv(current, request, judge),
+        _reduce_batch(current, request, judge),
+        _fewer_gpu_layers(current, request, judge),
+        _smaller_quant(current, request, judge),
+        _smaller_model(current, request, judge, catalog),
+        _cluster(current, machine, request, estimate),
+        _remote(),
+    ]
+    return tuple(candidate for candidate in found if candidate is not None)
+
+
+# --- settings of the same model ------------------------------------------------
+
+
+def _flash_attention(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    """Flash attention never builds the ctx x ubatch score matrix: same output, less memory."""
+    if current.placement.settings.flash_attn:
+        return None
+    return _best_step(
+        "flash_attn", current, request, judge, [("flash attention on", {"flash_attn": True})]
+    )
+
+
+def _reduce_ctx(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    n_ctx = current.placement.estimate.n_ctx
+    options = [(f"ctx {n_ctx} -> {ctx}", {"n_ctx": ctx}) for ctx in CTX_LADDER if ctx < n_ctx]
+    return _best_step("reduce_ctx", current, request, judge, options)
+
+
+def _quantize_kv(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    settings = current.placement.settings
+    smaller = (
+        KV_LADDER[KV_LADDER.index(settings.type_k) + 1 :]
+        if settings.type_k in KV_LADDER
+        else KV_LADDER
+    )
+    options = [
+        (
+            f"KV cache {settings.type_k} -> {kv_type} (with flash attention)",
+            {"type_k": kv_type, "type_v": kv_type, "flash_attn": True},
+        )
+        for kv_type in smaller
+    ]
+    return _best_step("quantize_kv", current, request, judge, options)
+
+
+def _reduce_batch(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    settings = current.placement.settings
+    options = [
+        (f"ubatch {settings.n_ubatch} -> {size}", {"n_ubatch": size})
+        for size in UBATCH_LADDER
+        if size < settings.n_ubatch
+    ]
+    return _best_step("reduce_batch", current, request, judge, options)
+
+
+def _fewer_gpu_layers(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    """Only meaningful when the user forced a layer count: let the search pick it."""
+    if request.n_gpu_layers is None:
+        return None
+    automatic = dataclasses.replace(request, n_gpu_layers=None)
+    result = judge(current.spec, automatic, _asked(current))
+    layers = result.placement.n_gpu_layers
+    if layers >= request.n_gpu_layers or not improves(result, current):
+        return None
+    label = f"gpu layers {request.n_gpu_layers} -> {layers}"
+    return _candidate("fewer_gpu_layers", label, {"n_gpu_layers": layers}, result)
+
+
+def _best_step(
+    action: str,
+    current: Assessment,
+    request: PlanRequest,
+    judge: Assess,
+    options: Iterable[tuple[str, dict[str, Any]]],
+) -> Candidate | None:
+    """The first option (least drastic) that is ideal, else the best one that improves."""
+    best: tuple[str, dict[str, Any], Assessment] | None = None
+    for label, change in options:
+        result = judge(current.spec, request, dataclasses.replace(_asked(current), **change))
+        if best is None or result.rank() < best[2].rank():
+            best = (label, change, result)
+        if result.is_ideal:
+            break
+    if best is None or not improves(best[2], current):
+        return None
+    return _candidate(action, *best)
+
+
+def improves(result: Assessment, current: Assessment) -> bool:
+    """A better verdict, a lower risk or more layers on the GPU; fewer bytes alone is no help."""
+    return result.fits and result.rank() < current.rank()
+
+
+def _asked(current: Assessment) -> RunSettings:
+    """The assessed settings without the placement's own choices."""
+    return dataclasses.replace(current.placement.settings, n_gpu_layers=0, tensor_split=())
+
+
+# --- a different file or model ------------------------------------------------------
+
+
+def _smaller_quant(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
+    spec = current.spec
+    bits = quantized_bits_per_weight(spec)
+    if bits is None or not spec.tensors:
+        return None
+    options = [(name, target) for name, target in QUANT_BITS.items() if target < bits - 0.3]
+    best: Candidate | None = None
+    for name, target in options:
+        smaller = requantized(spec, name, target / bits)
+        result = judge(smaller, request, _asked(current))
+        label = (
+            f"quant {spec.quantization or '?'} -> {name} (estimated at {target} bits per weight)"
+        )
+        candidate = _candidate(
+            "smaller_quant", label, {"model": smaller.name, "quantization": name}, result
+        )
+        if best is None or result.rank() < _rank(best):
+            best = candidate
+        if result.is_ideal:
+            break
+    return best if best is not None and improves(_assessed(best), current) else None
+
+
+def quantized_bits_per_weight(spec: ModelSpec) -> float | None:
+    """Average bits per weight of the block weights, None for a model of another scheme."""
+    if spec.quantization not in QUANT_BITS and spec.quantization not in _FULL_PRECISION:
+        return None
+    weights = [tensor for tensor in spec.tensors if _is_block_weight(tensor)]
+    params = sum(tensor.n_params for tensor in weights)
+    return 8 * sum(tensor.n_bytes for tensor in weights) / params if params else None
+
+
+def _is_block_weight(tensor: TensorInfo) -> bool:
+    """The tensors a requantization shrinks: block matrices, not the F32 norms and routers."""
+    return tensor.layer is not None and tensor.type_name != "F32"
+
+
+def requantized(spec: ModelSpec, quantization: str, scale: float) -> ModelSpec:
+    """``spec`` with its quantized block tensors scaled to another quant's size (an estimate)."""
+    tensors = [_scaled(tensor, scale) for tensor in spec.tensors]
+    summary = summarize_tensors(tensors, spec.n_layers, spec.n_experts, spec.n_experts_used)
+    return dataclasses.replace(
+        spec,
+        name=f"{spec.name} {quantization}",
+        quantization=quantization,
+        tensors=tuple(tensors),
+        layer_bytes=summary.layer_bytes,
+        nonrepeating_bytes=summary.nonrepeating_bytes,
+        tensor_bytes=summary.tensor_bytes,
+        file_bytes=summary.tensor_bytes,
+        type_bytes=summary.type_bytes,
+    )
+
+
+def _scaled(tensor: TensorInfo, scale: float) -> TensorInfo:
+    if not _is_block_weight(tensor):
+        return tensor
+    return dataclasses.replace(tensor, n_bytes=round(tensor.n_bytes * scale))
+
+
+def _smaller_model(
+    current: Assessment, request: PlanRequest, judge: Assess, catalog: Sequence[ModelSpec]
+) -> Candidate | None:
+    best: Candidate | None = None
+    for smaller in smaller_relatives(current.spec, catalog):
+        result = judge(smaller, request, _asked(current))
+        label = f"a smaller model of the {_relation(current.spec, smaller)}: {smaller.name}"
+        candidate = _candidate("smaller_model", label, {"model": smaller.name}, result)
+        if result.fits and (best is None or result.rank() < _rank(best)):
+            best = candidate
+        if result.is_ideal:
+            break
+    return best if best is not None and improves(_assessed(best), current) else None
+
+
+def smaller_relatives(spec: ModelSpec, catalog: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """Smaller catalog models of the same family (``deepseek-r1:32b`` -> ``:8b``), largest first.
+
+    The family is the catalog name before the tag; a file whose name does not
+    contain any family name falls back to models of the same architecture.
+    """
+    smaller = [model for model in catalog if model.params_total < spec.params_total * 9 // 10]
+    family = [model for model in smaller if _family(model) in _normalized(spec.name)]
+    relatives = family or [model for model in smaller if model.architecture == spec.architecture]
+    return sorted(relatives, key=lambda model: -model.params_total)
+
+
+def _relation(spec: ModelSpec, relative: ModelSpec) -> str:
+    if _family(relative) in _normalized(spec.name):
+        return "same family"
+    return f"same architecture ({relative.architecture})"
+
+
+def _family(model: ModelSpec) -> str:
+    return _normalized(model.name.split(":")[0])
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^a-z0-9.]", "", name.lower())
+
+
+def _cluster(
+    current: Assessment, machine: Machine, request: PlanRequest, estimate: EstimateFn
+) -> Candidate | None:
+    """How many machines like this one would hold the model, split by layers."""
+    if current.fits:
+        return None
+    settings = _asked(current)
+    for count in range(2, MAX_CLUSTER_NODES + 1):
+        shares = plan_nodes(current.spec, [machine] * count, request, settings, estimate)
+        if all(share.fits for share in shares):
+            ranges = ", ".join(f"{share.first_layer}-{share.last_layer}" for share in shares)
+            worst = min(shares, key=lambda share: share.free_after_bytes)
+            move = Move(
+                action="cluster",
+                description=(
+                    f"split across {count} machines like this one (layers {ranges}; "
+                    f"{format_bytes(worst.total_bytes)} on the fullest node, "
+                    f"{format_bytes(worst.free_after_bytes)} free on it)"
+                ),
+                resulting_verdict=Verdict.NEEDS_CLUSTER,
+                resulting_risk=worst.risk,
+                settings_change={"nodes": count},
+                total_bytes=sum(share.total_bytes for share in shares),
+                free_after_bytes=worst.free_after_bytes,
+            )
+            return Candidate(move, None)
+    return None
+
+
+def _remote() -> Candidate:
+    move = Move(
+        action="remote",
+        description=(
+            "send these requests to a remote OpenAI-compatible model instead "
+            "(a fallback route in yoyu.toml); it uses no local memory"
+        ),
+        resulting_verdict=Verdict.FITS,
+        resulting_risk=Risk.SAFE,
+        settings_change={"route": "remote"},
+    )
+    return Candidate(move, None)
+
+
+# --- shared -----------------------------------------------------------------
+
+
+def _candidate(action: str, label: str, change: dict[str, Any], result: Assessment) -> Candidate:
+    move = Move(
+        action=action,
+        description=f"{label}: {outcome(result)}",
+        resulting_verdict=result.verdict,
+        resulting_risk=result.risk,
+        settings_change=change,
+        total_bytes=result.placement.estimate.total_bytes,
+        free_after_bytes=result.free_after_bytes,
+        n_gpu_layers=result.placement.n_gpu_layers,
+    )
+    return Candidate(move, result)
+
+
+def _rank(candidate: Candidate) -> tuple[int, int, int]:
+    return _assessed(candidate).rank()
+
+
+def _assessed(candidate: Candidate) -> Assessment:
+    assert candidate.assessment is not None, "only remote and cluster moves lack an assessment"
+    return candidate.assessment
+
+
+def outcome(result: Assessment) -> str:
+    """What an assessment means, in one phrase with its figures."""
+    total = n_layers_total(result.spec)
+    layers = result.placement.n_gpu_layers
+    where = {
+        Verdict.FITS: f"all {total} layers on the GPU" if result.budget.gpus else "fits on the CPU",
+        Verdict.PARTIAL_OFFLOAD: f"{layers}/{total} layers on the GPU",
+        Verdict.CPU_ONLY: "runs on the CPU only",
+    }.get(result.verdict, "still does not fit")
+    return (
+        f"{where}, {format_bytes(result.placement.estimate.total_bytes)} in all, "
+        f"{format_bytes(result.free_after_bytes)} of system memory left ({result.risk.value})"
+    )

@@ -1,0 +1,113 @@
+"""Where the layers go on one machine: full GPU, partial offload or CPU only.
+
+The GPU layer count is searched over the estimator, not guessed from file
+size: each candidate count is estimated with the real settings and checked
+against the budget, and the largest count whose GPUs keep their margin wins
+(llama.cpp's ``--fit`` does the same with dry-run loads). GPU memory grows
+with every offloaded layer, so a binary search needs about log2(layers)
+estimates. Several GPUs share the offloaded layers in proportion to what each
+may hold, as llama.cpp's default split does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.machine.types import Machine
+from yoyu.models.spec import ModelSpec
+from yoyu.plan.budget import MachineBudget, split_by_free_memory
+from yoyu.plan.fit import fit_failures, gpu_pairs
+from yoyu.plan.types import Reason
+
+EstimateFn = Callable[[ModelSpec, Machine, RunSettings], MemoryEstimate]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One evaluated layer count: its settings, its estimate, and why it does not fit (if so).
+
+    ``limit_reasons`` say why one more layer would not fit on the GPU, so a
+    partial offload explains where it stopped.
+    """
+
+    settings: RunSettings
+    estimate: MemoryEstimate
+    n_gpu_layers: int
+    failures: tuple[Reason, ...]
+    limit_reasons: tuple[Reason, ...] = ()
+
+    @property
+    def fits(self) -> bool:
+        return not self.failures
+
+
+def n_layers_total(spec: ModelSpec) -> int:
+    """Blocks plus the output layer: the ``n_gpu_layers`` that puts everything on the GPU."""
+    return spec.n_layers + 1
+
+
+def place(
+    spec: ModelSpec,
+    machine: Machine,
+    settings: RunSettings,
+    budget: MachineBudget,
+    estimate: EstimateFn,
+    forced_gpu_layers: int | None = None,
+) -> Placement:
+    """The best placement for ``settings``: forced layer count, CPU only, or searched."""
+    settings = dataclasses.replace(settings, tensor_split=split_by_free_memory(budget.gpus))
+    if not budget.gpus:
+        return evaluate(spec, machine, settings, budget, estimate, 0)
+    if forced_gpu_layers is not None:
+        layers = min(forced_gpu_layers, n_layers_total(spec))
+        return evaluate(spec, machine, settings, budget, estimate, layers)
+    return search_gpu_layers(spec, machine, settings, budget, estimate)
+
+
+def evaluate(
+    spec: ModelSpec,
+    machine: Machine,
+    settings: RunSettings,
+    budget: MachineBudget,
+    estimate: EstimateFn,
+    n_gpu_layers: int,
+) -> Placement:
+    """Estimate one layer count and check it against every device's budget."""
+    layered = dataclasses.replace(settings, n_gpu_layers=n_gpu_layers)
+    memory = estimate(spec, machine, layered)
+    return Placement(layered, memory, n_gpu_layers, fit_failures(memory, budget))
+
+
+def search_gpu_layers(
+    spec: ModelSpec,
+    machine: Machine,
+    settings: RunSettings,
+    budget: MachineBudget,
+    estimate: EstimateFn,
+) -> Placement:
+    """Largest layer count whose GPUs stay under their limits (binary search)."""
+    total = n_layers_total(spec)
+    full = evaluate(spec, machine, settings, budget, estimate, total)
+    if not _gpu_failures(full, budget):
+        return full
+    best: Placement | None = None
+    over = full
+    low, high = 0, total  # invariant: `high` overfills a GPU; `low` is the best count so far
+    while high - low > 1:
+        middle = (low + high) // 2
+        candidate = evaluate(spec, machine, settings, budget, estimate, middle)
+        if _gpu_failures(candidate, budget):
+            high, over = middle, candidate
+        else:
+            low, best = middle, candidate
+    if best is None:
+        best = evaluate(spec, machine, settings, budget, estimate, 0)
+    return dataclasses.replace(best, limit_reasons=_gpu_failures(over, budget))
+
+
+def _gpu_failures(placement: Placement, budget: MachineBudget) -> tuple[Reason, ...]:
+    gpu_names = {device.name for device, _ in gpu_pairs(placement.estimate, budget)}
+    return tuple(reason for reason in placement.failures if reason.device in gpu_names)

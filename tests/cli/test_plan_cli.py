@@ -1,0 +1,117 @@
+"""``yoyu plan`` end to end: JSON that validates against the published schema,
+exit codes (0 runs, 1 does not fit, 2 bad input) and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from yoyu.testing.sparse_models import write_sparse_model
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "plan.schema.json"
+
+
+def run_plan(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YOYU_HOME": str(home / "yoyu"), "HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "yoyu", "plan", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def plan_json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(result.stdout)
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    return data
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("sparse")
+    names = ("llama-3.1-8b-q4_k_m", "qwen2.5-32b-q4_k_m", "kimi-k2-q4_k_m")
+    return {name: str(write_sparse_model(folder, name, tokenizer=False).paths[0]) for name in names}
+
+
+def test_fitting_plan_is_schema_valid_json_and_exit_0(
+    models: dict[str, str], isolated_home: Path
+) -> None:
+    model = models["llama-3.1-8b-q4_k_m"]
+    result = run_plan(model, "--machine", "linux-rtx5060ti-16g", "--ctx", "8192", "--json",
+                      "--emit", "llama-server", home=isolated_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = plan_json(result)
+    assert (data["verdict"], data["n_gpu_layers"], data["ctx"]) == ("FITS", 33, 8192)
+    assert data["emit"]["argv"][:3] == ["llama-server", "-m", model]
+    assert "-ngl" in data["emit"]["argv"] and data["llama_fit_params"] is None
+
+
+def test_plan_that_does_not_fit_exits_1_with_moves(
+    models: dict[str, str], isolated_home: Path
+) -> None:
+    result = run_plan(models["qwen2.5-32b-q4_k_m"], "--machine", "mac-studio-m2-max-32g",
+                      "--free", "11GiB", "--json", home=isolated_home)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    data = plan_json(result)
+    assert data["verdict"] == "DOES_NOT_FIT" and data["risk"] == "abort"
+    assert data["moves"][-1]["action"] == "remote"
+
+
+def test_cluster_plan_with_rpc_commands(models: dict[str, str], isolated_home: Path) -> None:
+    node = "mac-studio-m3-ultra-512g"
+    result = run_plan(models["kimi-k2-q4_k_m"], "--node", node, "--node", node, "--ctx", "4096",
+                      "--emit", "rpc", "--json", home=isolated_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = plan_json(result)
+    assert data["verdict"] == "NEEDS_CLUSTER"
+    assert [(n["first_layer"], n["last_layer"]) for n in data["nodes"]] == [(0, 30), (31, 60)]
+    head = data["emit"]["commands"][-1]["argv"]
+    assert head[head.index("-ts") + 1] == "31,31"  # 31 worker blocks; 30 head blocks + output
+
+
+def test_human_output_shows_devices_verdict_and_speed(
+    models: dict[str, str], isolated_home: Path
+) -> None:
+    result = run_plan(models["llama-3.1-8b-q4_k_m"], "--machine", "linux-rtx5060ti-16g",
+                      "--ctx", "8192", home=isolated_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for fragment in ("Verdict FITS", "risk safe", "CUDA0", "KV cache", "1024.00 MiB", "tok/s"):
+        assert fragment in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--ctx", "-1"), "ctx must be 0"),
+        (("--free", "-5GiB"), "--free must not be negative"),
+        (("--free", "lots"), "is not a size"),
+        (("--machine", "no-such-box"), "unknown machine preset"),
+        (("--emit", "nothing"), "unknown --emit"),
+        (("--emit", "rpc"), "needs a cluster plan"),
+        (("--kv-type", "q3_x"), "not a KV cache type"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: tuple[str, ...], fragment: str, models: dict[str, str], isolated_home: Path
+) -> None:
+    result = run_plan(models["llama-3.1-8b-q4_k_m"], "--machine", "linux-rtx5060ti-16g", *args,
+                      home=isolated_home)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0]
+
+
+def test_help_lists_json(isolated_home: Path) -> None:
+    result = run_plan("--help", home=isolated_home)
+    assert result.returncode == 0 and "--json" in result.stdout
