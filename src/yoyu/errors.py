@@ -11,7 +11,13 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      ├── MachineError          an unknown preset or a bad machine description
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
+     ├── RunStoreError         the run store cannot be opened or has no such run
      └── BackendError          an engine failed to load or answer (its last log lines say why)
+          ├── BackendStartError        a managed engine did not come up (bad file, port, timeout)
+          ├── BackendUnavailableError  nothing answers, or the model is not loaded there
+          ├── BackendCrashedError      the engine died or hung up in the middle of an answer
+          ├── BackendTimeoutError      the engine took longer than the configured timeout
+          └── BackendRequestError      the engine refused: an HTTP error status or error event
 """
 
 from __future__ import annotations
@@ -49,3 +55,45 @@ class SettingsError(YoyuError):
 
 class BackendError(YoyuError):
     """An engine (llama.cpp, Ollama...) failed to load a model or to answer."""
+
+
+class BackendStartError(BackendError):
+    """A managed engine exited, failed to bind or never became ready.
+
+    The message ends with the engine's last meaningful log line; ``log_tail``
+    keeps the last lines and ``log_path`` the full log, for a closer look.
+    """
+
+    def __init__(self, message: str, *, log_tail: str = "", log_path: str | None = None) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.log_path = log_path
+
+
+class BackendUnavailableError(BackendError):
+    """Nothing answers at the engine's address, or the model asked for is not loaded there."""
+
+
+class BackendCrashedError(BackendError):
+    """The engine died or closed the connection before finishing an answer."""
+
+
+class BackendTimeoutError(BackendError):
+    """Connecting to, or reading from, the engine took longer than the timeout allows."""
+
+
+class BackendRequestError(BackendError):
+    """The engine refused a request: an HTTP error status, or an error object mid-stream.
+
+    ``status_code`` is the upstream HTTP status (``None`` for an error event in
+    a stream that had already started with 200); a gateway uses it to tell the
+    caller's mistakes (4xx) from the engine's (5xx).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RunStoreError(YoyuError):
+    """The run store cannot be opened, is from a newer yoyu, or has no such run."""

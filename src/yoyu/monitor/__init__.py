@@ -1,0 +1,57 @@
+"""Watching what a model really uses: sampler, phase profile, leak check, run store, plots.
+
+Sampler(pids)            background thread: system, process tree, GPUs (types.Sample)
+phase_profile(...)       baseline -> loaded -> pre_generation -> peak -> post -> stabilized
+stabilize(...)           wait until readings settle (injectable clock)
+check_leak(points)       slope of anonymous + swapped memory with a verdict
+RunStore(path)           runs, samples and events in SQLite
+plot_run(...)            timeline PNG (yoyu.monitor.plot; imports matplotlib when called)
+"""
+
+from __future__ import annotations
+
+from yoyu.errors import RunStoreError
+from yoyu.monitor.leak import LeakCheck, check_leak, fit_slope, leak_points
+from yoyu.monitor.phases import (
+    GENERATION_END,
+    GENERATION_START,
+    LOAD_END,
+    LOAD_START,
+    STABILIZED,
+    PhaseProfile,
+    PhaseReading,
+    Stabilization,
+    phase_profile,
+    settling_figures,
+    stabilize,
+)
+from yoyu.monitor.sampler import Sampler
+from yoyu.monitor.store import RunRecord, RunStore
+from yoyu.monitor.types import Event, GpuSample, ProcessSample, Sample, SystemSample
+
+__all__ = [
+    "GENERATION_END",
+    "GENERATION_START",
+    "LOAD_END",
+    "LOAD_START",
+    "STABILIZED",
+    "Event",
+    "GpuSample",
+    "LeakCheck",
+    "PhaseProfile",
+    "PhaseReading",
+    "ProcessSample",
+    "RunRecord",
+    "RunStore",
+    "RunStoreError",
+    "Sample",
+    "Sampler",
+    "Stabilization",
+    "SystemSample",
+    "check_leak",
+    "fit_slope",
+    "leak_points",
+    "phase_profile",
+    "settling_figures",
+    "stabilize",
+]
