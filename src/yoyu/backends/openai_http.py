@@ -1,0 +1,378 @@
+"""The one HTTP client for every OpenAI-compatible engine, local or remote.
+
+The managed llama.cpp server, vLLM, LM Studio, exo and remote APIs all speak
+the same wire format, so they share this client instead of each adapter
+carrying its own copy. It owns three things:
+
+- request bodies from ``ChatRequest``/``CompletionRequest`` and answers
+  parsed back into ``ChatResponse``/``ChatChunk``;
+- the SSE stream: ``data:`` lines, ``[DONE]``, keep-alive comments, and error
+  objects arriving mid-stream (``data: {"error": ...}`` or an ``event: error``);
+- translating httpx's exceptions, in one place (``map_http_errors``), into
+  ``BackendError`` subclasses whose message names the engine and its address.
+
+``base_url`` ends where the OpenAI paths begin, as in the ``openai`` client:
+``http://127.0.0.1:8080/v1``, ``https://openrouter.ai/api/v1``.
+
+A stream always ends with one closing chunk (``content`` ``None``) that holds
+the usage: the engine's figures when it sent them (``stream_options``
+``include_usage``; llama-server's ``timings``), otherwise completion tokens
+counted from the token chunks and prompt tokens left unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from yoyu.backends.protocol import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EngineTimings,
+    Usage,
+)
+from yoyu.errors import (
+    BackendCrashedError,
+    BackendError,
+    BackendRequestError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+)
+
+Kind = Literal["chat", "completion"]
+_PATHS: dict[Kind, str] = {"chat": "/chat/completions", "completion": "/completions"}
+_DONE = "[DONE]"
+_MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds allowed per phase. ``read_s`` bounds the gap between two bytes,
+    not the whole answer, so a long generation is fine while a stalled one is not."""
+
+    connect_s: float = 5.0
+    read_s: float = 300.0
+    write_s: float = 30.0
+    pool_s: float = 30.0
+
+    def as_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_s, read=self.read_s, write=self.write_s, pool=self.pool_s
+        )
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One server-sent event: its ``event:`` name (``message`` by default) and data."""
+
+    event: str
+    data: str
+
+
+@contextlib.contextmanager
+def map_http_errors(label: str, url: str) -> Iterator[None]:
+    """Turn httpx's transport errors into BackendError subclasses, most specific first."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise BackendTimeoutError(
+            f"{label} at {url} timed out ({type(exc).__name__}); "
+            "raise the timeout or check the engine's load"
+        ) from exc
+    except httpx.ConnectError as exc:
+        raise BackendUnavailableError(
+            f"{label} at {url} refused the connection ({exc}); is the engine running?"
+        ) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise BackendCrashedError(
+            f"{label} at {url} dropped the connection mid-answer ({exc}); check the engine's log"
+        ) from exc
+    except httpx.TransportError as exc:
+        raise BackendUnavailableError(
+            f"{label} at {url} could not be reached ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+class OpenAIHttpClient:
+    """Blocking client for one OpenAI-compatible base URL; safe to share between threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        label: str = "engine",
+        api_key: str | None = None,
+        timeouts: HttpTimeouts | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.label = label
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=(timeouts or HttpTimeouts()).as_httpx(),
+            transport=transport,
+        )
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` below the base URL and return its JSON body."""
+        with map_http_errors(self.label, self.base_url + path):
+            response = self._client.get(path)
+        _raise_for_status(response, self.label, path)
+        return _json_body(response, self.label, path)
+
+    def list_model_ids(self) -> list[str]:
+        body = self.get_json("/models")
+        entries = body.get("data", []) if isinstance(body, dict) else []
+        return [str(entry["id"]) for entry in entries if isinstance(entry, dict) and "id" in entry]
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        return self._post("chat", chat_body(request, stream=False))
+
+    def complete(self, request: CompletionRequest) -> ChatResponse:
+        return self._post("completion", completion_body(request, stream=False))
+
+    def stream_chat(self, request: ChatRequest) -> Generator[ChatChunk, None, None]:
+        return self._stream("chat", chat_body(request, stream=True))
+
+    def stream_complete(self, request: CompletionRequest) -> Generator[ChatChunk, None, None]:
+        return self._stream("completion", completion_body(request, stream=True))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _post(self, kind: Kind, body: Mapping[str, object]) -> ChatResponse:
+        path = _PATHS[kind]
+        started = time.perf_counter()
+        with map_http_errors(self.label, self.base_url + path):
+            response = self._client.post(path, json=body)
+        _raise_for_status(response, self.label, path)
+        payload = _json_body(response, self.label, path)
+        _raise_for_error_object(payload, self.label)
+        return parse_response(payload, kind, time.perf_counter() - started)
+
+    def _stream(self, kind: Kind, body: Mapping[str, object]) -> Generator[ChatChunk, None, None]:
+        path = _PATHS[kind]
+        started = time.perf_counter()
+        with (
+            map_http_errors(self.label, self.base_url + path),
+            self._client.stream("POST", path, json=body) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                _raise_for_status(response, self.label, path)
+            events = iter_sse_events(response.iter_lines())
+            yield from stream_chunks(events, kind, started, self.label)
+
+
+def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
+    """The JSON body of ``/chat/completions``; unset fields are left to the engine."""
+    body: dict[str, object] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+    }
+    return _with_common_fields(body, request, stream)
+
+
+def completion_body(request: CompletionRequest, *, stream: bool) -> dict[str, object]:
+    body: dict[str, object] = {"model": request.model, "prompt": request.prompt}
+    return _with_common_fields(body, request, stream)
+
+
+def _with_common_fields(
+    body: dict[str, object], request: ChatRequest | CompletionRequest, stream: bool
+) -> dict[str, object]:
+    optional = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "stop": list(request.stop) or None,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    body["stream"] = stream
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    body.update(request.extra)
+    return body
+
+
+def iter_sse_events(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """Group text/event-stream lines into events (a blank line ends one).
+
+    Comment lines (``: ping``) are keep-alives and are skipped. A bare
+    ``error: {...}`` line, which is not standard SSE, is read as an error event
+    so that no engine's way of reporting a failure is lost.
+    """
+    event_name, data_lines = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data_lines:
+                yield SseEvent(event_name, "\n".join(data_lines))
+            event_name, data_lines = "message", []
+            continue
+        field_name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field_name == "data":
+            data_lines.append(value)
+        elif field_name == "event":
+            event_name = value
+        elif field_name == "error":
+            event_name, data_lines = "error", [value]
+    if data_lines:
+        yield SseEvent(event_name, "\n".join(data_lines))
+
+
+def stream_chunks(
+    events: Iterable[SseEvent], kind: Kind, started: float, label: str = "engine"
+) -> Iterator[ChatChunk]:
+    """Turn SSE events into chunks, timed from ``started`` (a ``perf_counter`` value).
+
+    Raises BackendRequestError on an error event and BackendCrashedError when
+    the events stop before ``[DONE]``.
+    """
+    token_count, reported_usage, timings = 0, None, None
+    for event in events:
+        if event.data.strip() == _DONE:
+            usage = reported_usage or Usage(prompt_tokens=None, completion_tokens=token_count)
+            yield ChatChunk(None, time.perf_counter() - started, None, usage, timings)
+            return
+        payload = _event_payload(event, label)
+        reported_usage = _usage(payload) or reported_usage
+        timings = _engine_timings(payload) or timings
+        chunk = parse_stream_chunk(payload, kind, time.perf_counter() - started)
+        if chunk is not None:
+            token_count += chunk.content is not None
+            yield chunk
+    raise BackendCrashedError(f"{label} ended its stream before [DONE]; check the engine's log")
+
+
+def _event_payload(event: SseEvent, label: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(event.data)
+    except json.JSONDecodeError as exc:
+        raise BackendRequestError(
+            f"{label} sent a stream event that is not JSON: {event.data[:_MAX_ERROR_CHARS]!r}"
+        ) from exc
+    if event.event == "error" and not (isinstance(payload, dict) and "error" in payload):
+        payload = {"error": payload}
+    if not isinstance(payload, dict):
+        raise BackendRequestError(f"{label} sent a stream event that is not an object")
+    _raise_for_error_object(payload, label)
+    return payload
+
+
+def parse_stream_chunk(payload: Mapping[str, Any], kind: Kind, t_s: float) -> ChatChunk | None:
+    """One chunk per event that has a choice; usage-only events give ``None``."""
+    choices = payload.get("choices") or []
+    if not choices:
+        return None
+    choice = choices[0]
+    finish_reason = choice.get("finish_reason")
+    if kind == "chat":
+        content = (choice.get("delta") or {}).get("content")
+    else:
+        content = choice.get("text")
+        # The closing event of a plain completion repeats an empty text.
+        if finish_reason and content == "":
+            content = None
+    return ChatChunk(content=content, t_s=t_s, finish_reason=finish_reason)
+
+
+def parse_response(payload: Mapping[str, Any], kind: Kind, elapsed_s: float) -> ChatResponse:
+    """A non-streamed answer, chat or plain completion."""
+    choice = (payload.get("choices") or [{}])[0]
+    if kind == "chat":
+        text = (choice.get("message") or {}).get("content") or ""
+    else:
+        text = choice.get("text") or ""
+    return ChatResponse(
+        id=str(payload.get("id", "")),
+        model=str(payload.get("model", "")),
+        text=text,
+        finish_reason=choice.get("finish_reason"),
+        usage=_usage(payload) or Usage(prompt_tokens=None, completion_tokens=0),
+        elapsed_s=elapsed_s,
+        engine_timings=_engine_timings(payload),
+        raw=dict(payload),
+    )
+
+
+def _usage(payload: Mapping[str, Any]) -> Usage | None:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict) or "completion_tokens" not in usage:
+        return None
+    prompt = usage.get("prompt_tokens")
+    return Usage(
+        prompt_tokens=int(prompt) if prompt is not None else None,
+        completion_tokens=int(usage["completion_tokens"]),
+    )
+
+
+def _engine_timings(payload: Mapping[str, Any]) -> EngineTimings | None:
+    """llama-server's ``timings`` object (prompt_n, prompt_ms, predicted_n, ...)."""
+    timings = payload.get("timings")
+    if not isinstance(timings, dict) or "prompt_n" not in timings:
+        return None
+    return EngineTimings(
+        prompt_tokens=int(timings["prompt_n"]),
+        prompt_ms=float(timings.get("prompt_ms", 0.0)),
+        decode_tokens=int(timings.get("predicted_n", 0)),
+        decode_ms=float(timings.get("predicted_ms", 0.0)),
+        cached_tokens=int(timings.get("cache_n", 0)),
+    )
+
+
+def _raise_for_status(response: httpx.Response, label: str, path: str) -> None:
+    if response.status_code < 400:
+        return
+    message = _error_message(response)
+    raise BackendRequestError(
+        f"{label} answered {response.status_code} to {path}: {message}",
+        status_code=response.status_code,
+    )
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:_MAX_ERROR_CHARS].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail", body))
+        if isinstance(error, dict):
+            return str(error.get("message", error))[:_MAX_ERROR_CHARS]
+        return str(error)[:_MAX_ERROR_CHARS]
+    return str(body)[:_MAX_ERROR_CHARS]
+
+
+def _raise_for_error_object(payload: Any, label: str) -> None:
+    """OpenAI-style servers report failures as ``{"error": {...}}``, even after a 200."""
+    if not isinstance(payload, dict) or not payload.get("error"):
+        return
+    error = payload["error"]
+    message = error.get("message", error) if isinstance(error, dict) else error
+    code = error.get("code") if isinstance(error, dict) else None
+    raise BackendRequestError(
+        f"{label} reported an error: {str(message)[:_MAX_ERROR_CHARS]}",
+        status_code=code if isinstance(code, int) else None,
+    )
+
+
+def _json_body(response: httpx.Response, label: str, path: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BackendError(
+            f"{label} answered {path} with something that is not JSON: "
+            f"{response.text[:_MAX_ERROR_CHARS]!r}"
+        ) from exc
