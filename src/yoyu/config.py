@@ -2,7 +2,12 @@
 
 A missing file means defaults. Unknown keys are an error naming the key, since
 a typo that silently does nothing (``[model]`` for ``[models]``) is the worst
-kind of configuration bug. Later features add their sections here.
+kind of configuration bug.
+
+This module knows every section's *name* and owns ``[models]``; the package a
+section belongs to parses its body (``guard`` reads ``[guard]``, the gateway
+reads ``[backends]``, ``[aliases]``, ``[routes]``...) from ``read_document``,
+so each feature declares its own keys next to the code that uses them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from yoyu.paths import config_dir
 from yoyu.toml import TOMLDecodeError, load_toml
 
 _KNOWN_KEYS: dict[str, set[str]] = {"models": {"paths"}}
+# Sections whose keys their owning package checks (see ``read_document``).
+OWNED_SECTIONS: dict[str, str] = {
+    "guard": "yoyu.guard",
+    "monitor": "yoyu.monitor",
+    "server": "yoyu.gateway",
+    "backends": "yoyu.gateway",
+    "aliases": "yoyu.gateway",
+    "routes": "yoyu.gateway",
+    "migrate": "yoyu.rollout",
+}
 
 
 @dataclass(frozen=True)
@@ -39,9 +54,7 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the config file (if any) and apply ``YOYU_MODEL_PATHS`` on top."""
     environ = os.environ if env is None else env
-    path = config_path(environ)
-    document = _read_document(path) if path.is_file() else {}
-    _reject_unknown_keys(document, path)
+    path, document = read_document(environ)
     models_section = document.get("models", {})
     raw_paths = models_section.get("paths", [])
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
@@ -51,6 +64,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env_paths = [p for p in environ.get("YOYU_MODEL_PATHS", "").split(os.pathsep) if p]
     model_paths = tuple(Path(p).expanduser() for p in [*raw_paths, *env_paths])
     return Settings(config_path=path if path.is_file() else None, model_paths=model_paths)
+
+
+def read_document(env: Mapping[str, str] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The config file's path and parsed body (``{}`` when there is no file).
+
+    Section names are checked here; keys inside an owned section are checked
+    by the package that owns it.
+    """
+    path = config_path(env)
+    document = _read_document(path) if path.is_file() else {}
+    _reject_unknown_keys(document, path)
+    return path, document
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -64,8 +89,10 @@ def _read_document(path: Path) -> dict[str, Any]:
 
 def _reject_unknown_keys(document: dict[str, Any], path: Path) -> None:
     for section, body in document.items():
+        if section in OWNED_SECTIONS:
+            continue
         if section not in _KNOWN_KEYS:
-            known = ", ".join(f"[{name}]" for name in sorted(_KNOWN_KEYS))
+            known = ", ".join(f"[{name}]" for name in sorted({*_KNOWN_KEYS, *OWNED_SECTIONS}))
             raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: {section} must be a table, e.g. [{section}]")

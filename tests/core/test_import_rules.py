@@ -22,9 +22,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "monitor": {"machine"},
     "guard": {"monitor"},
     "backends": {"monitor"},
+    # runner: one model run through a backend under the monitor and guard (run,
+    # chat, profile, soak, migrate's smoke test). Not in DESIGN.md's table: the
+    # orchestration had no home below cli, and cli is printing only.
+    "runner": {"backends", "monitor", "guard", "plan"},
     "gateway": {"backends", "plan", "guard", "monitor"},
     "mcp": {"gateway", "plan", "monitor"},
-    "rollout": {"plan", "backends", "monitor", "guard"},
+    "rollout": {"plan", "backends", "monitor", "guard", "runner", "gateway"},
     "testing": {"models", "machine"},
 }
 CORE = {"machine", "models", "estimate", "plan"}
