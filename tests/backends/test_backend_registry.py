@@ -61,7 +61,7 @@ def test_a_plugin_kind_is_created_through_the_same_registry(tmp_path: Path) -> N
     registry = BackendRegistry(
         plugins=lambda: [PluginStandIn("yoyu-remote", plugin_registering("remote", make_remote))]
     )
-    assert registry.kinds() == ["llama.cpp", "remote"]
+    assert registry.kinds() == ["llama.cpp", "ollama", "openai", "remote"]
     registry.create("remote", base_url="http://127.0.0.1:1/v1").close()
     assert made == [{"base_url": "http://127.0.0.1:1/v1"}]
 

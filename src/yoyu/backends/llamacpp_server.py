@@ -19,6 +19,13 @@ sizes llama.cpp prints while loading are parsed from it into
 ``LoadedModel.buffers``. For a streamed answer llama-cpp-python reports no
 prompt token count, so it is read from the engine's own timing lines in the
 log (``prompt eval time = ... / N tokens``) when exactly one request ran.
+
+Embeddings: the engine serves ``/v1/embeddings`` only for a model loaded
+with the setting ``embedding = true`` (llama-cpp-python ``--embedding``,
+llama-server ``--embeddings``). In llama-cpp-python 0.3.x such a model still
+generates, but every prompt token becomes an output (a larger output buffer
+and slower prefill) and its context runs with ``kv_unified``, so embedding is
+a load choice, not a default; ``embed`` on another model is a 400.
 """
 
 from __future__ import annotations
@@ -33,10 +40,10 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import httpx
 import psutil
@@ -56,6 +63,7 @@ from yoyu.backends.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingResponse,
     EngineTimings,
     LoadedModel,
     ModelInfo,
@@ -65,6 +73,7 @@ from yoyu.backends.protocol import (
 from yoyu.errors import (
     BackendCrashedError,
     BackendError,
+    BackendRequestError,
     BackendStartError,
     BackendUnavailableError,
     SettingsError,
@@ -72,6 +81,7 @@ from yoyu.errors import (
 from yoyu.paths import data_dir
 
 EngineKind = Literal["llama-cpp-python", "llama-server"]
+T = TypeVar("T")
 DEFAULT_START_TIMEOUT_S = 180.0
 DEFAULT_STOP_GRACE_S = 10.0
 _DEATH_WAIT_S = 1.0
@@ -360,7 +370,26 @@ class LlamaCppServerBackend:
         running = self._get(request.model)
         return self._stream(running, lambda: running.client.stream_complete(request))
 
+    def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
+        running = self._get(model)
+        if not running.loaded.settings.get("embedding"):
+            raise BackendRequestError(
+                f"model {model!r} was not loaded for embeddings; load it with the setting "
+                "embedding = true to serve /v1/embeddings",
+                status_code=400,
+            )
+        if self.engine.kind == "llama-server":
+            return self._guard(running, lambda: running.client.embed(model, inputs))
+        # llama-cpp-python 0.3.x misplaces the per-token vectors of every input after the
+        # first in a batch (``Llama.embed``: ``pos += size``, not ``size * n_embd``), so
+        # each input is sent alone.
+        parts = [self._embed_one(running, model, text) for text in inputs]
+        return _joined_embeddings(model, parts)
+
     # -- internals ---------------------------------------------------------
+
+    def _embed_one(self, running: _Running, model: str, text: str) -> EmbeddingResponse:
+        return self._guard(running, lambda: running.client.embed(model, [text]))
 
     def _start_with_port_retries(
         self, model: ModelRef, model_path: Path, settings: Mapping[str, object]
@@ -435,7 +464,7 @@ class LlamaCppServerBackend:
             raise BackendUnavailableError(_died_message(running, returncode, "since it loaded"))
         return running
 
-    def _guard(self, running: _Running, call: Callable[[], ChatResponse]) -> ChatResponse:
+    def _guard(self, running: _Running, call: Callable[[], T]) -> T:
         try:
             return call()
         except BackendError as exc:
@@ -477,6 +506,16 @@ class LlamaCppServerBackend:
             if self._running.get(model_id) is running:
                 del self._running[model_id]
         _shut_down(running, grace_s=0)
+
+
+def _joined_embeddings(model: str, parts: Sequence[EmbeddingResponse]) -> EmbeddingResponse:
+    counts = [part.prompt_tokens for part in parts]
+    return EmbeddingResponse(
+        model=parts[0].model if parts else model,
+        vectors=tuple(vector for part in parts for vector in part.vectors),
+        prompt_tokens=None if None in counts else sum(c or 0 for c in counts),
+        elapsed_s=sum(part.elapsed_s for part in parts),
+    )
 
 
 def _close_if_alive(backend_ref: weakref.ref[LlamaCppServerBackend]) -> None:

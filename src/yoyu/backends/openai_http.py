@@ -11,6 +11,12 @@ carrying its own copy. It owns three things:
 - translating httpx's exceptions, in one place (``map_http_errors``), into
   ``BackendError`` subclasses whose message names the engine and its address.
 
+Engines with their own JSON API (Ollama) use the same client through its
+generic half, ``get_json``/``post_json``/``stream_lines``, so they share the
+error mapping instead of copying it. An API key goes out as a Bearer header
+only; if an upstream echoes it back in an error, it is masked before the
+message leaves this module.
+
 ``base_url`` ends where the OpenAI paths begin, as in the ``openai`` client:
 ``http://127.0.0.1:8080/v1``, ``https://openrouter.ai/api/v1``.
 
@@ -23,9 +29,10 @@ counted from the token chunks and prompt tokens left unknown.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +43,7 @@ from yoyu.backends.protocol import (
     ChatRequest,
     ChatResponse,
     CompletionRequest,
+    EmbeddingResponse,
     EngineTimings,
     Usage,
 )
@@ -51,6 +59,7 @@ Kind = Literal["chat", "completion"]
 _PATHS: dict[Kind, str] = {"chat": "/chat/completions", "completion": "/completions"}
 _DONE = "[DONE]"
 _MAX_ERROR_CHARS = 300
+_MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class OpenAIHttpClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.label = label
+        self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -125,10 +135,41 @@ class OpenAIHttpClient:
 
     def get_json(self, path: str) -> Any:
         """GET ``path`` below the base URL and return its JSON body."""
-        with map_http_errors(self.label, self.base_url + path):
+        with self._masked(), map_http_errors(self.label, self.base_url + path):
             response = self._client.get(path)
-        _raise_for_status(response, self.label, path)
-        return _json_body(response, self.label, path)
+            _raise_for_status(response, self.label, path)
+            return _json_body(response, self.label, path)
+
+    def post_json(self, path: str, body: Mapping[str, object]) -> Any:
+        """POST ``body`` as JSON to ``path`` and return the JSON answer."""
+        with self._masked(), map_http_errors(self.label, self.base_url + path):
+            response = self._client.post(path, json=body)
+            _raise_for_status(response, self.label, path)
+            return _json_body(response, self.label, path)
+
+    def stream_lines(self, path: str, body: Mapping[str, object]) -> Generator[str, None, None]:
+        """POST ``body`` and yield the answer's lines as they arrive (NDJSON, SSE).
+
+        An error status is raised before the first line; a dropped connection
+        surfaces as BackendCrashedError from the iterator.
+        """
+        with (
+            self._masked(),
+            map_http_errors(self.label, self.base_url + path),
+            self._client.stream("POST", path, json=body) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                _raise_for_status(response, self.label, path)
+            yield from response.iter_lines()
+
+    def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
+        """``/embeddings`` for a list of texts: one vector each, in order."""
+        started = time.perf_counter()
+        payload = self.post_json("/embeddings", {"model": model, "input": list(inputs)})
+        with self._masked():
+            _raise_for_error_object(payload, self.label)
+        return parse_embeddings(payload, time.perf_counter() - started)
 
     def list_model_ids(self) -> list[str]:
         body = self.get_json("/models")
@@ -151,27 +192,30 @@ class OpenAIHttpClient:
         self._client.close()
 
     def _post(self, kind: Kind, body: Mapping[str, object]) -> ChatResponse:
-        path = _PATHS[kind]
         started = time.perf_counter()
-        with map_http_errors(self.label, self.base_url + path):
-            response = self._client.post(path, json=body)
-        _raise_for_status(response, self.label, path)
-        payload = _json_body(response, self.label, path)
-        _raise_for_error_object(payload, self.label)
+        payload = self.post_json(_PATHS[kind], body)
+        with self._masked():
+            _raise_for_error_object(payload, self.label)
         return parse_response(payload, kind, time.perf_counter() - started)
 
     def _stream(self, kind: Kind, body: Mapping[str, object]) -> Generator[ChatChunk, None, None]:
-        path = _PATHS[kind]
         started = time.perf_counter()
-        with (
-            map_http_errors(self.label, self.base_url + path),
-            self._client.stream("POST", path, json=body) as response,
-        ):
-            if response.status_code >= 400:
-                response.read()
-                _raise_for_status(response, self.label, path)
-            events = iter_sse_events(response.iter_lines())
-            yield from stream_chunks(events, kind, started, self.label)
+        lines = self.stream_lines(_PATHS[kind], body)
+        try:
+            with self._masked():
+                yield from stream_chunks(iter_sse_events(lines), kind, started, self.label)
+        finally:
+            lines.close()
+
+    @contextlib.contextmanager
+    def _masked(self) -> Iterator[None]:
+        """Mask the API key in any error raised inside, should an upstream echo it."""
+        try:
+            yield
+        except BackendError as exc:
+            if self._api_key and self._api_key in str(exc):
+                exc.args = (str(exc).replace(self._api_key, _MASK),)
+            raise
 
 
 def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
@@ -305,6 +349,53 @@ def parse_response(payload: Mapping[str, Any], kind: Kind, elapsed_s: float) -> 
         engine_timings=_engine_timings(payload),
         raw=dict(payload),
     )
+
+
+def parse_embeddings(payload: Any, elapsed_s: float) -> EmbeddingResponse:
+    """An OpenAI ``/embeddings`` answer, vectors put back in input order by ``index``.
+
+    llama-cpp-python's server answers one vector per *token* for a model that
+    declares no pooling (any chat model); those are mean-pooled here, as
+    llama-server's ``--pooling mean`` would, so every input gets one vector.
+    """
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise BackendRequestError(
+            "the embeddings answer has no data list; is this an embeddings API?"
+        )
+    ordered = sorted(entries, key=lambda entry: int(entry.get("index", 0)))
+    usage = payload.get("usage") or {}
+    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return EmbeddingResponse(
+        model=str(payload.get("model", "")),
+        vectors=tuple(_one_vector(entry.get("embedding")) for entry in ordered),
+        prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
+        elapsed_s=elapsed_s,
+    )
+
+
+def _one_vector(embedding: Any) -> tuple[float, ...]:
+    if not isinstance(embedding, list) or not embedding:
+        raise BackendRequestError("an embeddings entry holds no vector")
+    if not isinstance(embedding[0], list):
+        return tuple(float(x) for x in embedding)
+    columns = zip(*embedding, strict=True)  # per-token vectors: average each dimension
+    return tuple(sum(column) / len(embedding) for column in columns)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine (127.0.0.0/8, ::1, localhost).
+
+    The gateway's privacy rule rests on this: anything else may be another
+    machine, so it counts as remote.
+    """
+    host = httpx.URL(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _usage(payload: Mapping[str, Any]) -> Usage | None:

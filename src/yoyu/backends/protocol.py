@@ -195,6 +195,24 @@ def _per_second(count: int, seconds: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class EmbeddingResponse:
+    """One vector per input, in input order, and what producing them cost.
+
+    ``prompt_tokens`` is ``None`` when the engine did not say; ``elapsed_s``
+    runs from sending the request to reading the last byte.
+    """
+
+    model: str
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int | None
+    elapsed_s: float
+
+    @property
+    def dimensions(self) -> int | None:
+        return len(self.vectors[0]) if self.vectors else None
+
+
+@dataclass(frozen=True)
 class ModelRef:
     """What to load: the id clients will ask for, and the file when there is one.
 
@@ -289,6 +307,11 @@ class Backend(Protocol):
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[ChatChunk]:
         """As ``stream_chat``, for a plain prompt."""
+        ...
+
+    def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
+        """One vector per input. Raises as ``chat``; BackendRequestError (400) when
+        the model cannot embed (a managed model not loaded with ``embedding``)."""
         ...
 
     def pids(self) -> list[int]:

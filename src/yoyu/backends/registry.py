@@ -33,6 +33,8 @@ Register = Callable[[str, BackendFactory], None]
 # kind -> "module:attribute" of its factory, imported only when that kind is made.
 _BUILTIN_FACTORIES = {
     "llama.cpp": "yoyu.backends.llamacpp_server:LlamaCppServerBackend",
+    "ollama": "yoyu.backends.ollama:OllamaBackend",
+    "openai": "yoyu.backends.openai_compatible:OpenAICompatibleBackend",
 }
 
 
@@ -129,5 +131,6 @@ def backend_kinds() -> list[str]:
 
 
 def create_backend(kind: str, **options: Any) -> Backend:
-    """A new backend of ``kind`` (``"llama.cpp"``, or a plugin's), made with ``options``."""
+    """A new backend of ``kind`` (``"llama.cpp"``, ``"ollama"``, ``"openai"``, or a
+    plugin's), made with ``options``."""
     return _DEFAULT_REGISTRY.create(kind, **options)
