@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from yoyu.cli import doctor, inspect, machine, models, plan
+from yoyu.cli import chat, doctor, inspect, machine, models, plan, profile, run, runs, soak
 from yoyu.errors import YoyuError
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command_module in (doctor, machine, inspect, models, plan):
+    command_module.register(app)
+for command_module in (run, chat, profile, soak, runs):
     command_module.register(app)
 
 

@@ -1,0 +1,112 @@
+"""``yoyu chat MODEL``: an interactive conversation, each answer measured like ``yoyu run``.
+
+Lines are read from stdin (so a script can pipe a conversation in). ``/stats``
+prints the profile of the last turn, ``/quit`` (or end of input) ends the
+chat and unloads the model. With ``--json`` each turn is printed as one JSON
+line when it ends, and ``/stats`` prints the last turn's report as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from yoyu.cli.output import print_json
+from yoyu.cli.run import (
+    DEFAULT_MAX_TOKENS,
+    BatchOpt,
+    CtxOpt,
+    FlashOpt,
+    ForceOpt,
+    GpuLayersOpt,
+    JsonOpt,
+    KvOpt,
+    MaxTokensOpt,
+    ModelArg,
+    SeedOpt,
+    TemperatureOpt,
+    UbatchOpt,
+    open_with_spinner,
+    print_chunk,
+    print_profile,
+    progress_console,
+    run_config,
+)
+from yoyu.runner import DEFAULT_SETTINGS, ModelRun
+from yoyu.runner.soak import Conversation
+
+QUIT = "/quit"
+STATS = "/stats"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu chat`` to the top-level app."""
+    app.command("chat")(chat_command)
+
+
+def chat_command(
+    model: ModelArg,
+    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
+    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
+    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
+    kv_type: KvOpt = "f16",
+    flash_attn: FlashOpt = False,
+    gpu_layers: GpuLayersOpt = None,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = None,
+    system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chat with MODEL; /stats shows the last turn's memory profile, /quit ends."""
+    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    run = ModelRun(config, mode="chat", seed=seed)
+    open_with_spinner(run, quiet=as_json)
+    conversation = Conversation(ctx or 4096, max_tokens, system)
+    with run:
+        if not as_json:
+            progress_console.print(f"[dim]{STATS} shows the last turn's memory, {QUIT} ends[/]")
+        for line in _lines(as_json):
+            if line == QUIT:
+                break
+            if line == STATS:
+                _stats(run, as_json)
+                continue
+            turn = run.ask(
+                conversation.messages(line),
+                on_chunk=None if as_json else print_chunk,
+                max_tokens=max_tokens, temperature=temperature, seed=seed,
+            )  # fmt: skip
+            usage = turn.usage
+            conversation.add(line, turn.text, usage.prompt_tokens if usage else None)
+            if as_json:
+                sys.stdout.write(json.dumps({"turn": turn.index, **run.report(turn)}) + "\n")
+            else:
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _lines(quiet: bool) -> Iterator[str]:
+    """Non-empty input lines, prompting on stderr when someone is typing."""
+    while True:
+        if not quiet and sys.stdin.isatty():
+            progress_console.print("[bold]>[/] ", end="")
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def _stats(run: ModelRun, as_json: bool) -> None:
+    if run.last_turn is None:
+        progress_console.print("no answer yet: ask something first")
+    elif as_json:
+        print_json(run.report())
+    else:
+        print_profile(run.report())

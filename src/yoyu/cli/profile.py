@@ -1,0 +1,132 @@
+"""``yoyu profile MODEL --compare A.toml B.toml --repeat N``: two settings, measured A/B.
+
+Each TOML file holds settings (``ctx = 2048``, ``kv_type = "q8_0"``,
+``batch = 256``, ``gpu_layers = 10``...; see ``yoyu.runner.options``). Runs
+alternate A B A B, each loading the model afresh and unloading it after; the
+table shows the median and range of each side per phase and whether the
+difference stands out of the noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from yoyu.backends.protocol import ChatMessage
+from yoyu.cli.output import console, print_json
+from yoyu.cli.run import (
+    ForceOpt,
+    JsonOpt,
+    ModelArg,
+    SeedOpt,
+    open_with_spinner,
+    progress_console,
+)
+from yoyu.errors import SettingsError
+from yoyu.runner import (
+    ABResult,
+    ABRun,
+    Difference,
+    ModelRun,
+    RunConfig,
+    Side,
+    run_ab,
+    settings_from_file,
+)
+from yoyu.units import MIB, format_mib
+
+DEFAULT_PROMPT = "Write two sentences about memory."
+SHOWN_METRICS = ("process_rss_bytes", "process_anon_bytes", "system_available_bytes")
+_FIGURE_TITLES = {
+    "process_rss_bytes": "RSS", "process_anon_bytes": "anon", "system_available_bytes": "avail",
+    "prefill_tps": "prefill", "decode_tps": "decode",
+}  # fmt: skip
+_PHASE_TITLES = {
+    "pre_generation": "pre-gen", "post_generation": "post-gen", "stabilized": "settled",
+}  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu profile`` to the top-level app."""
+    app.command("profile")(profile_command)
+
+
+def profile_command(
+    model: ModelArg,
+    compare: Annotated[
+        tuple[Path, Path] | None, typer.Option(help="Two settings TOML files: A.toml B.toml.")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="Runs per side.")] = 3,
+    prompt: Annotated[str, typer.Option(help="The prompt every run answers.")] = DEFAULT_PROMPT,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 64,
+    seed: SeedOpt = 0,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A/B two settings files: median and range per phase, difference against noise."""
+    if compare is None:
+        raise SettingsError("give two settings files: --compare A.toml B.toml")
+    sides = (Side(compare[0].stem, settings_from_file(compare[0])),
+             Side(compare[1].stem, settings_from_file(compare[1])))  # fmt: skip
+    base = RunConfig(model, force=force)
+
+    def make_run(config: RunConfig) -> ModelRun:
+        run = ModelRun(config, mode="profile", seed=seed)
+        open_with_spinner(run, quiet=as_json)
+        return run
+
+    result = run_ab(
+        base, sides, repeat, [ChatMessage("user", prompt)], make_run=make_run,
+        on_run=None if as_json else _print_run, max_tokens=max_tokens, seed=seed,
+        temperature=0.0,
+    )  # fmt: skip
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(comparison_table(result))
+
+
+def _print_run(run: ABRun) -> None:
+    peak = run.profile.peak
+    rss = format_mib(peak.process_rss_bytes) if peak else "-"
+    progress_console.print(
+        f"{escape(run.label)} #{run.repeat + 1}: peak RSS {rss} (run {run.run_id})"
+    )
+
+
+def comparison_table(result: ABResult) -> Table:
+    a, b = result.labels
+    title = f"{a} vs {b} (MiB; tok/s for speed)"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ("phase", "figure", f"{a} median", "range", f"{b} median", "range", "B - A")
+    for column in (*columns, "noise", "real?"):
+        table.add_column(
+            escape(column), justify="left" if column in ("phase", "figure") else "right"
+        )
+    for d in result.differences:
+        if d.phase == "speed" or d.metric in SHOWN_METRICS:
+            table.add_row(*_difference_cells(d))
+    return table
+
+
+def _difference_cells(d: Difference) -> list[str]:
+    value = _tps if d.phase == "speed" else _mib
+    real = {None: "?", True: "[bold]yes[/]", False: "no"}[d.exceeds_noise]
+    return [
+        _PHASE_TITLES.get(d.phase, d.phase), _FIGURE_TITLES.get(d.metric, d.metric),
+        value(d.a.median), value(d.a.range), value(d.b.median), value(d.b.range),
+        value(d.delta), value(d.noise), real,
+    ]  # fmt: skip
+
+
+def _mib(value: float) -> str:
+    return f"{value / MIB:.2f}"
+
+
+def _tps(value: float) -> str:
+    return f"{value:.1f}"

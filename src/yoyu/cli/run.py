@@ -1,0 +1,242 @@
+"""``yoyu run MODEL PROMPT``: one answer, streamed, with the memory profile around it.
+
+The run itself is ``yoyu.runner.ModelRun``; this module parses flags, shows a
+spinner while the model loads, prints the answer as it streams, then the
+profile table (``profile_table``, shared with ``chat`` and ``runs show``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from yoyu.backends.protocol import ChatChunk, ChatMessage
+from yoyu.cli.output import console, print_json
+from yoyu.estimate.types import RunSettings
+from yoyu.monitor.store import RunStore
+from yoyu.plan.types import RiskThresholds
+from yoyu.runner import DEFAULT_SETTINGS, ModelRun, RunConfig
+from yoyu.units import MIB, format_mib
+
+DEFAULT_MAX_TOKENS = 256
+progress_console = Console(stderr=True, highlight=False)  # spinner and notes, never on stdout
+
+ModelArg = Annotated[str, typer.Argument(help="GGUF file, Ollama or installed model name.")]
+CtxOpt = Annotated[int, typer.Option(help="Context tokens (0 = the model's own).")]
+BatchOpt = Annotated[int, typer.Option(help="Logical batch (n_batch).")]
+UbatchOpt = Annotated[int, typer.Option(help="Physical batch (n_ubatch).")]
+KvOpt = Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0...")]
+FlashOpt = Annotated[bool, typer.Option("--flash-attn/--no-flash-attn")]
+GpuLayersOpt = Annotated[
+    int | None, typer.Option(help="n_gpu_layers (-1 all; default: the most the plan fits).")
+]
+MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens to generate per answer.")]
+TemperatureOpt = Annotated[float | None, typer.Option(help="Sampling temperature.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed for the engine and the sampler.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Run even when the plan says it does not fit.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu run`` to the top-level app."""
+    app.command("run")(run_command)
+
+
+def run_command(
+    model: ModelArg,
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
+    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
+    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
+    kv_type: KvOpt = "f16",
+    flash_attn: FlashOpt = False,
+    gpu_layers: GpuLayersOpt = None,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
+    temperature: TemperatureOpt = None,
+    seed: SeedOpt = None,
+    system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
+    force: ForceOpt = False,
+    plot: Annotated[Path | None, typer.Option(help="Draw the memory timeline to this PNG.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
+    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    messages = [ChatMessage("system", system)] if system else []
+    messages.append(ChatMessage("user", prompt))
+    run = ModelRun(config, mode="run", seed=seed)
+    open_with_spinner(run, quiet=as_json)
+    with run:
+        run.ask(
+            messages,
+            on_chunk=None if as_json else print_chunk,
+            max_tokens=max_tokens, temperature=temperature, seed=seed,
+        )  # fmt: skip
+    report = run.report()
+    if as_json:
+        print_json(report)
+    else:
+        sys.stdout.write("\n")
+        print_profile(report)
+    if plot is not None and run.run_id is not None:
+        draw_plot(run.run_id, plot)
+
+
+def run_config(
+    model: str,
+    ctx: int,
+    batch: int,
+    ubatch: int,
+    kv_type: str,
+    flash_attn: bool,
+    gpu_layers: int | None,
+    force: bool,
+) -> RunConfig:
+    settings = RunSettings(
+        n_ctx=ctx, n_batch=batch, n_ubatch=min(ubatch, batch), type_k=kv_type, type_v=kv_type,
+        flash_attn=flash_attn, swa_full=DEFAULT_SETTINGS.swa_full,
+    )  # fmt: skip
+    return RunConfig(model, settings, n_gpu_layers=gpu_layers, force=force)
+
+
+def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:
+    """Load, with a spinner on stderr (none in JSON mode); ``with run:`` then only closes."""
+    if quiet:
+        run.open()
+    else:
+        with progress_console.status(f"loading {escape(run.config.model)}..."):
+            run.open()
+
+
+def print_chunk(chunk: ChatChunk) -> None:
+    if chunk.content:
+        sys.stdout.write(chunk.content)
+        sys.stdout.flush()
+
+
+def draw_plot(run_id: int, path: Path) -> None:
+    from yoyu.monitor.plot import plot_run
+
+    thresholds = RiskThresholds()
+    floors = {"caution floor": thresholds.caution_bytes, "safe floor": thresholds.safe_bytes}
+    with RunStore() as store:
+        record = store.get_run(run_id)
+        plot_run(record, store.samples(run_id), store.events(run_id), path, floors)
+    progress_console.print(f"timeline drawn to {escape(str(path))}")
+
+
+# --- the profile table ------------------------------------------------------------
+
+_ROWS = (
+    ("process RSS", "rss"), ("  predicted", "pred_rss"), ("  anon", "anon"),
+    ("  file", "file"), ("  swapped", "pswap"), ("system available", "avail"),
+    ("  predicted", "pred_avail"), ("swap used", "swap"), ("GPU used", "gpu"),
+)  # fmt: skip
+_PHASE_TITLES = {
+    "baseline": "baseline", "loaded": "loaded", "pre_generation": "pre-gen", "peak": "peak",
+    "post_generation": "post-gen", "stabilized": "settled",
+}  # fmt: skip
+
+
+def print_profile(report: Mapping[str, Any]) -> None:
+    """The phase table and the predicted-vs-measured table of a run's report."""
+    console.print(profile_table(report))
+    console.print(prediction_table(report))
+    stabilize_s = report.get("stabilize_s")
+    if stabilize_s is not None:
+        settled = "settled" if report.get("stabilized_settled", True) else "did not settle"
+        console.print(f"[dim]memory {settled} {stabilize_s:.2f} s after the answer[/]")
+
+
+def profile_table(report: Mapping[str, Any]) -> Table:
+    """One column per phase, one row per figure; the plan's figure under the measured one."""
+    table = Table(
+        title="Memory by phase (MiB)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    phases: Mapping[str, Any] = report.get("phases") or {}
+    predicted: Mapping[str, Any] = report.get("predicted") or {}
+    table.add_column("")
+    for name in phases:
+        table.add_column(_PHASE_TITLES.get(name, name), justify="right")
+    columns = [_phase_values(n, r, phases.get("baseline"), predicted) for n, r in phases.items()]
+    table.add_row("t (s)", *(_seconds(column.get("t")) for column in columns))
+    for label, key in _ROWS:
+        if all(column.get(key) is None for column in columns):
+            continue
+        cells = [_mib_number(column.get(key)) for column in columns]
+        style = "dim" if key.startswith("pred") else None
+        table.add_row(label, *cells, style=style)
+    return table
+
+
+def _phase_values(
+    name: str,
+    reading: Mapping[str, Any] | None,
+    baseline: Mapping[str, Any] | None,
+    predicted: Mapping[str, Any],
+) -> dict[str, float | None]:
+    if reading is None:
+        return {}
+    host = predicted.get("total_bytes", 0) - predicted.get("gpu_bytes", 0) if predicted else None
+    pred_rss = None if name == "baseline" or host is None else host
+    pred_avail = None
+    if pred_rss is not None and baseline is not None:
+        pred_avail = baseline["system_available_bytes"] - pred_rss
+    return {
+        "t": reading["t_s"], "rss": reading["process_rss_bytes"], "pred_rss": pred_rss,
+        "anon": reading.get("process_anon_bytes"), "file": reading.get("process_file_bytes"),
+        "pswap": reading.get("process_swap_bytes"), "avail": reading["system_available_bytes"],
+        "pred_avail": pred_avail, "swap": reading["swap_used_bytes"],
+        "gpu": reading.get("gpu_used_bytes"),
+    }  # fmt: skip
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _mib_number(value: float | None) -> str:
+    return "-" if value is None else f"{value / MIB:.2f}"
+
+
+def prediction_table(report: Mapping[str, Any]) -> Table:
+    """The plan's components beside llama.cpp's own buffers, total beside peak RSS, speed."""
+    table = Table(title="Predicted vs measured", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("", "predicted", "measured", "measured by"):
+        table.add_column(column, justify="right" if column in ("predicted", "measured") else "left")
+    predicted: Mapping[str, Any] = report.get("predicted") or {}
+    buffers: Mapping[str, int] = report.get("engine_buffers") or {}
+    peak = (report.get("phases") or {}).get("peak") or {}
+    for label, key, kind in (
+        ("weights", "weights_bytes", "model"), ("KV cache", "kv_bytes", "kv"),
+        ("compute", "compute_bytes", "compute"), ("output", "output_bytes", "output"),
+    ):  # fmt: skip
+        table.add_row(label, _mib(predicted.get(key)), _mib(buffers.get(kind)), "engine log")
+    table.add_row(
+        "total", _mib(predicted.get("total_bytes")), _mib(peak.get("process_rss_bytes")),
+        "peak RSS",
+    )  # fmt: skip
+    speed: Mapping[str, Any] = report.get("speed") or {}
+    for label, key, source in (
+        ("prefill tok/s", "prefill_tps", "time to first token"),
+        ("decode tok/s", "decode_tps", "engine timings"),
+    ):
+        table.add_row(label, _tps(predicted.get(key)), _tps(speed.get(key)), source)
+    return table
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else format_mib(int(value))
+
+
+def _tps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -1,0 +1,141 @@
+"""``yoyu runs`` lists the stored runs; ``yoyu runs show ID`` prints one with its profile.
+
+The profile is rebuilt from the stored samples and events (the same
+``phase_profile`` the run used), so it reads the same whatever wrote the run.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from yoyu.cli.output import console, print_json
+from yoyu.cli.run import print_profile
+from yoyu.monitor.phases import LOAD_START, phase_profile
+from yoyu.monitor.store import RunRecord, RunStore
+from yoyu.units import format_mib
+
+runs_app = typer.Typer(
+    help="Stored runs: list them, or show one with its memory profile.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu runs`` (list) and ``yoyu runs show ID`` to the top-level app."""
+    app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs_command(
+    context: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List stored runs, newest first."""
+    if context.invoked_subcommand is not None:
+        return
+    with RunStore() as store:
+        records = store.list_runs(limit)
+    if as_json:
+        print_json([_record_dict(record) for record in records])
+    else:
+        console.print(_list_table(records))
+
+
+@runs_app.command("show")
+def show_command(
+    run_id: Annotated[int, typer.Argument(help="The run's id, as `yoyu runs` lists it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One run: settings, prediction, result, and the phase profile from its samples."""
+    with RunStore() as store:
+        record = store.get_run(run_id)
+        samples, events = store.samples(run_id), store.events(run_id)
+    profile = phase_profile(samples, events)
+    origin = next((e.t_s for e in events if e.kind == LOAD_START), 0.0)
+    phases = {
+        name: None if r is None else {**r.__dict__, "t_s": round(r.t_s - origin, 3)}
+        for name, r in profile.readings().items()
+    }
+    shown = {
+        **_record_dict(record),
+        "samples": len(samples),
+        "events": [
+            {"t_s": round(e.t_s - origin, 3), "kind": e.kind, "detail": e.detail} for e in events
+        ],
+        "phases": phases,
+        "stabilize_s": profile.stabilize_s,
+    }
+    if as_json:
+        print_json(shown)
+        return
+    _print_record(record, len(samples))
+    result = record.result or {}
+    report = {**result, "phases": phases, "stabilize_s": profile.stabilize_s,
+              "predicted": record.prediction}  # fmt: skip
+    print_profile(report)
+
+
+def _record_dict(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "started": record.started,
+        "finished": record.finished,
+        "model": record.model,
+        "mode": record.mode,
+        "settings": record.settings,
+        "prediction": record.prediction,
+        "result": record.result,
+    }
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _list_table(records: list[RunRecord]) -> Table:
+    table = Table(title="Runs (newest first)", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("id", "started", "mode", "model", "ctx", "peak RSS", "outcome"):
+        table.add_column(column, justify="right" if column in ("id", "ctx", "peak RSS") else "left")
+    for record in records:
+        table.add_row(
+            str(record.id), _when(record.started), record.mode, escape(record.model),
+            str(record.settings.get("n_ctx", "-")), _peak(record), _outcome(record),
+        )  # fmt: skip
+    return table
+
+
+def _peak(record: RunRecord) -> str:
+    phases = (record.result or {}).get("phases") or {}
+    peak = phases.get("peak") or {}
+    return format_mib(peak["process_rss_bytes"]) if "process_rss_bytes" in peak else "-"
+
+
+def _outcome(record: RunRecord) -> str:
+    result = record.result
+    if record.finished is None or result is None:
+        return "unfinished"
+    if "error" in result:
+        return f"[red]error[/]: {escape(str(result['error'])[:60])}"
+    return f"{len(result.get('turns', []))} turn(s)"
+
+
+def _print_record(record: RunRecord, n_samples: int) -> None:
+    console.print(
+        f"[bold]run {record.id}[/]: {escape(record.model)} ({record.mode}), "
+        f"started {_when(record.started)}, {n_samples} samples"
+    )
+    settings = ", ".join(f"{k}={v}" for k, v in record.settings.items())
+    console.print(f"settings: {escape(settings)}")
+    result = record.result or {}
+    if "error" in result:
+        console.print(f"[red]error[/]: {escape(str(result['error']))}")
+    if result.get("text"):
+        console.print(f"last answer: {escape(str(result['text'])[:200])}")

@@ -1,0 +1,89 @@
+"""``yoyu soak MODEL --duration 10m``: a long conversation and a leak verdict.
+
+Exit code 0 for no leak or inconclusive, 1 when the slope says leak (so CI can
+fail on it), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+
+from yoyu.cli.output import console, print_json
+from yoyu.cli.run import (
+    BatchOpt,
+    CtxOpt,
+    FlashOpt,
+    ForceOpt,
+    GpuLayersOpt,
+    JsonOpt,
+    KvOpt,
+    ModelArg,
+    SeedOpt,
+    UbatchOpt,
+    open_with_spinner,
+    progress_console,
+    run_config,
+)
+from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
+from yoyu.runner import DEFAULT_SETTINGS, ModelRun, SoakPoint, parse_duration, run_soak
+from yoyu.units import format_mib
+
+_VERDICT_STYLE = {"leak": "bold red", "no_leak": "green", "inconclusive": "yellow"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu soak`` to the top-level app."""
+    app.command("soak")(soak_command)
+
+
+def soak_command(
+    model: ModelArg,
+    duration: Annotated[str, typer.Option(help="How long: 30s, 10m, 1h.")] = "10m",
+    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
+    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
+    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
+    kv_type: KvOpt = "f16",
+    flash_attn: FlashOpt = False,
+    gpu_layers: GpuLayersOpt = None,
+    max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 64,
+    threshold: Annotated[
+        float, typer.Option(help="MiB per minute of growth that counts as a leak.")
+    ] = DEFAULT_THRESHOLD_MIB_PER_MIN,
+    seed: SeedOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chat with MODEL for a while; slope of settled anon + swap memory per turn, verdict."""
+    duration_s = parse_duration(duration)
+    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    run = ModelRun(config, mode="soak", seed=seed)
+    open_with_spinner(run, quiet=as_json)
+    with run:
+        result = run_soak(
+            run, duration_s, max_tokens=max_tokens, threshold_mib_per_min=threshold,
+            on_point=None if as_json else _print_point, seed=seed,
+        )  # fmt: skip
+    leak = result.leak
+    if as_json:
+        print_json({"run_id": run.run_id, "duration_s": duration_s, **result.to_dict()})
+    else:
+        stderr = "?" if math.isinf(leak.stderr_mib_per_min) else f"{leak.stderr_mib_per_min:.2f}"
+        style = _VERDICT_STYLE[leak.verdict]
+        console.print(
+            f"[{style}]{leak.verdict}[/]: {leak.slope_mib_per_min:+.2f} ± {stderr} MiB/min "
+            f"over {leak.n_points} turns in {leak.duration_s:.0f} s ({leak.reason}); "
+            f"run {run.run_id}"
+        )
+    if leak.verdict == "leak":
+        raise typer.Exit(1)
+
+
+def _print_point(point: SoakPoint) -> None:
+    settled = "" if point.settled else " (not settled)"
+    progress_console.print(
+        f"turn {point.turn + 1:>3} at {point.t_s:7.1f} s: anon+swap "
+        f"{format_mib(point.growth_bytes)}, RSS {format_mib(point.rss_bytes)}{settled}"
+    )

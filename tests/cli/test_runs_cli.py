@@ -1,0 +1,44 @@
+"""``yoyu runs`` and ``yoyu runs show ID``: what a run stored, listed and shown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_run_cli import PHASES, SMALL, yoyu
+
+from yoyu.testing.tiny_models import TinyModel, write_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    return write_tiny_model(tmp_path_factory.mktemp("runs-models") / "tiny.gguf")
+
+
+def test_runs_lists_and_shows_a_stored_run(
+    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = yoyu(capsys, "runs", "--json")
+    assert code == 0 and json.loads(out) == []  # an empty store to begin with
+    _, out, _ = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--json")
+    run = json.loads(out)
+    code, out, _ = yoyu(capsys, "runs", "--json")
+    listed = json.loads(out)
+    assert [r["id"] for r in listed] == [run["run_id"]]
+    assert listed[0]["mode"] == "run" and listed[0]["result"]["text"] == run["text"]
+    code, out, _ = yoyu(capsys, "runs", "show", str(run["run_id"]), "--json")
+    shown = json.loads(out)
+    assert shown["samples"] > 5
+    assert [e["kind"] for e in shown["events"]][:2] == ["load_start", "load_end"]
+    # the profile rebuilt from stored samples is the one the run reported
+    for phase in PHASES:
+        assert shown["phases"][phase] == run["phases"][phase], phase
+    code, out, _ = yoyu(capsys, "runs")
+    assert code == 0 and "yoyu tiny llama" in out and "1 turn(s)" in out
+    code, out, _ = yoyu(capsys, "runs", "show", str(run["run_id"]))
+    assert code == 0 and f"run {run['run_id']}" in out and "Memory by phase" in out
+
+
+def test_showing_an_unknown_run_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = yoyu(capsys, "runs", "show", "999")
+    assert code == 2 and "no run 999" in err and err.count("\n") == 1
