@@ -451,3 +451,8 @@ def test_request_timings_are_read_only_when_one_request_is_in_the_log() -> None:
     assert (timings.prompt_tokens, timings.cached_tokens, timings.decode_tokens) == (10, 16, 7)
     assert timings.prompt_ms == pytest.approx(2.16)
     assert parse_request_timings(TWO_REQUESTS) is None
+
+
+def test_a_log_dir_given_as_text_from_yoyu_toml_is_a_path(tmp_path: Path) -> None:
+    backend = LlamaCppServerBackend(engine=python_engine(), log_dir=str(tmp_path / "from-toml"))
+    assert backend.log_dir == tmp_path / "from-toml"

@@ -272,7 +272,7 @@ class LlamaCppServerBackend:
         self,
         *,
         engine: LlamaCppEngine | None = None,
-        log_dir: Path | None = None,
+        log_dir: Path | str | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
         port_picker: Callable[[], int] = free_loopback_port,
@@ -280,7 +280,7 @@ class LlamaCppServerBackend:
         timeouts: HttpTimeouts | None = None,
     ) -> None:
         self.engine = engine or find_engine()
-        self.log_dir = log_dir or data_dir() / "engine-logs"
+        self.log_dir = Path(log_dir).expanduser() if log_dir else data_dir() / "engine-logs"
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
         self._port_picker = port_picker
