@@ -12,12 +12,20 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
      ├── RunStoreError         the run store cannot be opened or has no such run
-     └── BackendError          an engine failed to load or answer (its last log lines say why)
-          ├── BackendStartError        a managed engine did not come up (bad file, port, timeout)
-          ├── BackendUnavailableError  nothing answers, or the model is not loaded there
-          ├── BackendCrashedError      the engine died or hung up in the middle of an answer
-          ├── BackendTimeoutError      the engine took longer than the configured timeout
-          └── BackendRequestError      the engine refused: an HTTP error status or error event
+     ├── GuardCommandError     ``yoyu guard -- CMD`` could not start CMD (exit code 127)
+     ├── MigrationError        ``yoyu migrate`` cannot start, resume or roll back as asked
+     ├── BackendError          an engine failed to load or answer (its last log lines say why)
+     │    ├── BackendStartError        a managed engine did not come up (bad file, port, timeout)
+     │    ├── BackendUnavailableError  nothing answers, or the model is not loaded there
+     │    ├── BackendCrashedError      the engine died or hung up in the middle of an answer
+     │    ├── BackendTimeoutError      the engine took longer than the configured timeout
+     │    └── BackendRequestError      the engine refused: an HTTP error status or error event
+     └── GatewayError          the gateway cannot serve a request as asked
+          ├── BadRequestError          the body is not JSON or lacks a needed field
+          ├── UnknownModelError        no served model, route or alias by that name
+          ├── PrivacyError             a local-only request has no local route
+          ├── AdmissionError           a load would cross the memory floor or budget
+          └── NoRouteError             every route failed (each one's reason listed)
 """
 
 from __future__ import annotations
@@ -97,3 +105,40 @@ class BackendRequestError(BackendError):
 
 class RunStoreError(YoyuError):
     """The run store cannot be opened, is from a newer yoyu, or has no such run."""
+
+
+class GatewayError(YoyuError):
+    """The gateway cannot serve a request as asked; the HTTP layer picks the status."""
+
+
+class BadRequestError(GatewayError):
+    """The request body is not valid JSON or lacks a field the endpoint needs."""
+
+
+class UnknownModelError(GatewayError):
+    """No served model, route or alias has the name the request gave."""
+
+
+class PrivacyError(GatewayError):
+    """A request that must stay local has no local route; nothing was sent anywhere."""
+
+
+class AdmissionError(GatewayError):
+    """Loading the model would cross the memory floor or budget, even after unloading."""
+
+
+class NoRouteError(GatewayError):
+    """Every route for the request failed; the message lists why each one did."""
+
+
+class GuardCommandError(YoyuError):
+    """The command given to ``yoyu guard --`` could not be started (not found, not executable).
+
+    Exit code 127, as a shell reports a command it cannot find.
+    """
+
+    exit_code = 127
+
+
+class MigrationError(YoyuError):
+    """A migration cannot start, resume or roll back as asked (none started, one unfinished)."""

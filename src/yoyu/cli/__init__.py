@@ -11,7 +11,20 @@ import sys
 
 import typer
 
-from yoyu.cli import chat, doctor, inspect, machine, models, plan, profile, run, runs, soak
+from yoyu.cli import (
+    chat,
+    doctor,
+    guard,
+    inspect,
+    machine,
+    models,
+    plan,
+    profile,
+    run,
+    runs,
+    soak,
+    watch,
+)
 from yoyu.errors import YoyuError
 
 app = typer.Typer(
@@ -21,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command_module in (doctor, machine, inspect, models, plan):
+for command_module in (doctor, machine, inspect, models, plan, guard, watch):
     command_module.register(app)
 for command_module in (run, chat, profile, soak, runs):
     command_module.register(app)

@@ -1,0 +1,78 @@
+"""A real process that takes memory at a set rate: the guard's test subject.
+
+    python memory_hog.py RATE_MIB_S [--limit MIB] [--chunk MIB] [--ignore-term]
+                         [--wait-stdin] [--name NAME] [--spawn PROGRAM ARG...]
+
+Takes ``--chunk`` MiB at a time (written, so resident at once), paced to
+RATE MiB/s, until ``--limit`` MiB (then holds forever). After each chunk it
+prints ``<time.monotonic()> <bytes taken>`` on stdout, so a reader knows when
+each level was reached (CLOCK_MONOTONIC is one clock for every process on
+Linux). ``--ignore-term`` ignores SIGTERM; ``--spawn`` first starts a child
+process (that stays in the hog's tree) and prints ``child <pid>``; ``--wait-stdin``
+starts growing only once a line arrives on stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+MIB = 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("rate", type=float, help="MiB per second")
+    parser.add_argument("--limit", type=float, default=1e12, help="MiB, then hold")
+    parser.add_argument("--chunk", type=float, default=8.0, help="MiB per allocation")
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--wait-stdin", action="store_true", help="start on a line of input")
+    parser.add_argument("--name", help="process name to take (Linux prctl), for killers by name")
+    parser.add_argument("--spawn", nargs=argparse.REMAINDER, default=None)
+    args = parser.parse_args()
+    if args.name:
+        set_name(args.name)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if args.spawn:
+        child = subprocess.Popen(args.spawn, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        report(f"child {child.pid}")
+    if args.wait_stdin:
+        report("waiting")
+        sys.stdin.readline()
+    grow(int(args.chunk * MIB), args.rate * MIB, int(args.limit * MIB))
+    while True:
+        time.sleep(3600)
+
+
+def grow(chunk: int, rate: float, limit: int) -> None:
+    blocks: list[bytes] = []
+    taken, start = 0, time.monotonic()
+    report(f"{start:.6f} 0")
+    while taken + chunk <= limit:
+        delay = start + (taken + chunk) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        blocks.append(b"\x01" * chunk)  # written, so every page is resident
+        taken += chunk
+        report(f"{time.monotonic():.6f} {taken}")
+    globals()["_kept"] = blocks
+
+
+def set_name(name: str) -> None:
+    import ctypes
+
+    pr_set_name = 15
+    ctypes.CDLL(None).prctl(pr_set_name, name.encode()[:15], 0, 0, 0)
+
+
+def report(line: str) -> None:
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
