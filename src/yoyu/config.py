@@ -31,6 +31,7 @@ OWNED_SECTIONS: dict[str, str] = {
     "backends": "yoyu.gateway",
     "aliases": "yoyu.gateway",
     "routes": "yoyu.gateway",
+    "served": "yoyu.gateway",
     "migrate": "yoyu.rollout",
 }
 

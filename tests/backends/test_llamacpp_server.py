@@ -21,6 +21,7 @@ import pytest
 
 from yoyu.backends.engine_process import EngineProcess
 from yoyu.backends.llamacpp_server import (
+    LlamaCppEngine,
     LlamaCppServerBackend,
     engine_complaint,
     engine_environment,
@@ -456,3 +457,36 @@ def test_request_timings_are_read_only_when_one_request_is_in_the_log() -> None:
 def test_a_log_dir_given_as_text_from_yoyu_toml_is_a_path(tmp_path: Path) -> None:
     backend = LlamaCppServerBackend(engine=python_engine(), log_dir=str(tmp_path / "from-toml"))
     assert backend.log_dir == tmp_path / "from-toml"
+
+
+def test_an_engine_still_loading_is_in_pids_so_a_guard_can_stop_it(tmp_path: Path) -> None:
+    never_ready = tmp_path / "never-ready-server"
+    never_ready.write_text("#!/bin/sh\nexec sleep 60\n")
+    never_ready.chmod(0o755)
+    backend = LlamaCppServerBackend(
+        engine=LlamaCppEngine("llama-server", str(never_ready)),
+        log_dir=tmp_path / "logs",
+        start_timeout_s=30,
+    )
+    model_file = tmp_path / "m.gguf"
+    model_file.write_bytes(b"GGUF")  # never read: the engine never gets that far
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            backend.load(ModelRef("slow", model_file), SETTINGS)
+        except BackendStartError as exc:
+            failures.append(exc)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    deadline = time.monotonic() + 10
+    while not backend.pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loading_pids = backend.pids()
+    assert loading_pids, "a loading engine must be visible before it is ready"
+    os.kill(loading_pids[0], signal.SIGKILL)  # what a guard's last step does
+    loader.join(timeout=10)
+    assert not loader.is_alive()
+    assert len(failures) == 1 and "before it was ready" in str(failures[0])
+    assert backend.pids() == []

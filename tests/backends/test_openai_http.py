@@ -37,6 +37,7 @@ from yoyu.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
 )
+from yoyu.testing.openai_stub import OpenAIStub
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT_STREAM = FIXTURES / "llama_cpp_python_chat_stream.sse"
@@ -312,3 +313,25 @@ def test_a_connection_cut_mid_body_is_a_crash(loopback_server: StartServer) -> N
             list(client.stream_chat(HELLO))
     finally:
         client.close()
+
+
+def test_a_finished_stream_gives_its_connection_back_for_the_next_request() -> None:
+    """Reading to the body's end after [DONE] lets the pool reuse the connection;
+    leaving it unread costs a new TCP connection (and a reset) per stream."""
+    accepted: list[object] = []
+    with OpenAIStub() as stub:
+        server = stub._server
+        serve_one = server.process_request
+
+        def count_connection(request: Any, client_address: Any) -> None:
+            accepted.append(client_address)
+            serve_one(request, client_address)
+
+        server.process_request = count_connection  # type: ignore[method-assign]
+        client = OpenAIHttpClient(stub.base_url)
+        try:
+            texts = [summarize_stream(list(client.stream_chat(HELLO))).text for _ in range(3)]
+        finally:
+            client.close()
+    assert texts == ["tok0 tok1 tok2 tok3 "] * 3
+    assert len(accepted) == 1

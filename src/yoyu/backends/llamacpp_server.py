@@ -287,7 +287,10 @@ class LlamaCppServerBackend:
         self._port_attempts = max(1, port_attempts)
         self._timeouts = timeouts or HttpTimeouts()
         self._running: dict[str, _Running] = {}
-        self._lock = threading.Lock()  # guards _running; held only for dict access
+        # Engines still loading: their memory already counts (a guard must see a load
+        # that blows up before it is ready), but they answer nothing yet.
+        self._starting: dict[int, EngineProcess] = {}
+        self._lock = threading.Lock()  # guards _running and _starting; dict access only
         self._load_lock = threading.Lock()  # one load at a time: loads compete for memory
         # A safety net: engines outlive an interpreter that forgot close() (not a SIGKILL).
         atexit.register(_close_if_alive, weakref.ref(self))
@@ -331,6 +334,7 @@ class LlamaCppServerBackend:
         self._forget_dead()
         with self._lock:
             roots = [running.process.pid for running in self._running.values()]
+            roots += list(self._starting)
         return [pid for root in roots for pid in _process_tree(root)]
 
     def health(self) -> BackendHealth:
@@ -410,11 +414,16 @@ class LlamaCppServerBackend:
         client = OpenAIHttpClient(
             f"http://{LOOPBACK}:{port}/v1", label=f"llama.cpp ({model.id})", timeouts=self._timeouts
         )
+        with self._lock:
+            self._starting[process.pid] = process
         try:
             load_s = process.wait_until_ready(lambda: _serves(port, model.id), self.start_timeout_s)
         except (EngineExitedError, EngineNotReadyError) as exc:
             client.close()
             raise self._start_failure(process, model, model_path, port, exc) from None
+        finally:
+            with self._lock:
+                self._starting.pop(process.pid, None)
         loaded = LoadedModel(
             id=model.id,
             backend=self.name,

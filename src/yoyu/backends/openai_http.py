@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -204,6 +205,7 @@ class OpenAIHttpClient:
         try:
             with self._masked():
                 yield from stream_chunks(iter_sse_events(lines), kind, started, self.label)
+            _drain(lines)
         finally:
             lines.close()
 
@@ -274,6 +276,16 @@ def iter_sse_events(lines: Iterable[str]) -> Iterator[SseEvent]:
             event_name, data_lines = "error", [value]
     if data_lines:
         yield SseEvent(event_name, "\n".join(data_lines))
+
+
+_DRAIN_LINES = 16
+
+
+def _drain(lines: Iterator[str]) -> None:
+    """Read what follows ``[DONE]`` (the body's end) so the connection goes back to
+    the pool instead of being reset; a server that keeps talking is cut off."""
+    for _ in itertools.islice(lines, _DRAIN_LINES):
+        pass
 
 
 def stream_chunks(

@@ -17,11 +17,14 @@ from yoyu.cli import (
     guard,
     inspect,
     machine,
+    mcp,
+    migrate,
     models,
     plan,
     profile,
     run,
     runs,
+    serve,
     soak,
     watch,
 )
@@ -34,9 +37,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command_module in (doctor, machine, inspect, models, plan, guard, watch):
+for command_module in (doctor, machine, inspect, models, plan, guard, watch, serve):
     command_module.register(app)
-for command_module in (run, chat, profile, soak, runs):
+for command_module in (run, chat, profile, soak, runs, mcp, migrate):
     command_module.register(app)
 
 

@@ -1,0 +1,107 @@
+"""``yoyu serve``: one OpenAI-compatible endpoint in front of every configured model.
+
+``yoyu serve --model PATH.gguf[=ALIAS]`` needs no config file; ``--config``
+(or ``YOYU_CONFIG`` / the default ``yoyu.toml``) adds backends, routes,
+aliases and limits. Binding beyond loopback without an API key is refused.
+The MCP tools (``yoyu.mcp``) are served at ``/mcp`` over the same service
+and key unless ``--no-mcp``; this module is the composition root that joins
+them, since the gateway may not import the packages above it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yoyu.cli.output import console
+from yoyu.config import read_document
+from yoyu.errors import ConfigError
+from yoyu.gateway.app import Extension
+from yoyu.gateway.config import GatewayConfig, api_key, parse_gateway_config, with_flags
+from yoyu.gateway.server import serve
+from yoyu.gateway.service import GatewayService
+from yoyu.mcp.http_app import MCP_PATH, create_mcp_http_app
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu serve`` to the top-level app."""
+    app.command("serve")(serve_command)
+
+
+def serve_command(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="PATH.gguf[=ALIAS]: serve a GGUF file (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="yoyu.toml with [server], [backends], [served], routes.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default 8040).")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the key clients must send.")
+    ] = None,
+    mcp: Annotated[
+        bool, typer.Option("--mcp/--no-mcp", help="Also serve yoyu's MCP tools at /mcp.")
+    ] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each request.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the startup summary as one JSON line.")
+    ] = False,
+) -> None:
+    """Serve models over the OpenAI API, loading each only when memory allows."""
+    gateway = load_gateway_config(config, model or [], host, port, api_key_env)
+    api_key(gateway.server)  # refuse a bad bind before anything starts
+    if not gateway.served:
+        raise ConfigError(
+            "nothing to serve; pass --model PATH.gguf or a --config with [served.ID] models"
+        )
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    _announce(gateway, json_output, mcp)
+    serve(gateway, _mount_mcp if mcp else None)
+
+
+def _mount_mcp(service: GatewayService, key: str | None) -> Extension:
+    """The MCP endpoint over the same service, behind the same key."""
+    mcp_http = create_mcp_http_app(service, api_key=key, host=service.config.server.host)
+    return Extension(routes=mcp_http.routes, lifespan=mcp_http.lifespan)
+
+
+def load_gateway_config(
+    path: Path | None,
+    models: list[str],
+    host: str | None,
+    port: int | None,
+    api_key_env: str | None,
+) -> GatewayConfig:
+    """The config file (``--config``, else the usual one if it exists) with flags on top."""
+    env = {"YOYU_CONFIG": str(path)} if path else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    source, document = read_document(env)
+    config = parse_gateway_config(document, source if source.is_file() else None)
+    return with_flags(config, models=models, host=host, port=port, api_key_env=api_key_env)
+
+
+def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
+    server = gateway.server
+    url = f"http://{server.host}:{server.port}/v1"
+    names = [*gateway.served, *gateway.routes, *gateway.aliases]
+    mcp_url = f"http://{server.host}:{server.port}{MCP_PATH}" if mcp else None
+    if json_output:
+        summary = {"url": url, "mcp": mcp_url, "models": names, "api_key_env": server.api_key_env}
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+        return
+    console.print(
+        f"yoyu serving {', '.join(names)} at {url}" + (f" (MCP: {mcp_url})" if mcp_url else "")
+    )

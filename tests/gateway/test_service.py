@@ -1,0 +1,167 @@
+"""The service with real backends: admission under a controlled memory reading, fallback.
+
+No engine starts in these tests: a refusal must happen *before* a load, so
+the managed backend has nothing loaded afterwards, and the request takes the
+next route (a loopback OpenAI-compatible stub) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from yoyu.backends.protocol import ChatMessage, ChatRequest
+from yoyu.errors import AdmissionError, BackendRequestError
+from yoyu.gateway.config import BackendConfig, GatewayConfig, Route, ServedModel, ServerConfig
+from yoyu.gateway.service import GatewayService, build_backends
+from yoyu.gateway.sizing import PlanSizer
+from yoyu.testing.gateway_process import free_port
+from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
+from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.units import GIB
+
+FLOOR = 2 * GIB
+HI = (ChatMessage("user", "hi"),)
+
+
+@pytest.fixture
+def stub() -> Iterator[OpenAIStub]:
+    with OpenAIStub() as server:
+        yield server
+
+
+def make_service(tmp_path: Path, stub: OpenAIStub, available: int) -> GatewayService:
+    tiny = write_tiny_model(tmp_path / "tiny.gguf").path
+    config = GatewayConfig(
+        server=ServerConfig(memory_floor_bytes=FLOOR),
+        backends={
+            "local": BackendConfig("local", "llama.cpp"),
+            "lan": BackendConfig("lan", "openai", {"base_url": stub.base_url, "remote": False}),
+        },
+        served={
+            "tiny": ServedModel("tiny", "local", path=tiny, memory_bytes=GIB),
+            "small": ServedModel("small", "lan", upstream="stub-model"),
+        },
+        routes={"auto": Route("auto", ("tiny", "small"))},
+    )
+    return GatewayService(
+        config,
+        build_backends(config),
+        available_bytes=lambda: available,
+        total_bytes=lambda: 64 * GIB,
+    )
+
+
+def test_a_load_that_would_cross_the_floor_is_refused_before_it_starts(
+    tmp_path: Path, stub: OpenAIStub
+) -> None:
+    service = make_service(tmp_path, stub, available=FLOOR + GIB // 2)  # 1 GiB needed, 0.5 spare
+    try:
+        with pytest.raises(AdmissionError, match=r"floor 2\.00 GiB"):
+            service.chat(ChatRequest("tiny", HI))
+        assert service.backends["local"].loaded_models() == []
+        assert stub.generation_requests() == []
+    finally:
+        service.close()
+
+
+def test_a_model_that_does_not_fit_takes_the_next_route(tmp_path: Path, stub: OpenAIStub) -> None:
+    service = make_service(tmp_path, stub, available=FLOOR + GIB // 2)
+    try:
+        answer = service.chat(ChatRequest("auto", HI))
+        assert answer.route == "small"
+        assert answer.fallbacks and answer.fallbacks[0].startswith("tiny: not loading tiny")
+        assert service.backends["local"].loaded_models() == []
+        listing = {entry.id: entry for entry in service.list_models().served}
+        assert listing["tiny"].need_bytes == GIB and not listing["tiny"].loaded
+        assert listing["auto"].targets == ("tiny", "small")
+        memory = service.memory()
+        assert memory.floor_bytes == FLOOR and memory.held_bytes == 0
+    finally:
+        service.close()
+
+
+def test_the_plan_sizes_a_managed_model_and_gives_its_verdict(tmp_path: Path) -> None:
+    tiny = write_tiny_model(tmp_path / "tiny.gguf")
+    sizing = PlanSizer().size(ServedModel("t", "local", path=tiny.path, settings={"n_ctx": 256}))
+    assert sizing.source == "plan" and sizing.verdict is not None
+    assert sizing.need_bytes > tiny.tensor_bytes  # weights plus KV cache and buffers
+
+
+def test_aliases_switch_at_runtime(tmp_path: Path, stub: OpenAIStub) -> None:
+    service = make_service(tmp_path, stub, available=64 * GIB)
+    try:
+        change = service.switch_alias("fast", "small")
+        assert change.previous is None
+        assert service.chat(ChatRequest("fast", HI)).route == "small"
+        assert "fast" in service.model_ids()
+    finally:
+        service.close()
+
+
+# -- fallback rules, with two loopback stubs --------------------------------
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[OpenAIStub, OpenAIStub]]:
+    with OpenAIStub() as first, OpenAIStub(StubBehaviour(reply="second")) as second:
+        yield first, second
+
+
+def pair_service(first: OpenAIStub, second: OpenAIStub, down_port: int) -> GatewayService:
+    def backend(name: str, url: str) -> BackendConfig:
+        options = {"base_url": url, "models": ["stub-model"], "remote": False}
+        return BackendConfig(name, "openai", options)
+
+    config = GatewayConfig(
+        server=ServerConfig(memory_floor_bytes=0, cooldown_s=60),
+        backends={
+            "a": backend("a", first.base_url),
+            "b": backend("b", second.base_url),
+            "down": backend("down", f"http://127.0.0.1:{down_port}/v1"),
+        },
+        served={
+            name: ServedModel(name, name, upstream="stub-model") for name in ("a", "b", "down")
+        },
+        routes={"ab": Route("ab", ("a", "b")), "down-b": Route("down-b", ("down", "b"))},
+    )
+    return GatewayService(
+        config, build_backends(config), available_bytes=lambda: GIB, total_bytes=lambda: GIB
+    )
+
+
+def test_a_5xx_moves_on_and_a_4xx_is_the_callers(pair: tuple[OpenAIStub, OpenAIStub]) -> None:
+    first, second = pair
+    service = pair_service(first, second, free_port())
+    try:
+        first.behaviour.fail_status = 503
+        answer = service.chat(ChatRequest("ab", HI))
+        assert answer.route == "b" and answer.response.text == "second"
+        assert "503" in answer.fallbacks[0]
+
+        first.behaviour.fail_status = 400
+        second_calls = len(second.generation_requests())
+        service._cooldowns.succeeded("a")  # a's 503 put it at the back; bring it forward
+        with pytest.raises(BackendRequestError) as refused:
+            service.chat(ChatRequest("ab", HI))
+        assert refused.value.status_code == 400
+        assert len(second.generation_requests()) == second_calls  # no fallback on a 4xx
+    finally:
+        service.close()
+
+
+def test_an_unhealthy_backend_goes_to_the_back_of_its_routes(
+    pair: tuple[OpenAIStub, OpenAIStub],
+) -> None:
+    first, second = pair
+    service = pair_service(first, second, free_port())
+    try:
+        statuses = {status.name: status for status in service.health()}
+        assert not statuses["down"].ok and statuses["down"].cooling_down
+        assert statuses["a"].ok and not statuses["a"].cooling_down
+        answer = service.chat(ChatRequest("down-b", HI))
+        assert answer.route == "b" and answer.fallbacks == ()  # never waited on "down"
+    finally:
+        service.close()
