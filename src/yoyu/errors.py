@@ -13,6 +13,7 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      ├── SettingsError         a run or plan setting is out of range
      ├── RunStoreError         the run store cannot be opened or has no such run
      ├── GuardCommandError     ``yoyu guard -- CMD`` could not start CMD (exit code 127)
+     ├── GuardStoppedError     the guard stopped a model yoyu ran, before memory ran out (exit 75)
      ├── MigrationError        ``yoyu migrate`` cannot start, resume or roll back as asked
      ├── BackendError          an engine failed to load or answer (its last log lines say why)
      │    ├── BackendStartError        a managed engine did not come up (bad file, port, timeout)
@@ -138,6 +139,16 @@ class GuardCommandError(YoyuError):
     """
 
     exit_code = 127
+
+
+class GuardStoppedError(YoyuError):
+    """The guard unloaded or stopped the model of a ``run``/``chat``/``soak``/``profile``.
+
+    Exit code 75 (EX_TEMPFAIL), as ``yoyu guard -- CMD`` when it stops CMD: the
+    machine was short of memory, not the input wrong.
+    """
+
+    exit_code = 75
 
 
 class MigrationError(YoyuError):

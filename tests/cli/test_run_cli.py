@@ -103,3 +103,28 @@ def test_a_model_the_engine_refuses_is_one_line_exit_2_and_stored(
     code, out, _ = yoyu(capsys, "runs", "--json")
     assert code == 0
     assert "error" in json.loads(out)[0]["result"]
+
+
+def test_a_run_that_outgrows_the_guard_budget_is_stopped_with_the_guards_reason(
+    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The engine alone holds ~50 MiB of anonymous memory; a 32 MiB budget cannot hold it.
+    code, _, err = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB")
+    assert code == 75
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: the guard stopped the model:")
+    assert "floor" in lines[-1]
+    engines = [
+        p for p in psutil.Process().children(recursive=True) if "llama_cpp" in " ".join(p.cmdline())
+    ]
+    assert engines == []
+
+
+def test_no_guard_and_a_budget_contradict(
+    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = yoyu(
+        capsys, "run", str(tiny.path), "hi", *SMALL, "--no-guard", "--budget", "1GiB"
+    )
+    assert code == 2
+    assert err.strip() == "error: --budget sets the guard's budget; drop --no-guard to use it"

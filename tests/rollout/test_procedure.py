@@ -78,7 +78,10 @@ def test_a_smoke_test_below_the_abort_floor_is_rolled_back(
     assert state.status == "rolled_back"
     smoke = state.phases["smoke"]
     assert smoke.passed is False
-    assert smoke.measurements["least_available_bytes"] < smoke.measurements["stop_bytes"]
+    # The guard sees the engine from its first byte, so it stops the load before the
+    # floor is crossed: the smoke test fails on the guard's reason, not on a breach.
+    assert smoke.reasons[0].startswith("the guard stopped the model:"), smoke.reasons
+    assert "abort floor" in smoke.reasons[0]
     assert "soak" not in state.phases  # stopped at the smoke test
     assert any(reason.startswith("smoke: ") for reason in state.reasons), state.reasons
     assert home.read_text(encoding="utf-8") == before  # alias untouched

@@ -36,6 +36,7 @@ from yoyu.cli.run import (
     progress_console,
     run_config,
 )
+from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
 from yoyu.runner import DEFAULT_SETTINGS, ModelRun
 from yoyu.runner.soak import Conversation
 
@@ -61,13 +62,29 @@ def chat_command(
     seed: SeedOpt = None,
     system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
     force: ForceOpt = False,
+    no_guard: NoGuardOpt = False,
+    budget: BudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Chat with MODEL; /stats shows the last turn's memory profile, /quit ends."""
     config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
-    run = ModelRun(config, mode="chat", seed=seed)
-    open_with_spinner(run, quiet=as_json)
-    conversation = Conversation(ctx or 4096, max_tokens, system)
+    guard = run_guard(no_guard, budget)
+    run = ModelRun(config, mode="chat", seed=seed, watchers=watchers(guard))
+    with guard_verdict(guard):
+        open_with_spinner(run, quiet=as_json)
+        _converse(run, Conversation(ctx or 4096, max_tokens, system), max_tokens,
+                  temperature, seed, as_json)  # fmt: skip
+
+
+def _converse(
+    run: ModelRun,
+    conversation: Conversation,
+    max_tokens: int,
+    temperature: float | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Answer each input line until /quit or the end of input."""
     with run:
         if not as_json:
             progress_console.print(f"[dim]{STATS} shows the last turn's memory, {QUIT} ends[/]")

@@ -27,6 +27,7 @@ from yoyu.cli.run import (
     open_with_spinner,
     progress_console,
 )
+from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
 from yoyu.errors import SettingsError
 from yoyu.runner import (
     ABResult,
@@ -66,6 +67,8 @@ def profile_command(
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 64,
     seed: SeedOpt = 0,
     force: ForceOpt = False,
+    no_guard: NoGuardOpt = False,
+    budget: BudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A/B two settings files: median and range per phase, difference against noise."""
@@ -74,17 +77,19 @@ def profile_command(
     sides = (Side(compare[0].stem, settings_from_file(compare[0])),
              Side(compare[1].stem, settings_from_file(compare[1])))  # fmt: skip
     base = RunConfig(model, force=force)
+    guard = run_guard(no_guard, budget)
 
     def make_run(config: RunConfig) -> ModelRun:
-        run = ModelRun(config, mode="profile", seed=seed)
+        run = ModelRun(config, mode="profile", seed=seed, watchers=watchers(guard))
         open_with_spinner(run, quiet=as_json)
         return run
 
-    result = run_ab(
-        base, sides, repeat, [ChatMessage("user", prompt)], make_run=make_run,
-        on_run=None if as_json else _print_run, max_tokens=max_tokens, seed=seed,
-        temperature=0.0,
-    )  # fmt: skip
+    with guard_verdict(guard):
+        result = run_ab(
+            base, sides, repeat, [ChatMessage("user", prompt)], make_run=make_run,
+            on_run=None if as_json else _print_run, max_tokens=max_tokens, seed=seed,
+            temperature=0.0,
+        )  # fmt: skip
     if as_json:
         print_json(result.to_dict())
     else:

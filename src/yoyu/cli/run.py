@@ -20,6 +20,7 @@ from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
 from yoyu.cli.output import console, print_json
+from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
 from yoyu.estimate.types import RunSettings
 from yoyu.monitor.store import RunStore
 from yoyu.plan.types import RiskThresholds
@@ -67,20 +68,24 @@ def run_command(
     system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
     force: ForceOpt = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the memory timeline to this PNG.")] = None,
+    no_guard: NoGuardOpt = False,
+    budget: BudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
     config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    run = ModelRun(config, mode="run", seed=seed)
-    open_with_spinner(run, quiet=as_json)
-    with run:
-        run.ask(
-            messages,
-            on_chunk=None if as_json else print_chunk,
-            max_tokens=max_tokens, temperature=temperature, seed=seed,
-        )  # fmt: skip
+    guard = run_guard(no_guard, budget)
+    run = ModelRun(config, mode="run", seed=seed, watchers=watchers(guard))
+    with guard_verdict(guard):
+        open_with_spinner(run, quiet=as_json)
+        with run:
+            run.ask(
+                messages,
+                on_chunk=None if as_json else print_chunk,
+                max_tokens=max_tokens, temperature=temperature, seed=seed,
+            )  # fmt: skip
     report = run.report()
     if as_json:
         print_json(report)

@@ -27,6 +27,7 @@ from yoyu.cli.run import (
     progress_console,
     run_config,
 )
+from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
 from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
 from yoyu.runner import DEFAULT_SETTINGS, ModelRun, SoakPoint, parse_duration, run_soak
 from yoyu.units import format_mib
@@ -54,18 +55,22 @@ def soak_command(
     ] = DEFAULT_THRESHOLD_MIB_PER_MIN,
     seed: SeedOpt = None,
     force: ForceOpt = False,
+    no_guard: NoGuardOpt = False,
+    budget: BudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Chat with MODEL for a while; slope of settled anon + swap memory per turn, verdict."""
     duration_s = parse_duration(duration)
     config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
-    run = ModelRun(config, mode="soak", seed=seed)
-    open_with_spinner(run, quiet=as_json)
-    with run:
-        result = run_soak(
-            run, duration_s, max_tokens=max_tokens, threshold_mib_per_min=threshold,
-            on_point=None if as_json else _print_point, seed=seed,
-        )  # fmt: skip
+    guard = run_guard(no_guard, budget)
+    run = ModelRun(config, mode="soak", seed=seed, watchers=watchers(guard))
+    with guard_verdict(guard):
+        open_with_spinner(run, quiet=as_json)
+        with run:
+            result = run_soak(
+                run, duration_s, max_tokens=max_tokens, threshold_mib_per_min=threshold,
+                on_point=None if as_json else _print_point, seed=seed,
+            )  # fmt: skip
     leak = result.leak
     if as_json:
         print_json({"run_id": run.run_id, "duration_s": duration_s, **result.to_dict()})

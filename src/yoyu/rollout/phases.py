@@ -13,17 +13,16 @@ engine is stopped however the phase ends.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
 from yoyu.backends.protocol import Backend, ChatMessage
 from yoyu.errors import YoyuError
-from yoyu.guard import AuditLog, BackendTarget, Baseline, Guard, GuardPolicy, effective_available
+from yoyu.guard import Baseline, GuardPolicy, effective_available
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.resolve import resolve_model
@@ -41,7 +40,8 @@ from yoyu.rollout.thresholds import (
     baseline_check,
     smoke_decision,
 )
-from yoyu.runner import ModelRun, RunConfig, SoakPoint, WatchContext, run_soak
+from yoyu.runner import ModelRun, RunConfig, SoakPoint, run_soak
+from yoyu.runner.guarding import RunGuard
 from yoyu.units import format_bytes
 
 TOP_CONSUMERS = 5
@@ -51,6 +51,9 @@ SOAK_FOLLOW_UPS = (
     "Suggest one change that makes the error handling clearer.",
     "Summarize your review in two sentences.",
 )
+
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -68,7 +71,6 @@ class Context:
     on_engine: Callable[[dict[str, Any] | None], None] = lambda engine: None
     on_point: Callable[[SoakPoint], None] | None = None
     caution: bool = False  # the smoke test passed only with --accept-caution
-    guards: list[Guard] = field(default_factory=list)
 
     def probe(self) -> Machine:
         if self.machine is None:
@@ -189,8 +191,11 @@ def fetch(context: Context) -> PhaseRecord:
 def smoke(context: Context) -> PhaseRecord:
     """A short prompt; the least memory available while the model was loaded and answering."""
     record = PhaseRecord("smoke")
-    with _guarded_run(context, "migrate-smoke", record) as run:
-        turn = run.ask([ChatMessage("user", SMOKE_PROMPT)], max_tokens=16, temperature=0.0)
+    turn = _guarded_run(
+        context, "migrate-smoke", record,
+        lambda run: run.ask([ChatMessage("user", SMOKE_PROMPT)], max_tokens=16, temperature=0.0),
+    )  # fmt: skip
+    if turn is not None:
         record.measurements.update(reply=turn.text[:200], decode_tps=turn.speed.decode_tps)
     least = record.measurements.get("least_available_bytes")
     if least is None:  # nothing was sampled (the load failed at once): the reasons say why
@@ -209,12 +214,14 @@ def soak(context: Context) -> PhaseRecord:
     record = PhaseRecord("soak")
     limits = context.thresholds
     duration = min(limits.soak_s, limits.caution_soak_s) if context.caution else limits.soak_s
-    with _guarded_run(context, "migrate-soak", record) as run:
-        result = run_soak(
+    result = _guarded_run(
+        context, "migrate-soak", record,
+        lambda run: run_soak(
             run, duration, max_tokens=limits.max_tokens, prompts=soak_prompts(),
             on_point=context.on_point, temperature=0.0,
-        )  # fmt: skip
-    if record.passed is False:
+        ),
+    )  # fmt: skip
+    if result is None or record.passed is False:
         return record
     least = record.measurements["least_available_bytes"]
     _, stop = limits.smoke_floors(context.policy, context.probe().memory.total_bytes)
@@ -236,25 +243,27 @@ def soak(context: Context) -> PhaseRecord:
     return record
 
 
-@contextmanager
-def _guarded_run(context: Context, mode: str, record: PhaseRecord) -> Iterator[ModelRun]:
-    """A ``ModelRun`` under the guard; a failure (or the guard stopping it) fails ``record``.
+def _guarded_run(
+    context: Context, mode: str, record: PhaseRecord, body: Callable[[ModelRun], _T]
+) -> _T | None:
+    """``body`` on a ``ModelRun`` under the guard; a failure (or the guard stopping the
+    model, even while it loads) fails ``record`` and gives ``None``.
 
-    The body's own error is caught only when it is a ``YoyuError`` (the engine
-    failed or was stopped); Ctrl-C and bugs go on to the procedure, after the
-    ``with`` has stopped the engine.
+    Only a ``YoyuError`` is caught (the engine failed or was stopped); Ctrl-C
+    and bugs go on to the procedure, after the ``with`` has stopped the engine.
     """
-    guards: list[Guard] = []
+    outcome: _T | None = None
+    guard = RunGuard(context.policy, audit_path=context.folder / "guard.jsonl")
     run = ModelRun(
         context.config, mode=mode, store=context.store, machine=context.machine,
-        watchers=[_guard_watcher(context, guards)], backend_factory=context.backend_factory,
+        watchers=[guard], backend_factory=context.backend_factory,
     )  # fmt: skip
     try:
         with run:
             record.run_id = run.run_id
             if run.loaded is not None and run.loaded.pid is not None:
                 context.on_engine(_engine(run.loaded.pid))
-            yield run
+            outcome = body(run)
     except YoyuError as error:
         record.passed = False
         record.reasons.append(f"the model failed: {error}")
@@ -264,22 +273,10 @@ def _guarded_run(context: Context, mode: str, record: PhaseRecord) -> Iterator[M
         if run.sampler is not None and run.sampler.samples():
             budget = context.thresholds.budget_bytes
             record.measurements["least_available_bytes"] = least_available(run.sampler, budget)
-    stopped = [guard.first_stop for guard in guards if guard.first_stop is not None]
-    if stopped:
+    if guard.stop_message is not None:
         record.passed = False
-        record.reasons.insert(0, f"the guard stopped the model: {stopped[0].message}")
-
-
-def _guard_watcher(
-    context: Context, guards: list[Guard]
-) -> Callable[[WatchContext], AbstractContextManager[object]]:
-    def watch(watch_context: WatchContext) -> Guard:
-        audit = AuditLog(context.folder / "guard.jsonl", watch_context.store, watch_context.run_id)
-        guard = Guard(BackendTarget(watch_context.backend), context.policy, audit=audit)
-        guards.append(guard)
-        return guard
-
-    return watch
+        record.reasons.insert(0, f"the guard stopped the model: {guard.stop_message}")
+    return outcome
 
 
 def _engine(pid: int) -> dict[str, Any] | None:

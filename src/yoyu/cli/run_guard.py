@@ -1,0 +1,67 @@
+"""The guard's flags for commands that run a model (run, chat, soak, profile).
+
+Every such run is guarded by default with the ``[guard]`` policy of
+``yoyu.toml``; ``--no-guard`` opts out and ``--budget SIZE`` makes the guard
+act as if only SIZE were available when the run started, as ``yoyu guard``
+does. When the guard stops the model the command ends with its reason and
+exit 75 instead of the engine's complaint about a vanished server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from yoyu.errors import GuardStoppedError, SettingsError, YoyuError
+from yoyu.guard import policy_from_settings
+from yoyu.guard.policy import with_overrides
+from yoyu.runner.guarding import RunGuard
+from yoyu.runner.watchers import Watcher
+
+NoGuardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-guard", help="Do not guard the run (by default the model is unloaded or stopped "
+        "before available memory crosses the [guard] abort floor).",
+    ),
+]  # fmt: skip
+BudgetOpt = Annotated[
+    str | None,
+    typer.Option(help="Guard as if only SIZE (e.g. 8GiB) were available when the run starts."),
+]
+
+
+def run_guard(no_guard: bool, budget: str | None) -> RunGuard | None:
+    """The guard for this command's runs, or ``None`` with ``--no-guard``."""
+    if no_guard:
+        if budget is not None:
+            raise SettingsError("--budget sets the guard's budget; drop --no-guard to use it")
+        return None
+    return RunGuard(with_overrides(policy_from_settings(), budget=budget))
+
+
+def watchers(guard: RunGuard | None) -> list[Watcher]:
+    return [] if guard is None else [guard]
+
+
+@contextmanager
+def guard_verdict(guard: RunGuard | None) -> Iterator[None]:
+    """Turn the engine's failure into the guard's reason when the guard caused it.
+
+    A model the guard stopped after its answer also ends the command this way:
+    the memory figures of such a run describe a machine in trouble.
+    """
+    try:
+        yield
+    except YoyuError:
+        _raise_if_stopped(guard)
+        raise
+    _raise_if_stopped(guard)
+
+
+def _raise_if_stopped(guard: RunGuard | None) -> None:
+    if guard is not None and guard.stop_message is not None:
+        raise GuardStoppedError(f"the guard stopped the model: {guard.stop_message}") from None
