@@ -78,6 +78,7 @@ class ServerConfig:
     cooldown_s: float = DEFAULT_COOLDOWN_S
     default_ttl_s: float = 0.0
     health_interval_s: float = 30.0
+    guard: bool = True  # run the guard over every engine the gateway starts
 
     @property
     def is_loopback(self) -> bool:
@@ -153,7 +154,7 @@ class GatewayConfig:
 
 _SERVER_KEYS = {
     "host", "port", "api_key_env", "max_body_bytes", "memory_floor", "memory_budget",
-    "cooldown_s", "default_ttl_s", "health_interval_s",
+    "cooldown_s", "default_ttl_s", "health_interval_s", "guard",
 }  # fmt: skip
 _SERVED_KEYS = {
     "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory",
@@ -208,6 +209,7 @@ def _server(body: Mapping[str, Any], where: str) -> ServerConfig:
         health_interval_s=_seconds(
             body, "health_interval_s", default.health_interval_s, "server", where
         ),
+        guard=_typed(body, "guard", bool, default.guard, "server", where),
     )
 
 

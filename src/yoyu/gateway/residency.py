@@ -141,12 +141,19 @@ class Residency:
         with self._load_lock:
             return self._unload_if_idle(model_id)
 
-    def close(self) -> None:
+    def evict_all(self) -> list[str]:
+        """Unload every model, busy and pinned ones too: the guard's graceful step when
+        memory runs out (their requests fail; the machine stays up). Returns the ids."""
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
         for entry in entries:
             self._backends[entry.model.backend].unload(entry.model.id)
+            self.unloads += 1
+        return [entry.model.id for entry in entries]
+
+    def close(self) -> None:
+        self.evict_all()
 
     # -- reading -----------------------------------------------------------
 

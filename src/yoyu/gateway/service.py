@@ -53,10 +53,12 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.gateway.config import GatewayConfig, ServedModel
+from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.residency import Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
 from yoyu.gateway.sizing import PlanSizer
+from yoyu.guard import Guard
 from yoyu.models.discover import find_installed_models
 from yoyu.monitor.system import system_reader
 
@@ -248,6 +250,7 @@ class GatewayService:
         self._last_health: list[BackendStatus] = []
         self._stop = threading.Event()
         self._maintainer: threading.Thread | None = None
+        self.guard: Guard | None = None
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> GatewayService:
@@ -378,7 +381,10 @@ class GatewayService:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background TTL reaper and health checker."""
+        """Start the guard, the background TTL reaper and the health checker."""
+        if self.guard is None and self.config.server.guard:
+            self.guard = Guard(GatewayTarget(self.backends, self.residency), self.config.guard)
+            self.guard.start()
         if self._maintainer is None:
             self._maintainer = threading.Thread(
                 target=self._maintain, name="yoyu-gateway-maintenance", daemon=True
@@ -390,6 +396,8 @@ class GatewayService:
         if self._stop.is_set():
             return
         self._stop.set()
+        if self.guard is not None:
+            self.guard.stop()
         if self._maintainer is not None:
             self._maintainer.join(timeout=5)
         self.residency.close()
