@@ -39,7 +39,10 @@ def serve_command(
         typer.Option("--model", "-m", help="PATH.gguf[=ALIAS]: serve a GGUF file (repeatable)."),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="yoyu.toml with [server], [backends], [served], routes.")
+        Path | None,
+        typer.Option(
+            help=r"yoyu.toml with \[server], \[backends], \[served], \[routes], \[aliases]."
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 8040).")] = None,
