@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from yoyu.backends.ollama import OllamaBackend, ollama_name
+from yoyu.backends.ollama import OllamaBackend, PullProgress, PullResult, ollama_name
 from yoyu.backends.openai_http import HttpTimeouts
 from yoyu.backends.protocol import (
     Backend,
@@ -263,3 +263,49 @@ def test_ollama_names_get_the_latest_tag() -> None:
     assert ollama_name("llama3.2") == "llama3.2:latest"
     assert ollama_name("qwen2.5-coder:7b") == "qwen2.5-coder:7b"
     assert ollama_name("hf.co/org/model") == "hf.co/org/model:latest"
+
+
+# -- pull ------------------------------------------------------------------------
+
+
+def test_pull_reports_progress_in_order_and_the_model_is_then_listed(
+    backend: OllamaBackend, fake: FakeOllama
+) -> None:
+    fake.pullable("gemma3:1b", size=815_000_000)
+    seen: list[PullProgress] = []
+    result = backend.pull("gemma3:1b", on_progress=seen.append)
+    assert result == PullResult("gemma3:1b", 815_000_000)
+    statuses = [progress.status for progress in seen]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    downloads = [p for p in seen if p.digest is not None]
+    assert len({p.digest for p in downloads}) == 2
+    first_layer = [p for p in downloads if p.digest == downloads[0].digest]
+    total = first_layer[0].total
+    assert total is not None
+    assert [p.completed for p in first_layer] == [None, total // 2, total]
+    assert fake.requests_to("/api/pull")[0].body == {"model": "gemma3:1b", "stream": True}
+    listed = {model.id: model.size_bytes for model in backend.list_models()}
+    assert listed["gemma3:1b"] == 815_000_000
+
+
+def test_pulling_a_model_the_registry_lacks_raises_ollamas_message(
+    backend: OllamaBackend, fake: FakeOllama
+) -> None:
+    seen: list[PullProgress] = []
+    with pytest.raises(BackendRequestError, match="pull model manifest: file does not exist"):
+        backend.pull("no-such-model:7b", on_progress=seen.append)
+    assert [p.status for p in seen] == ["pulling manifest"]
+    assert "no-such-model:7b" not in {model.id for model in backend.list_models()}
+
+
+def test_a_connection_dropped_mid_pull_raises_crashed(
+    backend: OllamaBackend, fake: FakeOllama
+) -> None:
+    fake.pullable("gemma3:1b", size=815_000_000)
+    fake.die_mid_stream_after(3)
+    seen: list[PullProgress] = []
+    with pytest.raises(BackendCrashedError):
+        backend.pull("gemma3:1b", on_progress=seen.append)
+    assert len(seen) == 3 and seen[-1].status != "success"
+    assert "gemma3:1b" not in {model.id for model in backend.list_models()}

@@ -14,7 +14,8 @@ Ollama's runner options (``num_ctx``, ``num_gpu``...; llama.cpp's names
 Ollama reloads a model whose request options differ from the loaded ones,
 and a request without them would quietly reload it with the defaults.
 
-Answers are NDJSON when streamed; an error after the stream has started
+``pull`` downloads a model (``/api/pull``), reporting Ollama's progress lines
+as ``PullProgress``. Answers are NDJSON when streamed; an error after the stream has started
 arrives as a line ``{"error": "..."}`` under a 200 status (docs.ollama.com
 ``api/errors``). Durations are nanoseconds; they become ``EngineTimings``.
 HTTP and its failures go through ``OpenAIHttpClient``'s generic half, so the
@@ -27,7 +28,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -71,6 +73,27 @@ _SAMPLING_OPTIONS = frozenset(
     {"top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n", "presence_penalty",
      "frequency_penalty", "num_keep", "mirostat", "mirostat_tau", "mirostat_eta"}
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One status line of ``/api/pull``: ``pulling manifest``, ``pulling <digest>`` (with
+    ``digest``, ``total`` and, once bytes arrived, ``completed``), ``verifying sha256 digest``,
+    ``writing manifest``, ``success``."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """A finished pull; ``total_bytes`` sums each layer's ``total`` once, to be compared
+    with the size ``/api/tags`` then lists."""
+
+    model: str
+    total_bytes: int
 
 
 class OllamaBackend:
@@ -178,6 +201,34 @@ class OllamaBackend:
                     "after unloading it; check the Ollama server's log"
                 )
             time.sleep(_POLL_INTERVAL_S)
+
+    def pull(
+        self, name: str, on_progress: Callable[[PullProgress], None] | None = None
+    ) -> PullResult:
+        """Download ``name`` into Ollama's store, ``on_progress`` called for every status line.
+
+        Raises BackendRequestError with Ollama's message on an ``{"error": ...}`` line
+        (an unknown model), BackendCrashedError when the stream ends before ``success``.
+        """
+        layers: dict[str, int] = {}
+        lines = self._client.stream_lines("/api/pull", {"model": name, "stream": True})
+        try:
+            for line in lines:
+                if not line.strip():
+                    continue
+                progress = _pull_progress(_line_payload(line, self._client.label))
+                if progress.digest is not None and progress.total is not None:
+                    layers[progress.digest] = progress.total
+                if on_progress is not None:
+                    on_progress(progress)
+                if progress.status == "success":
+                    return PullResult(name, sum(layers.values()))
+        finally:
+            lines.close()
+        raise BackendCrashedError(
+            f"{self._client.label} ended the pull of {name!r} before success; "
+            "run it again (Ollama resumes) or check the Ollama server's log"
+        )
 
     def pids(self) -> list[int]:
         """Ollama's runner processes are the daemon's, not ours to attribute."""
@@ -361,6 +412,16 @@ def _line_payload(line: str, label: str) -> dict[str, Any]:
         raise BackendRequestError(f"{label} sent a stream line that is not an object")
     _raise_for_error_line(payload, label)
     return payload
+
+
+def _pull_progress(payload: Mapping[str, Any]) -> PullProgress:
+    digest = payload.get("digest")
+    return PullProgress(
+        status=str(payload.get("status", "")),
+        digest=digest if isinstance(digest, str) and digest else None,
+        total=_int(payload.get("total")),
+        completed=_int(payload.get("completed")),
+    )
 
 
 def _raise_for_error_line(payload: Any, label: str) -> None:

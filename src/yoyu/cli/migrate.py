@@ -14,10 +14,12 @@ Exit status: 0 promoted (or status shown), 1 rolled back, 2 bad input, 130 Ctrl-
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
+from yoyu.backends.ollama import PullProgress
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import CtxOpt, JsonOpt
 from yoyu.errors import SettingsError
@@ -34,7 +36,7 @@ from yoyu.rollout import (
 )
 from yoyu.rollout.state import PHASES
 from yoyu.runner import DEFAULT_SETTINGS, SoakPoint, parse_duration
-from yoyu.units import format_mib
+from yoyu.units import format_bytes, format_mib
 
 _STATUS_STYLE = {"promoted": "green", "rolled_back": "red", "interrupted": "yellow"}
 
@@ -84,6 +86,7 @@ def migrate_command(
     hooks = Hooks(
         on_phase=(lambda phase: None) if as_json else _print_phase,
         on_point=None if as_json else _print_point,
+        on_pull=None if as_json else _pull_printer(),
     )
     if status:
         state = load_current()
@@ -132,6 +135,20 @@ def _show(state: MigrationState, as_json: bool) -> None:
 
 def _print_phase(phase: str) -> None:
     console.print(f"[bold]{phase}[/] ...")
+
+
+def _pull_printer() -> Callable[[PullProgress], None]:
+    """Print each new status of an Ollama pull once (one line per layer, not per chunk)."""
+    last: list[str] = []
+
+    def show(progress: PullProgress) -> None:
+        if last and last[-1] == progress.status:
+            return
+        last.append(progress.status)
+        size = f" ({format_bytes(progress.total)})" if progress.total else ""
+        console.print(f"  ollama: {progress.status}{size}")
+
+    return show
 
 
 def _print_point(point: SoakPoint) -> None:

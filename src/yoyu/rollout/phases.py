@@ -1,7 +1,9 @@
 """The four measuring phases of a migration; each returns a ``PhaseRecord``.
 
 preflight  plan verdict, baseline available memory, largest consumers, disk, rollback target
-fetch      the model is on disk and its files hold every tensor byte
+fetch      the model is on disk and its files hold every tensor byte; an Ollama name
+           not here yet is pulled through a reachable Ollama (OLLAMA_HOST) and its
+           size checked against what Ollama then lists
 smoke      a short prompt under the guard and the sampler; least available memory seen
 soak       a ~100-line code review, more turns, and the leak verdict
 
@@ -20,11 +22,13 @@ from typing import Any, TypeVar
 
 import psutil
 
+from yoyu.backends.ollama import OllamaBackend, PullProgress, ollama_name
 from yoyu.backends.protocol import Backend, ChatMessage
-from yoyu.errors import YoyuError
+from yoyu.errors import ModelNotFoundError, YoyuError
 from yoyu.guard import Baseline, GuardPolicy, effective_available
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
+from yoyu.models.ollama_store import parse_ollama_name
 from yoyu.models.resolve import resolve_model
 from yoyu.models.spec import ModelSpec
 from yoyu.monitor.sampler import Sampler
@@ -71,6 +75,8 @@ class Context:
     on_engine: Callable[[dict[str, Any] | None], None] = lambda engine: None
     on_point: Callable[[SoakPoint], None] | None = None
     caution: bool = False  # the smoke test passed only with --accept-caution
+    ollama_factory: Callable[[], OllamaBackend] = OllamaBackend  # base URL from OLLAMA_HOST
+    on_pull: Callable[[PullProgress], None] | None = None
 
     def probe(self) -> Machine:
         if self.machine is None:
@@ -157,8 +163,17 @@ def _disk(spec: ModelSpec) -> tuple[int, int]:
 def fetch(context: Context) -> PhaseRecord:
     """The model is on disk, every file there, big enough for its tensor data."""
     record = PhaseRecord("fetch")
-    spec = resolve_model(context.target)
+    try:
+        spec = resolve_model(context.target)
+    except ModelNotFoundError:
+        pulled = pull_from_ollama(context)
+        if pulled is None:
+            raise
+        return pulled
     if not spec.paths:
+        pulled = pull_from_ollama(context)
+        if pulled is not None:
+            return pulled
         record.passed = False
         record.reasons = [
             f"{spec.name} is a catalog estimate, not on this machine; download its GGUF "
@@ -182,6 +197,39 @@ def fetch(context: Context) -> PhaseRecord:
         return record
     record.passed = True
     record.reasons = [f"{len(spec.paths)} file(s), {format_bytes(total)}, tensors complete"]
+    return record
+
+
+def pull_from_ollama(context: Context) -> PhaseRecord | None:
+    """Pull the target, an Ollama name, through Ollama; ``None`` when it is no Ollama
+    name or no Ollama answers (the caller's message stands). A pull Ollama refuses
+    raises its BackendRequestError, which fails the phase with Ollama's reason."""
+    if parse_ollama_name(context.target) is None:
+        return None
+    backend = context.ollama_factory()
+    try:
+        if not backend.health().ok:
+            return None
+        result = backend.pull(context.target, on_progress=context.on_pull)
+        name = ollama_name(context.target)
+        listed = next((m.size_bytes for m in backend.list_models() if m.id == name), None)
+    finally:
+        backend.close()
+    record = PhaseRecord("fetch")
+    record.measurements = {
+        "model": name,
+        "ollama": backend.base_url,
+        "pulled_bytes": result.total_bytes,
+        "listed_bytes": listed,
+    }
+    record.passed = listed == result.total_bytes
+    shown = "nothing" if listed is None else format_bytes(listed)
+    record.reasons = [
+        f"pulled {name} through Ollama: {format_bytes(result.total_bytes)}, as Ollama lists it"
+        if record.passed
+        else f"Ollama pulled {format_bytes(result.total_bytes)} of {name} but lists {shown}; "
+        f"run ollama pull {name} again"
+    ]
     return record
 
 

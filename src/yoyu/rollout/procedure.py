@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend
+from yoyu.backends.ollama import OllamaBackend, PullProgress
 from yoyu.backends.protocol import Backend
 from yoyu.config import config_path, read_document
 from yoyu.errors import ConfigError, MigrationError, YoyuError
@@ -82,13 +83,16 @@ class Request:
 @dataclass
 class Hooks:
     """What the caller plugs in: the engine to run (tests: llama-cpp-python), progress, the
-    machine, the settle policy, and ``on_phase`` (called as each phase starts)."""
+    machine, the settle policy, ``on_phase`` (called as each phase starts), and for an
+    Ollama pull in the fetch phase the Ollama to use and ``on_pull`` (each status line)."""
 
     backend_factory: Callable[[], Backend] = LlamaCppServerBackend
     on_phase: Callable[[str], None] = lambda phase: None
     on_point: Callable[[SoakPoint], None] | None = None
     machine: Machine | None = None
     settle: SettlePolicy = field(default_factory=SettlePolicy)
+    ollama_factory: Callable[[], OllamaBackend] = OllamaBackend
+    on_pull: Callable[[PullProgress], None] | None = None
 
 
 def thresholds_from_settings(env: Mapping[str, str] | None = None) -> MigrateThresholds:
@@ -224,7 +228,8 @@ def _context(
     return phases.Context(
         target=state.target, config=config, thresholds=thresholds, policy=policy, store=store,
         folder=Path(state.folder), backend_factory=hooks.backend_factory, machine=hooks.machine,
-        on_engine=on_engine, on_point=hooks.on_point,
+        on_engine=on_engine, on_point=hooks.on_point, ollama_factory=hooks.ollama_factory,
+        on_pull=hooks.on_pull,
     )  # fmt: skip
 
 

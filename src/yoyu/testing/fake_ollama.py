@@ -10,14 +10,19 @@ and field names are those of ollama/ollama ``docs/api.md`` (commit
 ``keep_alive: 0`` unloads, answering ``done_reason`` ``"load"``/``"unload"``),
 ``/api/tags`` and ``/api/ps`` (``name``, ``model``, ``size``, ``digest``,
 ``details``, ``expires_at``, ``size_vram``), ``/api/show``, ``/api/embed``
-(``embeddings``, ``prompt_eval_count``). Errors are ``{"error": "..."}``
+(``embeddings``, ``prompt_eval_count``), ``/api/pull`` (NDJSON ``pulling manifest``,
+``pulling <digest>`` lines with ``digest``, ``total``, ``completed``, then
+``verifying sha256 digest``, ``writing manifest``, ``success``; a model the
+registry does not have gets ``{"error": "pull model manifest: file does not
+exist"}`` after ``pulling manifest``, as Ollama sends it). Errors are ``{"error": "..."}``
 with the status, or a line of that shape mid-stream under the 200 already
 sent (docs.ollama.com ``api/errors``); ``/api/version`` answers
 ``{"version": "0.12.6"}``. As Ollama does, a request whose runner options
 (``num_ctx``, ``num_gpu``...) differ from the loaded model's reloads it,
 which the fake counts in ``reloads``.
 
-Controls, all thread-safe: ``install``, ``reply``, ``fail_next`` (an error
+Controls, all thread-safe: ``install``, ``pullable`` (a model the registry has;
+a pull installs it), ``reply``, ``fail_next`` (an error
 status), ``error_mid_stream_after`` (an error line after N chunks),
 ``die_mid_stream_after`` (the connection is cut after N chunks),
 ``linger_polls`` (an unloaded model stays in ``/api/ps`` for N more polls);
@@ -42,6 +47,8 @@ EMBEDDING_DIMENSIONS = 8
 _TOKEN_NS = 10_000_000  # 10 ms per generated token
 _PROMPT_TOKEN_NS = 1_000_000
 _KV_BYTES_PER_CTX = 4096
+_PARAMS_LAYER_BYTES = 96  # the small params layer a pulled model has beside its weights
+PULL_UNKNOWN_ERROR = "pull model manifest: file does not exist"
 
 
 @dataclass
@@ -106,6 +113,7 @@ class _Faults:
 @dataclass
 class _State:
     installed: dict[str, FakeModel] = field(default_factory=dict)
+    pullable: dict[str, FakeModel] = field(default_factory=dict)  # the registry's models
     loaded: dict[str, Resident] = field(default_factory=dict)
     linger: dict[str, int] = field(default_factory=dict)  # name -> polls to stay after unload
     unloading: dict[str, int] = field(default_factory=dict)  # name -> /api/ps polls left
@@ -151,6 +159,13 @@ class FakeOllama:
         model = FakeModel(full_name(name), **fields)
         with self._lock:
             self._state.installed[model.name] = model
+        return model
+
+    def pullable(self, name: str, **fields: Any) -> FakeModel:
+        """A model ``/api/pull`` can download (its layers add up to ``size``)."""
+        model = FakeModel(full_name(name), **fields)
+        with self._lock:
+            self._state.pullable[model.name] = model
         return model
 
     def reply(self, text: str) -> None:
@@ -213,6 +228,14 @@ class FakeOllama:
     def _model(self, name: str) -> FakeModel | None:
         with self._lock:
             return self._state.installed.get(full_name(name))
+
+    def _pullable(self, name: str) -> FakeModel | None:
+        with self._lock:
+            return self._state.pullable.get(full_name(name))
+
+    def _finish_pull(self, model: FakeModel) -> None:
+        with self._lock:
+            self._state.installed[model.name] = model
 
     def _ensure_loaded(self, model: FakeModel, body: dict[str, Any]) -> None:
         options = {k: v for k, v in (body.get("options") or {}).items() if k in RUNNER_OPTIONS}
@@ -359,6 +382,7 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             ("POST", "/api/embed"): lambda: self._embed(body or {}),
             ("POST", "/api/chat"): lambda: self._generate(body or {}, "chat", faults),
             ("POST", "/api/generate"): lambda: self._generate(body or {}, "generate", faults),
+            ("POST", "/api/pull"): lambda: self._pull(body or {}, faults),
         }
         route = routes.get((self.command, self.path))
         if route is None:
@@ -436,6 +460,19 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             return
         self._send(200, _with_text(final, kind, "".join(tokens)))
 
+    def _pull(self, body: dict[str, Any], faults: _Faults | None) -> None:
+        """Ollama's pull stream; the model is installed once ``success`` is sent."""
+        fake = self.server_fake
+        model = fake._pullable(str(body.get("model", "")))
+        lines = _pull_lines(model)
+        if not body.get("stream", True):
+            last = list(lines)[-1]
+            self._send(500 if "error" in last else 200, last)
+        else:
+            self._stream_lines(lines, faults)
+        if model is not None and faults is None:
+            fake._finish_pull(model)
+
     def _load_or_unload(
         self, model: FakeModel, body: dict[str, Any], kind: str, head: dict[str, Any]
     ) -> None:
@@ -456,11 +493,14 @@ class _OllamaHandler(BaseHTTPRequestHandler):
         final: dict[str, Any],
         faults: _Faults | None,
     ) -> None:
+        self._stream_lines(_lines(head, kind, tokens, final), faults)
+
+    def _stream_lines(self, lines: Iterator[dict[str, Any]], faults: _Faults | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for index, line in enumerate(_lines(head, kind, tokens, final)):
+        for index, line in enumerate(lines):
             if faults is not None and faults.die_after == index:
                 self.close_connection = True
                 self.connection.shutdown(2)  # cut mid-body: no terminating chunk
@@ -489,3 +529,18 @@ def _lines(
     for token in tokens:
         yield _with_text(head | {"done": False}, kind, token)
     yield _with_text(final, kind, "")
+
+
+def _pull_lines(model: FakeModel | None) -> Iterator[dict[str, Any]]:
+    """``/api/pull``'s lines: each layer without ``completed``, half done, done."""
+    yield {"status": "pulling manifest"}
+    if model is None:
+        yield {"error": PULL_UNKNOWN_ERROR}
+        return
+    weights = model.size - _PARAMS_LAYER_BYTES
+    for digest, total in ((model.digest, weights), (model.digest[::-1], _PARAMS_LAYER_BYTES)):
+        status = {"status": f"pulling {digest[:12]}", "digest": f"sha256:{digest}", "total": total}
+        yield status
+        yield status | {"completed": total // 2}
+        yield status | {"completed": total}
+    yield from ({"status": s} for s in ("verifying sha256 digest", "writing manifest", "success"))
