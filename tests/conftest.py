@@ -3,9 +3,16 @@ store or cache on the developer's machine can change a result."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+# Real memory-allocating children (tests/monitor/monitor_children.py), shared by the
+# monitor and runner tests through the ``make_child`` fixture below.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "monitor"))
+from monitor_children import CHILD_SOURCE, MemoryChild
 
 _ISOLATED_VARIABLES = (
     "YOYU_CONFIG",
@@ -29,3 +36,20 @@ def isolated_home(
     for name in _ISOLATED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def make_child(tmp_path: Path) -> Iterator[Callable[[int], MemoryChild]]:
+    """Start children growing ``step_mib`` per step; all are stopped after the test."""
+    script = tmp_path / "memory_child.py"
+    script.write_text(CHILD_SOURCE, encoding="utf-8")
+    started: list[MemoryChild] = []
+
+    def start(step_mib: int) -> MemoryChild:
+        child = MemoryChild(script, step_mib)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.quit()
