@@ -23,11 +23,22 @@ _ISOLATED_VARIABLES = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The same isolation for session- and module-scoped fixtures, which run before any
+    function-scoped fixture (a module's gateway child would otherwise see the real home)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _isolate(tmp_path_factory.mktemp("session-home"), monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    home = tmp_path_factory.mktemp("home")
+    return _isolate(tmp_path_factory.mktemp("home"), monkeypatch)
+
+
+def _isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("YOYU_HOME", str(home / "yoyu"))
     monkeypatch.setenv("OLLAMA_MODELS", str(home / "ollama" / "models"))
     monkeypatch.setenv("HF_HOME", str(home / "huggingface"))
