@@ -125,7 +125,8 @@ def _print_models(installed: list[InstalledModel], fits: list[ModelFit]) -> None
         console.print(
             "\nNo models found (looked in the Ollama store, the Hugging Face cache, LM Studio's "
             "folder and [models] paths in yoyu.toml). Add a folder with "
-            "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: yoyu plan llama3.1:8b"
+            "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: yoyu plan llama3.1:8b",
+            markup=False,
         )
         return
     table = Table(title=f"Models found (planned at ctx {DOCTOR_CTX})", title_justify="left")

@@ -25,7 +25,7 @@ NoGuardOpt = Annotated[
     bool,
     typer.Option(
         "--no-guard", help="Do not guard the run (by default the model is unloaded or stopped "
-        "before available memory crosses the [guard] abort floor).",
+        "before available memory crosses the \\[guard] abort floor).",
     ),
 ]  # fmt: skip
 BudgetOpt = Annotated[
