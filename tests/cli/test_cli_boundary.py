@@ -63,3 +63,9 @@ def test_every_command_has_help(command: str, isolated_home: Path) -> None:
     result = run_yoyu(command, "--help", env_home=isolated_home)
     assert result.returncode == 0, result.stderr
     assert "--json" in result.stdout
+
+
+def test_doctor_with_no_models_names_the_config_section_to_use(isolated_home: Path) -> None:
+    result = run_yoyu("doctor", env_home=isolated_home)
+    assert result.returncode == 0, result.stderr
+    assert "[models] paths in yoyu.toml" in " ".join(result.stdout.split())
