@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -490,3 +491,30 @@ def test_an_engine_still_loading_is_in_pids_so_a_guard_can_stop_it(tmp_path: Pat
     assert not loader.is_alive()
     assert len(failures) == 1 and "before it was ready" in str(failures[0])
     assert backend.pids() == []
+
+
+PARENT_SOURCE = """
+import sys
+from pathlib import Path
+from yoyu.backends.llamacpp_server import LlamaCppServerBackend, python_engine
+from yoyu.backends.protocol import ModelRef
+backend = LlamaCppServerBackend(engine=python_engine(), log_dir=Path(sys.argv[2]))
+loaded = backend.load(ModelRef("tiny", Path(sys.argv[1])), {"n_ctx": 256, "swa_full": True})
+print(loaded.pid, flush=True)
+sys.stdin.read()  # hold until killed
+"""
+
+
+def test_an_engine_ends_when_the_yoyu_that_started_it_is_killed(
+    tmp_path: Path, tiny: TinyModel
+) -> None:
+    command = [sys.executable, "-c", PARENT_SOURCE, str(tiny.path), str(tmp_path / "logs")]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        engine = psutil.Process(int(parent.stdout.readline()))
+        assert engine.is_running() and "llama_cpp.server" in engine.cmdline()
+        parent.kill()  # SIGKILL: no atexit, no close(); only the engine's own watch is left
+    _gone, alive = psutil.wait_procs([engine], timeout=30)
+    assert alive == [], "the engine outlived the process that started it"

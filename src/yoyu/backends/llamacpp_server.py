@@ -132,7 +132,9 @@ class LlamaCppEngine:
             head = [self.executable, "-m", str(model_path), "--alias", model.id]
             head += ["--host", LOOPBACK, "--port", str(port)]
             return head + llama_server_flags(settings) + extra
-        head = [self.executable, "-m", "llama_cpp.server", "--model", str(model_path)]
+        # Through engine_main, which ends the server if this process dies (see there).
+        head = [self.executable, "-m", "yoyu.backends.engine_main", str(os.getpid())]
+        head += ["llama_cpp.server", "--model", str(model_path)]
         head += ["--model_alias", model.id, "--host", LOOPBACK, "--port", str(port)]
         return head + python_server_flags(settings) + extra
 
