@@ -32,6 +32,7 @@ from typing import Any
 
 from yoyu.errors import ConfigError
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
+from yoyu.models.hf_model import architecture_spec
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
 from yoyu.toml import TOMLDecodeError, load_toml
 
@@ -110,36 +111,15 @@ def catalog_spec(entry: CatalogEntry) -> ModelSpec:
     arch = entry.architecture
     tensors = catalog_tensors(arch, QUANT_SCHEMES[entry.quantization])
     summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
-    return ModelSpec(
+    return architecture_spec(
+        arch,
+        tensors,
+        summary,
         name=entry.name,
-        architecture=arch.architecture,
         format="catalog",
         paths=(),
         file_bytes=summary.tensor_bytes,
         quantization=entry.quantization,
-        n_layers=arch.n_layers,
-        n_embd=arch.n_embd,
-        n_head=arch.n_head,
-        n_head_kv=arch.n_head_kv,
-        head_dim_k=arch.head_dim_k,
-        head_dim_v=arch.head_dim_v,
-        n_ff=arch.n_ff,
-        vocab_size=arch.vocab_size,
-        context_length=arch.context_length,
-        params_total=summary.params_total,
-        params_active=summary.params_active,
-        tensor_bytes=summary.tensor_bytes,
-        layer_bytes=summary.layer_bytes,
-        nonrepeating_bytes=summary.nonrepeating_bytes,
-        type_bytes=summary.type_bytes,
-        sliding_window=arch.sliding_window,
-        swa_layers=arch.swa_layers,
-        n_experts=arch.n_experts,
-        n_experts_used=arch.n_experts_used,
-        n_experts_shared=arch.n_experts_shared,
-        expert_ff_length=arch.expert_ff_length,
-        mla=arch.mla,
-        tensors=tuple(tensors),
     )
 
 

@@ -35,13 +35,38 @@ def read_hf_model(folder: Path) -> ModelSpec:
     files, raw_tensors = read_safetensors_folder(folder)
     tensors = logical_params(raw_tensors, arch)
     summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
-    return ModelSpec(
+    return architecture_spec(
+        arch,
+        tensors,
+        summary,
         name=hf_model_name(folder),
-        architecture=arch.architecture,
         format="mlx" if arch.mlx_quantization else "safetensors",
         paths=tuple(str(path) for path in files),
         file_bytes=sum(path.stat().st_size for path in files),
         quantization=quantization_label(arch, summary),
+    )
+
+
+def architecture_spec(
+    arch: HfArchitecture,
+    tensors: list[TensorInfo],
+    summary: TensorSummary,
+    *,
+    name: str,
+    format: str,
+    paths: tuple[str, ...],
+    file_bytes: int,
+    quantization: str | None,
+) -> ModelSpec:
+    """The ``ModelSpec`` of a config-described architecture and its tensor table: a
+    safetensors folder here, a catalog entry (``catalog.catalog_spec``) alike."""
+    return ModelSpec(
+        name=name,
+        architecture=arch.architecture,
+        format=format,
+        paths=paths,
+        file_bytes=file_bytes,
+        quantization=quantization,
         n_layers=arch.n_layers,
         n_embd=arch.n_embd,
         n_head=arch.n_head,
