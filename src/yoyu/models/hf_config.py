@@ -29,12 +29,12 @@ Rules that matter for memory, each from the transformers config classes:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ModelFileError
+from yoyu.models.json_file import read_json_object
 from yoyu.models.spec import MlaDims
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -123,17 +123,7 @@ def read_config_json(folder: Path) -> dict[str, Any]:
             f"{folder}: no config.json; a Hugging Face model folder needs config.json "
             "beside its *.safetensors files"
         )
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ModelFileError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot be read ({error.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path}: not valid JSON") from None
-    if not isinstance(document, dict):
-        raise ModelFileError(f"{path}: not a JSON object")
-    return document
+    return read_json_object(path, max_bytes=MAX_CONFIG_BYTES, what="a config")
 
 
 def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:

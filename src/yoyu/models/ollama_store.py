@@ -27,7 +27,6 @@ server (``backends/`` does).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ModelFileError, ModelNotFoundError
+from yoyu.models.json_file import read_json_object
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -167,7 +167,7 @@ def read_manifest(root: Path, name: OllamaName) -> OllamaManifest:
 
 
 def parse_manifest_file(path: Path, name: OllamaName) -> OllamaManifest:
-    document = _load_manifest_json(path)
+    document = read_json_object(path, max_bytes=MAX_MANIFEST_BYTES, what="an Ollama manifest")
     layers = document.get("layers")
     if not isinstance(layers, list):
         raise ModelFileError(f"{path}: Ollama manifest has no layers list")
@@ -211,20 +211,6 @@ def list_manifests(root: Path) -> list[OllamaManifest]:
         except ModelFileError:
             continue
     return manifests
-
-
-def _load_manifest_json(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ModelFileError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a manifest")
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot be read ({error.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path}: Ollama manifest is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise ModelFileError(f"{path}: Ollama manifest is not a JSON object")
-    return document
 
 
 def _layer(path: Path, entry: Any) -> OllamaLayer:
