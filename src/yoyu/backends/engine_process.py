@@ -25,9 +25,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import psutil
+
 _FIRST_POLL_S = 0.02
 _MAX_POLL_S = 0.25
 _TAIL_BYTES = 64 * 1024
+# How long stop() waits for SIGKILLed group members to leave: death by SIGKILL
+# needs only a scheduling slot, so this bound is met at once unless a process
+# is stuck in uninterruptible sleep (a hung NFS or GPU driver read).
+_KILLED_MEMBERS_WAIT_S = 5.0
 
 
 class EngineExitedError(Exception):
@@ -98,9 +104,16 @@ class EngineProcess:
             return None
 
     def stop(self, grace_s: float) -> int:
-        """SIGTERM the group, SIGKILL it after ``grace_s``, reap; return the exit code."""
+        """SIGTERM the group, SIGKILL it after ``grace_s``, reap; return the exit code.
+
+        Returns only once every process of the group has gone (or the bound on
+        that wait passed): a caller that stops one model to load a bigger one
+        needs the memory free when this returns, not a moment later.
+        """
+        members = self._group_members()
         if self.poll() is not None:
             self._signal_group(signal.SIGKILL)  # leftovers of a group whose leader died
+            _wait_gone(members, _KILLED_MEMBERS_WAIT_S)
             return self._popen.returncode
         self._signal_group(signal.SIGTERM)
         returncode = self.wait_exited(grace_s)
@@ -109,6 +122,7 @@ class EngineProcess:
             returncode = self._popen.wait()
         else:
             self._signal_group(signal.SIGKILL)
+        _wait_gone(members, _KILLED_MEMBERS_WAIT_S)
         return returncode
 
     def log_text(self, start: int = 0) -> str:
@@ -126,9 +140,47 @@ class EngineProcess:
         text = self.log_text(start)
         return text.split("\n", 1)[-1] if start else text
 
+    def _group_members(self) -> list[psutil.Process]:
+        """The processes the group signal reaches, besides the child itself.
+
+        Found by process group, not by parentage: a member whose parent died was
+        re-parented to init but still gets the group's signals.
+        """
+        group = self._popen.pid
+        return [
+            process
+            for process in psutil.process_iter()
+            if process.pid != group and _process_group(process.pid) == group
+        ]
+
     def _signal_group(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
             os.killpg(self._popen.pid, signum)
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:  # gone, or another session's process on a strict kernel
+        return None
+
+
+def _wait_gone(processes: Sequence[psutil.Process], timeout_s: float) -> None:
+    """Wait until each process has exited; a zombie counts, as its memory is freed."""
+    deadline = time.monotonic() + timeout_s
+    interval = _FIRST_POLL_S
+    while any(_still_running(process) for process in processes):
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+        interval = min(interval * 2, _MAX_POLL_S)
+
+
+def _still_running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def describe_returncode(returncode: int) -> str:
