@@ -1,0 +1,189 @@
+"""The lean loopback transport against real sockets: keep-alive reuse, a connection
+the engine closed while idle, a body left half-read, framing, and errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from yoyu.backends.loopback_transport import LoopbackTransport
+from yoyu.backends.openai_http import OpenAIHttpClient
+from yoyu.backends.protocol import ChatMessage, ChatRequest, summarize_stream
+from yoyu.testing.openai_stub import OpenAIStub
+
+HELLO = ChatRequest(model="stub-model", messages=(ChatMessage("user", "Say hi"),), max_tokens=6)
+
+
+@pytest.fixture
+def counted_stub() -> Iterator[tuple[OpenAIStub, list[object]]]:
+    """The OpenAI stub, and the client addresses of the TCP connections it accepted."""
+    accepted: list[object] = []
+    with OpenAIStub() as stub:
+        serve_one = stub._server.process_request
+
+        def count_connection(request: Any, client_address: Any) -> None:
+            accepted.append(client_address)
+            serve_one(request, client_address)
+
+        stub._server.process_request = count_connection  # type: ignore[method-assign]
+        yield stub, accepted
+
+
+def test_a_local_engine_gets_the_loopback_transport_and_a_remote_one_does_not() -> None:
+    local = OpenAIHttpClient("http://127.0.0.1:8080/v1")
+    remote = OpenAIHttpClient("https://api.example.com/v1")
+    try:
+        assert isinstance(local._client._transport, LoopbackTransport)
+        assert not isinstance(remote._client._transport, LoopbackTransport)
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_whole_answers_and_streams_share_one_kept_alive_connection(
+    counted_stub: tuple[OpenAIStub, list[object]],
+) -> None:
+    stub, accepted = counted_stub
+    client = OpenAIHttpClient(stub.base_url)
+    try:
+        texts = [client.chat(HELLO).text for _ in range(3)]
+        streamed = summarize_stream(list(client.stream_chat(HELLO))).text
+        models = client.list_model_ids()
+    finally:
+        client.close()
+    assert texts == ["Hello from the stub."] * 3
+    assert streamed == "tok0 tok1 tok2 tok3 "  # a chunked body, de-chunked
+    assert models == ["stub-model"]
+    assert len(accepted) == 1
+    assert [r.path for r in stub.requests][-1] == "/v1/models"
+
+
+def test_a_stream_left_half_read_is_not_reused(
+    counted_stub: tuple[OpenAIStub, list[object]],
+) -> None:
+    """The unread rest would be taken for the next answer's start: the connection goes."""
+    stub, accepted = counted_stub
+    client = OpenAIHttpClient(stub.base_url)
+    try:
+        stream = client.stream_chat(HELLO)
+        first = next(stream)
+        stream.close()
+        answer = client.chat(HELLO)
+    finally:
+        client.close()
+    assert first.content == "tok0 "
+    assert answer.text == "Hello from the stub."
+    assert len(accepted) == 2
+
+
+# -- a raw server, for what the stub never does ----------------------------------
+
+Reply = Callable[[int], bytes]
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Reply, bool], tuple[str, list[int]]]]:
+    """A one-thread HTTP server of raw bytes: ``reply(n)`` answers the n-th request;
+    with ``close_after`` it closes each connection after one answer, saying nothing."""
+    sockets: list[socket.socket] = []
+
+    def start(reply: Reply, close_after: bool) -> tuple[str, list[int]]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        sockets.append(listener)
+        connections: list[int] = []
+
+        def serve() -> None:
+            served = 0
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                connections.append(served)
+                with conn:
+                    while _read_request(conn):
+                        served += 1
+                        conn.sendall(reply(served))
+                        if close_after:
+                            break
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+
+    yield start
+    for listener in sockets:
+        listener.close()
+
+
+def _read_request(conn: socket.socket) -> bool:
+    """Read one request (headers and a Content-Length body); False at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return False
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return True
+
+
+def _json_reply(number: int) -> bytes:
+    body = json.dumps({"n": number}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_a_connection_the_engine_closed_while_idle_is_replaced_not_reused(
+    raw_server: Callable[[Reply, bool], tuple[str, list[int]]],
+) -> None:
+    """The server hangs up after each answer without a ``Connection: close``: an
+    idle socket that reads as EOF is dropped before the next request is sent."""
+    url, connections = raw_server(_json_reply, True)
+    with httpx.Client(transport=LoopbackTransport(), base_url=url) as client:
+        numbers = [client.post("/x", json={}).json()["n"] for _ in range(3)]
+    assert numbers == [1, 2, 3]
+    assert len(connections) == 3
+
+
+def test_a_gzip_body_is_decoded_and_a_short_body_is_an_error(
+    raw_server: Callable[[Reply, bool], tuple[str, list[int]]],
+) -> None:
+    packed = gzip.compress(b'{"ok": true}')
+
+    def reply(number: int) -> bytes:
+        if number == 1:
+            head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            return head % len(packed) + packed
+        return b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut'  # then the socket closes
+
+    url, _ = raw_server(reply, True)
+    with httpx.Client(transport=LoopbackTransport(), base_url=url) as client:
+        assert client.get("/x").json() == {"ok": True}
+        with pytest.raises(httpx.RemoteProtocolError, match="IncompleteRead"):
+            client.get("/x").read()
+
+
+def test_refused_and_https_are_httpx_errors() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as unused:
+        port = unused.getsockname()[1]
+    with httpx.Client(transport=LoopbackTransport()) as client:
+        with pytest.raises(httpx.ConnectError, match="ConnectionRefused"):
+            client.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(httpx.UnsupportedProtocol, match="plain http"):
+            client.get(f"https://127.0.0.1:{port}/")
