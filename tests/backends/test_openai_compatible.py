@@ -16,6 +16,7 @@ import pytest
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend, python_engine
 from yoyu.backends.openai_compatible import OpenAICompatibleBackend
 from yoyu.backends.openai_http import HttpTimeouts, is_loopback_url
+from yoyu.backends.ports import free_loopback_port
 from yoyu.backends.protocol import (
     Backend,
     ChatMessage,
@@ -104,6 +105,18 @@ def test_a_configured_model_list_is_used_without_asking(engine: LoadedModel) -> 
     made = OpenAICompatibleBackend(base_url=engine.base_url, models=["kimi-k2", "tiny"])
     try:
         assert [m.id for m in made.list_models()] == ["kimi-k2", "tiny"]
+        assert [m.id for m in made.loaded_models()] == ["kimi-k2", "tiny"]
+    finally:
+        made.close()
+
+
+def test_configured_models_are_not_loaded_while_their_server_is_down() -> None:
+    port = free_loopback_port()
+    made = OpenAICompatibleBackend(base_url=f"http://127.0.0.1:{port}/v1", models=["exo-model"])
+    try:
+        assert [m.id for m in made.list_models()] == ["exo-model"]  # what it serves
+        with pytest.raises(BackendUnavailableError, match="refused the connection"):
+            made.loaded_models()  # but nothing is ready while nobody listens
     finally:
         made.close()
 

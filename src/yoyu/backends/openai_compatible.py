@@ -80,8 +80,14 @@ class OpenAICompatibleBackend:
         return [ModelInfo(model_id, self.name, loaded=True) for model_id in self._model_ids()]
 
     def loaded_models(self) -> list[LoadedModel]:
-        """Everything the server lists is ready to answer; its memory is not ours to count."""
-        return [self._loaded(model_id) for model_id in self._model_ids()]
+        """Everything the server lists is ready to answer; its memory is not ours to count.
+
+        The server is asked even when a models list is configured: a configured
+        name is ready only while its server is up (a BackendError says it is not).
+        """
+        listed = self._client.list_model_ids()
+        ids = list(self._models) if self._models is not None else listed
+        return [self._loaded(model_id) for model_id in ids]
 
     def load(self, model: ModelRef, settings: Mapping[str, object]) -> LoadedModel:
         """Nothing to start: only check that the server has the model."""
