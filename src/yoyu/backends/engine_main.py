@@ -1,16 +1,22 @@
-"""Run llama-cpp-python's server, and end it when the yoyu that started it dies.
+"""Run an engine, and end it when the yoyu that started it dies.
 
 yoyu starts each engine in its own session, so a Ctrl-C meant for yoyu does
 not reach it and a stop reaches everything it spawned. The price: a yoyu
 killed with SIGKILL (or by the OOM killer) would leave its engines running,
-holding the very memory yoyu exists to give back. This entry point runs the
-server module in-process and watches its parent; once the parent is gone
-(the process is re-parented), it sends itself SIGTERM and the server shuts
-down as on a normal stop.
+holding the very memory yoyu exists to give back. This entry point watches
+its parent; once the parent is gone (the process is re-parented), the engine
+gets SIGTERM and shuts down as on a normal stop.
 
     python -m yoyu.backends.engine_main PARENT_PID MODULE [ARGS...]
+    python -m yoyu.backends.engine_main PARENT_PID --exec PROGRAM [ARGS...]
 
-A ``llama-server`` binary is started directly and has no such watch.
+A Python module (llama-cpp-python's server) runs in this process. A program
+(a ``llama-server`` binary) runs as its child in the same process group, so
+the group signals of a normal stop reach it directly; this process ignores
+them and only waits, then leaves with the child's status (its signal too),
+so a caller sees the engine's own exit. Linux's ``PR_SET_PDEATHSIG`` would
+need no extra process, but it fires when the *thread* that started the
+engine ends, and yoyu starts engines from worker threads.
 """
 
 from __future__ import annotations
@@ -18,27 +24,73 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 _POLL_S = 0.5
+_EXEC = "--exec"
+_USAGE = (
+    "usage: python -m yoyu.backends.engine_main PARENT_PID MODULE [ARGS...]\n"
+    "       python -m yoyu.backends.engine_main PARENT_PID --exec PROGRAM [ARGS...]"
+)
 
 
-def watch_parent(parent_pid: int, poll_s: float = _POLL_S) -> None:
-    """Block until the parent is gone, then SIGTERM this process."""
+def watch_parent(
+    parent_pid: int, on_orphaned: Callable[[], None] | None = None, poll_s: float = _POLL_S
+) -> None:
+    """Block until the parent is gone, then call ``on_orphaned`` (default: SIGTERM self)."""
     while os.getppid() == parent_pid:
         time.sleep(poll_s)
-    os.kill(os.getpid(), signal.SIGTERM)
+    if on_orphaned is None:
+        os.kill(os.getpid(), signal.SIGTERM)
+    else:
+        on_orphaned()
+
+
+def run_module(parent_pid: int, module: str, args: list[str]) -> None:
+    """The module's ``__main__`` in this process, ended by SIGTERM if the parent dies."""
+    threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def supervise(parent_pid: int, argv: list[str]) -> int:
+    """Run ``argv`` as a child, SIGTERM it if the parent dies; its status, for exit."""
+    for group_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(group_signal, signal.SIG_IGN)  # the child gets the group's own
+    child = subprocess.Popen(argv, preexec_fn=_restore_default_signals)
+    threading.Thread(target=watch_parent, args=(parent_pid, child.terminate), daemon=True).start()
+    return child.wait()
+
+
+def _restore_default_signals() -> None:
+    """In the child, before exec: the program handles SIGTERM/SIGINT its own way."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def exit_like(returncode: int) -> None:
+    """Leave with ``returncode``: a negative one (killed by a signal) by that signal."""
+    if returncode >= 0:
+        raise SystemExit(returncode)
+    signum = -returncode
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # these two cannot be handled
+        signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)  # a signal whose default is not to end the process
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or not argv[0].isdigit():
-        raise SystemExit("usage: python -m yoyu.backends.engine_main PARENT_PID MODULE [ARGS...]")
-    parent_pid, module = int(argv[0]), argv[1]
-    threading.Thread(target=watch_parent, args=(parent_pid,), daemon=True).start()
-    sys.argv = [module, *argv[2:]]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    if len(argv) < 2 or not argv[0].isdigit() or argv[1:] == [_EXEC]:
+        raise SystemExit(_USAGE)
+    parent_pid = int(argv[0])
+    if argv[1] == _EXEC:
+        exit_like(supervise(parent_pid, argv[2:]))
+    else:
+        run_module(parent_pid, argv[1], argv[2:])
 
 
 if __name__ == "__main__":

@@ -128,15 +128,19 @@ class LlamaCppEngine:
         """The full command line for one model on ``port``."""
         _reject_reserved(settings)
         extra = [str(arg) for arg in _as_list(settings.get("extra_argv", []))]
+        # Through engine_main, which ends the server if this process dies (see there).
         if self.kind == "llama-server":
-            head = [self.executable, "-m", str(model_path), "--alias", model.id]
+            head = [*_watched_by(sys.executable), "--exec", self.executable]
+            head += ["-m", str(model_path), "--alias", model.id]
             head += ["--host", LOOPBACK, "--port", str(port)]
             return head + llama_server_flags(settings) + extra
-        # Through engine_main, which ends the server if this process dies (see there).
-        head = [self.executable, "-m", "yoyu.backends.engine_main", str(os.getpid())]
-        head += ["llama_cpp.server", "--model", str(model_path)]
+        head = [*_watched_by(self.executable), "llama_cpp.server", "--model", str(model_path)]
         head += ["--model_alias", model.id, "--host", LOOPBACK, "--port", str(port)]
         return head + python_server_flags(settings) + extra
+
+
+def _watched_by(python: str) -> list[str]:
+    return [python, "-m", "yoyu.backends.engine_main", str(os.getpid())]
 
 
 def find_engine(server_binary: str | None = None) -> LlamaCppEngine:

@@ -1,0 +1,105 @@
+"""engine_main's --exec mode, the watch over a ``llama-server`` binary: it ends the
+program when the yoyu that started it dies, lets a normal stop reach the program
+once, and leaves with the program's own status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from yoyu.backends.engine_process import EngineProcess
+from yoyu.backends.llamacpp_server import LlamaCppEngine
+from yoyu.backends.protocol import ModelRef
+
+WATCH = [sys.executable, "-m", "yoyu.backends.engine_main", str(os.getpid()), "--exec"]
+
+# A parent that starts a watched program in its own session (as yoyu does), says
+# the watcher's pid, and waits to be killed.
+PARENT_SOURCE = """
+import os, subprocess, sys
+watch = [sys.executable, "-m", "yoyu.backends.engine_main", str(os.getpid()), "--exec"]
+child = subprocess.Popen([*watch, "sleep", "60"], start_new_session=True)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def run_watched(program: list[str]) -> int:
+    return subprocess.run([*WATCH, *program], timeout=60).returncode
+
+
+def test_the_program_ends_when_the_yoyu_that_started_it_is_killed() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", PARENT_SOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as parent:
+        assert parent.stdout is not None
+        watcher = psutil.Process(int(parent.stdout.readline()))
+        program = _wait_for_child(watcher)
+        assert program.name() == "sleep"
+        parent.kill()  # SIGKILL: nothing of the parent runs again
+    _gone, alive = psutil.wait_procs([watcher, program], timeout=30)
+    assert alive == [], "the program outlived the process that started it"
+
+
+def test_the_watcher_leaves_with_the_programs_code_or_signal() -> None:
+    assert run_watched(["sh", "-c", "exit 3"]) == 3
+    assert run_watched(["sh", "-c", "kill -KILL $$"]) == -signal.SIGKILL
+    assert run_watched(["true"]) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_stop_reaches_the_program_once_and_its_clean_exit_is_reported(tmp_path: Path) -> None:
+    """llama-server skips its clean shutdown on a second SIGTERM, so the watcher must
+    not forward the group's signal: it ignores it (two signals close together may
+    merge into one, so the disposition is what is checked, not a count)."""
+    received = tmp_path / "received"
+    program = (
+        "import signal, sys\n"
+        f"def note(*_):\n    open({str(received)!r}, 'a').write('TERM\\n')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, note)\n"
+        "print('ready', flush=True)\n"
+        "signal.pause()\n"
+    )
+    engine = EngineProcess(
+        [*WATCH, sys.executable, "-c", program], log_path=tmp_path / "log", env=dict(os.environ)
+    )
+    engine.wait_until_ready(lambda: "ready" in engine.log_text(), timeout_s=20)
+    ignored = _ignored_signals(engine.pid)
+    assert signal.SIGTERM in ignored and signal.SIGINT in ignored
+    assert engine.stop(grace_s=10) == 0  # the program's own clean exit, not the watcher's
+    assert received.read_text().splitlines() == ["TERM"]
+
+
+def test_a_llama_server_binary_is_started_under_the_watch(tmp_path: Path) -> None:
+    argv = LlamaCppEngine("llama-server", "/opt/llama/llama-server").argv(
+        ModelRef("m"), tmp_path / "m.gguf", 8080, {"n_ctx": 512}
+    )
+    exec_at = argv.index("--exec")
+    assert argv[:exec_at] == [sys.executable, "-m", "yoyu.backends.engine_main", str(os.getpid())]
+    assert argv[exec_at + 1 : exec_at + 3] == ["/opt/llama/llama-server", "-m"]
+    assert argv[argv.index("--port") + 1] == "8080"
+
+
+def _ignored_signals(pid: int) -> set[int]:
+    """The signals a process ignores, from the SigIgn mask in /proc/PID/status."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16
+    )
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+def _wait_for_child(process: psutil.Process) -> psutil.Process:
+    """The watcher's one child, once it has started the program."""
+    for _ in range(2000):
+        children = process.children()
+        if children and children[0].name() != process.name():
+            return children[0]
+        psutil.wait_procs([process], timeout=0.01)
+    raise AssertionError("the watcher started no program")
