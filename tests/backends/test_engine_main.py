@@ -14,8 +14,9 @@ import psutil
 import pytest
 
 from yoyu.backends.engine_process import EngineProcess
-from yoyu.backends.llamacpp_server import LlamaCppEngine
+from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend
 from yoyu.backends.protocol import ModelRef
+from yoyu.errors import BackendStartError
 
 WATCH = [sys.executable, "-m", "yoyu.backends.engine_main", str(os.getpid()), "--exec"]
 
@@ -53,6 +54,13 @@ def test_the_watcher_leaves_with_the_programs_code_or_signal() -> None:
     assert run_watched(["true"]) == 0
 
 
+def test_a_program_that_cannot_start_is_one_line_and_127(tmp_path: Path) -> None:
+    missing = str(tmp_path / "llama-server")
+    done = subprocess.run([*WATCH, missing], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 127
+    assert done.stderr.strip() == f"engine_main: cannot start {missing}: No such file or directory"
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_a_stop_reaches_the_program_once_and_its_clean_exit_is_reported(tmp_path: Path) -> None:
     """llama-server skips its clean shutdown on a second SIGTERM, so the watcher must
@@ -74,6 +82,21 @@ def test_a_stop_reaches_the_program_once_and_its_clean_exit_is_reported(tmp_path
     assert signal.SIGTERM in ignored and signal.SIGINT in ignored
     assert engine.stop(grace_s=10) == 0  # the program's own clean exit, not the watcher's
     assert received.read_text().splitlines() == ["TERM"]
+
+
+def test_a_missing_llama_server_binary_is_a_start_error_that_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "bin" / "llama-server"
+    backend = LlamaCppServerBackend(
+        engine=LlamaCppEngine("llama-server", str(missing)), log_dir=tmp_path / "logs"
+    )
+    model_file = tmp_path / "m.gguf"
+    model_file.write_bytes(b"GGUF")  # never read: the engine never starts
+    with pytest.raises(BackendStartError) as raised:
+        backend.load(ModelRef("m", model_file), {})
+    message = str(raised.value)
+    assert "exited (code 127) before it was ready" in message
+    assert f"cannot start {missing}: No such file or directory" in message
+    assert backend.pids() == []
 
 
 def test_a_llama_server_binary_is_started_under_the_watch(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 _POLL_S = 0.5
 _EXEC = "--exec"
+_NOT_STARTED = 127  # the shell's status for a program that could not be run
 _USAGE = (
     "usage: python -m yoyu.backends.engine_main PARENT_PID MODULE [ARGS...]\n"
     "       python -m yoyu.backends.engine_main PARENT_PID --exec PROGRAM [ARGS...]"
@@ -61,7 +62,11 @@ def supervise(parent_pid: int, argv: list[str]) -> int:
     """Run ``argv`` as a child, SIGTERM it if the parent dies; its status, for exit."""
     for group_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(group_signal, signal.SIG_IGN)  # the child gets the group's own
-    child = subprocess.Popen(argv, preexec_fn=_restore_default_signals)
+    try:
+        child = subprocess.Popen(argv, preexec_fn=_restore_default_signals)
+    except OSError as error:  # one line in the engine's log, as a shell would say it
+        print(f"engine_main: cannot start {argv[0]}: {error.strerror}", file=sys.stderr)
+        return _NOT_STARTED
     threading.Thread(target=watch_parent, args=(parent_pid, child.terminate), daemon=True).start()
     return child.wait()
 
