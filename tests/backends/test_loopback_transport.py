@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -88,16 +89,27 @@ def test_a_stream_left_half_read_is_not_reused(
 Reply = Callable[[int], bytes]
 
 
+@dataclass
+class RawServer:
+    url: str
+    connections: list[int] = field(default_factory=list)  # accepted, in order
+    hung_up: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+
+
+StartRaw = Callable[[Reply, bool], RawServer]
+
+
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[Reply, bool], tuple[str, list[int]]]]:
+def raw_server() -> Iterator[StartRaw]:
     """A one-thread HTTP server of raw bytes: ``reply(n)`` answers the n-th request;
-    with ``close_after`` it closes each connection after one answer, saying nothing."""
+    with ``close_after`` it closes each connection after one answer, saying nothing
+    (``hung_up`` is released once it has, so a test can wait for the idle close)."""
     sockets: list[socket.socket] = []
 
-    def start(reply: Reply, close_after: bool) -> tuple[str, list[int]]:
+    def start(reply: Reply, close_after: bool) -> RawServer:
         listener = socket.create_server(("127.0.0.1", 0))
         sockets.append(listener)
-        connections: list[int] = []
+        server = RawServer(f"http://127.0.0.1:{listener.getsockname()[1]}")
 
         def serve() -> None:
             served = 0
@@ -106,16 +118,17 @@ def raw_server() -> Iterator[Callable[[Reply, bool], tuple[str, list[int]]]]:
                     conn, _ = listener.accept()
                 except OSError:
                     return
-                connections.append(served)
+                server.connections.append(served)
                 with conn:
                     while _read_request(conn):
                         served += 1
                         conn.sendall(reply(served))
                         if close_after:
                             break
+                server.hung_up.release()
 
         threading.Thread(target=serve, daemon=True).start()
-        return f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+        return server
 
     yield start
     for listener in sockets:
@@ -150,20 +163,21 @@ def _json_reply(number: int) -> bytes:
 
 
 def test_a_connection_the_engine_closed_while_idle_is_replaced_not_reused(
-    raw_server: Callable[[Reply, bool], tuple[str, list[int]]],
+    raw_server: StartRaw,
 ) -> None:
     """The server hangs up after each answer without a ``Connection: close``: an
     idle socket that reads as EOF is dropped before the next request is sent."""
-    url, connections = raw_server(_json_reply, True)
-    with httpx.Client(transport=LoopbackTransport(), base_url=url) as client:
-        numbers = [client.post("/x", json={}).json()["n"] for _ in range(3)]
+    server = raw_server(_json_reply, True)
+    numbers = []
+    with httpx.Client(transport=LoopbackTransport(), base_url=server.url) as client:
+        for _ in range(3):
+            numbers.append(client.post("/x", json={}).json()["n"])
+            assert server.hung_up.acquire(timeout=10)  # closed while the client idles
     assert numbers == [1, 2, 3]
-    assert len(connections) == 3
+    assert len(server.connections) == 3
 
 
-def test_a_gzip_body_is_decoded_and_a_short_body_is_an_error(
-    raw_server: Callable[[Reply, bool], tuple[str, list[int]]],
-) -> None:
+def test_a_gzip_body_is_decoded_and_a_short_body_is_an_error(raw_server: StartRaw) -> None:
     packed = gzip.compress(b'{"ok": true}')
 
     def reply(number: int) -> bytes:
@@ -172,9 +186,10 @@ def test_a_gzip_body_is_decoded_and_a_short_body_is_an_error(
             return head % len(packed) + packed
         return b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut'  # then the socket closes
 
-    url, _ = raw_server(reply, True)
-    with httpx.Client(transport=LoopbackTransport(), base_url=url) as client:
+    server = raw_server(reply, True)
+    with httpx.Client(transport=LoopbackTransport(), base_url=server.url) as client:
         assert client.get("/x").json() == {"ok": True}
+        assert server.hung_up.acquire(timeout=10)
         with pytest.raises(httpx.RemoteProtocolError, match="IncompleteRead"):
             client.get("/x").read()
 
