@@ -101,7 +101,8 @@ StartRaw = Callable[[Reply, bool], RawServer]
 
 @pytest.fixture
 def raw_server() -> Iterator[StartRaw]:
-    """A one-thread HTTP server of raw bytes: ``reply(n)`` answers the n-th request;
+    """A one-thread HTTP server of raw bytes: ``reply(n)`` answers the n-th request
+    (an empty answer: the connection is closed instead);
     with ``close_after`` it closes each connection after one answer, saying nothing
     (``hung_up`` is released once it has, so a test can wait for the idle close)."""
     sockets: list[socket.socket] = []
@@ -122,7 +123,10 @@ def raw_server() -> Iterator[StartRaw]:
                 with conn:
                     while _read_request(conn):
                         served += 1
-                        conn.sendall(reply(served))
+                        answer = reply(served)
+                        if not answer:  # hang up on this request without a word
+                            break
+                        conn.sendall(answer)
                         if close_after:
                             break
                 server.hung_up.release()
@@ -192,6 +196,23 @@ def test_a_gzip_body_is_decoded_and_a_short_body_is_an_error(raw_server: StartRa
         assert server.hung_up.acquire(timeout=10)
         with pytest.raises(httpx.RemoteProtocolError, match="IncompleteRead"):
             client.get("/x").read()
+
+
+def test_a_request_met_by_an_idle_timeout_close_goes_again_on_a_new_connection(
+    raw_server: StartRaw,
+) -> None:
+    """A kept-alive connection closed by the engine just as a request goes out is
+    retried once, anew; a fresh connection closed unanswered is an error."""
+    server = raw_server(lambda number: b"" if number in (2, 4) else _json_reply(number), False)
+    with httpx.Client(transport=LoopbackTransport(), base_url=server.url) as client:
+        first = client.post("/x", json={}).json()["n"]
+        retried = client.post("/x", json={}).json()["n"]  # 2 met the close; 3 answers
+        assert server.hung_up.acquire(timeout=10)
+        client._transport.close()  # no idle connection left: the next one is fresh
+        with pytest.raises(httpx.RemoteProtocolError, match="RemoteDisconnected"):
+            client.post("/x", json={})
+    assert (first, retried) == (1, 3)
+    assert len(server.connections) == 3
 
 
 def test_refused_and_https_are_httpx_errors() -> None:

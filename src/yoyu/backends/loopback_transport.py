@@ -28,12 +28,16 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
 _IDLE_CONNECTIONS = 32  # kept for reuse; more may be open while busy
 _READ_SIZE = 64 * 1024
 _SOCKET_ERRORS = (OSError, http.client.HTTPException)
+# What a kept-alive connection the engine has just closed gives on reuse: a reset
+# or broken pipe while sending, or no status line at all (RemoteDisconnected).
+_CLOSED_AS_SENT = (ConnectionResetError, BrokenPipeError)
 # Framing headers are written from the body actually sent, never copied.
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
@@ -53,17 +57,16 @@ class LoopbackTransport(httpx.BaseTransport):
                 request=request,
             )
         timeouts = request.extensions.get("timeout", {})
-        connection = self._connection(request, timeouts.get("connect"))
+        connection, reused = self._connection(request, timeouts.get("connect"))
         try:
-            _send(connection, request, timeouts.get("write"))
-            connection.sock.settimeout(timeouts.get("read"))
-            answer = connection.getresponse()
-        except _SOCKET_ERRORS as error:
-            connection.close()
-            raise _as_httpx_error(error, request, "read") from error
-        except BaseException:
-            connection.close()
-            raise
+            answer = _exchange_or_close(connection, request, timeouts)
+        except httpx.TransportError as error:
+            if not (reused and isinstance(error.__cause__, _CLOSED_AS_SENT)):
+                raise
+            # The engine closed the kept-alive connection as the request went out
+            # (its idle timeout ended just then) and read nothing: once more, anew.
+            connection, _ = self._connection(request, timeouts.get("connect"), fresh=True)
+            answer = _exchange_or_close(connection, request, timeouts)
         return httpx.Response(
             answer.status,
             headers=answer.getheaders(),
@@ -83,13 +86,13 @@ class LoopbackTransport(httpx.BaseTransport):
     # -- the pool ----------------------------------------------------------------
 
     def _connection(
-        self, request: httpx.Request, connect_timeout: float | None
-    ) -> http.client.HTTPConnection:
-        """An idle connection that is still open, or a new one."""
+        self, request: httpx.Request, connect_timeout: float | None, *, fresh: bool = False
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection that is still open (and ``True``: reused), or a new one."""
         address = (request.url.host, request.url.port or 80)
-        while (connection := self._take_idle(address)) is not None:
+        while not fresh and (connection := self._take_idle(address)) is not None:
             if _still_open(connection):
-                return connection
+                return connection, True
             connection.close()
         connection = http.client.HTTPConnection(*address, timeout=connect_timeout)
         try:
@@ -98,7 +101,7 @@ class LoopbackTransport(httpx.BaseTransport):
             connection.close()
             raise _as_httpx_error(error, request, "connect") from error
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        return connection, False
 
     def _take_idle(self, address: tuple[str, int]) -> http.client.HTTPConnection | None:
         with self._lock:
@@ -151,6 +154,22 @@ class _AnswerStream(httpx.SyncByteStream):
             self._transport._give_back(connection)
         else:
             connection.close()  # left mid-body: the rest would garble the next answer
+
+
+def _exchange_or_close(
+    connection: http.client.HTTPConnection, request: httpx.Request, timeouts: dict[str, Any]
+) -> http.client.HTTPResponse:
+    """Send the request and read the answer's head; on any failure the connection goes."""
+    try:
+        _send(connection, request, timeouts.get("write"))
+        connection.sock.settimeout(timeouts.get("read"))
+        return connection.getresponse()
+    except _SOCKET_ERRORS as error:
+        connection.close()
+        raise _as_httpx_error(error, request, "read") from error
+    except BaseException:
+        connection.close()
+        raise
 
 
 def _send(
