@@ -22,6 +22,7 @@ import pytest
 
 from yoyu.backends.engine_process import EngineProcess
 from yoyu.backends.llamacpp_server import (
+    PYTHON_SERVER_MODULE,
     LlamaCppEngine,
     LlamaCppServerBackend,
     engine_complaint,
@@ -253,7 +254,7 @@ def test_an_engine_that_is_not_ready_in_time_is_stopped(tmp_path: Path, tiny: Ti
     engines = [  # the engine started here, found by its log path (the module's server stays)
         child
         for child in psutil.Process().children(recursive=True)
-        if "llama_cpp.server" in child.cmdline() and _log_file_of(child) == log_path
+        if PYTHON_SERVER_MODULE in child.cmdline() and _log_file_of(child) == log_path
     ]
     assert engines == []  # stopped and reaped, not left loading
     assert backend.pids() == []
@@ -514,7 +515,7 @@ def test_an_engine_ends_when_the_yoyu_that_started_it_is_killed(
     ) as parent:
         assert parent.stdout is not None
         engine = psutil.Process(int(parent.stdout.readline()))
-        assert engine.is_running() and "llama_cpp.server" in engine.cmdline()
+        assert engine.is_running() and PYTHON_SERVER_MODULE in engine.cmdline()
         parent.kill()  # SIGKILL: no atexit, no close(); only the engine's own watch is left
     _gone, alive = psutil.wait_procs([engine], timeout=30)
     assert alive == [], "the engine outlived the process that started it"

@@ -8,6 +8,9 @@ llama.cpp logs every allocation it makes, one line per buffer and device::
     llama_kv_cache:        CPU KV buffer size =  1024.00 MiB
     sched_reserve:        CPU compute buffer size =   560.01 MiB
 
+llama-server prefixes each line with its clock and level
+(``0.00.484.385 I load_tensors: ...``) and prints them at ``-lv 4`` or
+above; an RPC device is named with its endpoint (``RPC0[127.0.0.1:50052]``).
 These are the engine's own figures, so they are what yoyu's estimates are
 checked against (and what a managed run reports as "measured"). Values are
 printed with two decimals of MiB, hence the ±0.005 MiB resolution.
@@ -20,8 +23,9 @@ from dataclasses import dataclass, field
 
 from yoyu.units import MIB
 
+_LOG_PREFIX = r"(?:\d+\.\d+\.\d+\.\d+ [A-Z] )?"  # llama-server's "0.00.484.385 I " time and level
 _BUFFER_LINE = re.compile(
-    r"^\s*~?(?P<source>[\w:]+):\s+(?P<device>[\w\-]+)\s+"
+    rf"^{_LOG_PREFIX}\s*~?(?P<source>[\w:]+):\s+(?P<device>[\w\-]+(?:\[[\w.:\-]+\])?)\s+"
     r"(?P<kind>model|KV|compute|output|RS) buffer size\s*=\s*(?P<mib>\d+(?:\.\d+)?) MiB",
 )
 _KIND_NAMES = {"model": "model", "KV": "kv", "compute": "compute", "output": "output", "RS": "rs"}

@@ -6,9 +6,9 @@ on stdin. The model is loaded in its own process so that its peak RSS
 caller with it. llama.cpp's log goes to stderr (``verbose=True``); the result
 is one JSON line on stdout.
 
-``n_seq_max`` and ``kv_unified`` are not ``Llama`` arguments in
-llama-cpp-python, so they are set on the default context parameters the
-constructor starts from.
+``n_seq_max``, ``kv_unified`` and ``n_outputs_max`` are not ``Llama``
+arguments in llama-cpp-python, so they are set on the default context
+parameters the constructor starts from (``set_context_defaults``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-_CONTEXT_ONLY = ("n_seq_max", "kv_unified")
+from yoyu.backends.llamacpp_python_server import CONTEXT_ONLY, set_context_defaults
 
 
 def main() -> None:
@@ -36,9 +36,7 @@ def run_probe(
     import llama_cpp
 
     kwargs = dict(llama_kwargs)
-    _patch_context_defaults(
-        llama_cpp, {key: kwargs.pop(key) for key in _CONTEXT_ONLY if key in kwargs}
-    )
+    set_context_defaults({key: kwargs.pop(key) for key in CONTEXT_ONLY if key in kwargs})
     llm = llama_cpp.Llama(model_path=model_path, verbose=True, **kwargs)
     sys.stderr.flush()
     result: dict[str, Any] = {"rss_after_load_bytes": _status_kib("VmRSS") * 1024}
@@ -46,20 +44,6 @@ def run_probe(
         result.update(_time_generation(llm, generate_tokens))
     result["peak_rss_bytes"] = (_status_kib("VmHWM") or _maxrss_kib()) * 1024
     return result
-
-
-def _patch_context_defaults(llama_cpp: Any, overrides: dict[str, Any]) -> None:
-    if not overrides:
-        return
-    original = llama_cpp.llama_context_default_params
-
-    def patched() -> Any:
-        params = original()
-        for key, value in overrides.items():
-            setattr(params, key, value)
-        return params
-
-    llama_cpp.llama_context_default_params = patched
 
 
 def _time_generation(llm: Any, generate_tokens: int) -> dict[str, float]:

@@ -100,12 +100,33 @@ _GGML_TYPE_NAMES |= {20: "iq4_nl", 30: "bf16"}
 
 # llama-cpp-python's server has no flag for these; it runs with the library's value.
 _PYTHON_SERVER_IMPLIED: dict[str, object] = {"swa_full": True, "n_seq_max": 1, "kv_unified": False}
+PYTHON_SERVER_MODULE = "yoyu.backends.llamacpp_python_server"  # llama_cpp.server, leak closed
 _RESERVED = {"model", "model_alias", "host", "port", "extra_argv"}
-_PYTHON_SERVER_DEFAULTS = {"interrupt_requests": False, "verbose": True}
+# Unless the settings say otherwise. llama-cpp-python's server turns logits_all on, an
+# n_ctx x n_vocab float32 array (32 GiB for Gemma 3 at its trained context) that only
+# completion logprobs need. llama-server's --fit would change what was planned, its
+# 8 GiB prompt cache and 32 checkpoints per slot would hold memory nobody planned, and
+# without -np it serves 4 slots from a unified cache.
+# The same values as yoyu.estimate's defaults (a test keeps them equal).
+_PYTHON_SERVER_DEFAULTS = {"interrupt_requests": False, "verbose": True, "logits_all": False}
+_LLAMA_SERVER_DEFAULTS: dict[str, object] = {
+    "ctx_checkpoints": 2,
+    "cache_ram_mib": 0,
+    "n_seq_max": 1,
+}
+_LLAMA_SERVER_FIXED = ["--fit", "off", "-lv", "4"]  # -lv 4: buffer sizes, never prompts
+_LIBRARY_N_BATCH = 512  # Llama's default n_batch
+# llama-cpp-python chat_format names -> llama-server's built-in --chat-template names
+_LLAMA_SERVER_TEMPLATES = {
+    "llama-2": "llama2",
+    "llama-3": "llama3",
+    "mistral-instruct": "mistral-v1",
+}
 
 _LLAMA_SERVER_VALUE_FLAGS = {
     "n_ctx": "-c", "n_batch": "-b", "n_ubatch": "-ub", "n_threads": "-t",
     "n_threads_batch": "-tb", "n_seq_max": "-np", "seed": "-s", "main_gpu": "-mg",
+    "ctx_checkpoints": "--ctx-checkpoints", "cache_ram_mib": "--cache-ram",
 }  # fmt: skip
 _LLAMA_SERVER_SWITCHES = {
     # setting: (flag when the setting differs from llama-server's default, that default)
@@ -134,7 +155,7 @@ class LlamaCppEngine:
             head += ["-m", str(model_path), "--alias", model.id]
             head += ["--host", LOOPBACK, "--port", str(port)]
             return head + llama_server_flags(settings) + extra
-        head = [*_watched_by(self.executable), "llama_cpp.server", "--model", str(model_path)]
+        head = [*_watched_by(self.executable), PYTHON_SERVER_MODULE, "--model", str(model_path)]
         head += ["--model_alias", model.id, "--host", LOOPBACK, "--port", str(port)]
         return head + python_server_flags(settings) + extra
 
@@ -161,12 +182,20 @@ def python_engine() -> LlamaCppEngine:
 def python_server_flags(settings: Mapping[str, object]) -> list[str]:
     """``--name value`` for every setting, as llama-cpp-python's argparse expects."""
     flags: list[str] = []
-    merged = {**_PYTHON_SERVER_DEFAULTS, **settings}
+    merged = {**_PYTHON_SERVER_DEFAULTS, "n_outputs_max": _outputs_max(settings), **settings}
     for name, value in merged.items():
         if name in _RESERVED or _implied_by_python_server(name, value):
             continue
         flags += [f"--{name}", *_python_flag_values(value)]
     return flags
+
+
+def _outputs_max(settings: Mapping[str, object]) -> object:
+    """One output per ubatch, unless every token's logits or embedding is wanted
+    (the rule of llama-server and of yoyu's plans; see llamacpp_python_server)."""
+    if settings.get("logits_all") or settings.get("embedding"):
+        return settings.get("n_batch", _LIBRARY_N_BATCH)
+    return 1
 
 
 def _implied_by_python_server(name: str, value: object) -> bool:
@@ -192,8 +221,8 @@ def _python_flag_values(value: object) -> list[str]:
 
 def llama_server_flags(settings: Mapping[str, object]) -> list[str]:
     """llama-server's flags (llama.cpp ``common/arg.cpp``) for ``Llama``-named settings."""
-    flags: list[str] = []
-    for name, value in settings.items():
+    flags: list[str] = list(_LLAMA_SERVER_FIXED)
+    for name, value in {**_LLAMA_SERVER_DEFAULTS, **settings}.items():
         if name in _RESERVED:
             continue
         flags += _llama_server_flag(name, value)
@@ -212,12 +241,23 @@ def _llama_server_flag(name: str, value: object) -> list[str]:
         return ["-ctk" if name == "type_k" else "-ctv", _ggml_type_name(value)]
     if name == "flash_attn":
         return ["-fa", "on" if value else "off"]
+    if name == "chat_format":
+        return ["--chat-template", _LLAMA_SERVER_TEMPLATES.get(str(value), str(value))]
+    if name == "n_outputs_max":
+        return []  # llama-server sets it itself from -np and --embeddings, by the same rule
+    if name == "logits_all":
+        if value:
+            raise SettingsError(
+                "llama-server keeps no array of every token's logits; remove logits_all "
+                "(it is a llama-cpp-python setting)"
+            )
+        return []
     if name == "tensor_split":
         return ["-ts", ",".join(f"{float(str(share)):g}" for share in _as_list(value))]
     known = sorted({*_LLAMA_SERVER_VALUE_FLAGS, *_LLAMA_SERVER_SWITCHES, "n_gpu_layers"})
     raise SettingsError(
         f"llama-server has no flag for setting {name!r}; use one of {', '.join(known)}, "
-        "type_k, type_v, flash_attn, tensor_split, or pass it in extra_argv"
+        "type_k, type_v, flash_attn, tensor_split, logits_all (false), or pass it in extra_argv"
     )
 
 
@@ -300,6 +340,10 @@ class LlamaCppServerBackend:
         self._load_lock = threading.Lock()  # one load at a time: loads compete for memory
         # A safety net: engines outlive an interpreter that forgot close() (not a SIGKILL).
         atexit.register(_close_if_alive, weakref.ref(self))
+
+    @property
+    def engine_kind(self) -> str:
+        return self.engine.kind
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -99,6 +99,8 @@ class PullResult:
 class OllamaBackend:
     """One Ollama server. Thread-safe; implements ``yoyu.backends.protocol.Backend``."""
 
+    engine_kind = "ollama"
+
     def __init__(
         self,
         *,

@@ -40,6 +40,8 @@ from yoyu.errors import BackendError, BackendStartError, ConfigError
 class OpenAICompatibleBackend:
     """One OpenAI-compatible base URL. Thread-safe; implements ``Backend``."""
 
+    engine_kind = "openai-compatible"
+
     def __init__(
         self,
         *,

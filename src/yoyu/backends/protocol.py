@@ -271,6 +271,13 @@ class Backend(Protocol):
 
     name: str
 
+    @property
+    def engine_kind(self) -> str:
+        """The engine program that holds the models, as the estimate names its profiles
+        ("llama-cpp-python", "llama-server"), or "ollama" / "openai-compatible" for engines
+        yoyu does not start: what a plan for a load here must be made for."""
+        ...
+
     def health(self) -> BackendHealth:
         """Never raises: an unreachable engine is ``ok=False`` with the reason."""
         ...

@@ -32,6 +32,7 @@ from yoyu.cli.run import (
     UbatchOpt,
     open_with_spinner,
     print_chunk,
+    print_notice,
     print_profile,
     progress_console,
     run_config,
@@ -105,6 +106,8 @@ def _converse(
                 sys.stdout.write(json.dumps({"turn": turn.index, **run.report(turn)}) + "\n")
             else:
                 sys.stdout.write("\n")
+                if turn.empty_answer:
+                    print_notice(turn.empty_answer)
             sys.stdout.flush()
 
 

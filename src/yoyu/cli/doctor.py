@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.output import console, print_json
 from yoyu.config import load_settings
 from yoyu.errors import YoyuError
@@ -55,7 +56,8 @@ def plan_installed(model: InstalledModel, machine: Machine) -> ModelFit:
     try:
         spec = resolve_model(str(model.path))
         ctx = min(DOCTOR_CTX, spec.context_length or DOCTOR_CTX)
-        request = PlanRequest(settings=RunSettings(n_ctx=ctx), propose_moves=False)
+        settings = RunSettings(n_ctx=ctx, engine=find_engine().kind)
+        request = PlanRequest(settings=settings, propose_moves=False)
         return ModelFit(make_plan(spec, machine, request), None)
     except YoyuError as error:
         return ModelFit(None, str(error))

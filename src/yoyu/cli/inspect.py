@@ -14,6 +14,7 @@ from rich.table import Table
 
 from yoyu.cli.output import console, print_json
 from yoyu.models import ModelSpec, resolve_model
+from yoyu.models.chat_format import family_chat_format
 from yoyu.units import format_bytes, format_count
 
 
@@ -69,12 +70,23 @@ def summary_rows(spec: ModelSpec) -> list[tuple[str, str]]:
         rows.append(("Sliding window", window))
     rows += [
         ("Context", f"{spec.context_length} tokens"),
+        ("Chat template", _chat_template(spec)),
         ("Per layer", _layer_bytes(spec)),
         ("Non-repeating", format_bytes(spec.nonrepeating_bytes)),
         ("Tensor data", format_bytes(spec.tensor_bytes)),
         ("File size", _file_size(spec)),
     ]
     return rows
+
+
+def _chat_template(spec: ModelSpec) -> str:
+    if spec.chat_template is None:
+        return "not stated by this source"
+    if spec.chat_template:
+        return "in the file"
+    family = family_chat_format(spec.architecture)
+    fallback = f"yoyu run/chat use the {family!r} format" if family else "engines fall back"
+    return f"none in the file ({fallback}; llama-cpp-python alone would use 'llama-2')"
 
 
 def quant_mix_table(spec: ModelSpec) -> Table:

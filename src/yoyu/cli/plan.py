@@ -7,6 +7,7 @@ fit, 2 for bad input (through the CLI boundary).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.output import console, print_json
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
@@ -61,6 +63,21 @@ def plan_command(
     ubatch: Annotated[int, typer.Option(help="Physical batch (n_ubatch).")] = 512,
     parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
     flash_attn: Annotated[bool, typer.Option("--flash-attn/--no-flash-attn")] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Engine to plan for: llama-cpp-python or llama-server (default: the one "
+            "yoyu run starts here). Its process, SWA cache and arrays are counted."
+        ),
+    ] = None,
+    logits_all: Annotated[
+        bool,
+        typer.Option(
+            "--logits-all",
+            help="Plan llama-cpp-python keeping every token's logits (n_ctx x vocab floats; "
+            "only completion logprobs need it, so yoyu starts it without).",
+        ),
+    ] = False,
     gpu_layers: Annotated[
         int | None, typer.Option(help="Force n_gpu_layers (default: the most that fit).")
     ] = None,
@@ -88,8 +105,12 @@ def plan_command(
     spec = resolve_model(model)
     nodes = [load_machine(name) for name in node or []]
     target = nodes[0] if nodes else _machine(machine)
+    settings = _settings(spec, ctx, kv_type, batch, ubatch, parallel, flash_attn)
+    settings = dataclasses.replace(
+        settings, engine=engine or find_engine().kind, logits_all=logits_all
+    )
     request = PlanRequest(
-        settings=_settings(spec, ctx, kv_type, batch, ubatch, parallel, flash_attn),
+        settings=settings,
         n_gpu_layers=gpu_layers,
         reserve_bytes=_size("--reserve", reserve) or 0,
         ram_free_bytes=_size("--free", free),
@@ -276,6 +297,7 @@ _COMPONENTS = (
     ("KV cache", "kv_bytes"),
     ("compute", "compute_bytes"),
     ("output", "output_bytes"),
+    ("engine", "engine_bytes"),
     ("overhead", "overhead_bytes"),
     ("total", "total_bytes"),
 )

@@ -91,6 +91,8 @@ def run_command(
         print_json(report)
     else:
         sys.stdout.write("\n")
+        if run.last_turn is not None and run.last_turn.empty_answer:
+            print_notice(run.last_turn.empty_answer)
         print_profile(report)
     if plot is not None and run.run_id is not None:
         draw_plot(run.run_id, plot)
@@ -108,7 +110,7 @@ def run_config(
 ) -> RunConfig:
     settings = RunSettings(
         n_ctx=ctx, n_batch=batch, n_ubatch=min(ubatch, batch), type_k=kv_type, type_v=kv_type,
-        flash_attn=flash_attn, swa_full=DEFAULT_SETTINGS.swa_full,
+        flash_attn=flash_attn,
     )  # fmt: skip
     return RunConfig(model, settings, n_gpu_layers=gpu_layers, force=force)
 
@@ -117,9 +119,16 @@ def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:
     """Load, with a spinner on stderr (none in JSON mode); ``with run:`` then only closes."""
     if quiet:
         run.open()
-    else:
-        with progress_console.status(f"loading {escape(run.config.model)}..."):
-            run.open()
+        return
+    with progress_console.status(f"loading {escape(run.config.model)}..."):
+        run.open()
+    for notice in run.notices:
+        print_notice(notice)
+
+
+def print_notice(notice: str) -> None:
+    """One line on stderr, so a piped answer stays clean."""
+    progress_console.print(f"[yellow]notice:[/] {escape(notice)}")
 
 
 def print_chunk(chunk: ChatChunk) -> None:
@@ -226,6 +235,8 @@ def prediction_table(report: Mapping[str, Any]) -> Table:
         ("compute", "compute_bytes", "compute"), ("output", "output_bytes", "output"),
     ):  # fmt: skip
         table.add_row(label, _mib(predicted.get(key)), _mib(buffers.get(kind)), "engine log")
+    for label, key in (("engine arrays", "engine_bytes"), ("process", "overhead_bytes")):
+        table.add_row(label, _mib(predicted.get(key)), "-", "in peak RSS")
     table.add_row(
         "total", _mib(predicted.get("total_bytes")), _mib(peak.get("process_rss_bytes")),
         "peak RSS",

@@ -15,8 +15,9 @@ of one layer, each a number of F32 values per token times ``n_tokens``:
   (``2 q_width + 2 kv_width + 2 n_embd``);
 - the FFN: gate, up and the SwiGLU product (``3 n_ff``, per used expert for
   a MoE) beside 3-4 ``n_embd`` wide tensors;
-- the output: logits ``n_vocab`` per token (the prompt graph is reserved
-  with every token as an output) once the KQ mask is freed.
+- the output: logits ``n_vocab`` per output row (``reserved_outputs``:
+  one per sequence, or every token with ``logits_all`` or embeddings)
+  once the KQ mask is freed.
 
 The graph inputs live throughout: the KQ mask (``n_kv`` per token, F32, or
 F16 with flash attention, one per cache: full and sliding window), token
@@ -149,13 +150,33 @@ def compute_bytes(
     dims = GraphDims.of(spec)
     kv_lengths = cache_kv_lengths(spec, cells)
     inputs = input_values(dims, kv_lengths, settings.flash_attn)
-    phases: list[float] = [inputs + dims.n_embd]  # the input embeddings at least
+    n_tokens = cells.n_tokens_reserved
+    phases: list[float] = [(inputs + dims.n_embd) * n_tokens]  # the input embeddings at least
     if blocks:
-        phases.append(inputs + attention_values(dims, max(kv_lengths), settings.flash_attn))
-        phases.append(inputs + ffn_values(dims))
+        attention = attention_values(dims, max(kv_lengths), settings.flash_attn)
+        phases.append((inputs + attention) * n_tokens)
+        phases.append((inputs + ffn_values(dims)) * n_tokens)
     if output:
-        phases.append(output_values(dims, settings.flash_attn))
-    return int(max(phases) * cells.n_tokens_reserved * _F32)
+        phases.append(output_values(dims, settings.flash_attn) * reserved_outputs(settings, cells))
+    return int(max(phases) * _F32)
+
+
+def reserved_outputs(settings: RunSettings, cells: ContextCells) -> int:
+    """Output rows of the worst-case graph: ``min(n_tokens, n_outputs_max)``.
+
+    llama.cpp reserves ``n_outputs_max`` outputs per ubatch (the library's
+    default: ``n_batch``, every token). llama-server asks for one per slot
+    unless it embeds (``server_output_limits``), and yoyu starts
+    llama-cpp-python the same way unless ``logits_all`` or embeddings need
+    every token: for a 262,144-token vocabulary that is 1 MiB of logits per
+    ubatch instead of 512 MiB (Gemma 3 270M: 57.76 MiB compute, not 514.50).
+    """
+    return min(cells.n_tokens_reserved, cells.n_batch, n_outputs_max(settings))
+
+
+def n_outputs_max(settings: RunSettings) -> int:
+    """The context's ``n_outputs_max``: one per sequence, or the batch when every token is."""
+    return settings.n_batch if settings.logits_all or settings.embeddings else settings.n_parallel
 
 
 def split_compute(

@@ -13,7 +13,7 @@ constructor, ``src/llama-context.cpp``, llama.cpp since PR #17046, Nov 2025):
 Sliding-window layers get a smaller cache (``llama_kv_cache_iswa``, the SWA
 cache "is always padded to 256", llama.cpp issue 17037):
 ``pad(min(n_ctx_seq, n_swa * (n_seq_max if unified else 1) + n_ubatch), 256)``,
-or the full size when ``swa_full`` is set.
+or the full size when the settings (or the engine) ask for a full SWA cache.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def resolve_context(spec: ModelSpec, settings: RunSettings) -> ContextCells:
 def _swa_cells(spec: ModelSpec, settings: RunSettings, n_ctx_seq: int, n_ubatch: int) -> int | None:
     if not spec.sliding_window or not spec.swa_layers:
         return None
-    if settings.swa_full:
+    if settings.swa_cache_full:
         return n_ctx_seq
     sequences = settings.n_parallel if settings.kv_unified else 1
     return min(n_ctx_seq, pad(spec.sliding_window * sequences + n_ubatch, CTX_PAD))

@@ -2,7 +2,10 @@
 
 The one public entry of ``yoyu.estimate``. Pure: it reads the model's tensor
 table and the machine description it is given, never the disk or the live
-system, so a plan can be made for a machine yoyu is not running on.
+system, so a plan can be made for a machine yoyu is not running on. The
+engine named in the settings (``yoyu.estimate.engine``) is part of the
+answer: its process, its sliding-window cache choice and the arrays it keeps
+around llama.cpp are counted on the host.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from collections import defaultdict
 
 from yoyu.estimate.compute_buffer import cpu_matmul_work_bytes, split_compute
 from yoyu.estimate.context import ContextCells, resolve_context
+from yoyu.estimate.engine import engine_profile
 from yoyu.estimate.kv_cache import is_mla_vless, kv_layer_bytes
 from yoyu.estimate.output_buffer import output_buffer_bytes
-from yoyu.estimate.overhead import runtime_overhead_bytes
+from yoyu.estimate.overhead import (
+    engine_side_bytes,
+    process_overhead_bytes,
+    runtime_overhead_bytes,
+)
 from yoyu.estimate.repack import repack_bytes, repacked_tensors
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
 from yoyu.estimate.weights import (
@@ -26,6 +34,7 @@ from yoyu.estimate.weights import (
 )
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec, TensorInfo
+from yoyu.units import format_bytes
 
 
 def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) -> MemoryEstimate:
@@ -49,8 +58,9 @@ def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) ->
         repack_bytes=repack_bytes(repacked),
         kv_bytes=kv_by_device.get(CPU, 0),
         compute_bytes=compute.cpu_bytes,
-        output_bytes=output_buffer_bytes(spec, settings),
-        overhead_bytes=runtime_overhead_bytes(CPU) + cpu_work,
+        output_bytes=output_buffer_bytes(spec, settings, cells),
+        engine_bytes=engine_side_bytes(spec, settings, cells),
+        overhead_bytes=process_overhead_bytes(spec, settings) + cpu_work,
     )
     gpus = tuple(
         DeviceMemory(
@@ -71,7 +81,7 @@ def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) ->
         n_ctx_swa=cells.swa_cells,
         devices=(cpu, *gpus),
         mapped_bytes=mapped_span_bytes(cpu_tensors) if maps_file else 0,
-        notes=_notes(spec, settings, cells, repacked),
+        notes=_notes(spec, settings, cells, repacked) + _engine_notes(spec, settings, cpu),
     )
 
 
@@ -128,4 +138,21 @@ def _notes(
         notes.append("MLA model: the cache holds the compressed latent only (no V cache)")
     if repacked:
         notes.append(f"{len(repacked)} weight tensors are repacked for this CPU (CPU_REPACK copy)")
+    return tuple(notes)
+
+
+def _engine_notes(spec: ModelSpec, settings: RunSettings, cpu: DeviceMemory) -> tuple[str, ...]:
+    profile = engine_profile(settings.engine)
+    notes = [f"planned for {profile.program}: its process and vocabulary are in the overhead"]
+    if settings.logits_all:
+        notes.append(
+            f"logits_all keeps every token's logits ({spec.vocab_size} floats per token, "
+            f"{format_bytes(cpu.engine_bytes)} at this context): turn it off unless "
+            "completion logprobs are needed"
+        )
+    if profile.has_ctx_checkpoints and cpu.engine_bytes and settings.ctx_checkpoints:
+        notes.append(
+            f"{settings.ctx_checkpoints} sliding-window checkpoint(s) per slot are counted "
+            "as engine memory (ctx_checkpoints)"
+        )
     return tuple(notes)

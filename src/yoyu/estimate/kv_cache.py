@@ -84,3 +84,24 @@ def kv_layer_bytes(spec: ModelSpec, settings: RunSettings, cells: ContextCells) 
         v_bytes = 0 if is_mla_vless(spec) else row_bytes(settings.type_v, v_width) * rows
         sizes.append(k_bytes + v_bytes)
     return tuple(sizes)
+
+
+def swa_window_bytes(spec: ModelSpec, settings: RunSettings, cells: ContextCells) -> int:
+    """Bytes of one sequence's sliding-window cells: what a llama-server checkpoint copies.
+
+    A checkpoint is taken after a prompt's last batch, when the cache holds
+    the window's cells (Gemma 3 270M: 512 cells, 7.51 MiB, as llama-server
+    logs it), at most the whole sliding-window cache.
+    """
+    if cells.swa_cells is None:
+        return 0
+    window_cells = min(cells.swa_cells, spec.sliding_window or cells.swa_cells)
+    per_cell = 0
+    for layer in spec.swa_layers:
+        heads = kv_heads(spec, layer)
+        if layer >= spec.n_layers or heads == 0:
+            continue
+        per_cell += row_bytes(settings.type_k, spec.head_dim_k * heads)
+        if not is_mla_vless(spec):
+            per_cell += row_bytes(settings.type_v, spec.head_dim_v * heads)
+    return per_cell * window_cells

@@ -1,15 +1,15 @@
-"""Memory a runtime holds beyond the buffers llama.cpp reports.
+"""Memory a process holds beyond the buffers llama.cpp reports.
 
 No llama.cpp log line counts these, yet a process that loads a model pays them:
 
-- CPU: the process itself. Measured on this project's reference machine
-  (x86-64 Linux, CPython 3, llama-cpp-python 0.3.36): ``import llama_cpp``
-  brings a fresh interpreter to 39.9 MiB RSS; loading a tiny model adds
-  about 7 MiB of vocabulary, graph metadata and Python objects beyond the
-  reported buffers (``benchmarks/estimate_accuracy.py`` prints the residual
-  per configuration). A ``llama-server`` binary is smaller; the figure is
-  kept as the conservative one. The CPU matmul scratch buffer, also absent
-  from the logs, is added by the estimator (``cpu_matmul_work_bytes``).
+- CPU: the engine program itself and its copy of the vocabulary, per engine
+  profile (``yoyu.estimate.engine``, measured figures there). The CPU matmul
+  scratch buffer, also absent from the logs, is added by the estimator
+  (``cpu_matmul_work_bytes``).
+- Engine-side arrays the engine allocates around llama.cpp
+  (``engine_side_bytes``): llama-cpp-python's every-token logits array with
+  ``logits_all``, llama-server's sliding-window checkpoints, a host prompt
+  cache.
 - CUDA: the context and cuBLAS/kernel images on each GPU. Ollama reserves
   457 MiB per CUDA or ROCm GPU for it (``cudaMinimumMemory``,
   ``ollama/ollama discover/gpu.go``).
@@ -19,18 +19,40 @@ No llama.cpp log line counts these, yet a process that loads a model pays them:
 
 from __future__ import annotations
 
+from yoyu.estimate.context import ContextCells
+from yoyu.estimate.engine import engine_profile
+from yoyu.estimate.kv_cache import swa_window_bytes
+from yoyu.estimate.types import RunSettings
+from yoyu.models.spec import ModelSpec
 from yoyu.units import MIB
 
-CPU_PROCESS_BASELINE_BYTES = 40 * MIB  # measured RSS of python + llama_cpp import
-CPU_LOAD_METADATA_BYTES = 7 * MIB  # measured residual of a load beyond its buffers
 CUDA_CONTEXT_BYTES = 457 * MIB  # ollama discover/gpu.go cudaMinimumMemory
 METAL_CONTEXT_BYTES = 512 * MIB  # ollama discover/gpu_darwin.go metalMinimumMemory
+_FLOAT_BYTES = 4
+
+
+def process_overhead_bytes(spec: ModelSpec, settings: RunSettings) -> int:
+    """The engine program with this model's vocabulary loaded, before any buffer."""
+    profile = engine_profile(settings.engine)
+    return profile.process_bytes + profile.vocab_entry_bytes * spec.vocab_size
 
 
 def runtime_overhead_bytes(device_name: str) -> int:
-    """Fixed bytes a device pays for hosting a llama.cpp model, by backend."""
-    if device_name == "CPU":
-        return CPU_PROCESS_BASELINE_BYTES + CPU_LOAD_METADATA_BYTES
+    """Fixed bytes a GPU pays for hosting a llama.cpp model, by backend."""
     if device_name.startswith("Metal"):
         return METAL_CONTEXT_BYTES
     return CUDA_CONTEXT_BYTES
+
+
+def engine_side_bytes(spec: ModelSpec, settings: RunSettings, cells: ContextCells) -> int:
+    """Host bytes the engine program allocates around llama.cpp, at their largest."""
+    profile = engine_profile(settings.engine)
+    logits = 0
+    if profile.has_logits_array and settings.logits_all:
+        logits = cells.n_ctx * spec.vocab_size * _FLOAT_BYTES  # llama-cpp-python ``scores``
+    checkpoints = 0
+    if profile.has_ctx_checkpoints and not settings.swa_cache_full:
+        per_slot = settings.ctx_checkpoints * swa_window_bytes(spec, settings, cells)
+        checkpoints = per_slot * cells.n_seq
+    prompt_cache = settings.prompt_cache_mib * MIB if profile.prompt_cache else 0
+    return logits + checkpoints + prompt_cache

@@ -15,16 +15,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yoyu.errors import SettingsError
+from yoyu.estimate.engine import LLAMA_CPP_PYTHON, EngineProfile, engine_profile
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 ALL_LAYERS = -1  # n_gpu_layers value meaning "everything, output layer included"
+DEFAULT_CTX_CHECKPOINTS = 2  # llama-server keeps 32 per slot; one or two serve a linear chat
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The settings that decide memory use; defaults are llama-cpp-python's,
-    except ``swa_full``, which follows llama-server (a sliding-window cache of
-    window + ubatch cells, not the full context); the emitters always pass it.
+    """The settings that decide memory use, for the engine that will run them.
+
+    ``engine`` names the program (``yoyu.estimate.engine``): what it holds
+    around llama.cpp, which defaults it applies and which settings it allows
+    are part of the estimate. ``swa_full`` None means the engine's own choice
+    (llama-cpp-python: the full-size sliding-window cache; llama-server:
+    window + ubatch cells); ``swa_cache_full`` is the resolved value, and the
+    emitters always pass it. ``logits_all``, ``ctx_checkpoints`` and
+    ``prompt_cache_mib`` are engine-side memory: every token's logits
+    (llama-cpp-python), sliding-window checkpoints per slot and a host prompt
+    cache (llama-server; llama-cpp-python's RAM cache for the latter).
 
     ``n_ctx`` 0 means the model's trained context (llama.cpp's rule). The
     estimator pads it as llama.cpp does; the padded value is in the estimate.
@@ -46,7 +56,11 @@ class RunSettings:
     repack: bool | None = None
     offload_kqv: bool = True
     embeddings: bool = False
-    swa_full: bool = False
+    swa_full: bool | None = None  # None = the engine's default (see ``swa_cache_full``)
+    engine: str = LLAMA_CPP_PYTHON
+    logits_all: bool = False
+    ctx_checkpoints: int = DEFAULT_CTX_CHECKPOINTS
+    prompt_cache_mib: int = 0
 
     def __post_init__(self) -> None:
         _require(self.n_ctx >= 0, f"ctx must be 0 (the model's own) or positive, not {self.n_ctx}")
@@ -66,9 +80,35 @@ class RunSettings:
             all(share >= 0 for share in self.tensor_split),
             "tensor split shares must not be negative",
         )
+        _require(self.ctx_checkpoints >= 0, "ctx checkpoints must not be negative")
+        _require(self.prompt_cache_mib >= 0, "the prompt cache size must not be negative")
+        self._check_engine(engine_profile(self.engine))
+
+    def _check_engine(self, profile: EngineProfile) -> None:
+        """Refuse what the engine cannot do, so a plan never promises an impossible run."""
+        _require(
+            profile.swa_full_settable or self.swa_full in (None, profile.swa_full),
+            f"{profile.program} always uses swa_full={profile.swa_full} (it has no switch for "
+            "it); use the llama-server engine to choose the sliding-window cache size",
+        )
+        _require(
+            profile.max_parallel is None or self.n_parallel <= profile.max_parallel,
+            f"{profile.program} serves {profile.max_parallel} sequence at a time, not "
+            f"{self.n_parallel}; use the llama-server engine for parallel slots",
+        )
+        _require(
+            profile.has_logits_array or not self.logits_all,
+            f"logits_all is a llama-cpp-python setting; {profile.program} keeps no array of "
+            "every token's logits",
+        )
+
+    @property
+    def swa_cache_full(self) -> bool:
+        """Whether sliding-window layers get a full-context cache (the engine decides on None)."""
+        return engine_profile(self.engine).swa_full if self.swa_full is None else self.swa_full
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "swa_full": self.swa_cache_full}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -83,6 +123,8 @@ class DeviceMemory:
     ``weights_bytes`` counts what is resident for the tensors placed here;
     ``repack_bytes`` is the CPU_REPACK copy llama.cpp makes on top of the
     mapped original (x86 AVX2/AVX-512, ARM NEON), so on the CPU both count.
+    ``engine_bytes`` is what the engine program allocates around llama.cpp
+    (a logits array, checkpoints, a prompt cache), at its largest.
     """
 
     name: str  # "CPU", "CUDA0", "Metal", or a node's name
@@ -93,7 +135,8 @@ class DeviceMemory:
     kv_bytes: int = 0
     compute_bytes: int = 0
     output_bytes: int = 0
-    overhead_bytes: int = 0  # runtime context (CUDA, Metal) and fixed allocations
+    engine_bytes: int = 0  # allocated by the engine program around llama.cpp
+    overhead_bytes: int = 0  # the process or runtime context (CUDA, Metal), fixed allocations
 
     @property
     def total_bytes(self) -> int:
@@ -103,6 +146,7 @@ class DeviceMemory:
             + self.kv_bytes
             + self.compute_bytes
             + self.output_bytes
+            + self.engine_bytes
             + self.overhead_bytes
         )
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from yoyu.backends.protocol import Backend, ModelRef
 from yoyu.errors import AdmissionError, YoyuError
@@ -76,11 +77,13 @@ class Residency:
         need_bytes: Callable[[ServedModel], int],
         available_bytes: Callable[[], int],
         floor_bytes: int,
+        load_settings: Callable[[ServedModel], Mapping[str, Any]] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self._backends = backends
         self._server = server
         self._need_bytes = need_bytes
+        self._load_settings = load_settings or (lambda model: model.settings)
         self._available_bytes = available_bytes
         self.floor_bytes = floor_bytes
         self._clock = clock
@@ -204,7 +207,7 @@ class Residency:
             raise AdmissionError(f"not loading {model.id}: the models to unload stayed busy")
         log.info("loading %s (%s)", model.id, decision.reason)
         backend = self._backends[model.backend]
-        backend.load(ModelRef(model.id, model.path), model.settings)
+        backend.load(ModelRef(model.id, model.path), self._load_settings(model))
         self._check_floor_after_load(model, backend)
         now = self._clock()
         with self._lock:

@@ -52,12 +52,13 @@ from yoyu.errors import (
     UnknownModelError,
     YoyuError,
 )
+from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
 from yoyu.gateway.config import GatewayConfig, ServedModel
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.residency import Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
-from yoyu.gateway.sizing import PlanSizer
+from yoyu.gateway.sizing import PlanSizer, Sizing
 from yoyu.guard import Guard
 from yoyu.models.discover import find_installed_models
 from yoyu.monitor.system import system_reader
@@ -242,7 +243,8 @@ class GatewayService:
         self.residency = Residency(
             self.backends,
             config.server,
-            need_bytes=lambda model: self._sizer.size(model).need_bytes,
+            need_bytes=lambda model: self._sizing(model).need_bytes,
+            load_settings=lambda model: self._sizing(model).load_settings,
             available_bytes=self._available,
             floor_bytes=config.floor_bytes(self._total()),
             clock=clock,
@@ -542,6 +544,20 @@ class GatewayService:
 
     # -- small helpers ---------------------------------------------------------
 
+    def _sizing(self, model: ServedModel) -> Sizing:
+        """The plan for ``model`` on the engine its backend starts."""
+        return self._sizer.size(model, self.backends[model.backend].engine_kind)
+
+    def planning_engine(self, model_id: str) -> str:
+        """The engine a plan for ``model_id`` is made for: its backend's, or for a model
+        not served here, the engine of the first managed backend (the one that would
+        load it)."""
+        served = self.config.served.get(model_id)
+        if served is not None:
+            return self.backends[served.backend].engine_kind
+        kinds = [backend.engine_kind for backend in self.backends.values()]
+        return next((kind for kind in kinds if kind in ENGINES), LLAMA_CPP_PYTHON)
+
     def _upstream(self, served: ServedModel) -> str:
         """Managed models are loaded under their served id; others use their upstream name."""
         return served.id if served.managed else served.upstream_name
@@ -556,7 +572,7 @@ class GatewayService:
         sizing = None
         if model.managed or model.memory_bytes is not None:
             try:
-                sizing = self._sizer.size(model)
+                sizing = self._sizing(model)
             except YoyuError as error:
                 log.warning("cannot size %s: %s", model.id, error)
         size = model.path.stat().st_size if model.path and model.path.is_file() else None

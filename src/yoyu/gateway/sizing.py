@@ -1,22 +1,29 @@
-"""How much memory a managed model will take: the plan's estimate, asked once per model.
+"""How much memory a managed model will take, and the settings that make it so.
 
-The plan is a pure function of (model, machine, settings); this module reads
-the GGUF header, probes the machine once, and keeps the answer, so admission
-costs a dictionary lookup after the first request.
+The plan is a pure function of (model, machine, settings, engine); this module
+reads the GGUF header, probes the machine once, plans for the engine the
+model's backend really starts, and keeps the answer, so admission costs a
+dictionary lookup after the first request. The load settings it returns are
+the plan's (``engine_load_settings``: the engine-side choices such as
+llama-cpp-python's ``logits_all`` off or llama-server's checkpoints) under
+the user's own ``settings``, so what is admitted is what is loaded.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from yoyu.estimate.types import RunSettings
 from yoyu.gateway.config import ServedModel
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.resolve import read_model_path
+from yoyu.plan.emit.llama_cpp import engine_load_settings
 from yoyu.plan.planner import make_plan
+from yoyu.plan.settings import for_engine, settings_from_load_settings
 from yoyu.plan.types import PlanRequest
 
 DEFAULT_CTX = 4096
@@ -24,55 +31,52 @@ DEFAULT_CTX = 4096
 
 @dataclass(frozen=True)
 class Sizing:
-    """What a model needs, and the plan's verdict on this machine (``None``: not planned)."""
+    """What a model needs, the plan's verdict here (``None``: not planned), and the
+    settings to load it with (the model's own when it was not planned)."""
 
     need_bytes: int
     verdict: str | None
     source: str  # "config" (the user's memory = ...) or "plan"
+    load_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 class PlanSizer:
-    """``need(model)`` from the config's ``memory`` or the plan; thread-safe and cached."""
+    """``size(model, engine)`` from the config's ``memory`` or the plan; thread-safe, cached."""
 
     def __init__(self, machine: Callable[[], Machine] = probe_machine) -> None:
         self._machine_source = machine
         self._machine: Machine | None = None
-        self._cache: dict[str, Sizing] = {}
+        self._cache: dict[tuple[str, str], Sizing] = {}
         self._lock = threading.Lock()
 
-    def size(self, model: ServedModel) -> Sizing:
+    def size(self, model: ServedModel, engine_kind: str) -> Sizing:
+        key = (model.id, engine_kind)
         with self._lock:
-            cached = self._cache.get(model.id)
+            cached = self._cache.get(key)
             if cached is None:
-                cached = self._size(model)
-                self._cache[model.id] = cached
+                cached = self._size(model, engine_kind)
+                self._cache[key] = cached
             return cached
 
-    def _size(self, model: ServedModel) -> Sizing:
+    def _size(self, model: ServedModel, engine_kind: str) -> Sizing:
         if model.memory_bytes is not None:
-            return Sizing(model.memory_bytes, None, "config")
+            return Sizing(model.memory_bytes, None, "config", model.settings)
         if model.path is None:
-            return Sizing(0, None, "config")
+            return Sizing(0, None, "config", model.settings)
         if self._machine is None:
             self._machine = self._machine_source()
         spec = read_model_path(model.path)
-        settings = run_settings(model.settings, spec.context_length)
+        settings = for_engine(run_settings(model.settings, spec.context_length), engine_kind)
         plan = make_plan(spec, self._machine, PlanRequest(settings=settings, propose_moves=False))
-        return Sizing(plan.estimate.total_bytes, plan.verdict.value, "plan")
+        planned = {**engine_load_settings(plan.settings), **model.settings}
+        return Sizing(plan.estimate.total_bytes, plan.verdict.value, "plan", planned)
 
 
 def run_settings(settings: Mapping[str, object], context_length: int | None) -> RunSettings:
-    """The estimator's view of a served model's load settings (llama.cpp names)."""
-    n_ctx = _int(settings.get("n_ctx")) or min(DEFAULT_CTX, context_length or DEFAULT_CTX)
-    n_batch = _int(settings.get("n_batch")) or 512
-    return RunSettings(
-        n_ctx=n_ctx,
-        n_batch=n_batch,
-        n_ubatch=min(_int(settings.get("n_ubatch")) or 512, n_batch),
-        n_gpu_layers=_int(settings.get("n_gpu_layers")) or 0,
-        flash_attn=bool(settings.get("flash_attn", False)),
-    )
+    """The estimator's view of a served model's load settings (``Llama`` names).
 
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    A context the settings do not give is 4096 tokens (or the model's own, if
+    smaller), as ``yoyu run``'s; every other memory setting is read as given.
+    """
+    n_ctx = min(DEFAULT_CTX, context_length or DEFAULT_CTX)
+    return settings_from_load_settings(settings, RunSettings(n_ctx=n_ctx))

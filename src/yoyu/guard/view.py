@@ -22,7 +22,13 @@ from yoyu.monitor.types import GpuSample, SystemSample
 ENGINE_NAMES = frozenset(
     {"llama-server", "llama-cli", "ollama", "ollama_llama_server", "koboldcpp", "lms", "vllm"}
 )
-ENGINE_MODULES = ("llama_cpp.server", "vllm.entrypoints", "mlx_lm.server", "sglang.launch_server")
+ENGINE_MODULES = (
+    "llama_cpp.server",
+    "yoyu.backends.llamacpp_python_server",
+    "vllm.entrypoints",
+    "mlx_lm.server",
+    "sglang.launch_server",
+)
 
 
 @dataclass(frozen=True)

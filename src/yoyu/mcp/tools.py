@@ -36,6 +36,7 @@ from yoyu.models import resolve_model
 from yoyu.models.catalog import catalog_entries, catalog_spec
 from yoyu.monitor.system import SystemReader, system_reader
 from yoyu.plan.planner import make_plan
+from yoyu.plan.settings import for_engine
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
 
@@ -279,6 +280,7 @@ class YoyuTools:
         spec = resolve_model(str(served.path) if served and served.path else model)
         # A served model is planned with the settings it is loaded with, as admission sizes it.
         settings = run_settings(served.settings if served else {}, spec.context_length)
+        settings = for_engine(settings, self.service.planning_engine(model))
         n_ctx = settings.n_ctx if ctx is None else ctx
         settings = dataclasses.replace(settings, n_ctx=n_ctx, type_k=kv_type, type_v=kv_type)
         target = load_machine(machine) if machine else self._this_machine()

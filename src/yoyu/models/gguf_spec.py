@@ -166,6 +166,7 @@ def spec_from_gguf(model: GGUFModelFiles) -> ModelSpec:
         n_experts_shared=hparams.int_or("expert_shared_count", 0),
         expert_ff_length=hparams.optional_int("expert_feed_forward_length"),
         mla=_mla_dims(hparams, head_dim_k),
+        chat_template=_has_chat_template(model.metadata),
         tensors=model.tensors,
     )
 
@@ -243,6 +244,11 @@ def _dim(tensors: tuple[TensorInfo, ...], name: str, axis: int) -> int:
         if tensor.name == name and len(tensor.shape) > axis:
             return tensor.shape[axis]
     return 0
+
+
+def _has_chat_template(metadata: dict[str, MetadataValue]) -> bool:
+    template = metadata.get("tokenizer.chat_template")
+    return isinstance(template, str) and bool(template.strip())
 
 
 def _vocab_size(hparams: _Hparams, model: GGUFModelFiles) -> int:

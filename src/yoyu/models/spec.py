@@ -151,6 +151,7 @@ class ModelSpec:
     n_experts_shared: int = 0
     expert_ff_length: int | None = None
     mla: MlaDims | None = None
+    chat_template: bool | None = None  # the file carries one; None: the source does not say
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
 
     @property

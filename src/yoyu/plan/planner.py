@@ -169,6 +169,7 @@ def device_rows(chosen: Assessment) -> tuple[DeviceRow, ...]:
                 kv_bytes=device.kv_bytes,
                 compute_bytes=device.compute_bytes,
                 output_bytes=device.output_bytes,
+                engine_bytes=device.engine_bytes,
                 overhead_bytes=device.overhead_bytes,
                 total_bytes=device.total_bytes,
                 usable_bytes=owner.usable_bytes,

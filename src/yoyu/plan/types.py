@@ -186,6 +186,7 @@ class DeviceRow:
     kv_bytes: int
     compute_bytes: int
     output_bytes: int
+    engine_bytes: int
     overhead_bytes: int
     total_bytes: int
     usable_bytes: int
@@ -270,6 +271,7 @@ def _totals(estimate: MemoryEstimate) -> dict[str, int]:
         "kv_bytes": estimate.total("kv_bytes"),
         "compute_bytes": estimate.total("compute_bytes"),
         "output_bytes": estimate.total("output_bytes"),
+        "engine_bytes": estimate.total("engine_bytes"),
         "overhead_bytes": estimate.total("overhead_bytes"),
         "total_bytes": estimate.total_bytes,
     }

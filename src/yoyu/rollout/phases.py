@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from yoyu.backends.llamacpp_server import find_engine
 from yoyu.backends.ollama import OllamaBackend, PullProgress, ollama_name
 from yoyu.backends.protocol import Backend, ChatMessage
 from yoyu.errors import ModelNotFoundError, YoyuError
@@ -34,6 +35,7 @@ from yoyu.models.spec import ModelSpec
 from yoyu.monitor.sampler import Sampler
 from yoyu.monitor.store import RunStore
 from yoyu.plan.planner import make_plan
+from yoyu.plan.settings import for_engine
 from yoyu.plan.types import PlanRequest, Verdict
 from yoyu.rollout.aliases import Promotion
 from yoyu.rollout.state import PhaseRecord
@@ -128,7 +130,8 @@ def preflight(context: Context, promotion: Promotion) -> PhaseRecord:
 def _plan_verdict(spec: ModelSpec, context: Context) -> str:
     """The plan on the real machine: a ``--budget`` pretends for the memory checks, but the
     plan's own reserve for the OS would refuse any model under a budget of a few GiB."""
-    request = PlanRequest(settings=context.config.settings, propose_moves=False)
+    settings = for_engine(context.config.settings, find_engine().kind)
+    request = PlanRequest(settings=settings, propose_moves=False)
     return make_plan(spec, context.probe(), request).verdict.value
 
 

@@ -10,13 +10,13 @@ Watcher / WatchContext       the hook a guard uses to watch a run while the mode
 
 from __future__ import annotations
 
+from yoyu.plan.settings import settings_from_mapping
 from yoyu.runner.ab import ABResult, ABRun, Side, ab_result, run_ab, schedule
 from yoyu.runner.options import (
     DEFAULT_SETTINGS,
     RunConfig,
     SettlePolicy,
     settings_from_file,
-    settings_from_mapping,
 )
 from yoyu.runner.prediction import Prediction, engine_settings, predict
 from yoyu.runner.result import Speed, TurnResult

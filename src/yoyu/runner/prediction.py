@@ -14,7 +14,7 @@ from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
-from yoyu.plan.emit.llama_cpp import llama_cpp_python_kwargs
+from yoyu.plan.emit.llama_cpp import engine_load_settings
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.units import format_bytes
@@ -30,6 +30,7 @@ class Prediction:
     kv_bytes: int
     compute_bytes: int
     output_bytes: int
+    engine_bytes: int
     overhead_bytes: int
     total_bytes: int
     gpu_bytes: int
@@ -46,6 +47,7 @@ class Prediction:
             "kv_bytes": self.kv_bytes,
             "compute_bytes": self.compute_bytes,
             "output_bytes": self.output_bytes,
+            "engine_bytes": self.engine_bytes,
             "overhead_bytes": self.overhead_bytes,
             "total_bytes": self.total_bytes,
             "gpu_bytes": self.gpu_bytes,
@@ -85,6 +87,7 @@ def prediction_of(plan: Plan) -> Prediction:
         kv_bytes=totals["kv_bytes"],
         compute_bytes=totals["compute_bytes"],
         output_bytes=totals["output_bytes"],
+        engine_bytes=totals["engine_bytes"],
         overhead_bytes=totals["overhead_bytes"],
         total_bytes=totals["total_bytes"],
         gpu_bytes=gpu_bytes,
@@ -96,8 +99,8 @@ def prediction_of(plan: Plan) -> Prediction:
 
 
 def engine_settings(settings: RunSettings, seed: int | None = None) -> dict[str, Any]:
-    """The backend's load settings (llama-cpp-python ``Llama`` names) for ``settings``."""
-    kwargs = llama_cpp_python_kwargs(settings)
+    """The backend's load settings (``Llama`` names plus the engine's own) for ``settings``."""
+    kwargs = engine_load_settings(settings)
     if seed is not None:
         kwargs["seed"] = seed
     return kwargs

@@ -38,6 +38,19 @@ class TurnResult:
     origin_t_s: float  # the run's load_start on the sampler's clock
     settled: bool
 
+    @property
+    def empty_answer(self) -> str | None:
+        """One line saying the answer was empty and how it ended; None for a real answer."""
+        if self.text.strip():
+            return None
+        tokens = self.usage.completion_tokens if self.usage else None
+        ended = f"finish reason {self.finish_reason or 'unknown'}"
+        count = "" if tokens is None else f" after {tokens} token{'s' if tokens != 1 else ''}"
+        return (
+            f"the model answered nothing ({ended}{count}); a model prompted in a format it "
+            "was not trained on often stops at once: check its chat template"
+        )
+
     def phases(self) -> dict[str, dict[str, Any] | None]:
         return {
             name: _relative(reading, self.origin_t_s)

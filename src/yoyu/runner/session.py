@@ -13,8 +13,10 @@ The order of effects, each marked in the sampler (so each has an exact reading):
     -> watchers exit -> unload, unloaded -> sampler.stop -> samples/events/result stored
 
 A failed load is stored too (its result names the error) before the error
-goes on to the caller. The backend is the managed llama.cpp server unless one
-is given; a backend made here is closed here.
+goes on to the caller. The plan is made for the engine the backend starts
+(``Backend.engine_kind``), so the prediction counts what that program
+holds. The backend is the managed llama.cpp server unless one is given; a
+backend made here is closed here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from yoyu.backends.protocol import (
 from yoyu.errors import ModelNotFoundError, YoyuError
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
+from yoyu.models.chat_format import ENGINE_FALLBACKS, family_chat_format
 from yoyu.models.resolve import resolve_model
 from yoyu.models.spec import ModelSpec
 from yoyu.monitor.phases import (
@@ -52,6 +55,7 @@ from yoyu.monitor.phases import (
 )
 from yoyu.monitor.sampler import Sampler
 from yoyu.monitor.store import RunStore
+from yoyu.plan.settings import for_engine
 from yoyu.runner.options import RunConfig
 from yoyu.runner.prediction import Prediction, engine_settings, predict
 from yoyu.runner.result import TurnResult, measured_speed
@@ -93,6 +97,7 @@ class ModelRun:
         self.loaded: LoadedModel | None = None
         self.run_id: int | None = None
         self.turns: list[TurnResult] = []
+        self.notices: list[str] = []  # one line each, for the user (the CLI prints them)
         self.sampler: Sampler | None = None
         self._origin_t_s = 0.0
         self._opened = False
@@ -107,11 +112,12 @@ class ModelRun:
         self._opened = True
         self.spec = resolve_model(self.config.model)
         machine = self._machine or probe_machine()
+        settings = for_engine(self.config.settings, self.backend.engine_kind)
         self.prediction = predict(
-            self.spec, machine, self.config.settings, self.config.n_gpu_layers,
-            force=self.config.force,
-        )  # fmt: skip
+            self.spec, machine, settings, self.config.n_gpu_layers, force=self.config.force
+        )
         self.load_settings = engine_settings(self.prediction.settings, self._seed)
+        self._choose_chat_format(self.spec, settings.engine)
         store = self._store = self._store or RunStore()
         self.run_id = store.create_run(
             self.spec.name, self.mode, self._stored_settings(), self.prediction.to_dict()
@@ -121,6 +127,25 @@ class ModelRun:
         except BaseException as error:
             self.close(result={"error": str(error)})
             raise
+
+    def _choose_chat_format(self, spec: ModelSpec, engine_kind: str) -> None:
+        """A file without a chat template gets its family's format, and the user is told."""
+        if spec.chat_template is not False or "chat_format" in self.load_settings:
+            return
+        family = family_chat_format(spec.architecture)
+        if family is not None:
+            self.load_settings["chat_format"] = family
+            self.notices.append(
+                f"{spec.name} has no chat template in its file; using the {family!r} format "
+                f"of the {spec.architecture} family"
+            )
+            return
+        fallback = ENGINE_FALLBACKS.get(engine_kind, "its default")
+        self.notices.append(
+            f"{spec.name} has no chat template in its file and yoyu knows no format for "
+            f"{spec.architecture}; {engine_kind} falls back to {fallback!r}, which may give "
+            "empty or odd answers"
+        )
 
     def _load(self, store: RunStore) -> LoadedModel:
         backend = self.backend
@@ -276,6 +301,7 @@ class ModelRun:
         buffers = loaded.buffers if loaded else None
         return {
             **(chosen.to_dict() if chosen else {}),
+            "notices": self.turn_notices(chosen),
             "predicted": self.prediction.to_dict() if self.prediction else None,
             "run_id": self.run_id,
             "model": self.spec.name if self.spec else self.config.model,
@@ -286,6 +312,11 @@ class ModelRun:
             if buffers
             else None,
         }
+
+    def turn_notices(self, turn: TurnResult | None = None) -> list[str]:
+        """The run's notices, and the turn's own (an empty answer) after them."""
+        empty = turn.empty_answer if turn else None
+        return [*self.notices, *([empty] if empty else [])]
 
     def summary(self) -> dict[str, Any]:
         """What the store keeps as the run's result: the last turn's report and every turn."""

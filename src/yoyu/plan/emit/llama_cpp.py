@@ -9,16 +9,28 @@ enabled/disabled, never auto) and llama.cpp ``common/arg.cpp`` (``-c``, ``-b``,
 Every setting that changes memory is written out explicitly, even at its
 default, because the two front ends disagree on defaults: llama-cpp-python
 keeps llama.cpp's library default ``swa_full = true`` while llama-server
-turns it off, and llama-server's ``-fa`` defaults to auto.
-``n_seq_max`` and ``kv_unified`` are not ``Llama`` arguments; they are
-returned for callers that set them on the context parameters.
+turns it off, llama-server's ``-fa`` defaults to auto, its ``--fit`` (on by
+default) changes unset settings to the free memory it finds, and
+llama-cpp-python's server turns ``logits_all`` on. ``n_seq_max`` and
+``kv_unified`` and ``n_outputs_max`` are not ``Llama`` arguments; they are
+returned for callers that set them on the context parameters (yoyu's
+llama-cpp-python server and its measuring child do).
+
+``engine_load_settings`` is what yoyu's managed backend loads a model with:
+the ``Llama`` names plus the engine-side settings of the planned engine
+(``logits_all`` and the RAM prompt cache for llama-cpp-python's server,
+``ctx_checkpoints`` and ``cache_ram_mib`` for llama-server), so the engine
+yoyu starts allocates what the plan counted.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from yoyu.estimate.compute_buffer import n_outputs_max
+from yoyu.estimate.engine import LLAMA_SERVER_NAME
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
+from yoyu.units import MIB
 
 # ggml.h enum ggml_type ids of the KV cache types
 GGML_TYPE_IDS: dict[str, int] = {
@@ -49,14 +61,35 @@ def llama_cpp_python_kwargs(settings: RunSettings) -> dict[str, Any]:
         "flash_attn": settings.flash_attn,
         "use_mmap": settings.use_mmap,
         "offload_kqv": settings.offload_kqv,
-        "swa_full": settings.swa_full,
+        "swa_full": settings.swa_cache_full,
         "embedding": settings.embeddings,
+        "logits_all": settings.logits_all,
+        "n_outputs_max": n_outputs_max(settings),
     }
     if settings.tensor_split:
         kwargs["tensor_split"] = list(settings.tensor_split)
     if settings.n_parallel != 1 or settings.kv_unified:
         kwargs["n_seq_max"] = settings.n_parallel
         kwargs["kv_unified"] = settings.kv_unified
+    return kwargs
+
+
+def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
+    """The managed backend's load settings for the engine ``settings`` are planned for."""
+    kwargs = llama_cpp_python_kwargs(settings)
+    if settings.engine == LLAMA_SERVER_NAME:
+        del kwargs["logits_all"]  # llama-server keeps no such array; the settings refuse True
+        del kwargs["n_outputs_max"]  # llama-server derives the same from -np and --embeddings
+        # Always: without -np llama-server picks 4 slots and a unified cache by itself.
+        kwargs |= {"n_seq_max": settings.n_parallel, "kv_unified": settings.kv_unified}
+        kwargs["ctx_checkpoints"] = settings.ctx_checkpoints
+        kwargs["cache_ram_mib"] = settings.prompt_cache_mib
+    elif settings.prompt_cache_mib:
+        kwargs |= {
+            "cache": True,
+            "cache_type": "ram",
+            "cache_size": settings.prompt_cache_mib * MIB,
+        }
     return kwargs
 
 
@@ -68,13 +101,15 @@ def llama_server_argv(
     argv += ["-ub", str(settings.n_ubatch), "-ngl", _server_gpu_layers(settings.n_gpu_layers)]
     argv += ["-ctk", settings.type_k, "-ctv", settings.type_v]
     argv += ["-fa", "on" if settings.flash_attn else "off", "-np", str(settings.n_parallel)]
+    argv += ["--fit", "off", "--cache-ram", str(settings.prompt_cache_mib)]
+    argv += ["--ctx-checkpoints", str(settings.ctx_checkpoints)]
     if settings.kv_unified:
         argv.append("--kv-unified")
     if not settings.use_mmap:
         argv.append("--no-mmap")
     if settings.tensor_split:
         argv += ["-ts", ",".join(f"{share:g}" for share in settings.tensor_split)]
-    if settings.swa_full:
+    if settings.swa_cache_full:
         argv.append("--swa-full")
     if settings.repack is False:
         argv.append("--no-repack")

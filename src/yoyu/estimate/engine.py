@@ -1,0 +1,99 @@
+"""Engine profiles: what the program that runs llama.cpp adds around it.
+
+llama.cpp's buffers (weights, KV, compute, output) are the same whichever
+program calls it; the program is not. Measured on this project's reference
+machine (x86-64 Linux, 2 cores, CPython 3.11, llama-cpp-python 0.3.36 and
+``llama-server`` built from the llama.cpp tree vendored in its sdist), with
+the real Gemma 3 270M Q4_K_M (vocabulary 262,144) and generated models of
+288 to 262,144 tokens, peak RSS (``VmHWM``) of the engine process:
+
+- Every engine: llama.cpp's vocabulary tables cost about 176 bytes per
+  entry once loaded (44 MiB for Gemma 3; 173-174 B measured with both
+  servers on a generated 262,144-token model, against a 288-token one).
+- ``llama-cpp-python`` (``python -m llama_cpp.server`` under yoyu's
+  ``llamacpp_python_server``): the interpreter, FastAPI/uvicorn and the
+  shared libraries hold 79.2 MiB with a tiny model after its first
+  requests. Its settings have no flag for ``swa_full``, so it always asks
+  for the full-size sliding-window cache (2.7x the KV of Gemma 3 at ctx
+  4096), and it serves one sequence. With ``logits_all`` (its server's
+  default) it keeps an ``n_ctx x n_vocab`` float32 array of every token's
+  logits: 1 MiB per token for Gemma 3, 32 GiB at its trained context. yoyu
+  starts it with ``logits_all`` off, which only completion ``logprobs`` need.
+- ``llama-server`` (under yoyu's ``engine_main`` watcher): 21.7 MiB for the
+  server and 11.0 MiB for the watcher with a tiny model. By default it
+  keeps up to 8 GiB of prompt cache in host memory (``--cache-ram``) and
+  32 context checkpoints per slot for sliding-window models, each a copy
+  of the window's cells (7.51 MiB for Gemma 3 270M: 512 cells); yoyu
+  starts it with the prompt cache off and ``ctx_checkpoints`` checkpoints
+  (default 2), and plans them.
+
+Each profile is plain data. ``backends/`` names the profile of the engine it
+starts, and the estimator plans for that name, so ``yoyu plan`` and
+``yoyu run`` cannot answer the same question twice with two figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yoyu.errors import SettingsError
+from yoyu.units import MIB
+
+LLAMA_CPP_PYTHON = "llama-cpp-python"
+LLAMA_SERVER_NAME = "llama-server"
+VOCAB_ENTRY_BYTES = 176  # llama.cpp's token tables, per vocabulary entry, measured
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """What one engine program holds beyond llama.cpp's own buffers, and what it allows."""
+
+    name: str
+    program: str  # what runs, in words
+    swa_full: bool  # the sliding-window cache it asks for when the settings do not say
+    swa_full_settable: bool  # False: it has no switch, ``swa_full`` must equal the above
+    max_parallel: int | None  # sequences it can serve at once; None = any
+    process_bytes: int  # resident bytes of the program with no model: runtime, libraries
+    vocab_entry_bytes: int  # resident bytes per vocabulary entry: token tables, copies
+    has_logits_array: bool  # can keep every token's logits (``logits_all``)
+    has_ctx_checkpoints: bool  # keeps sliding-window checkpoints per slot
+    prompt_cache: bool  # can keep a host-memory prompt cache
+
+
+LLAMA_CPP_PYTHON_SERVER = EngineProfile(
+    name=LLAMA_CPP_PYTHON,
+    program="llama-cpp-python's server (python -m llama_cpp.server)",
+    swa_full=True,
+    swa_full_settable=False,
+    max_parallel=1,
+    process_bytes=82 * MIB,  # 79.2 measured, +2 MiB for what requests allocate
+    vocab_entry_bytes=VOCAB_ENTRY_BYTES,
+    has_logits_array=True,
+    has_ctx_checkpoints=False,
+    prompt_cache=True,
+)
+
+LLAMA_SERVER = EngineProfile(
+    name=LLAMA_SERVER_NAME,
+    program="llama.cpp's llama-server",
+    swa_full=False,
+    swa_full_settable=True,
+    max_parallel=None,
+    process_bytes=35 * MIB,  # 32.7 measured, +2 MiB for what requests allocate
+    vocab_entry_bytes=VOCAB_ENTRY_BYTES,
+    has_logits_array=False,
+    has_ctx_checkpoints=True,
+    prompt_cache=True,
+)
+
+ENGINES: dict[str, EngineProfile] = {
+    profile.name: profile for profile in (LLAMA_CPP_PYTHON_SERVER, LLAMA_SERVER)
+}
+
+
+def engine_profile(name: str) -> EngineProfile:
+    """The profile called ``name``; a SettingsError naming the known ones otherwise."""
+    profile = ENGINES.get(name)
+    if profile is None:
+        raise SettingsError(f"unknown engine {name!r}; yoyu plans for {', '.join(sorted(ENGINES))}")
+    return profile
