@@ -50,6 +50,7 @@ from yoyu.errors import (
     BackendUnavailableError,
     SettingsError,
 )
+from yoyu.estimate.types import RunSettings
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 from yoyu.testing.vocab import EOS_ID, byte_spm_vocab
 from yoyu.units import MIB
@@ -399,11 +400,34 @@ def test_settings_become_each_engines_flags() -> None:
     assert python_flags[python_flags.index("--flash_attn") + 1] == "true"
     assert python_flags[python_flags.index("--interrupt_requests") + 1] == "false"
     assert "--swa_full" not in python_flags  # the library's own value: nothing to pass
-    assert llama_server_flags({**settings, "use_mmap": False}) == [
+    # the server's own default is logits_all on (an n_ctx x n_vocab array): off unless asked
+    assert python_flags[python_flags.index("--logits_all") + 1] == "false"
+    assert python_flags[python_flags.index("--n_outputs_max") + 1] == "1"
+    every_token = python_server_flags({**settings, "logits_all": True, "n_batch": 256})
+    assert every_token[every_token.index("--n_outputs_max") + 1] == "256"
+    assert llama_server_flags({**settings, "use_mmap": False, "n_outputs_max": 1}) == [
+        "--fit", "off", "-lv", "4",  # run what was planned; print the buffer sizes
+        "--ctx-checkpoints", "2", "--cache-ram", "0", "-np", "1",  # bounded engine memory
         "-c", "4096", "-ngl", "all", "-ctk", "q8_0", "-fa", "on", "--no-mmap",
     ]  # fmt: skip
+    assert "--ctx-checkpoints" in llama_server_flags({"ctx_checkpoints": 8})
+    assert llama_server_flags({"chat_format": "llama-2"})[-2:] == ["--chat-template", "llama2"]
     with pytest.raises(SettingsError, match="no flag for setting 'rope_wobble'"):
         llama_server_flags({"rope_wobble": 1})
+    with pytest.raises(SettingsError, match="logits_all"):
+        llama_server_flags({"logits_all": True})
+
+
+def test_backend_defaults_match_the_estimates() -> None:
+    """The backend cannot import the estimate (layering), so its copies are checked here."""
+    defaults = RunSettings()
+    flags = llama_server_flags({})
+    assert flags[flags.index("--ctx-checkpoints") + 1] == str(defaults.ctx_checkpoints)
+    assert flags[flags.index("--cache-ram") + 1] == str(defaults.prompt_cache_mib)
+    assert (
+        python_server_flags({})[python_server_flags({}).index("--logits_all") + 1]
+        == str(defaults.logits_all).lower()
+    )
 
 
 def test_the_engine_does_not_inherit_variables_it_would_read_as_settings() -> None:

@@ -59,13 +59,18 @@ def test_gemma2_sliding_layers_are_capped_at_the_window() -> None:
         architecture="gemma2", n_layers=4, n_head=8, n_head_kv=4, head_dim_k=256, head_dim_v=256,
         sliding_window=4096, swa_layers=(0, 2),
     )  # fmt: skip
-    settings = RunSettings(n_ctx=32768, swa_full=False)
+    settings = RunSettings(n_ctx=32768, engine="llama-server")  # its default: a capped cache
     cells = resolve_context(spec, settings)
     assert cells.swa_cells == 4096 + 512  # pad(4096 + n_ubatch, 256)
     per_cell = 2 * 4 * 256 * 2  # K+V, 4 kv heads x 256, f16
     expected = 2 * 32768 * per_cell + 2 * 4608 * per_cell
     assert kv_total(spec, settings) == expected
     assert kv_total(spec, dataclasses.replace(settings, swa_full=True)) == 4 * 32768 * per_cell
+    # llama-cpp-python's server has no switch: it always asks for the full-size cache
+    python_server = dataclasses.replace(settings, engine="llama-cpp-python")
+    assert kv_total(spec, python_server) == 4 * 32768 * per_cell
+    with pytest.raises(SettingsError, match="no switch"):
+        dataclasses.replace(python_server, swa_full=False)
 
 
 def test_mla_caches_the_latent_only_without_v() -> None:
@@ -94,10 +99,18 @@ def test_quantized_v_without_flash_attention_is_refused_like_llama_cpp() -> None
 
 def test_parallel_sequences_split_the_context_unless_unified() -> None:
     spec = spec_of(context_length=8192)
-    split = resolve_context(spec, RunSettings(n_ctx=5000, n_parallel=4))
+    slots = RunSettings(n_ctx=5000, n_parallel=4, engine="llama-server")
+    split = resolve_context(spec, slots)
     assert (split.n_ctx_seq, split.n_stream, split.n_ctx) == (1280, 4, 5120)  # pad(5120/4, 256)
-    unified = resolve_context(spec, RunSettings(n_ctx=5000, n_parallel=4, kv_unified=True))
+    unified = resolve_context(spec, dataclasses.replace(slots, kv_unified=True))
     assert (unified.n_ctx_seq, unified.n_stream, unified.n_ctx) == (5120, 1, 5120)
+
+
+def test_one_sequence_engines_refuse_parallel_slots() -> None:
+    with pytest.raises(SettingsError, match="1 sequence at a time, not 4; use the llama-server"):
+        RunSettings(n_parallel=4, engine="llama-cpp-python")
+    with pytest.raises(SettingsError, match="unknown engine 'vllm'"):
+        RunSettings(engine="vllm")
 
 
 def test_layers_without_kv_heads_have_no_cache() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from yoyu.estimate.compute_buffer import compute_bytes
 from yoyu.estimate.context import resolve_context
 from yoyu.estimate.estimator import estimate_memory
@@ -119,9 +121,16 @@ def test_no_repack_with_a_gpu_or_without_simd_or_when_disabled() -> None:
 
 def test_output_buffer_is_vocab_times_sequences_not_ubatch() -> None:
     spec = tiny_spec()
-    assert output_buffer_bytes(spec, RunSettings()) == 1000 * 4
-    assert output_buffer_bytes(spec, RunSettings(n_parallel=4)) == 1000 * 4 * 4
-    assert output_buffer_bytes(spec, RunSettings(embeddings=True)) == (1000 + 256) * 4
+
+    def output(**settings: Any) -> int:
+        run = RunSettings(**settings)
+        return output_buffer_bytes(spec, run, resolve_context(spec, run))
+
+    assert output() == 1000 * 4
+    assert output(n_parallel=4, engine="llama-server") == 1000 * 4 * 4
+    assert output(embeddings=True) == (1000 + 256) * 4
+    # every token's logits: llama.cpp grows the buffer to a whole batch of rows
+    assert output(logits_all=True, n_batch=256) == 1000 * 4 * 256
 
 
 def test_compute_without_flash_attention_grows_with_context_times_heads() -> None:

@@ -19,6 +19,7 @@ import openai
 import psutil
 import pytest
 
+from yoyu.estimate.engine import LLAMA_CPP_PYTHON
 from yoyu.gateway.config import ServedModel
 from yoyu.gateway.sizing import PlanSizer
 from yoyu.testing.gateway_process import GatewayProcess, free_port
@@ -52,7 +53,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, stub: OpenAIStub) -> Itera
     tiny_b = write_tiny_model(folder / "tiny-b.gguf").path
     # Budget: room for one tiny model, not two (the plan's own estimate).
     model = ServedModel("tiny", "local", path=tiny_a, settings=LOAD_SETTINGS)
-    need = PlanSizer().size(model).need_bytes
+    need = PlanSizer().size(model, LLAMA_CPP_PYTHON).need_bytes
     config = folder / "yoyu.toml"
     config.write_text(
         f"""

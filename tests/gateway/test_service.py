@@ -14,6 +14,7 @@ import pytest
 
 from yoyu.backends.protocol import ChatMessage, ChatRequest
 from yoyu.errors import AdmissionError, BackendRequestError
+from yoyu.estimate.engine import LLAMA_CPP_PYTHON
 from yoyu.gateway.config import BackendConfig, GatewayConfig, Route, ServedModel, ServerConfig
 from yoyu.gateway.service import GatewayService, build_backends
 from yoyu.gateway.sizing import PlanSizer
@@ -85,9 +86,16 @@ def test_a_model_that_does_not_fit_takes_the_next_route(tmp_path: Path, stub: Op
 
 def test_the_plan_sizes_a_managed_model_and_gives_its_verdict(tmp_path: Path) -> None:
     tiny = write_tiny_model(tmp_path / "tiny.gguf")
-    sizing = PlanSizer().size(ServedModel("t", "local", path=tiny.path, settings={"n_ctx": 256}))
+    served = ServedModel("t", "local", path=tiny.path, settings={"n_ctx": 256, "n_threads": 1})
+    sizing = PlanSizer().size(served, LLAMA_CPP_PYTHON)
     assert sizing.source == "plan" and sizing.verdict is not None
     assert sizing.need_bytes > tiny.tensor_bytes  # weights plus KV cache and buffers
+    # it is loaded as planned: the engine-side choices, under the user's own settings
+    assert sizing.load_settings["logits_all"] is False
+    assert sizing.load_settings["n_ctx"] == 256 and sizing.load_settings["n_threads"] == 1
+    on_server = PlanSizer().size(served, "llama-server")
+    assert on_server.load_settings["ctx_checkpoints"] == 2  # llama-server's own setting
+    assert "logits_all" not in on_server.load_settings
 
 
 def test_aliases_switch_at_runtime(tmp_path: Path, stub: OpenAIStub) -> None:

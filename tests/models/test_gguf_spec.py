@@ -108,6 +108,7 @@ def common(path: Path, paths: Sequence[Path] | None = None) -> dict[str, Any]:
         "format": "gguf",
         "paths": tuple(str(p) for p in parts),
         "file_bytes": sum(p.stat().st_size for p in parts),
+        "chat_template": False,  # these files carry none; see the template test
     }
 
 
@@ -644,3 +645,19 @@ def test_file_without_an_architecture_is_refused(tmp_path: Path) -> None:
     write_model(path, "", lambda w: None, [])
     with pytest.raises(ModelFileError, match=r"no general\.architecture"):
         read_gguf_model(path)
+
+
+def test_a_chat_template_in_the_file_is_seen(tmp_path: Path) -> None:
+    rows = dense_rows(1, embd=256, q_dim=256, kv_dim=256, ff=512, vocab=300)
+
+    def with_template(template: str) -> Callable[[gguf.GGUFWriter], None]:
+        def add(writer: gguf.GGUFWriter) -> None:
+            basic_hparams(writer, layers=1, embd=256, heads=4, kv_heads=4, ff=512)
+            writer.add_chat_template(template)
+
+        return add
+
+    write_model(tmp_path / "t.gguf", "llama", with_template("{{ messages }}"), rows)
+    assert read_gguf_model(tmp_path / "t.gguf").chat_template is True
+    write_model(tmp_path / "blank.gguf", "llama", with_template("  "), rows)
+    assert read_gguf_model(tmp_path / "blank.gguf").chat_template is False

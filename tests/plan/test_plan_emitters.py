@@ -23,7 +23,9 @@ def make(machine, settings: RunSettings, **kwargs) -> Plan:  # type: ignore[no-u
 
 
 def test_ollama_modelfile_and_environment() -> None:
-    settings = RunSettings(n_ctx=8192, n_parallel=2, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    settings = RunSettings(
+        n_ctx=8192, n_parallel=2, type_k="q8_0", type_v="q8_0", flash_attn=True, engine="ollama"
+    )
     plan = make(linux_box(64, 8), settings)
     config = ollama_config(plan, "/models/m.gguf", mac(32, 21.33))
     assert config.modelfile.splitlines() == [

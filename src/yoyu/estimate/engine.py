@@ -41,6 +41,7 @@ from yoyu.units import MIB
 
 LLAMA_CPP_PYTHON = "llama-cpp-python"
 LLAMA_SERVER_NAME = "llama-server"
+OLLAMA_NAME = "ollama"
 VOCAB_ENTRY_BYTES = 176  # llama.cpp's token tables, per vocabulary entry, measured
 
 
@@ -86,8 +87,25 @@ LLAMA_SERVER = EngineProfile(
     prompt_cache=True,
 )
 
+# Ollama's runner is llama.cpp (or its Go port of the same graphs) in a Go process: no
+# logits array, a capped sliding-window cache it has no switch for, parallel slots
+# (OLLAMA_NUM_PARALLEL). No Ollama binary runs here, so its process size is taken as
+# llama-server's measured one: an assumption, stated in every plan made for it.
+OLLAMA = EngineProfile(
+    name=OLLAMA_NAME,
+    program="Ollama's runner (figures of llama-server; not measured here)",
+    swa_full=False,
+    swa_full_settable=False,
+    max_parallel=None,
+    process_bytes=LLAMA_SERVER.process_bytes,
+    vocab_entry_bytes=VOCAB_ENTRY_BYTES,
+    has_logits_array=False,
+    has_ctx_checkpoints=False,
+    prompt_cache=False,
+)
+
 ENGINES: dict[str, EngineProfile] = {
-    profile.name: profile for profile in (LLAMA_CPP_PYTHON_SERVER, LLAMA_SERVER)
+    profile.name: profile for profile in (LLAMA_CPP_PYTHON_SERVER, LLAMA_SERVER, OLLAMA)
 }
 
 
