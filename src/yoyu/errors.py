@@ -11,6 +11,7 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      ├── MachineError          an unknown preset or a bad machine description
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
+     │    └── DoesNotFitError      the plan refuses the run: it does not fit (exit 1, as yoyu plan)
      ├── RunStoreError         the run store cannot be opened or has no such run
      ├── GuardCommandError     ``yoyu guard -- CMD`` could not start CMD (exit code 127)
      ├── GuardStoppedError     the guard stopped a model yoyu ran, before memory ran out (exit 75)
@@ -60,6 +61,16 @@ class ConfigError(YoyuError):
 
 class SettingsError(YoyuError):
     """A run or plan setting is out of range (ctx 0, unknown KV type, negative memory)."""
+
+
+class DoesNotFitError(SettingsError):
+    """The plan says the model does not fit with these settings; nothing was started.
+
+    Exit code 1, the same as ``yoyu plan`` for a model that does not fit: the
+    input was understood, the machine is too small for it.
+    """
+
+    exit_code = 1
 
 
 class BackendError(YoyuError):

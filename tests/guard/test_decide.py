@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from yoyu.guard import (
@@ -89,6 +90,21 @@ def test_a_ramp_that_stopped_is_not_judged_by_its_past_slope() -> None:
     assert slope_bytes_per_s(points) is not None and slope_bytes_per_s(points) < 0  # type: ignore[operator]
     assert seconds_to_floor(observation, 256 * MIB) is None
     assert decide(state(), observation) is None
+
+
+def test_a_load_within_its_plan_is_not_a_runaway_ramp() -> None:
+    # The same 1 GiB/s fall as above, from a load the plan says stops at 600 MiB available.
+    loading = ramp(1.0, 700, 1024)
+    within_plan = dataclasses.replace(loading, planned_low_bytes=600 * MIB)
+    assert seconds_to_floor(within_plan, 256 * MIB) is None
+    assert decide(state(), within_plan) is None
+    # below where the plan said it would stop, the plan was wrong: the trend counts again
+    past_plan = dataclasses.replace(ramp(1.0, 550, 1024), planned_low_bytes=600 * MIB)
+    action = decide(state(), past_plan)
+    assert action is not None and action.step is Step.TERMINATE
+    # a plan that itself ends below the floor protects nothing
+    into_floor = dataclasses.replace(loading, planned_low_bytes=200 * MIB)
+    assert decide(state(), into_floor) is not None
 
 
 def test_too_few_points_give_no_trend() -> None:

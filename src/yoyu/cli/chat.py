@@ -8,6 +8,7 @@ line when it ends, and ``/stats`` prints the last turn's report as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -37,7 +38,14 @@ from yoyu.cli.run import (
     progress_console,
     run_config,
 )
-from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
+from yoyu.cli.run_guard import (
+    BudgetOpt,
+    NoGuardOpt,
+    guard_verdict,
+    planned_memory,
+    run_guard,
+    watchers,
+)
 from yoyu.runner import DEFAULT_SETTINGS, ModelRun
 from yoyu.runner.soak import Conversation
 
@@ -68,8 +76,9 @@ def chat_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Chat with MODEL; /stats shows the last turn's memory profile, /quit ends."""
-    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
     guard = run_guard(no_guard, budget)
+    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    config = dataclasses.replace(config, **planned_memory(guard))
     run = ModelRun(config, mode="chat", seed=seed, watchers=watchers(guard))
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)

@@ -27,7 +27,14 @@ from yoyu.cli.run import (
     open_with_spinner,
     progress_console,
 )
-from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
+from yoyu.cli.run_guard import (
+    BudgetOpt,
+    NoGuardOpt,
+    guard_verdict,
+    planned_memory,
+    run_guard,
+    watchers,
+)
 from yoyu.errors import SettingsError
 from yoyu.runner import (
     ABResult,
@@ -76,8 +83,8 @@ def profile_command(
         raise SettingsError("give two settings files: --compare A.toml B.toml")
     sides = (Side(compare[0].stem, settings_from_file(compare[0])),
              Side(compare[1].stem, settings_from_file(compare[1])))  # fmt: skip
-    base = RunConfig(model, force=force)
     guard = run_guard(no_guard, budget)
+    base = RunConfig(model, force=force, **planned_memory(guard))
 
     def make_run(config: RunConfig) -> ModelRun:
         run = ModelRun(config, mode="profile", seed=seed, watchers=watchers(guard))

@@ -7,6 +7,7 @@ profile table (``profile_table``, shared with ``chat`` and ``runs show``).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,14 @@ from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
 from yoyu.cli.output import console, print_json
-from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
+from yoyu.cli.run_guard import (
+    BudgetOpt,
+    NoGuardOpt,
+    guard_verdict,
+    planned_memory,
+    run_guard,
+    watchers,
+)
 from yoyu.estimate.types import RunSettings
 from yoyu.monitor.store import RunStore
 from yoyu.plan.types import RiskThresholds
@@ -73,10 +81,11 @@ def run_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
+    guard = run_guard(no_guard, budget)
     config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    config = dataclasses.replace(config, **planned_memory(guard))
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    guard = run_guard(no_guard, budget)
     run = ModelRun(config, mode="run", seed=seed, watchers=watchers(guard))
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from yoyu.errors import GuardStoppedError, SettingsError, YoyuError
 from yoyu.guard import policy_from_settings
 from yoyu.guard.policy import with_overrides
+from yoyu.plan.types import RiskThresholds
 from yoyu.runner.guarding import RunGuard
 from yoyu.runner.watchers import Watcher
 
@@ -30,7 +31,9 @@ NoGuardOpt = Annotated[
 ]  # fmt: skip
 BudgetOpt = Annotated[
     str | None,
-    typer.Option(help="Guard as if only SIZE (e.g. 8GiB) were available when the run starts."),
+    typer.Option(
+        help="Plan and guard as if only SIZE (e.g. 8GiB) were available when the run starts."
+    ),
 ]
 
 
@@ -41,6 +44,18 @@ def run_guard(no_guard: bool, budget: str | None) -> RunGuard | None:
             raise SettingsError("--budget sets the guard's budget; drop --no-guard to use it")
         return None
     return RunGuard(with_overrides(policy_from_settings(), budget=budget))
+
+
+def planned_memory(guard: RunGuard | None) -> dict[str, Any]:
+    """``RunConfig`` fields for a budget: the plan counts on no more than the guard
+    watches over, and keeps the guard's own floors free (so a run the plan admits is
+    one the guard lets live)."""
+    budget = None if guard is None else guard.policy.budget_bytes
+    if guard is None or budget is None:
+        return {}
+    floors = guard.policy.resolve(budget)
+    thresholds = RiskThresholds(safe_bytes=floors.caution_bytes, caution_bytes=floors.abort_bytes)
+    return {"free_bytes": budget, "thresholds": thresholds}
 
 
 def watchers(guard: RunGuard | None) -> list[Watcher]:

@@ -6,6 +6,7 @@ fail on it), 2 for bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Annotated
 
@@ -27,7 +28,14 @@ from yoyu.cli.run import (
     progress_console,
     run_config,
 )
-from yoyu.cli.run_guard import BudgetOpt, NoGuardOpt, guard_verdict, run_guard, watchers
+from yoyu.cli.run_guard import (
+    BudgetOpt,
+    NoGuardOpt,
+    guard_verdict,
+    planned_memory,
+    run_guard,
+    watchers,
+)
 from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
 from yoyu.runner import DEFAULT_SETTINGS, ModelRun, SoakPoint, parse_duration, run_soak
 from yoyu.units import format_mib
@@ -61,8 +69,9 @@ def soak_command(
 ) -> None:
     """Chat with MODEL for a while; slope of settled anon + swap memory per turn, verdict."""
     duration_s = parse_duration(duration)
-    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
     guard = run_guard(no_guard, budget)
+    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
+    config = dataclasses.replace(config, **planned_memory(guard))
     run = ModelRun(config, mode="soak", seed=seed, watchers=watchers(guard))
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)

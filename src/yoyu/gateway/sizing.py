@@ -6,11 +6,13 @@ model's backend really starts, and keeps the answer, so admission costs a
 dictionary lookup after the first request. The load settings it returns are
 the plan's (``engine_load_settings``: the engine-side choices such as
 llama-cpp-python's ``logits_all`` off or llama-server's checkpoints) under
-the user's own ``settings``, so what is admitted is what is loaded.
+the user's own ``settings``, so what is admitted is what is loaded. A file
+without a chat template is loaded with its family's format (logged once).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from yoyu.estimate.types import RunSettings
 from yoyu.gateway.config import ServedModel
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
+from yoyu.models.chat_format import choose_chat_format
 from yoyu.models.resolve import read_model_path
 from yoyu.plan.emit.llama_cpp import engine_load_settings
 from yoyu.plan.planner import make_plan
@@ -27,6 +30,7 @@ from yoyu.plan.settings import for_engine, settings_from_load_settings
 from yoyu.plan.types import PlanRequest
 
 DEFAULT_CTX = 4096
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class PlanSizer:
         settings = for_engine(run_settings(model.settings, spec.context_length), engine_kind)
         plan = make_plan(spec, self._machine, PlanRequest(settings=settings, propose_moves=False))
         planned = {**engine_load_settings(plan.settings), **model.settings}
+        chat = choose_chat_format(spec, engine_kind)
+        if chat.chat_format is not None and "chat_format" not in planned:
+            planned["chat_format"] = chat.chat_format
+        if chat.notice is not None:
+            log.warning("%s: %s", model.id, chat.notice)
         return Sizing(plan.estimate.total_bytes, plan.verdict.value, "plan", planned)
 
 

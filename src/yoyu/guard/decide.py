@@ -68,6 +68,9 @@ class Observation:
     psi_full: float | None = None
     macos_pressure: str | None = None
     tree_alive: bool = True
+    # The least available memory the plan expects while the guarded tree grows to its
+    # planned peak: a trend is not extrapolated below it while memory is above it.
+    planned_low_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,17 @@ def seconds_to_floor(observation: Observation, floor_bytes: int) -> float | None
 
     The trend counts only while memory is still going: the latest point must be
     below the one ``MIN_TREND_POINTS - 1`` samples back, so a process that took
-    memory fast and stopped is not judged by the slope of its past ramp.
+    memory fast and stopped is not judged by the slope of its past ramp. Nor
+    while a planned load is still above where its plan says it stops
+    (``planned_low_bytes``): a model loading at 1 GiB/s toward a planned
+    520 MiB is not a ramp toward the floor. Past that point, the plan was
+    wrong and the trend counts again.
     """
     if observation.available_bytes <= floor_bytes:
         return 0.0
+    planned_low = observation.planned_low_bytes
+    if planned_low is not None and observation.available_bytes > planned_low > floor_bytes:
+        return None
     slope = slope_bytes_per_s(observation.trend)
     if slope is None or slope >= 0 or not still_falling(observation.trend):
         return None

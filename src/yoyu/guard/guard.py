@@ -57,7 +57,11 @@ class Baseline:
 
 
 def observe(
-    sample: Sample, baseline: Baseline, budget_bytes: int | None, trend: Sequence[Sample]
+    sample: Sample,
+    baseline: Baseline,
+    budget_bytes: int | None,
+    trend: Sequence[Sample],
+    planned_low_bytes: int | None = None,
 ) -> Observation:
     """An observation of ``sample``: the budget applied, the trend over ``trend``."""
     available = effective_available(sample, baseline, budget_bytes)
@@ -74,6 +78,7 @@ def observe(
         psi_full=system.psi_full_avg10,
         macos_pressure=system.macos_pressure,
         tree_alive=sample.process.rss_bytes > 0,  # a zombie has no memory left to free
+        planned_low_bytes=planned_low_bytes,
     )
 
 
@@ -95,7 +100,9 @@ class Guard:
 
     ``with Guard(target): ...`` or ``start()``/``stop()``. ``audit`` defaults to
     the JSON-lines file in the data folder; ``on_record`` sees every audit
-    record as it is written (the CLI prints them).
+    record as it is written (the CLI prints them). ``planned_bytes`` is what the
+    plan says the target will hold at its peak: a load is not mistaken for a
+    runaway while it stays within it (``Observation.planned_low_bytes``).
     """
 
     def __init__(
@@ -105,8 +112,11 @@ class Guard:
         *,
         audit: AuditLog | None = None,
         on_record: Callable[[AuditRecord], None] | None = None,
+        planned_bytes: int | None = None,
     ) -> None:
         self.target = target
+        self.planned_bytes = planned_bytes
+        self.planned_low_bytes: int | None = None
         self.policy = policy or GuardPolicy()
         self.audit = audit or AuditLog()
         self._on_record = on_record
@@ -144,6 +154,9 @@ class Guard:
             first.process.growth_bytes,
         )
         self.thresholds = self.policy.resolve(system.total_bytes)
+        if self.planned_bytes is not None:
+            start = observe(first, self.baseline, self.policy.budget_bytes, [first])
+            self.planned_low_bytes = start.available_bytes - self.planned_bytes
         self.state = GuardState(self.thresholds, can_unload=can_unload(self.target))
         self._record("start", first.t_s, "guard started", detail=self._settings(), samples=[first])
         self._stopping.clear()
@@ -195,7 +208,9 @@ class Guard:
             self.state = unload_finished(self.state)
         sample = self._sampler.sample_now()
         trend = self._sampler.samples(since_t_s=sample.t_s - TREND_WINDOW_S)
-        observation = observe(sample, self.baseline, self.policy.budget_bytes, trend)
+        observation = observe(
+            sample, self.baseline, self.policy.budget_bytes, trend, self.planned_low_bytes
+        )
         action = decide(self.state, observation)
         self.state = advance(self.state, observation, action)
         if action is not None:
@@ -273,6 +288,8 @@ class Guard:
             "kill_bytes": self.thresholds.kill_bytes,
             "budget_bytes": self.policy.budget_bytes,
             "baseline_available_bytes": self.baseline.available_bytes,
+            "planned_bytes": self.planned_bytes,
+            "planned_low_bytes": self.planned_low_bytes,
             "grace_s": self.thresholds.grace_s,
             "lead_time_s": self.thresholds.lead_time_s,
             "interval_s": self.policy.interval_s,

@@ -12,6 +12,10 @@ backends translate for llama-server's ``--chat-template``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from yoyu.models.spec import ModelSpec
+
 ENGINE_FALLBACKS = {"llama-cpp-python": "llama-2", "llama-server": "chatml"}
 
 _BY_ARCHITECTURE = {
@@ -30,3 +34,31 @@ _BY_ARCHITECTURE = {
 def family_chat_format(architecture: str) -> str | None:
     """The built-in format of ``architecture``'s family, or None when it is not known."""
     return _BY_ARCHITECTURE.get(architecture)
+
+
+@dataclass(frozen=True)
+class ChatFormatChoice:
+    """The ``chat_format`` load setting to add (None: none), and the line to tell the user."""
+
+    chat_format: str | None
+    notice: str | None
+
+
+def choose_chat_format(spec: ModelSpec, engine_kind: str) -> ChatFormatChoice:
+    """For a file without a template: its family's format, or the engine's fallback named."""
+    if spec.chat_template is not False:
+        return ChatFormatChoice(None, None)
+    family = family_chat_format(spec.architecture)
+    if family is not None:
+        return ChatFormatChoice(
+            family,
+            f"{spec.name} has no chat template in its file; using the {family!r} format "
+            f"of the {spec.architecture} family",
+        )
+    fallback = ENGINE_FALLBACKS.get(engine_kind, "its default")
+    return ChatFormatChoice(
+        None,
+        f"{spec.name} has no chat template in its file and yoyu knows no format for "
+        f"{spec.architecture}; {engine_kind} falls back to {fallback!r}, which may give "
+        "empty or odd answers",
+    )

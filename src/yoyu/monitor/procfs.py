@@ -48,6 +48,7 @@ class StatusMemory:
     file_bytes: int
     shmem_bytes: int
     swap_bytes: int
+    hwm_bytes: int = 0  # VmHWM: the kernel's high-water mark of rss_bytes, between samples too
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,14 @@ class Pressure:
 
 def parse_status(text: str) -> StatusMemory:
     """/proc/PID/status -> resident (anonymous, file, shmem) and swapped bytes."""
-    fields = _kib_fields(text, ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSwap"))
+    fields = _kib_fields(text, ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmSwap", "VmHWM"))
     return StatusMemory(
         rss_bytes=fields.get("VmRSS", 0),
         anon_bytes=fields.get("RssAnon", 0),
         file_bytes=fields.get("RssFile", 0),
         shmem_bytes=fields.get("RssShmem", 0),
         swap_bytes=fields.get("VmSwap", 0),
+        hwm_bytes=fields.get("VmHWM", 0),
     )
 
 

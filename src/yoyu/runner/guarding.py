@@ -26,7 +26,10 @@ class RunGuard:
 
     def __call__(self, context: WatchContext) -> Guard:
         audit = AuditLog(self.audit_path, context.store, context.run_id)
-        guard = Guard(BackendTarget(context.backend), self.policy, audit=audit)
+        guard = Guard(
+            BackendTarget(context.backend), self.policy, audit=audit,
+            planned_bytes=context.planned_bytes,
+        )  # fmt: skip
         self.guards.append(guard)
         return guard
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from yoyu.errors import ConfigError, SettingsError
 from yoyu.estimate.types import RunSettings
 from yoyu.plan.settings import settings_from_mapping
+from yoyu.plan.types import RiskThresholds
 from yoyu.toml import TOMLDecodeError, load_toml
 from yoyu.units import MIB
 
@@ -37,13 +38,18 @@ class RunConfig:
     """One run: which model, with which settings, sampled how often, settled how.
 
     ``n_gpu_layers`` None lets the planner pick (the most that fit); ``force``
-    runs a model the plan says does not fit.
+    runs a model the plan says does not fit; ``free_bytes`` plans as if only
+    that much memory were free (the guard's ``--budget``) and ``thresholds``
+    keeps the guard's floors free, so a run the budget cannot hold is refused
+    before an engine starts.
     """
 
     model: str
     settings: RunSettings = DEFAULT_SETTINGS
     n_gpu_layers: int | None = None
     force: bool = False
+    free_bytes: int | None = None
+    thresholds: RiskThresholds | None = None  # None: the plan's defaults
     rate_hz: float = 10.0
     settle: SettlePolicy = field(default_factory=SettlePolicy)
     label: str = ""

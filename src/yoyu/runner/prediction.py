@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from yoyu.errors import SettingsError
+from yoyu.errors import DoesNotFitError
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.emit.llama_cpp import engine_load_settings
 from yoyu.plan.planner import make_plan
-from yoyu.plan.types import Plan, PlanRequest, Verdict
+from yoyu.plan.types import Plan, PlanRequest, RiskThresholds, Verdict
 from yoyu.units import format_bytes
 
 
@@ -64,17 +64,32 @@ def predict(
     n_gpu_layers: int | None = None,
     *,
     force: bool = False,
+    free_bytes: int | None = None,
+    thresholds: RiskThresholds | None = None,
 ) -> Prediction:
-    """Plan ``spec`` as asked (no fitting moves); refuse what does not fit unless ``force``."""
-    request = PlanRequest(settings=settings, n_gpu_layers=n_gpu_layers, propose_moves=False)
+    """Plan ``spec`` as asked (no fitting moves); refuse what does not fit unless ``force``.
+
+    ``free_bytes`` plans as if only that much memory were free (``--budget``),
+    ``thresholds`` replaces the plan's free-memory floors (the guard's).
+    """
+    request = PlanRequest(
+        settings=settings, n_gpu_layers=n_gpu_layers, propose_moves=False,
+        ram_free_bytes=free_bytes, thresholds=thresholds or RiskThresholds(),
+    )  # fmt: skip
     plan = make_plan(spec, machine, request)
     if plan.verdict is Verdict.DOES_NOT_FIT and not force:
-        raise SettingsError(
-            f"the plan says {spec.name} does not fit on {machine.name} with these settings "
-            f"({format_bytes(plan.estimate.total_bytes)} needed); lower --ctx, or pass --force "
-            "to try anyway"
+        raise DoesNotFitError(
+            f"the plan says {spec.name} does not fit on {machine.name} at ctx {plan.estimate.n_ctx}"
+            f": {_shortfall(plan)}; lower --ctx, or pass --force to try anyway"
         )
     return prediction_of(plan)
+
+
+def _shortfall(plan: Plan) -> str:
+    """The first reason with its figures, else the total the plan needs."""
+    if plan.reasons:
+        return plan.reasons[0].message
+    return f"{format_bytes(plan.estimate.total_bytes)} needed"
 
 
 def prediction_of(plan: Plan) -> Prediction:

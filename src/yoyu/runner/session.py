@@ -40,7 +40,7 @@ from yoyu.backends.protocol import (
 from yoyu.errors import ModelNotFoundError, YoyuError
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
-from yoyu.models.chat_format import ENGINE_FALLBACKS, family_chat_format
+from yoyu.models.chat_format import choose_chat_format
 from yoyu.models.resolve import resolve_model
 from yoyu.models.spec import ModelSpec
 from yoyu.monitor.phases import (
@@ -114,8 +114,10 @@ class ModelRun:
         machine = self._machine or probe_machine()
         settings = for_engine(self.config.settings, self.backend.engine_kind)
         self.prediction = predict(
-            self.spec, machine, settings, self.config.n_gpu_layers, force=self.config.force
-        )
+            self.spec, machine, settings, self.config.n_gpu_layers,
+            force=self.config.force, free_bytes=self.config.free_bytes,
+            thresholds=self.config.thresholds,
+        )  # fmt: skip
         self.load_settings = engine_settings(self.prediction.settings, self._seed)
         self._choose_chat_format(self.spec, settings.engine)
         store = self._store = self._store or RunStore()
@@ -130,29 +132,22 @@ class ModelRun:
 
     def _choose_chat_format(self, spec: ModelSpec, engine_kind: str) -> None:
         """A file without a chat template gets its family's format, and the user is told."""
-        if spec.chat_template is not False or "chat_format" in self.load_settings:
+        if "chat_format" in self.load_settings:
             return
-        family = family_chat_format(spec.architecture)
-        if family is not None:
-            self.load_settings["chat_format"] = family
-            self.notices.append(
-                f"{spec.name} has no chat template in its file; using the {family!r} format "
-                f"of the {spec.architecture} family"
-            )
-            return
-        fallback = ENGINE_FALLBACKS.get(engine_kind, "its default")
-        self.notices.append(
-            f"{spec.name} has no chat template in its file and yoyu knows no format for "
-            f"{spec.architecture}; {engine_kind} falls back to {fallback!r}, which may give "
-            "empty or odd answers"
-        )
+        choice = choose_chat_format(spec, engine_kind)
+        if choice.chat_format is not None:
+            self.load_settings["chat_format"] = choice.chat_format
+        if choice.notice is not None:
+            self.notices.append(choice.notice)
 
     def _load(self, store: RunStore) -> LoadedModel:
         backend = self.backend
         self.sampler = Sampler(backend.pids, rate_hz=self.config.rate_hz).start()
         assert self.run_id is not None and self.spec is not None
         model = ModelRef(_model_id(self.spec), _model_path(self.spec))
-        context = WatchContext(backend, self.sampler, store, self.run_id, model.id)
+        prediction = self.prediction
+        host_bytes = prediction.total_bytes - prediction.gpu_bytes if prediction else None
+        context = WatchContext(backend, self.sampler, store, self.run_id, model.id, host_bytes)
         for watcher in self._watchers:
             self._exits.enter_context(watcher(context))
         self._origin_t_s = self.sampler.mark(LOAD_START, model.id).t_s

@@ -31,6 +31,7 @@ class WatchContext:
     store: RunStore
     run_id: int
     model_id: str
+    planned_bytes: int | None = None  # the plan's peak on the host for this run
 
 
 Watcher = Callable[[WatchContext], AbstractContextManager[object]]

@@ -1,0 +1,130 @@
+"""The memory promise on a real model: Gemma 3 270M Q4_K_M (vocabulary 262,144, sliding
+window) through the engine yoyu really starts, llama-cpp-python's server.
+
+The plan's components equal the engine's printed buffers; the plan's total is at least
+the engine's peak RSS (the kernel's high-water mark, not a sampled figure) and within
+10 % of it, after a prompt that fills three quarters of the context and after a long
+multi-turn chat. A context the machine cannot hold is refused by the plan, with the
+figure, before any engine starts.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import psutil
+import pytest
+
+from yoyu.backends.llamacpp_server import LlamaCppServerBackend, python_engine
+from yoyu.backends.protocol import ChatMessage, ModelRef
+from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.types import RunSettings
+from yoyu.machine.probe import probe_machine
+from yoyu.models.gguf_spec import read_gguf_model
+from yoyu.monitor.procfs import ProcFs
+from yoyu.plan.emit.llama_cpp import engine_load_settings
+from yoyu.runner import ModelRun, RunConfig, SettlePolicy
+from yoyu.units import MIB
+
+pytestmark = pytest.mark.slow
+
+CTX = 2048
+FAST_SETTLE = SettlePolicy(tolerance_bytes=2 * MIB, window_s=0.3, cap_s=5.0)
+WORDS = [
+    "memory",
+    "cache",
+    "model",
+    "layer",
+    "token",
+    "context",
+    "buffer",
+    "engine",
+    "device",
+    "host",
+    "plan",
+    "weight",
+]
+
+
+def words(count: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(count))
+
+
+def backend(tmp_path: Path) -> LlamaCppServerBackend:
+    return LlamaCppServerBackend(engine=python_engine(), log_dir=tmp_path / "logs")
+
+
+def peak_rss_bytes(pids: list[int]) -> int:
+    """The kernel's high-water mark of each engine process, summed (VmHWM)."""
+    procfs = ProcFs()
+    statuses = [procfs.status(pid) for pid in pids]
+    return sum(status.hwm_bytes for status in statuses if status is not None)
+
+
+def test_plan_components_equal_the_engines_printed_buffers(
+    real_gemma: Path, tmp_path: Path
+) -> None:
+    spec = read_gguf_model(real_gemma)
+    settings = RunSettings(n_ctx=4096)
+    estimate = estimate_memory(spec, probe_machine(), settings)
+    cpu = estimate.devices[0]
+    engine = backend(tmp_path)
+    try:
+        loaded = engine.load(ModelRef("gemma", real_gemma), engine_load_settings(settings))
+    finally:
+        engine.close()
+    buffers = loaded.buffers
+    assert buffers is not None
+    half_hundredth_mib = MIB // 200  # llama.cpp prints MiB with two decimals
+    assert abs(buffers.total("kv") - cpu.kv_bytes) <= half_hundredth_mib
+    assert abs(buffers.total("compute") - cpu.compute_bytes) <= half_hundredth_mib
+    assert abs(buffers.total("output") - cpu.output_bytes) <= half_hundredth_mib
+    # CPU_Mapped (the file's tensor span) + CPU_REPACK (the x86 copy of Q4_K weights)
+    assert abs(buffers.total("model") - cpu.weights_bytes - cpu.repack_bytes) <= MIB // 100
+    # the full-size sliding-window cache llama-cpp-python asks for: 4096 cells on every layer
+    assert cpu.kv_bytes == 18 * 4096 * 256 * 2 * 2
+
+
+def assert_predicted_peak(predicted: int, peak: int) -> None:
+    assert predicted >= peak, f"predicted {predicted / MIB:.2f} MiB < peak {peak / MIB:.2f} MiB"
+    assert predicted <= 1.10 * peak, f"predicted {predicted / MIB:.2f} MiB, peak {peak / MIB:.2f}"
+
+
+def test_a_prompt_filling_three_quarters_of_the_context_stays_under_the_plan(
+    real_gemma: Path, tmp_path: Path
+) -> None:
+    run = ModelRun(
+        RunConfig(str(real_gemma), RunSettings(n_ctx=CTX), settle=FAST_SETTLE),
+        backend=backend(tmp_path),
+        seed=1,
+    )
+    with run:
+        turn = run.ask([ChatMessage("user", "Summarize: " + words(1600, seed=1))], max_tokens=16)
+        peak = peak_rss_bytes(run.backend.pids())
+    assert turn.usage is not None and turn.usage.prompt_tokens >= 0.75 * CTX
+    assert run.prediction is not None
+    assert_predicted_peak(run.prediction.total_bytes, peak)
+    # the engine's scores array would be 1 MiB per token: not there
+    assert peak < run.prediction.total_bytes + turn.usage.prompt_tokens * MIB // 4
+
+
+def test_a_long_chat_stays_under_the_plan(real_gemma: Path, tmp_path: Path) -> None:
+    run = ModelRun(
+        RunConfig(str(real_gemma), RunSettings(n_ctx=CTX), settle=FAST_SETTLE),
+        backend=backend(tmp_path),
+        seed=1,
+    )
+    messages: list[ChatMessage] = []
+    with run:
+        for turn_index in range(12):
+            messages.append(ChatMessage("user", "Go on about " + words(100, seed=turn_index)))
+            turn = run.ask(messages, max_tokens=24, temperature=0.0)
+            messages.append(ChatMessage("assistant", turn.text or "ok"))
+        peak = peak_rss_bytes(run.backend.pids())
+        engine_pids = run.backend.pids()
+    assert turn.usage is not None and turn.usage.prompt_tokens >= 0.75 * CTX
+    assert run.prediction is not None
+    assert_predicted_peak(run.prediction.total_bytes, peak)
+    assert not any(psutil.pid_exists(pid) for pid in engine_pids)
