@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 
+from yoyu.backends.protocol import Usage
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
+from yoyu.models.chat_format import choose_chat_format
+from yoyu.models.spec import ModelSpec
 from yoyu.monitor.phases import PhaseProfile, PhaseReading
 from yoyu.runner import (
     ABRun,
@@ -23,6 +27,7 @@ from yoyu.runner import (
     soak_result,
     spread_of,
 )
+from yoyu.runner.result import TurnResult
 from yoyu.runner.soak import Conversation
 from yoyu.runner.stats import difference
 from yoyu.units import MIB
@@ -163,3 +168,41 @@ def test_conversation_forgets_old_exchanges_before_the_context_fills() -> None:
     conversation.add("three", "3", prompt_tokens=200)  # over half the budget of 300
     assert len(conversation.exchanges) < 3
     assert conversation.messages("four")[-1].content == "four"
+
+
+def turn_with(text: str, completion_tokens: int | None, finish_reason: str | None) -> TurnResult:
+    usage = None if completion_tokens is None else Usage(12, completion_tokens)
+    return TurnResult(
+        index=0, text=text, usage=usage, speed=Speed(None, None), first_token_s=None,
+        finish_reason=finish_reason, profile=PhaseProfile(None, None, None, None, None, None, None),
+        origin_t_s=0.0, settled=True,
+    )  # fmt: skip
+
+
+def test_an_empty_answer_is_never_silent() -> None:
+    notice = turn_with("  \n", 0, "stop").empty_answer
+    assert notice is not None
+    assert "answered nothing (finish reason stop after 0 tokens)" in notice
+    assert "chat template" in notice
+    assert "after" not in (turn_with("", None, None).empty_answer or "after")
+    assert turn_with("Hello.", 2, "stop").empty_answer is None
+
+
+def test_a_file_without_a_template_gets_its_familys_format() -> None:
+    gemma = dataclasses.replace(spec_named("gemma3"), chat_template=False)
+    choice = choose_chat_format(gemma, "llama-cpp-python")
+    assert choice.chat_format == "gemma" and choice.notice is not None
+    assert "no chat template" in choice.notice and "'gemma'" in choice.notice
+    unknown = dataclasses.replace(spec_named("rwkv7"), chat_template=False)
+    fallback = choose_chat_format(unknown, "llama-cpp-python")
+    assert fallback.chat_format is None and "'llama-2'" in (fallback.notice or "")
+    assert choose_chat_format(dataclasses.replace(gemma, chat_template=True), "x").notice is None
+
+
+def spec_named(architecture: str) -> ModelSpec:
+    return ModelSpec(
+        name="m", architecture=architecture, format="gguf", paths=(), file_bytes=0,
+        quantization=None, n_layers=1, n_embd=8, n_head=1, n_head_kv=1, head_dim_k=8,
+        head_dim_v=8, n_ff=8, vocab_size=8, context_length=8, params_total=0, params_active=0,
+        tensor_bytes=0, layer_bytes=(0,), nonrepeating_bytes=0, type_bytes={},
+    )  # fmt: skip
