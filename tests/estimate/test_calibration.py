@@ -2,7 +2,10 @@
 
 Each case writes a tiny model, loads it in llama-cpp-python (child process)
 with the settings yoyu emits, and compares component by component: weights
-and KV to the printed precision (0.01 MiB), the compute buffer within 5 %.
+and KV to the printed precision (0.01 MiB), the compute buffer within 5 %;
+with flash attention the estimate is a ceiling (ggml-alloc's fragmentation
+around the FFN is not modelled), never below llama.cpp's figure and at most
+15 % above it on these shapes.
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def test_estimate_matches_llama_cpp(
     assert abs(cpu.kv_bytes - buffers.total("kv")) <= PRINTED_PRECISION
     assert abs(cpu.output_bytes - buffers.total("output")) <= PRINTED_PRECISION
     measured_compute = buffers.total("compute")
-    assert abs(cpu.compute_bytes - measured_compute) <= 0.05 * measured_compute
+    if settings.flash_attn:
+        assert measured_compute <= cpu.compute_bytes <= 1.15 * measured_compute
+    else:
+        assert abs(cpu.compute_bytes - measured_compute) <= 0.05 * measured_compute
 
 
 def test_a_file_llama_cpp_cannot_load_is_a_backend_error_with_its_log(tmp_path: Path) -> None:

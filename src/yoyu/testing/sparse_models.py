@@ -41,7 +41,7 @@ _ALIGNMENT = gguf.GGUF_DEFAULT_ALIGNMENT
 class TokenizerShape:
     """The ``tokenizer.ggml.*`` arrays: real lengths, placeholder strings."""
 
-    model: str  # "gpt2": byte-level BPE
+    model: str  # "gpt2": byte-level BPE (merges); "llama": SentencePiece (scores)
     pre: str
     n_tokens: int
     n_merges: int
@@ -219,13 +219,17 @@ def _add_metadata(writer: gguf.GGUFWriter, metadata: Mapping[str, MetadataValue]
 
 
 def _add_tokenizer(writer: gguf.GGUFWriter, shape: TokenizerShape) -> None:
+    """BPE ("gpt2") with merges, or SentencePiece ("llama") with a score per token."""
     token_types = np.full(shape.n_tokens, int(gguf.TokenType.NORMAL), dtype=np.int32)
     token_types[[shape.bos_id, shape.eos_id]] = int(gguf.TokenType.CONTROL)
     writer.add_tokenizer_model(shape.model)
     writer.add_tokenizer_pre(shape.pre)
     writer.add_token_list([f"t{index}" for index in range(shape.n_tokens)])
     writer.add_token_types(token_types.tolist())
-    writer.add_token_merges([f"m{index} n{index}" for index in range(shape.n_merges)])
+    if shape.model == "llama":
+        writer.add_token_scores([-float(index) for index in range(shape.n_tokens)])
+    else:
+        writer.add_token_merges([f"m{index} n{index}" for index in range(shape.n_merges)])
     writer.add_bos_token_id(shape.bos_id)
     writer.add_eos_token_id(shape.eos_id)
 
@@ -356,6 +360,84 @@ def _llama31_8b() -> SparseRecipe:
             "llama.rope.dimension_count": 128,
             "llama.attention.layer_norm_rms_epsilon": 1e-5,
         },
+    )
+
+
+def _deepseek_r1_qwen_7b() -> SparseRecipe:
+    # Shapes: deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json (Qwen2.5-Math-7B: hidden
+    # 3584, 28 layers, 28 heads, 4 KV heads, intermediate 18944, vocab 152064, max positions
+    # 131072, rope_theta 10000, biases on q/k/v, untied lm_head). File: bartowski
+    # DeepSeek-R1-Distill-Qwen-7B-GGUF Q4_K_M, 4.68 GB (the 7B that ollama's deepseek-r1:7b is).
+    table = _dense_model(28, 3584, 3584, 512, 18944, 152064, biases=True)
+    return SparseRecipe(
+        name="deepseek-r1-distill-qwen-7b-q4_k_m",
+        architecture="qwen2",
+        quantization="Q4_K_M",
+        source="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json; bartowski Q4_K_M metadata",
+        n_layers=28,
+        n_embd=3584,
+        n_head=28,
+        n_head_kv=4,
+        head_dim_k=128,
+        head_dim_v=128,
+        n_ff=18944,
+        vocab_size=152064,
+        context_length=131072,
+        tokenizer=TokenizerShape("gpt2", "deepseek-r1-qwen", 152064, 151387, 151646, 151643),
+        tensors=_q4_k_m(table, 28),
+        metadata={
+            "qwen2.rope.freq_base": 10000.0,
+            "qwen2.attention.layer_norm_rms_epsilon": 1e-6,
+        },
+    )
+
+
+def _gemma3_block(prefix: str, embd: int, q_width: int, kv_width: int, head_dim: int) -> Table:
+    table = _dense_attention(prefix, embd, q_width, kv_width, biases=False)
+    table += [
+        (f"{prefix}attn_q_norm.weight", (head_dim,)),
+        (f"{prefix}attn_k_norm.weight", (head_dim,)),
+        (f"{prefix}post_attention_norm.weight", (embd,)),
+    ]
+    return [*table, *_dense_ffn(prefix, embd, 15360), (f"{prefix}post_ffw_norm.weight", (embd,))]
+
+
+def _gemma3_12b() -> SparseRecipe:
+    # Shapes: google/gemma-3-12b-it config.json text_config (hidden 3840, 48 layers, 16 heads,
+    # 8 KV heads, head_dim 256, intermediate 15360, vocab 262208, sliding_window 1024, every
+    # 6th layer global, max positions 131072). File: bartowski google_gemma-3-12b-it-GGUF
+    # Q4_K_M, 7.30 GB; the output is tied to token_embd (Q6_K, as llama-quantize gives it).
+    n_layers, embd, vocab = 48, 3840, 262208
+    table: Table = [("token_embd.weight", (embd, vocab))]
+    for layer in range(n_layers):
+        table += _gemma3_block(f"blk.{layer}.", embd, 16 * 256, 8 * 256, 256)
+    table.append(("output_norm.weight", (embd,)))
+    rows = tuple(
+        TensorRow(row.name, row.ne, "Q6_K") if row.name == "token_embd.weight" else row
+        for row in _q4_k_m(table, n_layers)
+    )
+    return SparseRecipe(
+        name="gemma-3-12b-q4_k_m",
+        architecture="gemma3",
+        quantization="Q4_K_M",
+        source="google/gemma-3-12b-it config.json; bartowski Q4_K_M GGUF metadata",
+        n_layers=n_layers,
+        n_embd=embd,
+        n_head=16,
+        n_head_kv=8,
+        head_dim_k=256,
+        head_dim_v=256,
+        n_ff=15360,
+        vocab_size=vocab,
+        context_length=131072,
+        tokenizer=TokenizerShape("llama", "default", vocab, 0, 2, 1),
+        tensors=rows,
+        metadata={
+            "gemma3.rope.freq_base": 1000000.0,
+            "gemma3.attention.layer_norm_rms_epsilon": 1e-6,
+        },
+        sliding_window=1024,
+        swa_layers=tuple(layer for layer in range(n_layers) if (layer + 1) % 6),
     )
 
 
@@ -691,7 +773,9 @@ def _mla_metadata(recipe: SparseRecipe) -> dict[str, MetadataValue]:
 
 
 _RECIPES: tuple[Callable[[], SparseRecipe], ...] = (
+    _deepseek_r1_qwen_7b,
     _llama31_8b,
+    _gemma3_12b,
     _qwen25_32b,
     _gpt_oss_20b,
     _deepseek_v3,
