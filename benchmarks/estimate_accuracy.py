@@ -1,90 +1,146 @@
-"""How close yoyu's memory estimate comes to what llama.cpp really allocates.
+"""How close yoyu's memory estimate comes to what llama.cpp and its engine really hold.
 
-Writes tiny GGUF models of several architectures, shapes and weight types
-(``yoyu.testing.tiny_models``), loads each in llama-cpp-python in a child
-process under several ctx / ubatch / KV type / flash-attention / parallel
-settings (``yoyu.backends.llamacpp_measure``), and prints, per component,
-yoyu's prediction beside llama.cpp's own printed buffer sizes, with median
-and max relative error; then the total beside the child's peak RSS, and the
-predicted decode speed beside the measured one (RAM bandwidth measured here
-with a numpy copy loop).
+Three parts, each a prediction beside a measurement taken in the same run:
+
+1. Components on generated shapes (five architectures, ctx / ubatch / KV type /
+   flash attention / parallel sequences varied) and on real shapes: the real
+   Gemma 3 270M file and full-size tensor tables of DeepSeek-R1-Distill-Qwen-7B,
+   Llama 3.1 8B and Gemma 3 12B (Q4_K_M, data left as a sparse hole: llama.cpp
+   loads them). Each loads in llama-cpp-python in a child process; yoyu's
+   weights, CPU repack, KV, compute and output bytes are printed beside the
+   sizes llama.cpp itself prints.
+2. Total vs peak RSS through the engine yoyu starts (``yoyu.backends``), on
+   the real Gemma: a prompt filling 75-90 % of the context at several context
+   sizes and a 20-turn chat, the plan's total beside the kernel's high-water
+   mark (VmHWM) of the engine's processes. llama-cpp-python's server always;
+   ``llama-server`` too when ``--llama-server PATH`` is given.
+3. Decode speed on generated shapes (RAM bandwidth measured with a numpy copy).
 
     PYTHONPATH=src python benchmarks/estimate_accuracy.py [--quick] [--keep DIR]
+        [--llama-server PATH] [--no-sparse]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yoyu.backends.llamacpp_measure import LoadMeasurement, measure_load
+from yoyu.backends.llamacpp_measure import measure_load
+from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend, python_engine
+from yoyu.backends.protocol import ChatMessage, ChatRequest, ModelRef
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.gguf_spec import read_gguf_model
-from yoyu.plan.emit.llama_cpp import llama_cpp_python_kwargs
+from yoyu.monitor.procfs import ProcFs
+from yoyu.plan.emit.llama_cpp import engine_load_settings, llama_cpp_python_kwargs
+from yoyu.testing.real_models import GEMMA3_270M, real_model_path
+from yoyu.testing.sparse_models import write_sparse_model
 from yoyu.testing.tiny_models import write_tiny_model
 from yoyu.units import MIB
 
-# llama-cpp-python's own default is swa_full=True; the sweep states it each time.
 BASE = {"n_layers": 4, "n_embd": 256, "n_head": 8, "n_head_kv": 2, "n_ff": 512, "vocab_size": 259}
+SPARSE = ("deepseek-r1-distill-qwen-7b-q4_k_m", "llama-3.1-8b-q4_k_m", "gemma-3-12b-q4_k_m")
+COMPONENTS = ("weights", "repack", "kv", "compute", "output")
+WORDS = ("memory", "cache", "model", "layer", "token", "context", "buffer", "engine", "host")
 
 
 @dataclass(frozen=True)
 class Config:
     label: str
-    arch: str
-    weight_type: str
+    model: Callable[[Path], Path]  # writes (or finds) the model file in a folder
     settings: RunSettings
-    shape: dict[str, int] = field(default_factory=dict)
     quick: bool = False
-
-
-def configs() -> list[Config]:
-    s = RunSettings
-    return [
-        Config("llama f32 ctx1000", "llama", "F32", s(n_ctx=1000), quick=True),
-        Config("llama q8_0 ctx2048 ub256", "llama", "Q8_0", s(n_ctx=2048, n_ubatch=256)),
-        Config("llama q4_0 fa kv q8_0", "llama", "Q4_0",
-               s(n_ctx=1024, flash_attn=True, type_k="q8_0", type_v="q8_0"), quick=True),
-        Config("llama f16 np2", "llama", "F16", s(n_ctx=2048, n_parallel=2)),
-        Config("llama f16 np4 unified fa q4_0", "llama", "F16",
-               s(n_ctx=4096, n_parallel=4, kv_unified=True, flash_attn=True, type_k="q4_0")),
-        Config("qwen2 f16 ctx4096 fa", "qwen2", "F16", s(n_ctx=4096, flash_attn=True)),
-        Config("qwen3 f16 ctx2048", "qwen3", "F16", s(n_ctx=2048), quick=True),
-        Config("qwen3 q4_k ctx1024 ub128", "qwen3", "Q4_K", s(n_ctx=1024, n_ubatch=128),
-               {"n_embd": 512, "n_head": 8, "n_head_kv": 4, "n_ff": 1024}),
-        Config("gemma2 f16 swa ctx2048", "gemma2", "F16", s(n_ctx=2048), {"sliding_window": 128},
-               quick=True),
-        Config("gemma2 f16 swa ctx4096 fa", "gemma2", "F16", s(n_ctx=4096, flash_attn=True),
-               {"sliding_window": 256}),
-        Config("gemma2 f16 swa_full", "gemma2", "F16", s(n_ctx=1024, swa_full=True),
-               {"sliding_window": 128}),
-        Config("moe f16 ctx1024", "moe", "F16", s(n_ctx=1024),
-               {"n_experts": 8, "n_experts_used": 2}, quick=True),
-        Config("moe q4_0 ctx2048 fa ub256", "moe", "Q4_0",
-               s(n_ctx=2048, flash_attn=True, n_ubatch=256), {"n_experts": 4, "n_experts_used": 2}),
-        Config("llama bigvocab fa", "llama", "F16", s(n_ctx=1024, flash_attn=True),
-               {"vocab_size": 32000}),
-        Config("llama no-mmap q4_0", "llama", "Q4_0", s(n_ctx=1024, use_mmap=False)),
-    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Row:
-    config: Config
+    label: str
     predicted: dict[str, int]
     measured: dict[str, int]
+    flash_attn: bool = False
+
+
+# -- 1. components -------------------------------------------------------------------
+
+
+def tiny(arch: str, weight_type: str, **shape: int) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        name = f"{arch}_{weight_type}_{'_'.join(f'{k}{v}' for k, v in sorted(shape.items()))}"
+        path = folder / f"{name}.gguf"
+        if not path.exists():
+            write_tiny_model(path, arch, weight_type=weight_type, **{**BASE, **shape})
+        return path
+
+    return write
+
+
+def sparse(name: str) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        return write_sparse_model(folder / "sparse", name).paths[0]
+
+    return write
+
+
+def real_gemma(folder: Path) -> Path:
+    return real_model_path(GEMMA3_270M)
+
+
+def configs(with_sparse: bool) -> list[Config]:
+    # llama.cpp's buffers are the library's whichever program runs it; the llama-server
+    # profile admits every setting swept here (parallel slots, either SWA cache size).
+    s = functools.partial(RunSettings, engine="llama-server")
+    rows = [
+        Config("llama f32 ctx1000", tiny("llama", "F32"), s(n_ctx=1000), quick=True),
+        Config("llama q8_0 ctx2048 ub256", tiny("llama", "Q8_0"), s(n_ctx=2048, n_ubatch=256)),
+        Config("llama q4_0 fa kv q8_0", tiny("llama", "Q4_0"),
+               s(n_ctx=1024, flash_attn=True, type_k="q8_0", type_v="q8_0"), quick=True),
+        Config("llama f16 np2", tiny("llama", "F16"), s(n_ctx=2048, n_parallel=2)),
+        Config("llama f16 np4 unified fa q4_0", tiny("llama", "F16"),
+               s(n_ctx=4096, n_parallel=4, kv_unified=True, flash_attn=True, type_k="q4_0")),
+        Config("qwen2 f16 ctx4096 fa", tiny("qwen2", "F16"), s(n_ctx=4096, flash_attn=True)),
+        Config("qwen3 f16 ctx2048", tiny("qwen3", "F16"), s(n_ctx=2048), quick=True),
+        Config("qwen3 q4_k ctx1024 ub128",
+               tiny("qwen3", "Q4_K", n_embd=512, n_head=8, n_head_kv=4, n_ff=1024),
+               s(n_ctx=1024, n_ubatch=128)),
+        Config("gemma2 f16 swa ctx2048", tiny("gemma2", "F16", sliding_window=128),
+               s(n_ctx=2048), quick=True),
+        Config("gemma2 f16 swa ctx4096 fa", tiny("gemma2", "F16", sliding_window=256),
+               s(n_ctx=4096, flash_attn=True)),
+        Config("gemma2 f16 swa_full", tiny("gemma2", "F16", sliding_window=128),
+               s(n_ctx=1024, swa_full=True)),
+        Config("moe f16 ctx1024", tiny("moe", "F16", n_experts=8, n_experts_used=2),
+               s(n_ctx=1024), quick=True),
+        Config("moe q4_0 ctx2048 fa ub256", tiny("moe", "Q4_0", n_experts=4, n_experts_used=2),
+               s(n_ctx=2048, flash_attn=True, n_ubatch=256)),
+        Config("llama bigvocab fa", tiny("llama", "F16", vocab_size=32000),
+               s(n_ctx=1024, flash_attn=True)),
+        Config("llama no-mmap q4_0", tiny("llama", "Q4_0"), s(n_ctx=1024, use_mmap=False)),
+        Config("REAL gemma3 270m ctx4096", real_gemma, RunSettings(n_ctx=4096), quick=True),
+        Config("REAL gemma3 270m ctx16384 fa", real_gemma,
+               RunSettings(n_ctx=16384, flash_attn=True)),
+        Config("REAL gemma3 270m llama-server", real_gemma, s(n_ctx=8192), quick=True),
+    ]  # fmt: skip
+    if with_sparse:
+        for name in SPARSE:
+            rows.append(Config(f"SHAPE {name} ctx4096", sparse(name), s(n_ctx=4096)))
+            rows.append(
+                Config(f"SHAPE {name} ctx16384 fa", sparse(name), s(n_ctx=16384, flash_attn=True))
+            )
+    return rows
 
 
 def predicted_components(estimate: MemoryEstimate) -> dict[str, int]:
@@ -96,30 +152,22 @@ def predicted_components(estimate: MemoryEstimate) -> dict[str, int]:
         "kv": estimate.total("kv_bytes"),
         "compute": estimate.total("compute_bytes"),
         "output": estimate.total("output_bytes"),
-        "total": estimate.total_bytes,
     }
 
 
-def measured_components(measurement: LoadMeasurement) -> dict[str, int]:
-    model = measurement.buffers.by_kind.get("model", {})
-    return {
+def component_row(config: Config, machine: Machine, folder: Path) -> Row:
+    path = config.model(folder)
+    estimate = estimate_memory(read_gguf_model(path), machine, config.settings)
+    buffers = measure_load(path, llama_cpp_python_kwargs(config.settings)).buffers
+    model = buffers.by_kind.get("model", {})
+    measured = {
         "weights": model.get("CPU_Mapped", 0) + model.get("CPU", 0),
         "repack": model.get("CPU_REPACK", 0),
-        "kv": measurement.buffers.total("kv"),
-        "compute": measurement.buffers.total("compute"),
-        "output": measurement.buffers.total("output"),
-        "total": measurement.peak_rss_bytes,
+        "kv": buffers.total("kv"),
+        "compute": buffers.total("compute"),
+        "output": buffers.total("output"),
     }
-
-
-def run_config(config: Config, machine: Machine, folder: Path) -> Row:
-    path = folder / f"{config.label.replace(' ', '_')}.gguf"
-    write_tiny_model(path, config.arch, weight_type=config.weight_type, **{**BASE, **config.shape})
-    spec = read_gguf_model(path)
-    estimate = estimate_memory(spec, machine, config.settings)
-    # filling the context touches the whole compute buffer, so peak RSS holds all of it
-    measurement = measure_load(path, llama_cpp_python_kwargs(config.settings), generate_tokens=4)
-    return Row(config, predicted_components(estimate), measured_components(measurement))
+    return Row(config.label, predicted_components(estimate), measured, config.settings.flash_attn)
 
 
 def relative_error(predicted: int, measured: int) -> float:
@@ -128,26 +176,107 @@ def relative_error(predicted: int, measured: int) -> float:
     return (predicted - measured) / measured
 
 
-def print_rows(rows: list[Row]) -> None:
-    components = ("weights", "repack", "kv", "compute", "output", "total")
-    print(f"{'configuration':32s} " + " ".join(f"{c + ' pred/meas MiB':>26s}" for c in components))
+def print_components(rows: list[Row]) -> None:
+    print(f"{'configuration':44s} " + " ".join(f"{c + ' pred/meas MiB':>26s}" for c in COMPONENTS))
     for row in rows:
-        cells = [_cell(row.predicted[c], row.measured[c]) for c in components]
-        print(f"{row.config.label:32s} " + " ".join(f"{cell:>26s}" for cell in cells))
+        cells = [_cell(row.predicted[c], row.measured[c]) for c in COMPONENTS]
+        print(f"{row.label:44s} " + " ".join(f"{cell:>26s}" for cell in cells))
     print()
-    for component in components:
-        errors = [abs(relative_error(r.predicted[component], r.measured[component])) for r in rows]
-        mib_off = [abs(r.predicted[component] - r.measured[component]) / MIB for r in rows]
-        label = "total vs peak RSS" if component == "total" else component
-        print(
-            f"{label:18s} median error {100 * statistics.median(errors):6.2f}%  "
-            f"max {100 * max(errors):6.2f}%  max abs {max(mib_off):7.3f} MiB"
-        )
+    for label, subset in (
+        ("all", rows),
+        ("real shapes, no flash attention", [r for r in rows if _real(r) and not r.flash_attn]),
+        ("real shapes, flash attention", [r for r in rows if _real(r) and r.flash_attn]),
+    ):
+        if not subset:
+            continue
+        print(f"{label} ({len(subset)} configurations):")
+        for component in COMPONENTS:
+            errors = [relative_error(r.predicted[component], r.measured[component]) for r in subset]
+            off = [abs(r.predicted[component] - r.measured[component]) / MIB for r in subset]
+            print(
+                f"  {component:8s} median |error| {100 * statistics.median(map(abs, errors)):6.2f}%"
+                f"  min {100 * min(errors):+6.2f}%  max {100 * max(errors):+6.2f}%"
+                f"  max abs {max(off):7.3f} MiB"
+            )
+
+
+def _real(row: Row) -> bool:
+    return row.label.startswith(("REAL", "SHAPE"))
 
 
 def _cell(predicted: int, measured: int) -> str:
     error = 100 * relative_error(predicted, measured)
     return f"{predicted / MIB:9.2f}/{measured / MIB:8.2f} {error:+6.1f}%"
+
+
+# -- 2. total vs peak RSS through the engine yoyu starts -----------------------------
+
+
+def peak_rss_bytes(pids: list[int]) -> int:
+    statuses = [ProcFs().status(pid) for pid in pids]
+    return sum(status.hwm_bytes for status in statuses if status is not None)
+
+
+def words(count: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(count))
+
+
+def engine_peak(
+    engine: LlamaCppEngine, model: Path, settings: RunSettings, machine: Machine, turns: int
+) -> tuple[int, int, int]:
+    """(predicted total, peak RSS, prompt tokens of the last request) for one scenario.
+
+    One turn: a prompt of ~85 % of the context. Several: the chat grows to ~80 %.
+    """
+    predicted = estimate_memory(read_gguf_model(model), machine, settings).total_bytes
+    backend = LlamaCppServerBackend(engine=engine)
+    try:
+        backend.load(ModelRef("m", model), engine_load_settings(settings))
+        messages: list[ChatMessage] = []
+        per_turn = (
+            int(0.85 * settings.n_ctx) - 40
+            if turns == 1
+            else int(0.8 * settings.n_ctx) // turns - 24
+        )
+        prompt_tokens = 0
+        for turn in range(turns):
+            messages.append(ChatMessage("user", "Summarize: " + words(per_turn, turn)))
+            answer = backend.chat(ChatRequest("m", tuple(messages), max_tokens=16, temperature=0))
+            messages.append(ChatMessage("assistant", answer.text or "ok"))
+            prompt_tokens = answer.usage.prompt_tokens or 0 if answer.usage else 0
+        peak = peak_rss_bytes(backend.pids())
+    finally:
+        backend.close()
+    return predicted, peak, prompt_tokens
+
+
+def print_engine_peaks(machine: Machine, llama_server: str | None, quick: bool) -> None:
+    model = real_model_path(GEMMA3_270M)
+    engines = [python_engine()]
+    if llama_server:
+        engines.append(LlamaCppEngine("llama-server", llama_server))
+    scenarios = [(2048, 1), (4096, 1), (4096, 20)] if quick else [
+        (1024, 1), (2048, 1), (4096, 1), (8192, 1), (4096, 20), (8192, 20)
+    ]  # fmt: skip
+    print(f"\nTotal vs peak RSS, real Gemma 3 270M ({model.name}), engine as yoyu starts it:")
+    print(f"{'engine':18s} {'ctx':>6s} {'turns':>5s} {'prompt':>7s} {'predicted MiB':>14s} "
+          f"{'peak MiB':>10s} {'error':>8s}")  # fmt: skip
+    errors = []
+    for engine in engines:
+        for n_ctx, turns in scenarios:
+            settings = RunSettings(n_ctx=n_ctx, engine=engine.kind)
+            predicted, peak, tokens = engine_peak(engine, model, settings, machine, turns)
+            error = relative_error(predicted, peak)
+            errors.append(error)
+            print(f"{engine.kind:18s} {n_ctx:6d} {turns:5d} {tokens:7d} {predicted / MIB:14.2f} "
+                  f"{peak / MIB:10.2f} {100 * error:+7.1f}%")  # fmt: skip
+    print(f"total vs peak: min {100 * min(errors):+.1f}%, median "
+          f"{100 * statistics.median(errors):+.1f}%, max {100 * max(errors):+.1f}% "
+          "(goal: 0 to +5 %, never below)")  # fmt: skip
+
+
+# -- 3. decode speed ---------------------------------------------------------------
 
 
 def ram_bandwidth_bytes_per_s(size_bytes: int = 512 * MIB, repeats: int = 8) -> int:
@@ -169,35 +298,15 @@ def decode_speed(machine: Machine, folder: Path, quick: bool) -> None:
     )
     print(f"\nRAM copy bandwidth measured: {bandwidth / 1e9:.1f} GB/s")
     shapes: list[tuple[str, str, dict[str, Any]]] = [
-        (
-            "llama",
-            "Q8_0",
-            {"n_layers": 4, "n_embd": 2048, "n_head": 16, "n_head_kv": 4, "n_ff": 5632},
-        ),
-    ]
+        ("llama", "Q8_0", {"n_layers": 4, "n_embd": 2048, "n_head": 16, "n_head_kv": 4,
+                           "n_ff": 5632}),
+    ]  # fmt: skip
     if not quick:
-        shapes.append(
-            (
-                "llama",
-                "F16",
-                {"n_layers": 4, "n_embd": 1536, "n_head": 12, "n_head_kv": 4, "n_ff": 4096},
-            )
-        )
-        shapes.append(
-            (
-                "moe",
-                "Q8_0",
-                {
-                    "n_layers": 4,
-                    "n_embd": 1024,
-                    "n_head": 8,
-                    "n_head_kv": 2,
-                    "n_ff": 2048,
-                    "n_experts": 8,
-                    "n_experts_used": 2,
-                },
-            )
-        )
+        shapes.append(("llama", "F16", {"n_layers": 4, "n_embd": 1536, "n_head": 12,
+                                        "n_head_kv": 4, "n_ff": 4096}))  # fmt: skip
+        shapes.append(("moe", "Q8_0", {"n_layers": 4, "n_embd": 1024, "n_head": 8,
+                                       "n_head_kv": 2, "n_ff": 2048, "n_experts": 8,
+                                       "n_experts_used": 2}))  # fmt: skip
     for arch, weight_type, shape in shapes:
         path = folder / f"decode_{arch}_{weight_type}.gguf"
         write_tiny_model(path, arch, weight_type=weight_type, **{**BASE, **shape})
@@ -221,18 +330,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few configurations only")
     parser.add_argument("--keep", type=Path, help="write the models here instead of a temp dir")
+    parser.add_argument("--llama-server", help="also measure this llama-server binary")
+    parser.add_argument("--no-sparse", action="store_true", help="skip the 7B-12B real shapes")
     args = parser.parse_args()
     machine = probe_machine()
-    chosen = [c for c in configs() if c.quick or not args.quick]
+    chosen = [
+        c for c in configs(not args.no_sparse and not args.quick) if c.quick or not args.quick
+    ]
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.keep or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        archs = sorted({c.arch for c in chosen})
-        print(
-            f"{len(chosen)} configurations, architectures: {', '.join(archs)}; "
-            f"machine: {machine.cpu.model}\n"
-        )
-        print_rows([run_config(config, machine, folder) for config in chosen])
+        print(f"{len(chosen)} configurations; machine: {machine.cpu.model}\n")
+        print_components([component_row(config, machine, folder) for config in chosen])
+        print_engine_peaks(machine, args.llama_server, args.quick)
         decode_speed(machine, folder, args.quick)
 
 

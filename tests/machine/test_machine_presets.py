@@ -186,6 +186,16 @@ def test_a_path_loads_without_being_installed(tmp_path: Path) -> None:
     assert (machine.name, machine.source) == ("rig", "preset:rig")
 
 
+def test_desktop_presets_assume_what_the_system_and_apps_hold() -> None:
+    mac = load_machine("mac-studio-m2-max-32g")
+    assert mac.memory.assumed_in_use_bytes == 6 * GIB
+    assert mac.memory.available_bytes == 26 * GIB
+    for name in ("linux-rtx5060ti-16g", "linux-rtx4090-24g", "macbook-pro-m4-max-128g"):
+        memory = load_machine(name).memory
+        assert memory.assumed_in_use_bytes is not None and memory.assumed_in_use_bytes >= 4 * GIB
+        assert memory.available_bytes == memory.total_bytes - memory.assumed_in_use_bytes
+
+
 def test_an_apple_file_with_a_raised_wired_limit(tmp_path: Path) -> None:
     path = tmp_path / "mini.toml"
     path.write_text(
@@ -246,6 +256,16 @@ def test_missing_file(tmp_path: Path) -> None:
             "[[gpus]] #1 vendor: expected one of nvidia, amd, intel, got 'AMD'",
         ),
         (MINIMAL_LINUX.replace("[[gpus]]", "[gpus]"), "gpus must be an array of tables"),
+        (
+            MINIMAL_LINUX.replace(
+                'total = "16 GiB"', 'total = "16 GiB"\nin_use = "2 GiB"\navailable = "9 GiB"'
+            ),
+            "[memory] in_use: give available or in_use, not both",
+        ),
+        (
+            MINIMAL_LINUX.replace('total = "16 GiB"', 'total = "16 GiB"\nin_use = "16 GiB"'),
+            "[memory] in_use: 17179869184 B is not below total",
+        ),
         ('[memory]\ntotal = "1 GiB"\n', "the [cpu] table is missing"),
         (MINIMAL_LINUX + '[apple]\nchip = "Apple M2"\n', "[apple] describes the GPU"),
         (

@@ -95,6 +95,18 @@ def test_deepseek_r1_32b_on_the_same_mac_names_the_8b() -> None:
     assert smaller.resulting_verdict is Verdict.FITS
 
 
+def test_deepseek_r1_32b_on_the_m2_max_preset_is_tight_not_safe() -> None:
+    """The preset assumes a desktop's apps and macOS; Metal at 99.5 % is not 'safe'."""
+    spec = catalog_model("deepseek-r1:32b")
+    assert spec is not None
+    plan = plan_for(spec, M2_MAX_32G, 8192)
+    assert plan.risk is not Risk.SAFE
+    assert "Metal holds" in plan.risk_reason and "99." in plan.risk_reason
+    assert any("assumed 6.00 GiB already in use" in note for note in plan.notes)
+    cpu = next(row for row in plan.devices if row.kind == "cpu")
+    assert cpu.usable_bytes == 26 * GIB  # 32 GiB less the 6 GiB the preset assumes in use
+
+
 def test_kimi_k2_needs_two_512_gb_macs(sparse_folder: Path) -> None:
     spec = sparse_spec(sparse_folder, "kimi-k2-q4_k_m")
     assert spec.n_layers == 61

@@ -139,6 +139,17 @@ def test_metal_working_set_limits_the_gpu_share() -> None:
     assert result.n_gpu_layers == 8  # 7 blocks + output: 7 * 1.0625 + 0.5 = 7.94 GiB <= 8
 
 
+def test_a_metal_working_set_filled_to_its_last_gib_is_tight_with_the_figure() -> None:
+    # 10 blocks + output: 10 x 1.0625 GiB + 0.5 GiB = 11.125 GiB on a 12-GiB working set:
+    # it loads (the working set is a soft limit), with less than llama.cpp's 1 GiB headroom.
+    crowded = plan(mac(64, 11.5))
+    assert crowded.verdict is Verdict.FITS and crowded.risk is Risk.TIGHT
+    assert "Metal holds 11.12 GiB of the 11.50 GiB it may use (96.7%" in crowded.risk_reason
+    assert "1.00 GiB llama.cpp's --fit keeps free" in crowded.risk_reason
+    roomy = plan(mac(64, 13))
+    assert roomy.risk is Risk.SAFE and "of system memory free after load" in roomy.risk_reason
+
+
 def test_forced_layer_count_is_evaluated_as_given() -> None:
     request = PlanRequest(settings=RunSettings(n_ctx=4096), n_gpu_layers=3, propose_moves=False)
     assert plan(linux_box(32, 24), request).n_gpu_layers == 3

@@ -233,7 +233,7 @@ _VERDICT_STYLE = {
     Verdict.FITS: "green",
     Verdict.NEEDS_CLUSTER: "yellow",
 }
-_RISK_STYLE = {"safe": "green", "caution": "yellow", "abort": "red"}
+_RISK_STYLE = {"safe": "green", "tight": "yellow", "caution": "yellow", "abort": "red"}
 
 
 def print_plan(plan: Plan, fit_params: str | None) -> None:
@@ -258,11 +258,17 @@ def _print_verdict(plan: Plan) -> None:
     risk_style = _RISK_STYLE[plan.risk.value]
     console.print(
         f"Verdict [bold {verdict_style}]{plan.verdict.value}[/], risk "
-        f"[bold {risk_style}]{plan.risk.value}[/]: {format_bytes(plan.free_after_bytes)} of "
-        f"{'the tightest node' if plan.nodes else 'system memory'} free after load"
+        f"[bold {risk_style}]{plan.risk.value}[/]: {escape(_risk_reason(plan))}"
     )
     if plan.applied_move is not None:
         console.print(f"Changed: {escape(plan.applied_move.description)}")
+
+
+def _risk_reason(plan: Plan) -> str:
+    if plan.nodes or not plan.risk_reason:
+        where = "the tightest node" if plan.nodes else "system memory"
+        return f"{format_bytes(plan.free_after_bytes)} of {where} free after load"
+    return plan.risk_reason
 
 
 def _settings_line(plan: Plan) -> str:

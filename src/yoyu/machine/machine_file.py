@@ -5,8 +5,10 @@ or as byte counts. Memory is sold in binary units, so GB means GiB here (the
 JEDEC convention: a "32 GB" Mac has 34359738368 bytes). Bandwidth is decimal,
 as vendors quote it: ``"400 GB/s"`` is 400e9 bytes per second.
 
-A file describes the hardware of an idle machine: ``available`` defaults to all
-of RAM and GPU ``free`` to all of VRAM; planners keep their own headroom.
+A file describes the hardware: ``available`` defaults to all of RAM less
+``in_use`` (what the OS and the user's apps typically hold on that machine: a
+desktop preset states it, and plans say they assumed it), and GPU ``free`` to
+all of VRAM; planners keep their own headroom.
 Unknown keys are errors, since a misspelt key that silently does nothing would
 make a plan for a different machine than the user described. Every error names
 the file, the table and the key.
@@ -14,7 +16,7 @@ the file, the table and the key.
     description = "..."
     [os]      system, release, version, arch, distribution      (all optional)
     [cpu]     model, cores, threads, simd = [...], performance_cores
-    [memory]  total, available, swap_total, swap_used, limit, wired, bandwidth
+    [memory]  total, available, in_use, swap_total, swap_used, limit, wired, bandwidth
     [[gpus]]  vendor, name, total, free, used, uuid, driver_version, cuda_version,
               compute_capability, memory_bus_width_bits, memory_clock_mhz, bandwidth
     [apple]   chip, gpu_cores, wired_limit_mb, default_working_set, memory_pressure
@@ -238,14 +240,21 @@ def _cpu(table: _Table) -> CpuInfo:
 
 def _memory(table: _Table) -> MemoryInfo:
     total = table.required_size("total")
+    in_use = table.size("in_use")
+    available = table.size("available")
+    if in_use is not None and available is not None:
+        raise table.fail("in_use", "give available or in_use, not both")
+    if in_use is not None and in_use >= total:
+        raise table.fail("in_use", f"{in_use} B is not below total {total} B")
     memory = MemoryInfo(
         total_bytes=total,
-        available_bytes=table.size_or("available", total),
+        available_bytes=available if available is not None else total - (in_use or 0),
         swap_total_bytes=table.size_or("swap_total", 0),
         swap_used_bytes=table.size_or("swap_used", 0),
         limit_bytes=table.size("limit"),
         wired_bytes=table.size("wired"),
         bandwidth_bytes_per_s=table.rate("bandwidth"),
+        assumed_in_use_bytes=in_use,
     )
     table.done()
     return memory

@@ -39,6 +39,9 @@ class MemoryInfo:
     limit_bytes: int | None = None  # cgroup memory.max when it is below total (containers)
     wired_bytes: int | None = None  # macOS: pages the kernel cannot evict (model weights on Metal)
     bandwidth_bytes_per_s: int | None = None  # system RAM bandwidth, for CPU decode speed
+    # A preset's assumption of what the OS and the user's apps hold (available = total - it);
+    # None when available memory was measured or given.
+    assumed_in_use_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ from yoyu.estimate.types import RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import MachineBudget, machine_budget
-from yoyu.plan.fit import system_free_after
+from yoyu.plan.fit import crowded_device, system_free_after
 from yoyu.plan.placement import EstimateFn, Placement, n_layers_total, place
 from yoyu.plan.types import PlanRequest, Risk, Verdict
 from yoyu.plan.verdict import VERDICT_RANK, classify_risk, placement_verdict, swap_raised_risk
+from yoyu.units import format_bytes
 
-_RISK_RANK = {Risk.SAFE: 0, Risk.CAUTION: 1, Risk.ABORT: 2}
+_RISK_RANK = {Risk.SAFE: 0, Risk.TIGHT: 1, Risk.CAUTION: 2, Risk.ABORT: 3}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Assessment:
     verdict: Verdict
     risk: Risk
     free_after_bytes: int
+    risk_reason: str = ""
 
     @property
     def fits(self) -> bool:
@@ -63,4 +65,8 @@ def assess(
         return Assessment(spec, placement, budget, Verdict.DOES_NOT_FIT, Risk.ABORT, free_after)
     verdict = placement_verdict(placement.n_gpu_layers, n_layers_total(spec), bool(budget.gpus))
     risk = swap_raised_risk(classify_risk(free_after, request.thresholds), budget.swap_used_bytes)
-    return Assessment(spec, placement, budget, verdict, risk, free_after)
+    reason = f"{format_bytes(free_after)} of system memory free after load"
+    crowded = crowded_device(placement.estimate, budget, request.thresholds.gpu_margin_bytes)
+    if crowded is not None and _RISK_RANK[risk] < _RISK_RANK[Risk.TIGHT]:
+        risk, reason = Risk.TIGHT, crowded
+    return Assessment(spec, placement, budget, verdict, risk, free_after, reason)

@@ -67,6 +67,8 @@ def system_budget(machine: Machine, request: PlanRequest) -> DeviceBudget:
     given = request.ram_free_bytes
     available = memory.available_bytes if given is None else given
     basis = f"{format_bytes(available)} {'available' if given is None else 'free (given)'}"
+    if given is None and memory.assumed_in_use_bytes is not None:
+        basis += f" ({format_bytes(memory.assumed_in_use_bytes)} assumed in use by the desktop)"
     if memory.limit_bytes is not None and memory.limit_bytes < available:
         available = memory.limit_bytes
         basis += f", capped by the container limit {format_bytes(memory.limit_bytes)}"

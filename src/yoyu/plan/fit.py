@@ -37,6 +37,28 @@ def system_free_after(estimate: MemoryEstimate, budget: MachineBudget) -> int:
     return budget.system.usable_bytes - system_pool_bytes(estimate, budget)
 
 
+def crowded_device(
+    estimate: MemoryEstimate, budget: MachineBudget, headroom_bytes: int
+) -> str | None:
+    """The first GPU left with less than ``headroom_bytes`` of what it may use, in words.
+
+    A discrete GPU's limit already keeps that headroom (``gpu_margin_bytes``),
+    so in practice this is Metal: its working set is a soft limit that loads
+    past it slowly, so a plan up to it still runs, with nothing to spare.
+    """
+    for device, owner in gpu_pairs(estimate, budget):
+        room = owner.usable_bytes - device.total_bytes
+        if room < headroom_bytes and owner.usable_bytes > 0:
+            share = device.total_bytes / owner.usable_bytes
+            return (
+                f"{device.name} holds {format_bytes(device.total_bytes)} of the "
+                f"{format_bytes(owner.usable_bytes)} it may use ({share:.1%}; {owner.basis}): "
+                f"less than the {format_bytes(headroom_bytes)} llama.cpp's --fit keeps free "
+                "per device"
+            )
+    return None
+
+
 def device_budgets(estimate: MemoryEstimate, budget: MachineBudget) -> list[DeviceBudget]:
     """The budget each device of the estimate draws on, in the estimate's order.
 

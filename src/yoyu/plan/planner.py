@@ -37,7 +37,7 @@ from yoyu.units import format_bytes
 
 SpeedFn = Callable[[ModelSpec, MemoryEstimate, Machine], SpeedPrediction]
 SETTINGS_MOVES = ("flash_attn", "reduce_ctx", "quantize_kv", "reduce_batch", "fewer_gpu_layers")
-_RISK_ORDER = (Risk.SAFE, Risk.CAUTION, Risk.ABORT)
+_RISK_ORDER = (Risk.SAFE, Risk.TIGHT, Risk.CAUTION, Risk.ABORT)
 ONE_NODE_NOTE = "the first node holds the whole model; no split across nodes is needed"
 
 
@@ -75,6 +75,17 @@ def make_plan(
     others = tuple(c.move for c in candidates if c is not adopted)
     return dataclasses.replace(
         plan, verdict=Verdict.FITS_WITH_CHANGES, applied_move=adopted.move, moves=others
+    )
+
+
+def _machine_notes(machine: Machine) -> tuple[str, ...]:
+    """What the plan assumed about the machine, when it is not a measurement."""
+    assumed = machine.memory.assumed_in_use_bytes
+    if assumed is None:
+        return ()
+    return (
+        f"assumed {format_bytes(assumed)} already in use by the system and apps (the preset's "
+        "typical desktop); give --free with your own figure",
     )
 
 
@@ -117,7 +128,8 @@ def _plan_from(
         reasons=_reasons(asked, chosen),
         moves=tuple(candidate.move for candidate in candidates),
         predicted=_speed(spec, estimate, machine, speed) if chosen.fits else None,
-        notes=estimate.notes,
+        notes=(*_machine_notes(machine), *estimate.notes),
+        risk_reason=chosen.risk_reason,
     )
 
 

@@ -31,9 +31,15 @@ class Verdict(str, enum.Enum):
 
 
 class Risk(str, enum.Enum):
-    """How much system memory is left after the load (swap counts as danger, not room)."""
+    """How much memory is left after the load (swap counts as danger, not room).
+
+    ``tight``: system memory is fine but a device is within the headroom
+    llama.cpp's ``--fit`` keeps free on each device (1 GiB): a Metal working
+    set at 99.5 % loads, with nothing to spare for anything else on the GPU.
+    """
 
     SAFE = "safe"
+    TIGHT = "tight"
     CAUTION = "caution"
     ABORT = "abort"
 
@@ -237,6 +243,7 @@ class Plan:
     nodes: tuple[NodeShare, ...] = ()
     predicted: SpeedFigures | None = None
     notes: tuple[str, ...] = ()
+    risk_reason: str = ""  # the figure behind the risk word, for the user
 
     @property
     def kv_type(self) -> str:
@@ -248,6 +255,7 @@ class Plan:
             "machine": self.machine,
             "verdict": self.verdict.value,
             "risk": self.risk.value,
+            "risk_reason": self.risk_reason,
             "ctx": self.estimate.n_ctx,
             "kv_type": self.kv_type,
             "n_gpu_layers": self.n_gpu_layers,
