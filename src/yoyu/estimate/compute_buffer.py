@@ -82,11 +82,17 @@ class GraphDims:
 
 
 def cache_kv_lengths(spec: ModelSpec, cells: ContextCells) -> tuple[int, ...]:
-    """Cells each KV cache exposes to attention at reserve time: full, then SWA."""
-    full = cells.n_ctx
+    """Cells a token attends to at reserve time, per cache: full, then SWA.
+
+    Without a unified cache each sequence has its own stream, and a token
+    attends to its stream's cells only (the graph holds ``n_stream`` blocks
+    of ``n_ctx_seq``), so the scores and masks are ``n_ctx_seq`` wide, not
+    ``n_ctx``: 4 slots of a 16384-cell context cost what one 4096-cell does.
+    """
+    full = cells.n_ctx_seq
     if cells.swa_cells is None:
         return (full,)
-    swa = min(cells.swa_cells * cells.n_stream, full)
+    swa = min(cells.swa_cells, full)
     all_swa = len(spec.swa_layers) >= spec.n_layers
     return (swa,) if all_swa else (full, swa)
 
