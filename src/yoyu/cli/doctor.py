@@ -18,6 +18,7 @@ from yoyu.cli.output import console, print_json
 from yoyu.config import load_settings
 from yoyu.errors import YoyuError
 from yoyu.estimate.types import RunSettings
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models import resolve_model
@@ -71,7 +72,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show this machine, the models found on it, and whether each one fits."""
-    machine = probe_machine()
+    machine = with_measured_bandwidth(probe_machine())
     installed = find_installed_models(load_settings())
     fits = [plan_installed(model, machine) for model in installed]
     if as_json:

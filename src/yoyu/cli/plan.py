@@ -22,6 +22,7 @@ from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.output import console, print_json
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
@@ -135,7 +136,7 @@ def plan_command(
 
 
 def _machine(name: str | None) -> Machine:
-    return load_machine(name) if name else probe_machine()
+    return load_machine(name) if name else with_measured_bandwidth(probe_machine())
 
 
 def _settings(

@@ -1,40 +1,64 @@
 """Predicted decode and prefill speed of a placed model.
 
 Decode reads every weight it uses once per token (only the routed experts a
-token selects, for a MoE) plus the KV cache up to the current position, so
-it is bound by memory bandwidth: the time per token is the sum, over the
-devices that run consecutive layers, of bytes read there / that device's
-bandwidth (the layers run one after the other, not in parallel). Prefill
-does ``2 * active parameters`` FLOPs per token and is bound by compute.
+token selects, for a MoE) plus the KV cache up to the current position, and
+multiplies each weight once (2 FLOPs per parameter). On a GPU the reads bound
+it; on a CPU whichever is slower bounds it, bandwidth or the matrix-vector
+kernels' arithmetic, and each layer adds a fixed cost (graph dispatch and
+thread barriers per op, which dominate small models). The devices that run
+consecutive layers add up (they run one after the other, not in parallel).
 
-Defaults when the machine does not state a figure (said in ``bound``):
-CPU RAM 50 GB/s (dual-channel DDR5), GPU 500 GB/s. Achieved fractions:
-``DECODE_BANDWIDTH_EFFICIENCY`` of a *measured* copy bandwidth (on the
-reference x86 machine llama.cpp's Q8_0/F16 matrix-vector kernels streamed
-weights at 0.55-0.7 of a single-threaded numpy copy's read+write rate, the
-spread being other load on a shared 2-core machine;
-``benchmarks/estimate_accuracy.py`` re-measures it), and
-``PREFILL_FLOP_EFFICIENCY`` of the int8/F16 SIMD peak of all cores at an
-assumed 2.5 GHz (dense Q8_0/F16 prefill reached 0.3-0.45 of it on the
-reference machine; MoE prefill far less: a rough figure).
+Prefill multiplies every weight except the output layer's for every prompt
+token (only the last token's logits are computed), plus attention over the
+tokens before it; it is bound by compute.
+
+Figures, measured on the reference machine (x86-64, 2 cores with AVX-512,
+llama.cpp from llama-cpp-python 0.3.36, ``benchmarks/estimate_accuracy.py``):
+
+- decode streams weights at ``DECODE_BANDWIDTH_EFFICIENCY`` of a measured
+  copy bandwidth (``yoyu.machine.bandwidth``; the defaults below are used
+  only when a machine states none, and the bound says so);
+- CPU rates per core in GFLOPS, by weight kind: repacked 4-bit weights
+  (CPU_REPACK's Q4_0/Q4_K/IQ4_NL kernels) are the fastest, other quantized
+  types take the int8 dot-product path, F16/BF16/F32 the float path.
+  Matrix-vector (decode) rates and matrix-matrix (prefill) rates at
+  ``n_embd`` 4096; prefill on narrower models is slower (``n_embd``^0.3,
+  fitted between 512 and 4096). Another CPU scales them by its cores and its
+  SIMD width relative to AVX-512 (its clock is assumed the same).
+- ``CPU_LAYER_OVERHEAD_S`` per layer per decoded token.
+
+Measured against these on the reference machine, the real Gemma 3 270M
+through llama-cpp-python's server: decode 66 tok/s (predicted 66), prefill
+741 tok/s for a 253-token prompt (predicted 870); a generated 1 GB F16 model:
+decode 28.5 (25), prefill 311 (330).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yoyu.estimate.repack import repacked_tensors
 from yoyu.estimate.types import MemoryEstimate
-from yoyu.estimate.weights import place_layers
+from yoyu.estimate.weights import CPU, place_layers
 from yoyu.machine.types import GpuInfo, Machine
-from yoyu.models.spec import ModelSpec, is_expert_tensor
+from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor
 
 DEFAULT_CPU_BANDWIDTH = 50 * 10**9
 DEFAULT_GPU_BANDWIDTH = 500 * 10**9
 DEFAULT_GPU_FLOPS = 50 * 10**12
-DECODE_BANDWIDTH_EFFICIENCY = 0.6
-PREFILL_FLOP_EFFICIENCY = 0.4
-CPU_HZ_ASSUMED = 2.5e9
-# per core per cycle; llama.cpp's int8 (VNNI) and F16 paths run at about twice the FP32 FMA rate
+DECODE_BANDWIDTH_EFFICIENCY = 0.7
+GPU_PREFILL_FLOP_EFFICIENCY = 0.4
+CPU_LAYER_OVERHEAD_S = 0.1e-3
+REFERENCE_FLOPS_PER_CYCLE = 128  # AVX-512 in the table below
+REFERENCE_N_EMBD = 4096
+PREFILL_WIDTH_EXPONENT = 0.3
+# GFLOPS per core on the reference machine: (decode matrix-vector, prefill matrix-matrix)
+CPU_RATES_PER_CORE = {
+    "repacked": (40e9, 235e9),
+    "quantized": (20e9, 168e9),
+    "float": (15e9, 200e9),
+}
+_FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
 _FLOPS_PER_CYCLE = (("avx512f", 128), ("avx2", 64), ("avx", 32), ("neon", 32), ("asimd", 32))
 
 
@@ -45,6 +69,20 @@ class SpeedPrediction:
     bound: str  # "memory bandwidth of CUDA0", "compute of CPU", "(assumed 50 GB/s)"...
 
 
+@dataclass
+class _DeviceWork:
+    """What one decoded token costs on one device: bytes read and FLOPs by weight kind."""
+
+    bytes_read: float = 0.0
+    flops: dict[str, float] | None = None
+    layers: int = 0
+
+    def add(self, kind: str, n_bytes: float, flops: float) -> None:
+        self.bytes_read += n_bytes
+        self.flops = self.flops or {}
+        self.flops[kind] = self.flops.get(kind, 0.0) + flops
+
+
 def predict_speed(
     spec: ModelSpec,
     estimate: MemoryEstimate,
@@ -52,11 +90,15 @@ def predict_speed(
     *,
     context_tokens: int | None = None,
 ) -> SpeedPrediction:
-    """Decode and prefill tokens/s; ``context_tokens`` (default: half the context) sets KV reads."""
+    """Decode and prefill tokens/s; ``context_tokens`` (default: half the context) sets the
+    KV reads of decode and the attention span of prefill."""
     filled = estimate.n_ctx // 2 if context_tokens is None else context_tokens
-    decode_s, decode_device, assumed = _decode_seconds(spec, estimate, machine, filled)
-    prefill_s, prefill_device = _prefill_seconds(spec, estimate, machine)
-    bound = f"memory bandwidth of {decode_device}" + (" (assumed bandwidth)" if assumed else "")
+    work = decode_work(spec, estimate, machine)
+    decode_s, decode_device, decode_limit, assumed = _decode_seconds(
+        spec, estimate, machine, work, filled
+    )
+    prefill_s, prefill_device = _prefill_seconds(spec, estimate, machine, filled)
+    bound = f"{decode_limit} of {decode_device}" + (" (assumed bandwidth)" if assumed else "")
     return SpeedPrediction(
         decode_tps=1.0 / decode_s if decode_s > 0 else 0.0,
         prefill_tps=1.0 / prefill_s if prefill_s > 0 else 0.0,
@@ -64,45 +106,72 @@ def predict_speed(
     )
 
 
-def bytes_read_per_token(
+def decode_work(
     spec: ModelSpec, estimate: MemoryEstimate, machine: Machine
-) -> dict[str, int]:
-    """Weight bytes one decoded token reads on each device (active experts only)."""
+) -> dict[str, _DeviceWork]:
+    """Weight bytes and FLOPs one decoded token costs on each device (active experts only)."""
     placement = place_layers(spec, estimate.settings, machine)
+    repacked = {t.name for t in repacked_tensors(spec.tensors, machine, estimate.settings)}
     expert_share = spec.n_experts_used / spec.n_experts if spec.is_moe else 1.0
-    per_device: dict[str, int] = {}
+    tied_output = "output.weight" not in {tensor.name for tensor in spec.tensors}
+    work: dict[str, _DeviceWork] = {}
     for tensor in spec.tensors:
-        if tensor.name.startswith("token_embd.") and "output.weight" in _names(spec):
+        if tensor.name.startswith("token_embd.") and not tied_output:
             continue  # a row lookup, not a full read
         share = expert_share if is_expert_tensor(tensor.name) else 1.0
-        device = placement.device_of(tensor)
-        per_device[device] = per_device.get(device, 0) + int(tensor.n_bytes * share)
-    return per_device
+        device = (
+            placement.output
+            if tensor.name.startswith("token_embd.")
+            else placement.device_of(tensor)
+        )
+        kind = _weight_kind(tensor, tensor.name in repacked)
+        work.setdefault(device, _DeviceWork()).add(
+            kind, tensor.n_bytes * share, 2.0 * tensor.n_params * share
+        )
+    for device in placement.blocks:
+        work.setdefault(device, _DeviceWork()).layers += 1
+    return work
 
 
-def _names(spec: ModelSpec) -> set[str]:
-    return {tensor.name for tensor in spec.tensors}
+def _weight_kind(tensor: TensorInfo, repacked: bool) -> str:
+    if repacked:
+        return "repacked"
+    return "float" if tensor.type_name.upper() in _FLOAT_TYPES else "quantized"
 
 
 def _decode_seconds(
-    spec: ModelSpec, estimate: MemoryEstimate, machine: Machine, filled: int
-) -> tuple[float, str, bool]:
-    weights = bytes_read_per_token(spec, estimate, machine)
+    spec: ModelSpec,
+    estimate: MemoryEstimate,
+    machine: Machine,
+    work: dict[str, _DeviceWork],
+    filled: int,
+) -> tuple[float, str, str, bool]:
+    """Seconds per token, and the device, limit and assumption that set it."""
     kv_fraction = min(filled, estimate.n_ctx) / estimate.n_ctx if estimate.n_ctx else 0.0
-    total, slowest, slowest_s, assumed_any = 0.0, "CPU", -1.0, False
+    total, slowest, slowest_s, limit, assumed_any = 0.0, CPU, -1.0, "memory bandwidth", False
     for device in estimate.devices:
-        read = weights.get(device.name, 0) + device.kv_bytes * kv_fraction
+        device_work = work.get(device.name, _DeviceWork())
+        read = device_work.bytes_read + device.kv_bytes * kv_fraction
         bandwidth, assumed = _bandwidth(machine, device.name)
-        seconds = read / (bandwidth * DECODE_BANDWIDTH_EFFICIENCY)
+        read_s = read / (bandwidth * DECODE_BANDWIDTH_EFFICIENCY)
+        compute_s, overhead_s = 0.0, 0.0
+        if device.name == CPU:
+            compute_s = sum(
+                flops / _cpu_rate(machine, kind, decode=True)
+                for kind, flops in (device_work.flops or {}).items()
+            )
+            overhead_s = device_work.layers * CPU_LAYER_OVERHEAD_S
+        seconds = max(read_s, compute_s) + overhead_s
         total += seconds
         assumed_any |= assumed and read > 0
         if seconds > slowest_s:
             slowest, slowest_s = device.name, seconds
-    return total, slowest, assumed_any
+            limit = "compute" if compute_s > read_s else "memory bandwidth"
+    return total, slowest, limit, assumed_any
 
 
 def _bandwidth(machine: Machine, device: str) -> tuple[float, bool]:
-    if device == "CPU":
+    if device == CPU:
         measured = machine.memory.bandwidth_bytes_per_s
         return (float(measured), False) if measured else (float(DEFAULT_CPU_BANDWIDTH), True)
     gpu = _gpu_for(machine, device)
@@ -120,25 +189,52 @@ def _gpu_for(machine: Machine, device: str) -> GpuInfo | None:
     return None
 
 
-def cpu_peak_flops(machine: Machine) -> float:
-    """FP32 peak of the CPU from its cores and widest SIMD (assumed clock)."""
+def simd_flops_per_cycle(machine: Machine) -> int:
+    """FP32 FLOPs per cycle per core of the CPU's widest SIMD (an FMA counted as two)."""
     flags = set(machine.cpu.simd)
-    per_cycle = next((flops for flag, flops in _FLOPS_PER_CYCLE if flag in flags), 8)
-    return machine.cpu.cores * CPU_HZ_ASSUMED * per_cycle
+    return next((flops for flag, flops in _FLOPS_PER_CYCLE if flag in flags), 8)
+
+
+def _cpu_rate(
+    machine: Machine, kind: str, *, decode: bool, n_embd: int = REFERENCE_N_EMBD
+) -> float:
+    """FLOPs per second the whole CPU reaches on weights of ``kind``."""
+    per_core = CPU_RATES_PER_CORE[kind][0 if decode else 1]
+    width = simd_flops_per_cycle(machine) / REFERENCE_FLOPS_PER_CYCLE
+    narrow = 1.0 if decode else min(1.0, n_embd / REFERENCE_N_EMBD) ** PREFILL_WIDTH_EXPONENT
+    return per_core * machine.cpu.cores * width * narrow
 
 
 def _prefill_seconds(
-    spec: ModelSpec, estimate: MemoryEstimate, machine: Machine
+    spec: ModelSpec, estimate: MemoryEstimate, machine: Machine, filled: int
 ) -> tuple[float, str]:
-    """2 FLOPs per active parameter per token, run by the slowest device's share."""
-    weights = bytes_read_per_token(spec, estimate, machine)
-    total_bytes = sum(weights.values()) or 1
-    seconds, slowest, slowest_s = 0.0, "CPU", -1.0
-    for device, n_bytes in weights.items():
-        flops = 2.0 * spec.params_active * n_bytes / total_bytes
-        peak = cpu_peak_flops(machine) if device == "CPU" else float(DEFAULT_GPU_FLOPS)
-        device_s = flops / (peak * PREFILL_FLOP_EFFICIENCY)
-        seconds += device_s
-        if device_s > slowest_s:
-            slowest, slowest_s = device, device_s
-    return seconds, slowest
+    """Seconds per prompt token: every block's weights and attention over ``filled / 2``
+    earlier tokens on average, each device's share at its own rate."""
+    placement = place_layers(spec, estimate.settings, machine)
+    repacked = {t.name for t in repacked_tensors(spec.tensors, machine, estimate.settings)}
+    expert_share = spec.n_experts_used / spec.n_experts if spec.is_moe else 1.0
+    seconds_by_device: dict[str, float] = {}
+    for tensor in spec.tensors:
+        if tensor.layer is None:
+            continue  # embeddings and the output layer: one token's worth, not every token's
+        device = placement.device_of(tensor)
+        share = expert_share if is_expert_tensor(tensor.name) else 1.0
+        flops = 2.0 * tensor.n_params * share
+        seconds_by_device[device] = seconds_by_device.get(device, 0.0) + flops / _prefill_rate(
+            machine, device, _weight_kind(tensor, tensor.name in repacked), spec.n_embd
+        )
+    attention_flops = 2.0 * spec.n_head * (spec.head_dim_k + spec.head_dim_v) * filled / 2
+    for device in placement.blocks:
+        seconds_by_device[device] = seconds_by_device.get(device, 0.0) + attention_flops / (
+            _prefill_rate(machine, device, "float", spec.n_embd)
+        )
+    if not seconds_by_device:
+        return 0.0, CPU
+    slowest = max(seconds_by_device, key=lambda name: seconds_by_device[name])
+    return sum(seconds_by_device.values()), slowest
+
+
+def _prefill_rate(machine: Machine, device: str, kind: str, n_embd: int) -> float:
+    if device == CPU:
+        return _cpu_rate(machine, kind, decode=False, n_embd=n_embd)
+    return DEFAULT_GPU_FLOPS * GPU_PREFILL_FLOP_EFFICIENCY

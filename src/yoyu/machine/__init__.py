@@ -1,12 +1,14 @@
 """Hardware inventory: the machine yoyu runs on (probe) and machines it does not (presets).
 
 probe_machine()                 this machine, via /proc, sysctl, NVML, ...
+with_measured_bandwidth(m)      its RAM bandwidth, measured once and cached
 load_machine("server-h100-80g") a preset by name, or a path to a TOML file
 list_presets()                  built-in presets and the user's own
 """
 
 from __future__ import annotations
 
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_rate, parse_size
 from yoyu.machine.presets import PresetRef, list_presets, load_machine
 from yoyu.machine.probe import probe_machine
@@ -34,4 +36,5 @@ __all__ = [
     "parse_rate",
     "parse_size",
     "probe_machine",
+    "with_measured_bandwidth",
 ]

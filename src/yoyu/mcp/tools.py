@@ -21,6 +21,7 @@ from yoyu.backends.protocol import ChatMessage, ChatRequest, CompletionRequest
 from yoyu.errors import UnknownModelError, YoyuError
 from yoyu.gateway.service import Answer, GatewayService
 from yoyu.gateway.sizing import run_settings
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
@@ -78,7 +79,7 @@ class YoyuTools:
         self,
         service: GatewayService,
         *,
-        machine: Callable[[], Machine] = probe_machine,
+        machine: Callable[[], Machine] = lambda: with_measured_bandwidth(probe_machine()),
         reader: SystemReader | None = None,
     ) -> None:
         self.service = service

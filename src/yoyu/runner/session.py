@@ -38,6 +38,7 @@ from yoyu.backends.protocol import (
     summarize_stream,
 )
 from yoyu.errors import ModelNotFoundError, YoyuError
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.chat_format import choose_chat_format
@@ -111,7 +112,7 @@ class ModelRun:
             raise YoyuError("this run was opened already; start a new ModelRun")
         self._opened = True
         self.spec = resolve_model(self.config.model)
-        machine = self._machine or probe_machine()
+        machine = self._machine or with_measured_bandwidth(probe_machine())
         settings = for_engine(self.config.settings, self.backend.engine_kind)
         self.prediction = predict(
             self.spec, machine, settings, self.config.n_gpu_layers,
