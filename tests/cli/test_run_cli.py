@@ -108,8 +108,14 @@ def test_a_model_the_engine_refuses_is_one_line_exit_2_and_stored(
 def test_a_run_that_outgrows_the_guard_budget_is_stopped_with_the_guards_reason(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The engine alone holds ~50 MiB of anonymous memory; a 32 MiB budget cannot hold it.
+    # The engine alone holds ~80 MiB; the plan refuses a 32 MiB budget before it starts...
     code, _, err = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB")
+    assert code == 1
+    assert "does not fit" in err and "32.00 MiB free (given)" in err
+    # ...and forced past the plan, the guard stops it.
+    code, _, err = yoyu(
+        capsys, "run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB", "--force"
+    )
     assert code == 75
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: the guard stopped the model:")

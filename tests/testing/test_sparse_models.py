@@ -68,6 +68,14 @@ def test_apparent_size_is_the_expected_file_bytes(
 #   (technical report; the converted GGUF leaves out the multi-token-prediction layer).
 # - Kimi K2: "1 trillion total parameters, 32 billion activated" (model card).
 PUBLISHED: dict[str, dict[str, Any]] = {
+    # bartowski DeepSeek-R1-Distill-Qwen-7B-GGUF Q4_K_M: 4.68 GB; the model card: 7.62B
+    "deepseek-r1-distill-qwen-7b-q4_k_m": {
+        "file_gb": 4.68,
+        "n_tensors": 339,
+        "params": (7.62, 1e9),
+    },
+    # bartowski google_gemma-3-12b-it-GGUF Q4_K_M: 7.30 GB; the language model's 11.8B
+    "gemma-3-12b-q4_k_m": {"file_gb": 7.3, "params": (11.8, 1e9)},
     "llama-3.1-8b-q4_k_m": {
         "file_gb": 4.92,
         "tensor_gib": 4.58,

@@ -21,6 +21,7 @@ from rich.table import Table
 from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.output import console, print_json
 from yoyu.errors import SettingsError
+from yoyu.estimate.engine import ENGINES
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
@@ -67,8 +68,9 @@ def plan_command(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="Engine to plan for: llama-cpp-python or llama-server (default: the one "
-            "yoyu run starts here). Its process, SWA cache and arrays are counted."
+            help="Engine to plan for: llama-cpp-python, llama-server or ollama (default: the "
+            "--emit target when it is one, else the one yoyu run starts here). Its process, "
+            "SWA cache and arrays are counted."
         ),
     ] = None,
     logits_all: Annotated[
@@ -108,7 +110,7 @@ def plan_command(
     target = nodes[0] if nodes else _machine(machine)
     settings = _settings(spec, ctx, kv_type, batch, ubatch, parallel, flash_attn)
     settings = dataclasses.replace(
-        settings, engine=engine or find_engine().kind, logits_all=logits_all
+        settings, engine=engine or _default_engine(emit), logits_all=logits_all
     )
     request = PlanRequest(
         settings=settings,
@@ -133,6 +135,11 @@ def plan_command(
 
 
 # --- input ------------------------------------------------------------------
+
+
+def _default_engine(emit: str | None) -> str:
+    """The engine the emitted settings are for, else the one ``yoyu run`` starts here."""
+    return emit if emit in ENGINES else find_engine().kind
 
 
 def _machine(name: str | None) -> Machine:
