@@ -109,6 +109,7 @@ def common(path: Path, paths: Sequence[Path] | None = None) -> dict[str, Any]:
         "paths": tuple(str(p) for p in parts),
         "file_bytes": sum(p.stat().st_size for p in parts),
         "chat_template": False,  # these files carry none; see the template test
+        "chat_template_text": None,
     }
 
 
@@ -658,6 +659,8 @@ def test_a_chat_template_in_the_file_is_seen(tmp_path: Path) -> None:
         return add
 
     write_model(tmp_path / "t.gguf", "llama", with_template("{{ messages }}"), rows)
-    assert read_gguf_model(tmp_path / "t.gguf").chat_template is True
+    spec = read_gguf_model(tmp_path / "t.gguf")
+    assert spec.chat_template is True and spec.chat_template_text == "{{ messages }}"
+    assert "chat_template_text" not in spec.to_dict()  # tens of KiB: the flag says it is there
     write_model(tmp_path / "blank.gguf", "llama", with_template("  "), rows)
     assert read_gguf_model(tmp_path / "blank.gguf").chat_template is False

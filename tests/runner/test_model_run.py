@@ -18,7 +18,7 @@ from yoyu.estimate.types import RunSettings
 from yoyu.monitor.phases import PHASE_NAMES, phase_profile
 from yoyu.monitor.store import RunStore
 from yoyu.runner import ModelRun, RunConfig, SettlePolicy, WatchContext
-from yoyu.testing.tiny_models import TinyModel
+from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 
 SETTINGS = RunSettings(n_ctx=256, n_batch=64, n_ubatch=64, swa_full=True)
 FAST_SETTLE = SettlePolicy(tolerance_bytes=1024**2, window_s=0.3, cap_s=5.0)
@@ -140,3 +140,15 @@ def test_a_failed_load_is_stored_and_raised(tiny: TinyModel, tmp_path: Path) -> 
     assert [e.kind for e in store.events(run.run_id)] == ["load_start"]
     assert run.backend.pids() == []
     store.close()
+
+
+def test_a_template_the_engine_cannot_render_is_replaced_and_named(tmp_path: Path) -> None:
+    broken = write_tiny_model(tmp_path / "broken.gguf", chat_template="{% if %}")
+    run = ModelRun(config(broken.path), backend=backend(tmp_path), seed=1)
+    with run:  # llama-cpp-python alone would fail to load: it compiles every template
+        turn = run.ask(HELLO, max_tokens=4, temperature=0.0)
+    assert turn.usage is not None and turn.usage.completion_tokens > 0
+    assert run.load_settings["chat_format"] == "chatml"  # no family format for a tiny llama
+    (notice,) = run.notices
+    assert "cannot render the chat template" in notice and "TemplateSyntaxError" in notice
+    assert "'chatml'" in notice

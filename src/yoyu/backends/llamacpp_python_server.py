@@ -2,7 +2,7 @@
 
     python -m yoyu.backends.llamacpp_python_server [--n_outputs_max N] [llama_cpp.server ARGS...]
 
-Two things the stock server gets wrong for memory, put right here:
+Three things the stock server gets wrong, put right here:
 
 - ``n_outputs_max``: llama.cpp reserves its compute buffer for a prompt
   whose every token is an output unless the context says fewer
@@ -22,6 +22,11 @@ Two things the stock server gets wrong for memory, put right here:
   request here (llama-cpp-python 0.3.36, 90 MiB after 30 chat requests to
   a 262,144-token model; flat with the fix). The previous sampler is closed
   when the next one is made.
+- A GGUF chat template its Jinja environment cannot compile makes every load
+  fail, even with a ``chat_format`` chosen instead (``Llama`` compiles every
+  template in the file at load). Such a template is left uncompiled; using
+  it is an error naming it. ``template_problem`` lets yoyu find out before
+  it starts the engine, with the engine's own renderer, and choose a format.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 
 CONTEXT_ONLY = ("n_seq_max", "kv_unified", "n_outputs_max")  # context fields, not Llama kwargs
 _OUTPUTS_FLAG = "--n_outputs_max"
+_MAX_PROBLEM_CHARS = 200
 
 
 def set_context_defaults(overrides: Mapping[str, Any]) -> None:
@@ -79,6 +85,47 @@ def close_sampler_leak() -> None:
         llama_cpp.Llama._init_sampler = fixed  # type: ignore[method-assign]
 
 
+def template_problem(engine_kind: str, template: str | None) -> str | None:
+    """Why ``engine_kind`` cannot render ``template`` (one user turn), or None when it can
+    (or when it is not llama-cpp-python, whose renderer is the one checked here)."""
+    if engine_kind != "llama-cpp-python" or not template:
+        return None
+    try:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        formatter = Jinja2ChatFormatter(template=template, eos_token="</s>", bos_token="<s>")
+        formatter(messages=[{"role": "user", "content": "hi"}])
+    except Exception as error:  # any failure of a user's template is a reason, not a crash
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[
+            :_MAX_PROBLEM_CHARS
+        ]
+    return None
+
+
+def tolerate_broken_templates() -> None:
+    """Compile failures of a file's template are kept for when it is used, not raised at load."""
+    from llama_cpp import llama_chat_format
+
+    formatter_class: Any = llama_chat_format.Jinja2ChatFormatter
+    compile_template = formatter_class.__init__
+    render = formatter_class.__call__
+
+    def init_tolerant(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            compile_template(self, *args, **kwargs)
+            self.yoyu_problem = None
+        except Exception as error:  # the template is the user's file: any error is its own
+            self.yoyu_problem = f"{type(error).__name__}: {error}"
+
+    def render_or_explain(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "yoyu_problem", None):
+            raise ValueError(f"the model's chat template cannot be rendered: {self.yoyu_problem}")
+        return render(self, *args, **kwargs)
+
+    formatter_class.__init__ = init_tolerant
+    formatter_class.__call__ = render_or_explain
+
+
 def split_outputs_flag(argv: list[str]) -> tuple[list[str], dict[str, int]]:
     """``argv`` without ``--n_outputs_max N`` (the server's parser would refuse it), and N."""
     if _OUTPUTS_FLAG not in argv:
@@ -93,6 +140,7 @@ def main() -> None:
     sys.argv, overrides = split_outputs_flag(sys.argv)
     set_context_defaults(overrides)
     close_sampler_leak()
+    tolerate_broken_templates()
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

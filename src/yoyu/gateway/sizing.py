@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yoyu.backends.llamacpp_python_server import template_problem
 from yoyu.estimate.types import RunSettings
 from yoyu.gateway.config import ServedModel
 from yoyu.machine.probe import probe_machine
@@ -73,7 +74,8 @@ class PlanSizer:
         settings = for_engine(run_settings(model.settings, spec.context_length), engine_kind)
         plan = make_plan(spec, self._machine, PlanRequest(settings=settings, propose_moves=False))
         planned = {**engine_load_settings(plan.settings), **model.settings}
-        chat = choose_chat_format(spec, engine_kind)
+        problem = template_problem(engine_kind, spec.chat_template_text)
+        chat = choose_chat_format(spec, engine_kind, problem)
         if chat.chat_format is not None and "chat_format" not in planned:
             planned["chat_format"] = chat.chat_format
         if chat.notice is not None:

@@ -44,8 +44,18 @@ class ChatFormatChoice:
     notice: str | None
 
 
-def choose_chat_format(spec: ModelSpec, engine_kind: str) -> ChatFormatChoice:
-    """For a file without a template: its family's format, or the engine's fallback named."""
+def choose_chat_format(
+    spec: ModelSpec, engine_kind: str, template_problem: str | None = None
+) -> ChatFormatChoice:
+    """For a file without a template, its family's format or the engine's fallback named;
+    for one the engine cannot render (``template_problem``), its family's or ChatML."""
+    if template_problem is not None:
+        chosen = family_chat_format(spec.architecture) or "chatml"
+        return ChatFormatChoice(
+            chosen,
+            f"{engine_kind} cannot render the chat template of {spec.name} ({template_problem}); "
+            f"using the {chosen!r} format instead",
+        )
     if spec.chat_template is not False:
         return ChatFormatChoice(None, None)
     family = family_chat_format(spec.architecture)

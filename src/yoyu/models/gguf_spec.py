@@ -166,7 +166,8 @@ def spec_from_gguf(model: GGUFModelFiles) -> ModelSpec:
         n_experts_shared=hparams.int_or("expert_shared_count", 0),
         expert_ff_length=hparams.optional_int("expert_feed_forward_length"),
         mla=_mla_dims(hparams, head_dim_k),
-        chat_template=_has_chat_template(model.metadata),
+        chat_template=_chat_template(model.metadata) is not None,
+        chat_template_text=_chat_template(model.metadata),
         tensors=model.tensors,
     )
 
@@ -246,9 +247,9 @@ def _dim(tensors: tuple[TensorInfo, ...], name: str, axis: int) -> int:
     return 0
 
 
-def _has_chat_template(metadata: dict[str, MetadataValue]) -> bool:
+def _chat_template(metadata: dict[str, MetadataValue]) -> str | None:
     template = metadata.get("tokenizer.chat_template")
-    return isinstance(template, str) and bool(template.strip())
+    return template if isinstance(template, str) and template.strip() else None
 
 
 def _vocab_size(hparams: _Hparams, model: GGUFModelFiles) -> int:

@@ -152,6 +152,7 @@ class ModelSpec:
     expert_ff_length: int | None = None
     mla: MlaDims | None = None
     chat_template: bool | None = None  # the file carries one; None: the source does not say
+    chat_template_text: str | None = field(default=None, repr=False)  # kept out of to_dict
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
 
     @property
@@ -161,6 +162,7 @@ class ModelSpec:
     def to_dict(self, *, include_tensors: bool = False) -> dict[str, Any]:
         """Plain JSON-ready dict; the tensor table only when asked (it can be 10k rows)."""
         data = dataclasses.asdict(self)
+        data.pop("chat_template_text")  # tens of KiB of Jinja; ``chat_template`` says it is there
         if not include_tensors:
             data.pop("tensors")
         return data

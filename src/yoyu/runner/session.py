@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from yoyu.backends.llamacpp_python_server import template_problem
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend
 from yoyu.backends.protocol import (
     Backend,
@@ -135,7 +136,8 @@ class ModelRun:
         """A file without a chat template gets its family's format, and the user is told."""
         if "chat_format" in self.load_settings:
             return
-        choice = choose_chat_format(spec, engine_kind)
+        problem = template_problem(engine_kind, spec.chat_template_text)
+        choice = choose_chat_format(spec, engine_kind, problem)
         if choice.chat_format is not None:
             self.load_settings["chat_format"] = choice.chat_format
         if choice.notice is not None:

@@ -193,6 +193,7 @@ def write_tiny_model(
     seed: int = 0,
     weight_type: str = "F16",
     type_overrides: Mapping[str, str] | None = None,
+    chat_template: str | None = None,
     **shape: int,
 ) -> TinyModel:
     """Write a tiny ``arch`` model to ``path`` and describe it.
@@ -203,11 +204,13 @@ def write_tiny_model(
     and ``.weight``: ``"output"``, ``"attn_v"``, ``"ffn_down_exps"``) to a type,
     e.g. to mimic a Q4_K_M mix. Types gguf-py cannot quantize (K-quants, IQ)
     are written as zero blocks: valid data that still exercises the kernels.
+    ``chat_template`` is written as ``tokenizer.chat_template`` (none by default).
     ``shape`` overrides ``TinyShape`` fields (``n_layers=3``, ``n_embd=256``).
     """
     tiny_shape = _resolve_shape(arch, shape)
     rows = _tensor_rows(arch, tiny_shape, weight_type, type_overrides or {})
-    _write_gguf(path, arch, tiny_shape, rows, weight_type, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    _write_gguf(path, arch, tiny_shape, rows, weight_type, rng, chat_template)
     return _describe(path, arch, tiny_shape, rows, weight_type)
 
 
@@ -323,11 +326,14 @@ def _write_gguf(
     rows: tuple[TensorRow, ...],
     weight_type: str,
     rng: np.random.Generator,
+    chat_template: str | None = None,
 ) -> None:
     writer = gguf.GGUFWriter(path, _GGUF_ARCHITECTURE.get(arch, arch))
     _add_hparams(writer, arch, shape)
     _add_file_type(writer, weight_type)
     add_spm_vocab(writer, byte_spm_vocab(shape.vocab_size))
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for row in rows:
         data = _tensor_data(row, rng)
         raw_dtype = None if data.dtype in (np.float32, np.float16) else row.qtype
