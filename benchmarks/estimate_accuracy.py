@@ -14,7 +14,9 @@ Three parts, each a prediction beside a measurement taken in the same run:
    sizes and a 20-turn chat, the plan's total beside the kernel's high-water
    mark (VmHWM) of the engine's processes. llama-cpp-python's server always;
    ``llama-server`` too when ``--llama-server PATH`` is given.
-3. Decode speed on generated shapes (RAM bandwidth measured with a numpy copy).
+3. Decode and prefill speed through llama-cpp-python's server on the real Gemma
+   and a generated 1 GB F16 model, beside the prediction from the RAM
+   bandwidth yoyu measures once (``yoyu.machine.bandwidth``).
 
     PYTHONPATH=src python benchmarks/estimate_accuracy.py [--quick] [--keep DIR]
         [--llama-server PATH] [--no-sparse]
@@ -23,25 +25,27 @@ Three parts, each a prediction beside a measurement taken in the same run:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import random
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from yoyu.backends.llamacpp_measure import measure_load
 from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend, python_engine
-from yoyu.backends.protocol import ChatMessage, ChatRequest, ModelRef
+from yoyu.backends.protocol import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    ModelRef,
+    summarize_stream,
+)
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.gguf_spec import read_gguf_model
@@ -276,54 +280,62 @@ def print_engine_peaks(machine: Machine, llama_server: str | None, quick: bool) 
           "(goal: 0 to +5 %, never below)")  # fmt: skip
 
 
-# -- 3. decode speed ---------------------------------------------------------------
+# -- 3. speed ---------------------------------------------------------------------
 
 
-def ram_bandwidth_bytes_per_s(size_bytes: int = 512 * MIB, repeats: int = 8) -> int:
-    """Copy bandwidth (read + write bytes per second), best of ``repeats``."""
-    source = np.ones(size_bytes // 8, dtype=np.float64)
-    target = np.empty_like(source)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        np.copyto(target, source)
-        best = min(best, time.perf_counter() - started)
-    return int(2 * size_bytes / best)
+MID_F16 = {
+    "n_layers": 9,
+    "n_embd": 2048,
+    "n_head": 16,
+    "n_head_kv": 4,
+    "n_ff": 5632,
+    "vocab_size": 32000,
+}  # fmt: skip  (1 GB of F16 weights)
 
 
-def decode_speed(machine: Machine, folder: Path, quick: bool) -> None:
-    bandwidth = ram_bandwidth_bytes_per_s()
-    machine = dataclasses.replace(
-        machine, memory=dataclasses.replace(machine.memory, bandwidth_bytes_per_s=bandwidth)
-    )
-    print(f"\nRAM copy bandwidth measured: {bandwidth / 1e9:.1f} GB/s")
-    shapes: list[tuple[str, str, dict[str, Any]]] = [
-        ("llama", "Q8_0", {"n_layers": 4, "n_embd": 2048, "n_head": 16, "n_head_kv": 4,
-                           "n_ff": 5632}),
-    ]  # fmt: skip
-    if not quick:
-        shapes.append(("llama", "F16", {"n_layers": 4, "n_embd": 1536, "n_head": 12,
-                                        "n_head_kv": 4, "n_ff": 4096}))  # fmt: skip
-        shapes.append(("moe", "Q8_0", {"n_layers": 4, "n_embd": 1024, "n_head": 8,
-                                       "n_head_kv": 2, "n_ff": 2048, "n_experts": 8,
-                                       "n_experts_used": 2}))  # fmt: skip
-    for arch, weight_type, shape in shapes:
-        path = folder / f"decode_{arch}_{weight_type}.gguf"
-        write_tiny_model(path, arch, weight_type=weight_type, **{**BASE, **shape})
+def engine_speed(model: Path, prompt_words: int) -> tuple[int, float, float]:
+    """(prompt tokens, prefill tok/s from the time to the first token, decode tok/s from the
+    engine's own timings) of one warm request through llama-cpp-python's server."""
+    backend = LlamaCppServerBackend(engine=python_engine())
+    try:
+        backend.load(ModelRef("m", model), engine_load_settings(RunSettings(n_ctx=2048)))
+        warm = ChatRequest("m", (ChatMessage("user", words(20, 99)),), max_tokens=4)
+        backend.chat(warm)  # the first request pays for page faults and lazy imports
+        request = CompletionRequest("m", words(prompt_words, 7), max_tokens=64, temperature=0)
+        chunks = list(backend.stream_complete(request))
+    finally:
+        backend.close()
+    summary = summarize_stream(chunks)
+    timings = next((c.engine_timings for c in reversed(chunks) if c.engine_timings), None)
+    tokens = (summary.usage.prompt_tokens or 0) if summary.usage else 0
+    prefill = tokens / summary.first_token_s if summary.first_token_s else 0.0
+    decode = 0.0
+    if timings is not None and timings.decode_ms:
+        decode = timings.decode_tokens / timings.decode_ms * 1000
+    return tokens, prefill, decode
+
+
+def _versus(predicted: float, measured: float) -> str:
+    error = (predicted - measured) / measured if measured else float("inf")
+    return f"predicted {predicted:6.1f} measured {measured:6.1f} tok/s ({100 * error:+.0f}%)"
+
+
+def print_speed(machine: Machine, folder: Path) -> None:
+    machine = with_measured_bandwidth(machine)
+    bandwidth = (machine.memory.bandwidth_bytes_per_s or 0) / 1e9
+    print(f"\nSpeed through llama-cpp-python's server, RAM copy bandwidth {bandwidth:.1f} GB/s:")
+    mid = folder / "speed_mid_f16.gguf"
+    if not mid.exists():
+        write_tiny_model(mid, "llama", weight_type="F16", **MID_F16)
+    cases = [("real Gemma 3 270M", real_model_path(GEMMA3_270M), 400), ("1 GB F16", mid, 90)]
+    for label, path, prompt_words in cases:
         spec = read_gguf_model(path)
-        settings = RunSettings(n_ctx=512)
-        estimate = estimate_memory(spec, machine, settings)
-        predicted = predict_speed(spec, estimate, machine, context_tokens=estimate.n_ctx)
-        measured = measure_load(path, llama_cpp_python_kwargs(settings), generate_tokens=32)
-        decode = measured.decode_tps or 0.0
-        error = (predicted.decode_tps - decode) / decode if decode else float("inf")
-        print(
-            f"decode {arch} {weight_type} ({spec.file_bytes / MIB:.0f} MiB): predicted "
-            f"{predicted.decode_tps:7.1f} tok/s, measured {decode:7.1f} tok/s, "
-            f"error {100 * error:+.1f}% "
-            f"[{predicted.bound}]; prefill predicted {predicted.prefill_tps:.0f}, "
-            f"measured {measured.prefill_tps or 0:.0f} tok/s"
-        )
+        tokens, prefill, decode = engine_speed(path, prompt_words)
+        estimate = estimate_memory(spec, machine, RunSettings(n_ctx=2048))
+        predicted = predict_speed(spec, estimate, machine, context_tokens=tokens)
+        print(f"  {label:18s} decode {_versus(predicted.decode_tps, decode)}; "
+              f"prefill ({tokens} tokens) {_versus(predicted.prefill_tps, prefill)}")  # fmt: skip
+        print(f"  {'':18s} [{predicted.bound}]")
 
 
 def main() -> None:
@@ -343,7 +355,7 @@ def main() -> None:
         print(f"{len(chosen)} configurations; machine: {machine.cpu.model}\n")
         print_components([component_row(config, machine, folder) for config in chosen])
         print_engine_peaks(machine, args.llama_server, args.quick)
-        decode_speed(machine, folder, args.quick)
+        print_speed(machine, folder)
 
 
 if __name__ == "__main__":
