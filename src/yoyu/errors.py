@@ -1,8 +1,12 @@
 """The one family of errors a user can cause, and nothing else.
 
 Every message is one line that says what was wrong and what to do. The CLI
-prints it and exits 2; the gateway turns it into an OpenAI-style error object.
-Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
+prints it and exits with ``exit_code`` (2 unless a class says otherwise);
+the gateway and the MCP server answer with ``http_status``, the OpenAI error
+``error_type`` and ``error_code`` the class carries (httpx's
+``_exceptions.py`` is the model: the tree says whose fault it was, so no
+boundary keeps its own ordered ladder of isinstance checks). Bugs stay
+ordinary exceptions with tracebacks: they are ours, not the user's.
 
     YoyuError
      ├── ModelError            a model could not be read or found
@@ -12,6 +16,7 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
      │    └── DoesNotFitError      the plan refuses the run: it does not fit (exit 1, as yoyu plan)
+     ├── RequestCancelledError the client left, or the deadline passed (499)
      ├── RunStoreError         the run store cannot be opened or has no such run
      ├── GuardCommandError     ``yoyu guard -- CMD`` could not start CMD (exit code 127)
      ├── GuardStoppedError     the guard stopped a model yoyu ran, before memory ran out (exit 75)
@@ -23,10 +28,10 @@ Bugs stay ordinary exceptions with tracebacks: they are ours, not the user's.
      │    ├── BackendTimeoutError      the engine took longer than the configured timeout
      │    └── BackendRequestError      the engine refused: an HTTP error status or error event
      └── GatewayError          the gateway cannot serve a request as asked
-          ├── BadRequestError          the body is not JSON or lacks a needed field
+          ├── BadRequestError          the body is not JSON, lacks a field, or one is out of range
           ├── UnknownModelError        no served model, route or alias by that name
           ├── PrivacyError             a local-only request has no local route
-          ├── AdmissionError           a load would cross the memory floor or budget
+          ├── AdmissionError           a load would cross the memory floor or budget (503)
           └── NoRouteError             every route failed (each one's reason listed)
 """
 
@@ -34,13 +39,28 @@ from __future__ import annotations
 
 
 class YoyuError(Exception):
-    """Base of every error a user can cause; its message is shown as is."""
+    """Base of every error a user can cause; its message is shown as is.
+
+    ``http_status``, ``error_type`` and ``error_code`` are how an HTTP API
+    answers it (OpenAI's ``{"error": {"type", "code", "param"}}``); a subclass
+    sets its own, an instance may override them (``param`` names the request
+    field at fault, ``retry_after_s`` says when to try again).
+    """
 
     exit_code = 2
+    http_status = 500
+    error_type = "server_error"
+    error_code: str | None = None
+    param: str | None = None
+    retry_after_s: float | None = None
 
 
 class ModelError(YoyuError):
     """A model could not be read or found."""
+
+    http_status = 503
+    error_type = "model_unavailable"
+    error_code = "model_unreadable"
 
 
 class ModelFileError(ModelError):
@@ -50,17 +70,33 @@ class ModelFileError(ModelError):
 class ModelNotFoundError(ModelError):
     """No model file, Ollama manifest or catalog entry matches the name given."""
 
+    http_status = 404
+    error_type = "invalid_request_error"
+    error_code = "model_not_found"
+
 
 class MachineError(YoyuError):
     """A machine preset is unknown or a machine description is invalid."""
 
+    http_status = 400
+    error_type = "invalid_request_error"
+    error_code = "unknown_machine"
+
 
 class ConfigError(YoyuError):
-    """The configuration file or an environment override is invalid."""
+    """The configuration file or an environment override is invalid (the operator's to fix)."""
+
+    error_code = "bad_config"
 
 
 class SettingsError(YoyuError):
-    """A run or plan setting is out of range (ctx 0, unknown KV type, negative memory)."""
+    """A run or plan setting is out of range (ctx 0, unknown KV type, negative memory).
+
+    Through the gateway these come from a served model's configured settings:
+    the operator's to fix, so a 500 with its own code, not the caller's 400.
+    """
+
+    error_code = "bad_settings"
 
 
 class DoesNotFitError(SettingsError):
@@ -71,10 +107,17 @@ class DoesNotFitError(SettingsError):
     """
 
     exit_code = 1
+    http_status = 503
+    error_type = "insufficient_memory"
+    error_code = "model_does_not_fit"
 
 
 class BackendError(YoyuError):
     """An engine (llama.cpp, Ollama...) failed to load a model or to answer."""
+
+    http_status = 502
+    error_type = "upstream_error"
+    error_code = "upstream_failed"
 
 
 class BackendStartError(BackendError):
@@ -101,6 +144,9 @@ class BackendCrashedError(BackendError):
 class BackendTimeoutError(BackendError):
     """Connecting to, or reading from, the engine took longer than the timeout allows."""
 
+    http_status = 504
+    error_code = "upstream_timeout"
+
 
 class BackendRequestError(BackendError):
     """The engine refused a request: an HTTP error status, or an error object mid-stream.
@@ -110,9 +156,28 @@ class BackendRequestError(BackendError):
     caller's mistakes (4xx) from the engine's (5xx).
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.param = param
+        if status_code in (401, 403):  # the upstream refused *our* key: the operator's to fix
+            self.error_code = "upstream_auth"
+        elif status_code is not None and 400 <= status_code < 500:  # the caller's request
+            self.http_status, self.error_type = status_code, "invalid_request_error"
+            self.error_code = "upstream_refused"
+
+
+class RequestCancelledError(YoyuError):
+    """The request was stopped before its answer: the client left, or its deadline passed.
+
+    Never a reason to try the next route: nobody waits for the answer.
+    """
+
+    http_status = 499
+    error_type = "request_cancelled"
+    error_code = "client_closed_request"
 
 
 class RunStoreError(YoyuError):
@@ -120,27 +185,63 @@ class RunStoreError(YoyuError):
 
 
 class GatewayError(YoyuError):
-    """The gateway cannot serve a request as asked; the HTTP layer picks the status."""
+    """The gateway cannot serve a request as asked."""
 
 
 class BadRequestError(GatewayError):
-    """The request body is not valid JSON or lacks a field the endpoint needs."""
+    """The request is not valid JSON, lacks a field, or has one out of range (``param``)."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+    error_code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class UnknownModelError(GatewayError):
     """No served model, route or alias has the name the request gave."""
 
+    http_status = 404
+    error_type = "invalid_request_error"
+    error_code = "model_not_found"
+
 
 class PrivacyError(GatewayError):
     """A request that must stay local has no local route; nothing was sent anywhere."""
+
+    http_status = 403
+    error_type = "privacy_error"
+    error_code = "no_local_route"
 
 
 class AdmissionError(GatewayError):
     """Loading the model would cross the memory floor or budget, even after unloading."""
 
+    http_status = 503
+    error_type = "insufficient_memory"
+    error_code = "model_does_not_fit"
+    retry_after_s = 30.0  # models unload after their TTL; the memory may be there by then
+
 
 class NoRouteError(GatewayError):
-    """Every route for the request failed; the message lists why each one did."""
+    """Every route for the request failed; the message lists why each one did.
+
+    When every one was refused for memory it answers as that refusal does
+    (503 with Retry-After): the route is not broken, the machine is full.
+    """
+
+    http_status = 502
+    error_type = "upstream_error"
+    error_code = "no_route"
+
+    def __init__(self, message: str, *, causes: tuple[YoyuError, ...] = ()) -> None:
+        super().__init__(message)
+        self.causes = causes
+        if causes and all(isinstance(cause, AdmissionError) for cause in causes):
+            self.http_status, self.error_type = 503, AdmissionError.error_type
+            self.error_code, self.retry_after_s = "no_route_fits", AdmissionError.retry_after_s
 
 
 class GuardCommandError(YoyuError):

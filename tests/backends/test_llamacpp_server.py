@@ -21,17 +21,16 @@ import psutil
 import pytest
 
 from yoyu.backends.engine_process import EngineProcess
-from yoyu.backends.llamacpp_server import (
+from yoyu.backends.llamacpp_flags import (
     PYTHON_SERVER_MODULE,
     LlamaCppEngine,
-    LlamaCppServerBackend,
-    engine_complaint,
     engine_environment,
     llama_server_flags,
-    parse_request_timings,
     python_engine,
     python_server_flags,
 )
+from yoyu.backends.llamacpp_log import engine_complaint, parse_request_timings
+from yoyu.backends.llamacpp_server import LlamaCppServerBackend
 from yoyu.backends.openai_http import HttpTimeouts
 from yoyu.backends.ports import free_loopback_port
 from yoyu.backends.protocol import (

@@ -44,7 +44,7 @@ def test_the_gateway_guard_evicts_engines_that_outgrow_its_budget(tmp_path: Path
     try:
         service.start()
         with contextlib.suppress(YoyuError):  # the guard may stop the load before it answers
-            service.chat(ChatRequest("tiny", HI, max_tokens=4))
+            service.answer(ChatRequest("tiny", HI, max_tokens=4))
         deadline = time.monotonic() + 20
         while service.backends["local"].pids() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -63,7 +63,7 @@ def test_within_its_budget_the_gateway_guard_leaves_the_model_alone(tmp_path: Pa
     service = make_service(tmp_path, GuardPolicy(budget_bytes=4 * GIB))
     try:
         service.start()
-        answer = service.chat(ChatRequest("tiny", HI, max_tokens=4))
+        answer = service.answer(ChatRequest("tiny", HI, max_tokens=4))
         assert answer.route == "tiny"
         assert [info.id for info in service.residency.snapshot()] == ["tiny"]
         assert service.guard is not None and service.guard.first_stop is None

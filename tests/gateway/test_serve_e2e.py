@@ -290,7 +290,10 @@ def test_a_tight_budget_unloads_the_idle_model_and_one_load_serves_concurrent_re
 def test_bad_json_unknown_model_and_oversize_body_are_clear_4xx(
     client: openai.OpenAI, gateway: GatewayProcess
 ) -> None:
-    bad = httpx.post(f"{gateway.base_url}/chat/completions", content=b'{"model": "tiny",')
+    json_type = {"Content-Type": "application/json"}
+    bad = httpx.post(
+        f"{gateway.base_url}/chat/completions", content=b'{"model": "tiny",', headers=json_type
+    )
     assert bad.status_code == 400
     assert "not valid JSON" in bad.json()["error"]["message"]
     with pytest.raises(openai.NotFoundError, match="ask for one of"):

@@ -61,7 +61,7 @@ def test_a_load_that_would_cross_the_floor_is_refused_before_it_starts(
     service = make_service(tmp_path, stub, available=FLOOR + GIB // 2)  # 1 GiB needed, 0.5 spare
     try:
         with pytest.raises(AdmissionError, match=r"floor 2\.00 GiB"):
-            service.chat(ChatRequest("tiny", HI))
+            service.answer(ChatRequest("tiny", HI))
         assert service.backends["local"].loaded_models() == []
         assert stub.generation_requests() == []
     finally:
@@ -71,7 +71,7 @@ def test_a_load_that_would_cross_the_floor_is_refused_before_it_starts(
 def test_a_model_that_does_not_fit_takes_the_next_route(tmp_path: Path, stub: OpenAIStub) -> None:
     service = make_service(tmp_path, stub, available=FLOOR + GIB // 2)
     try:
-        answer = service.chat(ChatRequest("auto", HI))
+        answer = service.answer(ChatRequest("auto", HI))
         assert answer.route == "small"
         assert answer.fallbacks and answer.fallbacks[0].startswith("tiny: not loading tiny")
         assert service.backends["local"].loaded_models() == []
@@ -103,7 +103,7 @@ def test_aliases_switch_at_runtime(tmp_path: Path, stub: OpenAIStub) -> None:
     try:
         change = service.switch_alias("fast", "small")
         assert change.previous is None
-        assert service.chat(ChatRequest("fast", HI)).route == "small"
+        assert service.answer(ChatRequest("fast", HI)).route == "small"
         assert "fast" in service.model_ids()
     finally:
         service.close()
@@ -145,7 +145,7 @@ def test_a_5xx_moves_on_and_a_4xx_is_the_callers(pair: tuple[OpenAIStub, OpenAIS
     service = pair_service(first, second, free_port())
     try:
         first.behaviour.fail_status = 503
-        answer = service.chat(ChatRequest("ab", HI))
+        answer = service.answer(ChatRequest("ab", HI))
         assert answer.route == "b" and answer.response.text == "second"
         assert "503" in answer.fallbacks[0]
 
@@ -153,7 +153,7 @@ def test_a_5xx_moves_on_and_a_4xx_is_the_callers(pair: tuple[OpenAIStub, OpenAIS
         second_calls = len(second.generation_requests())
         service._cooldowns.succeeded("a")  # a's 503 put it at the back; bring it forward
         with pytest.raises(BackendRequestError) as refused:
-            service.chat(ChatRequest("ab", HI))
+            service.answer(ChatRequest("ab", HI))
         assert refused.value.status_code == 400
         assert len(second.generation_requests()) == second_calls  # no fallback on a 4xx
     finally:
@@ -169,7 +169,7 @@ def test_an_unhealthy_backend_goes_to_the_back_of_its_routes(
         statuses = {status.name: status for status in service.health()}
         assert not statuses["down"].ok and statuses["down"].cooling_down
         assert statuses["a"].ok and not statuses["a"].cooling_down
-        answer = service.chat(ChatRequest("down-b", HI))
+        answer = service.answer(ChatRequest("down-b", HI))
         assert answer.route == "b" and answer.fallbacks == ()  # never waited on "down"
     finally:
         service.close()

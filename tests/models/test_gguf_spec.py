@@ -110,6 +110,7 @@ def common(path: Path, paths: Sequence[Path] | None = None) -> dict[str, Any]:
         "file_bytes": sum(p.stat().st_size for p in parts),
         "chat_template": False,  # these files carry none; see the template test
         "chat_template_text": None,
+        "longest_token_bytes": None,  # no token list in these files
     }
 
 
@@ -186,7 +187,7 @@ def test_llama_with_grouped_query_attention(tmp_path: Path) -> None:
         n_ff=512,
         vocab_size=300,
         context_length=4096,
-        **common(path),
+        **{**common(path), "longest_token_bytes": 4},  # "t299"
         **figures(rows, 4),
         **no_extras(),
     )
@@ -411,7 +412,7 @@ def test_qwen3moe_counts_every_expert_in_memory_and_used_ones_as_active(tmp_path
         n_ff=768,
         vocab_size=2000,
         context_length=4096,
-        **common(path),
+        **{**common(path), "longest_token_bytes": 5},  # "t1999"
         **figures(rows, 3, n_experts=8, used=2),
         **{**no_extras(), "n_experts": 8, "n_experts_used": 2, "expert_ff_length": 128},
     )

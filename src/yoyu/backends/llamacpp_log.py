@@ -1,4 +1,4 @@
-"""Read the buffer sizes llama.cpp reports while it loads a model.
+"""Read what a llama.cpp engine writes to its log: buffer sizes, timings, complaints.
 
 llama.cpp logs every allocation it makes, one line per buffer and device::
 
@@ -18,9 +18,11 @@ printed with two decimals of MiB, hence the ±0.005 MiB resolution.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from yoyu.backends.protocol import ChatChunk, ChatResponse, EngineTimings, Usage
 from yoyu.units import MIB
 
 _LOG_PREFIX = r"(?:\d+\.\d+\.\d+\.\d+ [A-Z] )?"  # llama-server's "0.00.484.385 I " time and level
@@ -66,3 +68,77 @@ def parse_buffer_sizes(log_text: str) -> ReportedBuffers:
             float(match["mib"]) * MIB
         )
     return ReportedBuffers(by_kind)
+
+
+# -- complaints and timings ---------------------------------------------------
+
+_TRACEBACK_NOISE = re.compile(r"^(\s|Traceback |\^|~|During handling|The above exception)")
+_ACCESS_LOG = re.compile(r"^INFO:\s")
+_USAGE_LINE = re.compile(r"^usage: |^\s+\[--")
+_COMPLAINT_WORDS = re.compile(r"error|invalid|failed|cannot|can't|unable|no such", re.IGNORECASE)
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_COMPLAINT_WINDOW = 8
+_MAX_COMPLAINT_CHARS = 300
+
+
+def engine_complaint(log_text: str) -> str:
+    """The engine's own words for what went wrong, on one line.
+
+    The last meaningful line (not a traceback frame, access log or usage
+    text), preceded by the first line of the final stretch that names an
+    error when that is a different line: llama.cpp's cause ("invalid magic
+    characters") comes a few lines before the Python exception it leads to.
+    """
+    lines = [line.strip() for line in log_text.splitlines() if _is_meaningful(line)]
+    if not lines:
+        return "(the engine's log is empty)"
+    window = lines[-_COMPLAINT_WINDOW:]
+    cause = next((line for line in window if _COMPLAINT_WORDS.search(line)), window[-1])
+    said = window[-1] if cause == window[-1] else f"{cause} ... {window[-1]}"
+    return _PRINTABLE.sub("?", said)[:_MAX_COMPLAINT_CHARS]
+
+
+def _is_meaningful(line: str) -> bool:
+    if not line.strip():
+        return False
+    return not (_TRACEBACK_NOISE.match(line) or _ACCESS_LOG.match(line) or _USAGE_LINE.match(line))
+
+
+_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+_DECODE_EVAL = re.compile(r"(?<!prompt) eval time =\s*([\d.]+) ms /\s*(\d+) runs")
+_PREFIX_HIT = re.compile(r"(\d+) prefix-match hit")
+
+
+def parse_request_timings(log_text: str) -> EngineTimings | None:
+    """llama.cpp's timing lines for one request (``llama_perf_context_print``).
+
+    ``None`` unless the text holds exactly one request's lines: with two
+    requests interleaved there is no telling whose figures are whose.
+    """
+    prompt = _PROMPT_EVAL.findall(log_text)
+    decode = _DECODE_EVAL.findall(log_text)
+    if len(prompt) != 1 or len(decode) != 1:
+        return None
+    cached = _PREFIX_HIT.findall(log_text)
+    return EngineTimings(
+        prompt_tokens=int(prompt[0][1]),
+        prompt_ms=float(prompt[0][0]),
+        decode_tokens=int(decode[0][1]),
+        decode_ms=float(decode[0][0]),
+        cached_tokens=int(cached[0]) if len(cached) == 1 else 0,
+    )
+
+
+def with_log_timings(response: ChatResponse, log_text: str) -> ChatResponse:
+    if response.engine_timings is not None:
+        return response
+    return dataclasses.replace(response, engine_timings=parse_request_timings(log_text))
+
+
+def with_log_usage(chunk: ChatChunk, log_text: str) -> ChatChunk:
+    timings = chunk.engine_timings or parse_request_timings(log_text)
+    if timings is None or chunk.usage is None:
+        return chunk
+    prompt_tokens = timings.prompt_tokens + timings.cached_tokens
+    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=chunk.usage.completion_tokens)
+    return dataclasses.replace(chunk, usage=usage, engine_timings=timings)

@@ -2,7 +2,7 @@
 
     python -m yoyu.backends.llamacpp_python_server [--n_outputs_max N] [llama_cpp.server ARGS...]
 
-Three things the stock server gets wrong, put right here:
+Four things the stock server gets wrong, put right here:
 
 - ``n_outputs_max``: llama.cpp reserves its compute buffer for a prompt
   whose every token is an output unless the context says fewer
@@ -22,6 +22,11 @@ Three things the stock server gets wrong, put right here:
   request here (llama-cpp-python 0.3.36, 90 MiB after 30 chat requests to
   a 262,144-token model; flat with the fix). The previous sampler is closed
   when the next one is made.
+- An error in a streamed answer is lost: the server has sent its 200 and
+  ends the stream silently (a prompt over the context: an empty body). Here
+  it becomes an error event with the message and status the same request
+  gets unstreamed (``{"error": {..., "status": 400}}``), so a client, and
+  yoyu's whole answers (streamed from this engine, to be stoppable), see it.
 - A GGUF chat template its Jinja environment cannot compile makes every load
   fail, even with a ``chat_format`` chosen instead (``Llama`` compiles every
   template in the file at load). Such a template is left uncompiled; using
@@ -32,9 +37,10 @@ Three things the stock server gets wrong, put right here:
 from __future__ import annotations
 
 import functools
+import importlib
 import runpy
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 CONTEXT_ONLY = ("n_seq_max", "kv_unified", "n_outputs_max")  # context fields, not Llama kwargs
@@ -126,6 +132,45 @@ def tolerate_broken_templates() -> None:
     formatter_class.__call__ = render_or_explain
 
 
+def report_stream_errors() -> None:
+    """Make the server's stream publisher send an error event for an error in a stream."""
+    server_app: Any = importlib.import_module("llama_cpp.server.app")
+    errors: Any = importlib.import_module("llama_cpp.server.errors")
+    publish = server_app.get_event_publisher
+
+    async def publish_with_errors(**arguments: Any) -> None:  # the server passes keywords
+        llama_call, body = arguments["llama_call"], arguments.get("body")
+
+        def call(llama: Any, **call_kwargs: Any) -> Iterator[Any]:
+            return _chunks_or_error(lambda: llama_call(llama, **call_kwargs), body)
+
+        await publish(**{**arguments, "llama_call": call})
+
+    server_app.get_event_publisher = publish_with_errors
+    _ERROR_PATTERNS.update(errors.RouteErrorHandler.pattern_and_formatters)
+
+
+_ERROR_PATTERNS: dict[Any, Any] = {}
+
+
+def _chunks_or_error(open_stream: Callable[[], Iterator[Any]], body: Any) -> Iterator[Any]:
+    """The stream's chunks; an exception becomes one last error chunk (OpenAI's shape)."""
+    try:
+        yield from open_stream()
+    except Exception as error:  # the client's request failed: say so, as unstreamed would
+        yield {"error": stream_error(error, body)}
+
+
+def stream_error(error: Exception, body: Any) -> dict[str, Any]:
+    """The error object the server answers an unstreamed request with, plus its status."""
+    for pattern, formatter in _ERROR_PATTERNS.items():
+        match = pattern.search(str(error))
+        if match is not None:
+            status, response = formatter(body, match)
+            return {**dict(response), "status": status}
+    return {"message": str(error), "type": "internal_server_error", "status": 500}
+
+
 def split_outputs_flag(argv: list[str]) -> tuple[list[str], dict[str, int]]:
     """``argv`` without ``--n_outputs_max N`` (the server's parser would refuse it), and N."""
     if _OUTPUTS_FLAG not in argv:
@@ -141,6 +186,7 @@ def main() -> None:
     set_context_defaults(overrides)
     close_sampler_leak()
     tolerate_broken_templates()
+    report_stream_errors()
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

@@ -1,11 +1,10 @@
 """The managed llama.cpp backend: yoyu starts the engine, owns it, and stops it.
 
 Each loaded model is one child process serving the OpenAI API on a free
-127.0.0.1 port: llama-cpp-python's server (``python -m llama_cpp.server``)
-by default, or a ``llama-server`` binary when one is configured or found on
-PATH. Load settings are llama-cpp-python's ``Llama`` keyword names (what
-``yoyu.plan.emit.llama_cpp.llama_cpp_python_kwargs`` produces) whichever
-engine runs, plus ``extra_argv`` for flags passed through verbatim.
+127.0.0.1 port: llama-cpp-python's server by default, or a ``llama-server``
+binary when one is configured or found on PATH (``llamacpp_flags`` turns the
+load settings into its command line; ``llamacpp_requests`` shapes each
+request for the engine that runs it).
 
 Ports: yoyu picks a free port, and if the engine still finds it taken
 ("address already in use": another process bound it in between) the load is
@@ -31,19 +30,14 @@ a load choice, not a default; ``embed`` on another model is a 400.
 from __future__ import annotations
 
 import atexit
-import dataclasses
-import json
-import os
 import re
-import shutil
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -54,8 +48,22 @@ from yoyu.backends.engine_process import (
     EngineProcess,
     describe_returncode,
 )
-from yoyu.backends.llamacpp_log import parse_buffer_sizes
-from yoyu.backends.openai_http import HttpTimeouts, OpenAIHttpClient
+from yoyu.backends.llamacpp_flags import LlamaCppEngine as LlamaCppEngine  # the engine choice
+from yoyu.backends.llamacpp_flags import engine_environment
+from yoyu.backends.llamacpp_flags import find_engine as find_engine
+from yoyu.backends.llamacpp_flags import python_engine as python_engine
+from yoyu.backends.llamacpp_log import (
+    engine_complaint,
+    parse_buffer_sizes,
+    with_log_timings,
+    with_log_usage,
+)
+from yoyu.backends.llamacpp_requests import (
+    chat_for_engine,
+    completion_for_engine,
+    whole_from_stream,
+)
+from yoyu.backends.openai_http import HttpTimeouts, OpenAIHttpClient, whole_answer
 from yoyu.backends.ports import LOOPBACK, free_loopback_port
 from yoyu.backends.protocol import (
     BackendHealth,
@@ -64,11 +72,9 @@ from yoyu.backends.protocol import (
     ChatResponse,
     CompletionRequest,
     EmbeddingResponse,
-    EngineTimings,
     LoadedModel,
     ModelInfo,
     ModelRef,
-    Usage,
 )
 from yoyu.errors import (
     BackendCrashedError,
@@ -76,223 +82,14 @@ from yoyu.errors import (
     BackendRequestError,
     BackendStartError,
     BackendUnavailableError,
-    SettingsError,
 )
 from yoyu.paths import data_dir
 
-EngineKind = Literal["llama-cpp-python", "llama-server"]
 T = TypeVar("T")
 DEFAULT_START_TIMEOUT_S = 180.0
 DEFAULT_STOP_GRACE_S = 10.0
 _DEATH_WAIT_S = 1.0
 _ADDRESS_IN_USE = re.compile(r"address already in use|couldn't bind|bind.*failed", re.IGNORECASE)
-
-# Variables the child inherits. pydantic-settings reads llama-cpp-python's
-# settings from the environment (MODEL, PORT, N_CTX... in any case), so the
-# parent's environment is filtered, never passed whole.
-_INHERITED = {"PATH", "HOME", "USER", "LANG", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "SYSTEMROOT"}
-_INHERITED_PREFIXES = ("LC_", "CUDA_", "HIP_", "ROCR_", "GGML_", "LLAMA_", "OMP_", "LD_", "DYLD_")
-
-# ggml.h ``enum ggml_type`` ids of KV cache types (the plan's emitter holds the
-# same table; backends may not import plan).
-_GGML_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0"}
-_GGML_TYPE_NAMES |= {20: "iq4_nl", 30: "bf16"}
-
-# llama-cpp-python's server has no flag for these; it runs with the library's value.
-_PYTHON_SERVER_IMPLIED: dict[str, object] = {"swa_full": True, "n_seq_max": 1, "kv_unified": False}
-PYTHON_SERVER_MODULE = "yoyu.backends.llamacpp_python_server"  # llama_cpp.server, leak closed
-_RESERVED = {"model", "model_alias", "host", "port", "extra_argv"}
-# Unless the settings say otherwise. llama-cpp-python's server turns logits_all on, an
-# n_ctx x n_vocab float32 array (32 GiB for Gemma 3 at its trained context) that only
-# completion logprobs need. llama-server's --fit would change what was planned, its
-# 8 GiB prompt cache and 32 checkpoints per slot would hold memory nobody planned, and
-# without -np it serves 4 slots from a unified cache.
-# The same values as yoyu.estimate's defaults (a test keeps them equal).
-_PYTHON_SERVER_DEFAULTS = {"interrupt_requests": False, "verbose": True, "logits_all": False}
-_LLAMA_SERVER_DEFAULTS: dict[str, object] = {
-    "ctx_checkpoints": 2,
-    "cache_ram_mib": 0,
-    "n_seq_max": 1,
-}
-_LLAMA_SERVER_FIXED = ["--fit", "off", "-lv", "4"]  # -lv 4: buffer sizes, never prompts
-_LIBRARY_N_BATCH = 512  # Llama's default n_batch
-# llama-cpp-python chat_format names -> llama-server's built-in --chat-template names
-_LLAMA_SERVER_TEMPLATES = {
-    "llama-2": "llama2",
-    "llama-3": "llama3",
-    "mistral-instruct": "mistral-v1",
-}
-
-_LLAMA_SERVER_VALUE_FLAGS = {
-    "n_ctx": "-c", "n_batch": "-b", "n_ubatch": "-ub", "n_threads": "-t",
-    "n_threads_batch": "-tb", "n_seq_max": "-np", "seed": "-s", "main_gpu": "-mg",
-    "ctx_checkpoints": "--ctx-checkpoints", "cache_ram_mib": "--cache-ram",
-}  # fmt: skip
-_LLAMA_SERVER_SWITCHES = {
-    # setting: (flag when the setting differs from llama-server's default, that default)
-    "use_mmap": ("--no-mmap", True), "use_mlock": ("--mlock", False),
-    "offload_kqv": ("-nkvo", True), "swa_full": ("--swa-full", False),
-    "embedding": ("--embeddings", False), "kv_unified": ("--kv-unified", False),
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LlamaCppEngine:
-    """Which server program runs the models, and how to call it."""
-
-    kind: EngineKind
-    executable: str
-
-    def argv(
-        self, model: ModelRef, model_path: Path, port: int, settings: Mapping[str, object]
-    ) -> list[str]:
-        """The full command line for one model on ``port``."""
-        _reject_reserved(settings)
-        extra = [str(arg) for arg in _as_list(settings.get("extra_argv", []))]
-        # Through engine_main, which ends the server if this process dies (see there).
-        if self.kind == "llama-server":
-            head = [*_watched_by(sys.executable), "--exec", self.executable]
-            head += ["-m", str(model_path), "--alias", model.id]
-            head += ["--host", LOOPBACK, "--port", str(port)]
-            return head + llama_server_flags(settings) + extra
-        head = [*_watched_by(self.executable), PYTHON_SERVER_MODULE, "--model", str(model_path)]
-        head += ["--model_alias", model.id, "--host", LOOPBACK, "--port", str(port)]
-        return head + python_server_flags(settings) + extra
-
-
-def _watched_by(python: str) -> list[str]:
-    return [python, "-m", "yoyu.backends.engine_main", str(os.getpid())]
-
-
-def find_engine(server_binary: str | None = None) -> LlamaCppEngine:
-    """A configured ``llama-server`` first, then one on PATH, then llama-cpp-python's server."""
-    if server_binary:
-        return LlamaCppEngine("llama-server", server_binary)
-    on_path = shutil.which("llama-server")
-    if on_path:
-        return LlamaCppEngine("llama-server", on_path)
-    return python_engine()
-
-
-def python_engine() -> LlamaCppEngine:
-    """llama-cpp-python's server under this interpreter."""
-    return LlamaCppEngine("llama-cpp-python", sys.executable)
-
-
-def python_server_flags(settings: Mapping[str, object]) -> list[str]:
-    """``--name value`` for every setting, as llama-cpp-python's argparse expects."""
-    flags: list[str] = []
-    merged = {**_PYTHON_SERVER_DEFAULTS, "n_outputs_max": _outputs_max(settings), **settings}
-    for name, value in merged.items():
-        if name in _RESERVED or _implied_by_python_server(name, value):
-            continue
-        flags += [f"--{name}", *_python_flag_values(value)]
-    return flags
-
-
-def _outputs_max(settings: Mapping[str, object]) -> object:
-    """One output per ubatch, unless every token's logits or embedding is wanted
-    (the rule of llama-server and of yoyu's plans; see llamacpp_python_server)."""
-    if settings.get("logits_all") or settings.get("embedding"):
-        return settings.get("n_batch", _LIBRARY_N_BATCH)
-    return 1
-
-
-def _implied_by_python_server(name: str, value: object) -> bool:
-    if name not in _PYTHON_SERVER_IMPLIED:
-        return False
-    if value == _PYTHON_SERVER_IMPLIED[name]:
-        return True
-    raise SettingsError(
-        f"llama-cpp-python's server cannot set {name}={value!r} (it always runs with "
-        f"{_PYTHON_SERVER_IMPLIED[name]!r}); configure a llama-server binary for this setting"
-    )
-
-
-def _python_flag_values(value: object) -> list[str]:
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, dict):
-        return [json.dumps(value)]
-    if isinstance(value, (list, tuple)):
-        return [str(item) for item in value]
-    return [str(value)]
-
-
-def llama_server_flags(settings: Mapping[str, object]) -> list[str]:
-    """llama-server's flags (llama.cpp ``common/arg.cpp``) for ``Llama``-named settings."""
-    flags: list[str] = list(_LLAMA_SERVER_FIXED)
-    for name, value in {**_LLAMA_SERVER_DEFAULTS, **settings}.items():
-        if name in _RESERVED:
-            continue
-        flags += _llama_server_flag(name, value)
-    return flags
-
-
-def _llama_server_flag(name: str, value: object) -> list[str]:
-    if name in _LLAMA_SERVER_VALUE_FLAGS:
-        return [_LLAMA_SERVER_VALUE_FLAGS[name], str(value)]
-    if name in _LLAMA_SERVER_SWITCHES:
-        flag, default = _LLAMA_SERVER_SWITCHES[name]
-        return [] if bool(value) == default else [flag]
-    if name == "n_gpu_layers":
-        return ["-ngl", "all" if value == -1 else str(value)]
-    if name in ("type_k", "type_v"):
-        return ["-ctk" if name == "type_k" else "-ctv", _ggml_type_name(value)]
-    if name == "flash_attn":
-        return ["-fa", "on" if value else "off"]
-    if name == "chat_format":
-        return ["--chat-template", _LLAMA_SERVER_TEMPLATES.get(str(value), str(value))]
-    if name == "n_outputs_max":
-        return []  # llama-server sets it itself from -np and --embeddings, by the same rule
-    if name == "logits_all":
-        if value:
-            raise SettingsError(
-                "llama-server keeps no array of every token's logits; remove logits_all "
-                "(it is a llama-cpp-python setting)"
-            )
-        return []
-    if name == "tensor_split":
-        return ["-ts", ",".join(f"{float(str(share)):g}" for share in _as_list(value))]
-    known = sorted({*_LLAMA_SERVER_VALUE_FLAGS, *_LLAMA_SERVER_SWITCHES, "n_gpu_layers"})
-    raise SettingsError(
-        f"llama-server has no flag for setting {name!r}; use one of {', '.join(known)}, "
-        "type_k, type_v, flash_attn, tensor_split, logits_all (false), or pass it in extra_argv"
-    )
-
-
-def _ggml_type_name(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and value in _GGML_TYPE_NAMES:
-        return _GGML_TYPE_NAMES[value]
-    raise SettingsError(f"unknown KV cache type {value!r}; use a name such as f16 or q8_0")
-
-
-def _as_list(value: object) -> list[object]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise SettingsError(f"expected a list of values, got {value!r}")
-
-
-def _reject_reserved(settings: Mapping[str, object]) -> None:
-    clashes = sorted(set(settings) & (_RESERVED - {"extra_argv"}))
-    if clashes:
-        raise SettingsError(
-            f"settings {', '.join(clashes)} are chosen by yoyu (model path, alias, "
-            "127.0.0.1 and a free port); remove them"
-        )
-
-
-def engine_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent's environment minus anything the engine would read as a setting."""
-    source = os.environ if environ is None else environ
-    kept = {
-        name: value
-        for name, value in source.items()
-        if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
-    }
-    return {**kept, "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass
@@ -312,11 +109,12 @@ class LlamaCppServerBackend:
     blocking behaviour and the errors each method raises.
     """
 
-    name = "llama.cpp"
+    remote = False  # the engines run on this machine, on 127.0.0.1
 
     def __init__(
         self,
         *,
+        name: str = "llama.cpp",
         engine: LlamaCppEngine | None = None,
         log_dir: Path | str | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
@@ -325,6 +123,7 @@ class LlamaCppServerBackend:
         port_attempts: int = 3,
         timeouts: HttpTimeouts | None = None,
     ) -> None:
+        self.name = name
         self.engine = engine or find_engine()
         self.log_dir = Path(log_dir).expanduser() if log_dir else data_dir() / "engine-logs"
         self.start_timeout_s = start_timeout_s
@@ -405,24 +204,32 @@ class LlamaCppServerBackend:
     # -- requests ----------------------------------------------------------
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        if whole_from_stream(self.engine.kind):
+            return whole_answer(self.stream_chat(request), "chat", request.model)
+        shaped = chat_for_engine(request, self.engine.kind)
         running = self._get(request.model)
         log_start = running.process.log_size()
-        response = self._guard(running, lambda: running.client.chat(request))
-        return _with_log_timings(response, running.process.log_text(log_start))
+        response = self._guard(running, lambda: running.client.chat(shaped))
+        return with_log_timings(response, running.process.log_text(log_start))
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
+        if whole_from_stream(self.engine.kind):
+            return whole_answer(self.stream_complete(request), "completion", request.model)
+        shaped = completion_for_engine(request, self.engine.kind)
         running = self._get(request.model)
         log_start = running.process.log_size()
-        response = self._guard(running, lambda: running.client.complete(request))
-        return _with_log_timings(response, running.process.log_text(log_start))
+        response = self._guard(running, lambda: running.client.complete(shaped))
+        return with_log_timings(response, running.process.log_text(log_start))
 
     def stream_chat(self, request: ChatRequest) -> Iterator[ChatChunk]:
+        shaped = chat_for_engine(request, self.engine.kind)
         running = self._get(request.model)
-        return self._stream(running, lambda: running.client.stream_chat(request))
+        return self._stream(running, lambda: running.client.stream_chat(shaped))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[ChatChunk]:
+        shaped = completion_for_engine(request, self.engine.kind)
         running = self._get(request.model)
-        return self._stream(running, lambda: running.client.stream_complete(request))
+        return self._stream(running, lambda: running.client.stream_complete(shaped))
 
     def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
         running = self._get(model)
@@ -537,7 +344,7 @@ class LlamaCppServerBackend:
         try:
             for chunk in stream:
                 if chunk.usage is not None and chunk.usage.prompt_tokens is None:
-                    chunk = _with_log_usage(chunk, running.process.log_text(log_start))
+                    chunk = with_log_usage(chunk, running.process.log_text(log_start))
                 yield chunk
         except BackendError as exc:
             raise self._explain_death(running, exc) from exc
@@ -649,77 +456,3 @@ def _process_tree(root_pid: int) -> list[int]:
 
 def _safe_name(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)[:80] or "model"
-
-
-# -- reading the engine's log ---------------------------------------------
-
-_TRACEBACK_NOISE = re.compile(r"^(\s|Traceback |\^|~|During handling|The above exception)")
-_ACCESS_LOG = re.compile(r"^INFO:\s")
-_USAGE_LINE = re.compile(r"^usage: |^\s+\[--")
-_COMPLAINT_WORDS = re.compile(r"error|invalid|failed|cannot|can't|unable|no such", re.IGNORECASE)
-_PRINTABLE = re.compile(r"[^\x20-\x7e]")
-_COMPLAINT_WINDOW = 8
-_MAX_COMPLAINT_CHARS = 300
-
-
-def engine_complaint(log_text: str) -> str:
-    """The engine's own words for what went wrong, on one line.
-
-    The last meaningful line (not a traceback frame, access log or usage
-    text), preceded by the first line of the final stretch that names an
-    error when that is a different line: llama.cpp's cause ("invalid magic
-    characters") comes a few lines before the Python exception it leads to.
-    """
-    lines = [line.strip() for line in log_text.splitlines() if _is_meaningful(line)]
-    if not lines:
-        return "(the engine's log is empty)"
-    window = lines[-_COMPLAINT_WINDOW:]
-    cause = next((line for line in window if _COMPLAINT_WORDS.search(line)), window[-1])
-    said = window[-1] if cause == window[-1] else f"{cause} ... {window[-1]}"
-    return _PRINTABLE.sub("?", said)[:_MAX_COMPLAINT_CHARS]
-
-
-def _is_meaningful(line: str) -> bool:
-    if not line.strip():
-        return False
-    return not (_TRACEBACK_NOISE.match(line) or _ACCESS_LOG.match(line) or _USAGE_LINE.match(line))
-
-
-_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
-_DECODE_EVAL = re.compile(r"(?<!prompt) eval time =\s*([\d.]+) ms /\s*(\d+) runs")
-_PREFIX_HIT = re.compile(r"(\d+) prefix-match hit")
-
-
-def parse_request_timings(log_text: str) -> EngineTimings | None:
-    """llama.cpp's timing lines for one request (``llama_perf_context_print``).
-
-    ``None`` unless the text holds exactly one request's lines: with two
-    requests interleaved there is no telling whose figures are whose.
-    """
-    prompt = _PROMPT_EVAL.findall(log_text)
-    decode = _DECODE_EVAL.findall(log_text)
-    if len(prompt) != 1 or len(decode) != 1:
-        return None
-    cached = _PREFIX_HIT.findall(log_text)
-    return EngineTimings(
-        prompt_tokens=int(prompt[0][1]),
-        prompt_ms=float(prompt[0][0]),
-        decode_tokens=int(decode[0][1]),
-        decode_ms=float(decode[0][0]),
-        cached_tokens=int(cached[0]) if len(cached) == 1 else 0,
-    )
-
-
-def _with_log_timings(response: ChatResponse, log_text: str) -> ChatResponse:
-    if response.engine_timings is not None:
-        return response
-    return dataclasses.replace(response, engine_timings=parse_request_timings(log_text))
-
-
-def _with_log_usage(chunk: ChatChunk, log_text: str) -> ChatChunk:
-    timings = chunk.engine_timings or parse_request_timings(log_text)
-    if timings is None or chunk.usage is None:
-        return chunk
-    prompt_tokens = timings.prompt_tokens + timings.cached_tokens
-    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=chunk.usage.completion_tokens)
-    return dataclasses.replace(chunk, usage=usage, engine_timings=timings)

@@ -18,6 +18,10 @@ Connections are kept alive in a small pool. One that the engine closed while
 idle is noticed before reuse (its socket reads as ready: EOF) and replaced,
 as httpcore does, so a request is never sent down a dead connection. Socket
 errors become the httpx exceptions ``map_http_errors`` already translates.
+
+A request may carry a ``Cancellation`` in its ``yoyu.cancel`` extension: on
+cancel its socket is shut down from the cancelling thread, which ends a read
+blocked in another at once, and the engine sees its client gone.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import http.client
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+
+from yoyu.backends.cancellation import Cancellation
 
 _IDLE_CONNECTIONS = 32  # kept for reuse; more may be open while busy
 _READ_SIZE = 64 * 1024
@@ -40,6 +46,7 @@ _SOCKET_ERRORS = (OSError, http.client.HTTPException)
 _CLOSED_AS_SENT = (ConnectionResetError, BrokenPipeError)
 # Framing headers are written from the body actually sent, never copied.
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+CANCEL_EXTENSION = "yoyu.cancel"
 
 
 class LoopbackTransport(httpx.BaseTransport):
@@ -57,20 +64,27 @@ class LoopbackTransport(httpx.BaseTransport):
                 request=request,
             )
         timeouts = request.extensions.get("timeout", {})
+        cancel: Cancellation | None = request.extensions.get(CANCEL_EXTENSION)
         connection, reused = self._connection(request, timeouts.get("connect"))
+        forget = _cut_on_cancel(cancel, connection)
         try:
             answer = _exchange_or_close(connection, request, timeouts)
         except httpx.TransportError as error:
+            forget()
             if not (reused and isinstance(error.__cause__, _CLOSED_AS_SENT)):
                 raise
             # The engine closed the kept-alive connection as the request went out
             # (its idle timeout ended just then) and read nothing: once more, anew.
             connection, _ = self._connection(request, timeouts.get("connect"), fresh=True)
+            forget = _cut_on_cancel(cancel, connection)
             answer = _exchange_or_close(connection, request, timeouts)
+        except BaseException:
+            forget()
+            raise
         return httpx.Response(
             answer.status,
             headers=answer.getheaders(),
-            stream=_AnswerStream(self, connection, answer, request),
+            stream=_AnswerStream(self, connection, answer, request, forget),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason.encode()},
             request=request,
         )
@@ -127,12 +141,14 @@ class _AnswerStream(httpx.SyncByteStream):
         connection: http.client.HTTPConnection,
         answer: http.client.HTTPResponse,
         request: httpx.Request,
+        forget_cancel: Callable[[], None],
     ) -> None:
         self._transport = transport
         self._connection: http.client.HTTPConnection | None = connection
         self._answer = answer
         self._request = request
         self._read_whole = False
+        self._forget_cancel = forget_cancel
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -149,6 +165,7 @@ class _AnswerStream(httpx.SyncByteStream):
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        self._forget_cancel()
         self._answer.close()  # the socket's file, not the socket
         if self._read_whole and not self._answer.will_close:
             self._transport._give_back(connection)
@@ -185,6 +202,22 @@ def _send(
     if body or request.method in ("POST", "PUT", "PATCH"):
         connection.putheader("Content-Length", str(len(body)))
     connection.endheaders(body or None)
+
+
+def _cut_on_cancel(
+    cancel: Cancellation | None, connection: http.client.HTTPConnection
+) -> Callable[[], None]:
+    """Shut ``connection``'s socket down when ``cancel`` fires; returns the unregistration."""
+    if cancel is None:
+        return lambda: None
+
+    def cut() -> None:
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    return cancel.on_cancel(cut)
 
 
 def _still_open(connection: http.client.HTTPConnection) -> bool:

@@ -38,6 +38,7 @@ from yoyu.backends.openai_http import HttpTimeouts, OpenAIHttpClient, is_loopbac
 from yoyu.backends.protocol import (
     BackendHealth,
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResponse,
     CompletionRequest,
@@ -97,7 +98,12 @@ class PullResult:
 
 
 class OllamaBackend:
-    """One Ollama server. Thread-safe; implements ``yoyu.backends.protocol.Backend``."""
+    """One Ollama server. Thread-safe; implements ``yoyu.backends.protocol.Backend``.
+
+    Requests are translated to Ollama's native API (``ollama_message``: the
+    ``developer`` role as ``system``, tool calls and results in Ollama's
+    shape) and answers back (tool calls as OpenAI's deltas).
+    """
 
     engine_kind = "ollama"
 
@@ -281,7 +287,7 @@ class OllamaBackend:
     # -- internals ---------------------------------------------------------
 
     def _chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, object]:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = [ollama_message(message) for message in request.messages]
         body: dict[str, object] = {"model": request.model, "messages": messages}
         return self._request_body(body, request, stream)
 
@@ -297,6 +303,14 @@ class OllamaBackend:
         options = dict(_as_dict(runner.pop("options", {})))
         options |= _sampling_options(request)
         extra = dict(request.extra)
+        n = extra.pop("n", None)
+        if isinstance(n, int) and n > 1:
+            raise BackendRequestError(
+                f"n={n}: Ollama gives one choice per request; send {n} requests",
+                status_code=400,
+                param="n",
+            )
+        extra.pop("stream_options", None)  # OpenAI's; Ollama reports usage on its done line
         options |= {key: extra.pop(key) for key in list(extra) if key in _SAMPLING_OPTIONS}
         body |= runner | extra | {"stream": stream}
         if options:
@@ -401,7 +415,7 @@ def ndjson_chunks(
                 None, t_s, payload.get("done_reason"), _usage(payload), _timings(payload)
             )
             return
-        yield ChatChunk(_content(payload, kind), t_s)
+        yield ChatChunk(_content(payload, kind), t_s, tool_calls=_tool_call_deltas(payload))
     raise BackendCrashedError(f"{label} ended its stream before the done line; check its log")
 
 
@@ -442,7 +456,61 @@ def _response(payload: Mapping[str, Any], kind: str, elapsed_s: float) -> ChatRe
         elapsed_s=elapsed_s,
         engine_timings=_timings(payload),
         raw=dict(payload),
+        tool_calls=_tool_call_deltas(payload),
     )
+
+
+_OLLAMA_ROLES = {"developer": "system"}  # Ollama knows system, user, assistant, tool
+
+
+def ollama_message(message: ChatMessage) -> dict[str, object]:
+    """An OpenAI message as Ollama's ``/api/chat`` takes it: text content, tool calls with
+    their arguments as an object (OpenAI sends a JSON string), the tool's name on results."""
+    body: dict[str, object] = {
+        "role": _OLLAMA_ROLES.get(message.role, message.role),
+        "content": message.text,
+    }
+    calls = message.extra.get("tool_calls")
+    if isinstance(calls, list):
+        body["tool_calls"] = [_ollama_tool_call(call) for call in calls if isinstance(call, dict)]
+    name = message.extra.get("name")
+    if message.role == "tool" and isinstance(name, str):
+        body["tool_name"] = name
+    return body
+
+
+def _ollama_tool_call(call: Mapping[str, Any]) -> dict[str, object]:
+    function = call.get("function") or {}
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:
+            arguments = {"_raw": arguments}  # passed on for the model to see, not lost
+    name = function.get("name") if isinstance(function, dict) else None
+    return {"function": {"name": name, "arguments": arguments or {}}}
+
+
+def _tool_call_deltas(payload: Mapping[str, Any]) -> tuple[dict[str, object], ...]:
+    """Ollama's tool calls (whole, arguments as an object) as OpenAI's, arguments as JSON."""
+    calls = (payload.get("message") or {}).get("tool_calls")
+    if not isinstance(calls, list):
+        return ()
+    deltas = []
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        deltas.append({
+            "index": index,
+            "id": f"call_{index}_{function.get('name', '')}",
+            "type": "function",
+            "function": {
+                "name": function.get("name", ""),
+                "arguments": json.dumps(function.get("arguments") or {}),
+            },
+        })  # fmt: skip
+    return tuple(deltas)
 
 
 def _content(payload: Mapping[str, Any], kind: str) -> str | None:

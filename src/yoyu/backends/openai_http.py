@@ -44,7 +44,8 @@ from typing import Any, Literal
 
 import httpx
 
-from yoyu.backends.loopback_transport import LoopbackTransport
+from yoyu.backends.cancellation import Cancellation
+from yoyu.backends.loopback_transport import CANCEL_EXTENSION, LoopbackTransport
 from yoyu.backends.protocol import (
     ChatChunk,
     ChatRequest,
@@ -60,6 +61,7 @@ from yoyu.errors import (
     BackendRequestError,
     BackendTimeoutError,
     BackendUnavailableError,
+    RequestCancelledError,
 )
 
 Kind = Literal["chat", "completion"]
@@ -94,8 +96,20 @@ class SseEvent:
 
 
 @contextlib.contextmanager
-def map_http_errors(label: str, url: str) -> Iterator[None]:
-    """Turn httpx's transport errors into BackendError subclasses, most specific first."""
+def map_http_errors(label: str, url: str, cancel: Cancellation | None = None) -> Iterator[None]:
+    """Turn httpx's transport errors into BackendError subclasses, most specific first;
+    any failure of a request that was cancelled is its cancellation."""
+    try:
+        with _mapped_transport_errors(label, url):
+            yield
+    except BackendError as exc:
+        if cancel is not None and cancel.cancelled:
+            raise RequestCancelledError(f"{label}: {cancel.reason}") from exc
+        raise
+
+
+@contextlib.contextmanager
+def _mapped_transport_errors(label: str, url: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
@@ -115,6 +129,11 @@ def map_http_errors(label: str, url: str) -> Iterator[None]:
         raise BackendUnavailableError(
             f"{label} at {url} could not be reached ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _cancellable(cancel: Cancellation | None) -> dict[str, Any]:
+    """The request extension the loopback transport reads to cut the connection on cancel."""
+    return {} if cancel is None else {CANCEL_EXTENSION: cancel}
 
 
 class OpenAIHttpClient:
@@ -149,23 +168,30 @@ class OpenAIHttpClient:
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
 
-    def post_json(self, path: str, body: Mapping[str, object]) -> Any:
+    def post_json(
+        self, path: str, body: Mapping[str, object], cancel: Cancellation | None = None
+    ) -> Any:
         """POST ``body`` as JSON to ``path`` and return the JSON answer."""
-        with self._masked(), map_http_errors(self.label, self.base_url + path):
-            response = self._client.post(path, json=body)
+        with self._masked(), map_http_errors(self.label, self.base_url + path, cancel):
+            response = self._client.post(path, json=body, extensions=_cancellable(cancel))
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
 
-    def stream_lines(self, path: str, body: Mapping[str, object]) -> Generator[str, None, None]:
+    def stream_lines(
+        self, path: str, body: Mapping[str, object], cancel: Cancellation | None = None
+    ) -> Generator[str, None, None]:
         """POST ``body`` and yield the answer's lines as they arrive (NDJSON, SSE).
 
         An error status is raised before the first line; a dropped connection
-        surfaces as BackendCrashedError from the iterator.
+        surfaces as BackendCrashedError from the iterator, a cancelled request
+        as CancelledError.
         """
         with (
             self._masked(),
-            map_http_errors(self.label, self.base_url + path),
-            self._client.stream("POST", path, json=body) as response,
+            map_http_errors(self.label, self.base_url + path, cancel),
+            self._client.stream(
+                "POST", path, json=body, extensions=_cancellable(cancel)
+            ) as response,
         ):
             if response.status_code >= 400:
                 response.read()
@@ -186,32 +212,36 @@ class OpenAIHttpClient:
         return [str(entry["id"]) for entry in entries if isinstance(entry, dict) and "id" in entry]
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        return self._post("chat", chat_body(request, stream=False))
+        return self._post("chat", chat_body(request, stream=False), request.cancel)
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
-        return self._post("completion", completion_body(request, stream=False))
+        return self._post("completion", completion_body(request, stream=False), request.cancel)
 
     def stream_chat(self, request: ChatRequest) -> Generator[ChatChunk, None, None]:
-        return self._stream("chat", chat_body(request, stream=True))
+        return self._stream("chat", chat_body(request, stream=True), request.cancel)
 
     def stream_complete(self, request: CompletionRequest) -> Generator[ChatChunk, None, None]:
-        return self._stream("completion", completion_body(request, stream=True))
+        return self._stream("completion", completion_body(request, stream=True), request.cancel)
 
     def close(self) -> None:
         self._client.close()
 
-    def _post(self, kind: Kind, body: Mapping[str, object]) -> ChatResponse:
+    def _post(
+        self, kind: Kind, body: Mapping[str, object], cancel: Cancellation | None
+    ) -> ChatResponse:
         started = time.perf_counter()
-        payload = self.post_json(_PATHS[kind], body)
+        payload = self.post_json(_PATHS[kind], body, cancel)
         with self._masked():
             _raise_for_error_object(payload, self.label)
         return parse_response(payload, kind, time.perf_counter() - started)
 
-    def _stream(self, kind: Kind, body: Mapping[str, object]) -> Generator[ChatChunk, None, None]:
+    def _stream(
+        self, kind: Kind, body: Mapping[str, object], cancel: Cancellation | None
+    ) -> Generator[ChatChunk, None, None]:
         started = time.perf_counter()
-        lines = self.stream_lines(_PATHS[kind], body)
+        lines = self.stream_lines(_PATHS[kind], body, cancel)
         try:
-            with self._masked():
+            with self._masked(), map_http_errors(self.label, self.base_url, cancel):
                 yield from stream_chunks(iter_sse_events(lines), kind, started, self.label)
             _drain(lines)
         finally:
@@ -232,13 +262,14 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
     """The JSON body of ``/chat/completions``; unset fields are left to the engine."""
     body: dict[str, object] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [message.to_openai() for message in request.messages],
     }
     return _with_common_fields(body, request, stream)
 
 
 def completion_body(request: CompletionRequest, *, stream: bool) -> dict[str, object]:
-    body: dict[str, object] = {"model": request.model, "prompt": request.prompt}
+    prompt = request.prompt if isinstance(request.prompt, str) else list(request.prompt)
+    body: dict[str, object] = {"model": request.model, "prompt": prompt}
     return _with_common_fields(body, request, stream)
 
 
@@ -342,14 +373,19 @@ def parse_stream_chunk(payload: Mapping[str, Any], kind: Kind, t_s: float) -> Ch
         return None
     choice = choices[0]
     finish_reason = choice.get("finish_reason")
+    tool_calls: tuple[Mapping[str, object], ...] = ()
     if kind == "chat":
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            tool_calls = tuple(call for call in calls if isinstance(call, dict))
     else:
         content = choice.get("text")
         # The closing event of a plain completion repeats an empty text.
         if finish_reason and content == "":
             content = None
-    return ChatChunk(content=content, t_s=t_s, finish_reason=finish_reason)
+    return ChatChunk(content=content, t_s=t_s, finish_reason=finish_reason, tool_calls=tool_calls)
 
 
 def parse_response(payload: Mapping[str, Any], kind: Kind, elapsed_s: float) -> ChatResponse:
@@ -369,6 +405,72 @@ def parse_response(payload: Mapping[str, Any], kind: Kind, elapsed_s: float) -> 
         engine_timings=_engine_timings(payload),
         raw=dict(payload),
     )
+
+
+def whole_answer(chunks: Iterable[ChatChunk], kind: Kind, model: str) -> ChatResponse:
+    """A streamed answer folded into the whole one, OpenAI's body included: the text,
+    tool calls put together from their deltas (by index: id, name, the arguments'
+    pieces in order), the finish reason and the usage of the last event."""
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish_reason, usage, timings, elapsed_s = None, None, None, 0.0
+    for chunk in chunks:
+        text.append(chunk.content or "")
+        for delta in chunk.tool_calls:
+            _merge_tool_call(calls, delta)
+        finish_reason = chunk.finish_reason or finish_reason
+        usage, timings = chunk.usage or usage, chunk.engine_timings or timings
+        elapsed_s = chunk.t_s
+    usage = usage or Usage(prompt_tokens=None, completion_tokens=0)
+    body = _whole_body("".join(text), [calls[i] for i in sorted(calls)], finish_reason, kind)
+    body |= {"model": model, "usage": _usage_body(usage)}
+    return ChatResponse(
+        id=str(body["id"]), model=model, text="".join(text), finish_reason=finish_reason,
+        usage=usage, elapsed_s=elapsed_s, engine_timings=timings, raw=body,
+    )  # fmt: skip
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Mapping[str, Any]) -> None:
+    index = delta.get("index", len(calls))
+    call = calls.setdefault(
+        index if isinstance(index, int) else len(calls),
+        {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+    )
+    call["id"] = delta.get("id") or call["id"]
+    call["type"] = delta.get("type") or call["type"]
+    function = delta.get("function") or {}
+    if isinstance(function, Mapping):
+        call["function"]["name"] += str(function.get("name") or "")
+        call["function"]["arguments"] += str(function.get("arguments") or "")
+
+
+def _whole_body(
+    text: str, tool_calls: list[dict[str, Any]], finish_reason: str | None, kind: Kind
+) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason, "logprobs": None}
+    if kind == "chat":
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        elif not text:
+            message["content"] = ""
+        choice["message"] = message
+    else:
+        choice["text"] = text
+    return {
+        "id": f"cmpl-{time.time_ns()}",
+        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "created": int(time.time()),
+        "choices": [choice],
+    }
+
+
+def _usage_body(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens or 0,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens or usage.completion_tokens,
+    }
 
 
 def parse_embeddings(payload: Any, elapsed_s: float) -> EmbeddingResponse:
@@ -472,11 +574,16 @@ def _raise_for_error_object(payload: Any, label: str) -> None:
         return
     error = payload["error"]
     message = error.get("message", error) if isinstance(error, dict) else error
-    code = error.get("code") if isinstance(error, dict) else None
+    status = None
+    if isinstance(error, dict):  # an HTTP status as "code" (llama-server) or "status" (yoyu's)
+        status = next((v for v in (error.get("code"), error.get("status")) if _is_status(v)), None)
     raise BackendRequestError(
-        f"{label} reported an error: {str(message)[:_MAX_ERROR_CHARS]}",
-        status_code=code if isinstance(code, int) else None,
+        f"{label} reported an error: {str(message)[:_MAX_ERROR_CHARS]}", status_code=status
     )
+
+
+def _is_status(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
 
 
 def _json_body(response: httpx.Response, label: str, path: str) -> Any:

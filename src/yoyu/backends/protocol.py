@@ -36,17 +36,46 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from yoyu.backends.llamacpp_log import ReportedBuffers
+from yoyu.backends.cancellation import Cancellation
+
+if TYPE_CHECKING:  # llama.cpp's log reader builds on these types; only the annotation needs it
+    from yoyu.backends.llamacpp_log import ReportedBuffers
+
+
+MessageContent = str | Sequence[Mapping[str, object]] | None  # text, or OpenAI content parts
 
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One turn of a conversation, as OpenAI's ``messages`` entries."""
+    """One turn of a conversation, as OpenAI's ``messages`` entries.
+
+    ``content`` is text, a list of content parts (text, images) as the client
+    sent them, or ``None`` (an assistant turn that only calls tools);
+    ``extra`` keeps every other field of the message as sent (``tool_calls``,
+    ``tool_call_id``, ``name``), so an agent's tool loop reaches the engine whole.
+    """
 
     role: str
-    content: str
+    content: MessageContent = ""
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The text of the content (text parts joined), for engines that take text only."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "".join(str(part.get("text", "")) for part in self.content)
+
+    def to_openai(self) -> dict[str, object]:
+        """The message as OpenAI's JSON has it."""
+        content = (
+            self.content if isinstance(self.content, (str, type(None))) else list(self.content)
+        )
+        return {**self.extra, "role": self.role, "content": content}
 
 
 @dataclass(frozen=True)
@@ -54,8 +83,9 @@ class ChatRequest:
     """An OpenAI-style chat request; ``extra`` carries fields yoyu does not model.
 
     ``None`` means "the engine's default", so nothing is sent for it.
-    ``extra`` is merged into the JSON body as is (``logit_bias``, ``top_k``,
-    ``response_format``...), so a gateway can pass a client's fields through.
+    ``extra`` is merged into the JSON body as is (``tools``, ``tool_choice``,
+    ``response_format``, ``logit_bias``, ``top_k``...), so a gateway can pass a
+    client's fields through. ``cancel`` stops the request from another thread.
     """
 
     model: str
@@ -66,20 +96,22 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    cancel: Cancellation | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """An OpenAI-style plain completion: a prompt, no chat template."""
+    """An OpenAI-style plain completion: a prompt (text, or token ids), no chat template."""
 
     model: str
-    prompt: str
+    prompt: str | tuple[int, ...]
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    cancel: Cancellation | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +167,7 @@ class ChatResponse:
     elapsed_s: float
     engine_timings: EngineTimings | None = None
     raw: Mapping[str, object] = field(default_factory=dict)
+    tool_calls: tuple[Mapping[str, object], ...] = ()  # OpenAI's shape, when ``raw`` is not
 
 
 @dataclass(frozen=True)
@@ -145,6 +178,8 @@ class ChatChunk:
     opening role event, the closing event). One token may decode to ``""``
     (half of a multi-byte character), which still counts as a token.
     ``usage`` and ``engine_timings`` appear on the last chunk only, when known.
+    ``tool_calls`` carries the OpenAI deltas of a tool call being streamed
+    (index, id, function name, a piece of the arguments), passed on as sent.
     """
 
     content: str | None
@@ -152,6 +187,7 @@ class ChatChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     engine_timings: EngineTimings | None = None
+    tool_calls: tuple[Mapping[str, object], ...] = ()  # this event's tool-call deltas, as sent
 
 
 @dataclass(frozen=True)
@@ -270,6 +306,11 @@ class Backend(Protocol):
     for blocking, state transitions and the errors each method raises."""
 
     name: str
+
+    @property
+    def remote(self) -> bool:
+        """Whether a request sent here leaves this machine (privacy routing decides on it)."""
+        ...
 
     @property
     def engine_kind(self) -> str:

@@ -9,8 +9,11 @@ entry-point group whose entry point is a function taking ``register``::
 
     # yoyu_mlx.py
     def register_backends(register):
-        register("mlx", MlxBackend)  # MlxBackend(**options) -> Backend
+        register("mlx", MlxBackend)  # MlxBackend(name=..., **options) -> Backend
 
+Every factory takes ``name`` (the ``[backends.NAME]`` table it was made
+from; several backends may share a kind) and the table's other keys; the
+backend declares ``name``, ``remote`` and ``engine_kind`` (the protocol).
 yoyu's own backends are registered through the very same function, so there
 is one path to test and a plugin cannot do anything a built-in cannot. A
 kind registered twice is a configuration error that names both sources.

@@ -70,11 +70,12 @@ def decide_admission(request: AdmissionRequest) -> Admission:
     for candidate in eviction_order(request.resident, request.now_s):
         evicted.append(candidate)
         freed = sum(model.bytes for model in evicted)
-        if _shortfall(request, freed, _held(request.resident) - freed) <= 0:
+        shortfall = _shortfall(request, freed, _held(request.resident) - freed)
+        if shortfall <= 0:
             names = ", ".join(model.id for model in evicted)
             reason = f"{_fits(request, freed)} after unloading idle {names}"
             return Admission(True, tuple(model.id for model in evicted), reason)
-    return Admission(False, (), _refusal(request, shortfall))
+    return Admission(False, (), _refusal(request, shortfall, evicted))
 
 
 def eviction_order(resident: Sequence[Resident], now_s: float) -> list[Resident]:
@@ -116,13 +117,14 @@ def _fits(request: AdmissionRequest, freed: int = 0) -> str:
     )
 
 
-def _refusal(request: AdmissionRequest, shortfall: int) -> str:
+def _refusal(request: AdmissionRequest, shortfall: int, evictable: Sequence[Resident]) -> str:
+    """``shortfall`` is what is still missing once every idle model would be unloaded."""
     budget = (
         f", budget {format_bytes(request.budget_bytes)}" if request.budget_bytes is not None else ""
     )
+    after = "even after unloading every idle model" if evictable else "and no model is idle"
     return (
         f"{request.model_id} needs {format_bytes(request.need_bytes)} but only "
         f"{format_bytes(request.available_bytes)} is available (floor "
-        f"{format_bytes(request.floor_bytes)}{budget}); {format_bytes(shortfall)} short even "
-        "after unloading every idle model"
+        f"{format_bytes(request.floor_bytes)}{budget}); {format_bytes(shortfall)} short {after}"
     )

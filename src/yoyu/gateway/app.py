@@ -1,16 +1,22 @@
 """The OpenAI-compatible HTTP face of ``GatewayService``: a Starlette app on uvicorn.
 
-``create_app(service)`` is the only way in. Handlers parse, call the service
-in a worker thread (backends block), and write OpenAI shapes; every
-YoyuError becomes an OpenAI error object with a status that says whose fault
-it was. Logs carry the endpoint, the names of models and the status, never a
-prompt or a key.
+``create_app(service)`` is the only way in. Every request first passes the
+trust check (``gateway.trust``: host, origin, content type, key), then a
+handler parses it (``gateway.wire``), calls the service in a worker thread
+(backends block) and writes OpenAI shapes. One request, one path::
+
+    generate(kind): parse -> whole: service.answer, cancelled if the client leaves
+                             stream: service.open_stream, relayed as SSE
+    any YoyuError -> its own status, OpenAI error object (and Retry-After)
+
+Logs carry the endpoint, the names of models and the status, never a prompt
+or a key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import dataclasses
 import logging
 import threading
 import time
@@ -23,33 +29,21 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
-from yoyu.errors import (
-    AdmissionError,
-    BackendError,
-    BackendRequestError,
-    BackendTimeoutError,
-    BadRequestError,
-    ConfigError,
-    NoRouteError,
-    PrivacyError,
-    UnknownModelError,
-    YoyuError,
-)
+from yoyu import __version__
+from yoyu.backends.cancellation import Cancellation
+from yoyu.errors import BackendTimeoutError, BadRequestError, RequestCancelledError, YoyuError
 from yoyu.gateway import wire
 from yoyu.gateway.relay import Emit, Offload
-from yoyu.gateway.service import Answer, GatewayService, StreamAnswer
+from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
+from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
 ROUTE_HEADER = "X-Yoyu-Route"
 PRIVACY_HEADER = "x-yoyu-privacy"
 WORKER_THREADS = 256  # blocking backend calls in flight (Starlette's default pool: 40)
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str, error_type: str, code: str | None) -> None:
-        super().__init__(message)
-        self.status, self.error_type, self.code = status, error_type, code
+CLIENT_GONE = "the client went away"
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,14 @@ def create_app(
     *,
     api_key: str | None = None,
     extensions: Sequence[Extension] = (),
-) -> Starlette:
-    """The ASGI app for ``service``; with ``api_key`` every route but /health needs it."""
-    handlers = _Handlers(service, api_key)
+    draining: threading.Event | None = None,
+) -> ASGIApp:
+    """The ASGI app for ``service``; with ``api_key`` every route but /health needs it.
+
+    ``draining`` is set when the server begins to shut down: streams in flight
+    then end with an error event instead of being cut.
+    """
+    handlers = _Handlers(service, draining or threading.Event())
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -81,6 +80,7 @@ def create_app(
                         await stack.enter_async_context(extension.lifespan())
                 yield
         finally:  # before uvicorn re-raises a SIGTERM: the engines stop with the gateway
+            handlers.draining.set()
             await asyncio.get_running_loop().run_in_executor(None, service.close)
             handlers.offload.close()
 
@@ -90,39 +90,47 @@ def create_app(
         Route("/v1/embeddings", handlers.embeddings, methods=["POST"]),
         Route("/v1/models", handlers.models, methods=["GET"]),
         Route("/health", handlers.health, methods=["GET"]),
+        Route("/yoyu/version", handlers.version, methods=["GET"]),
         Route("/yoyu/models", handlers.served_models, methods=["GET"]),
         Route("/yoyu/memory", handlers.memory, methods=["GET"]),
         Route("/yoyu/aliases/{alias}", handlers.switch_alias, methods=["PUT"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
         *(route for extension in extensions for route in extension.routes),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    server = service.config.server
+    policy = TrustPolicy(
+        bind_host=server.host,
+        allowed_hosts=frozenset(host.lower() for host in server.allowed_hosts),
+        cors_origins=frozenset(server.cors_origins),
+        api_key=api_key,
+    )
+    return TrustMiddleware(Starlette(routes=routes, lifespan=lifespan), policy)
 
 
 class _Handlers:
-    def __init__(self, service: GatewayService, api_key: str | None) -> None:
+    def __init__(self, service: GatewayService, draining: threading.Event) -> None:
         self.service = service
         self.offload = Offload(WORKER_THREADS)
-        self.api_key = api_key
+        self.draining = draining
         self.max_body = service.config.server.max_body_bytes
+        self.timeout_s = service.config.server.request_timeout_s
 
     async def chat(self, request: Request) -> Response:
-        return await self._generate(request, "chat", wire.chat_request)
+        return await self._generate(request, "chat")
 
     async def completions(self, request: Request) -> Response:
-        return await self._generate(request, "completion", wire.completion_request)
+        return await self._generate(request, "completion")
 
     async def embeddings(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            self._authorize(request)
             payload = wire.parse_json(await self._body(request))
             model, inputs = wire.embedding_inputs(payload)
             private = _private(request)
             answer = await self.offload.run(
                 lambda: self.service.embeddings(model, inputs, private=private)
             )
-        except (YoyuError, _HttpError) as error:
+        except YoyuError as error:
             return self._error(request, error, started)
         tokens = answer.prompt_tokens or 0
         data = [
@@ -139,10 +147,6 @@ class _Handlers:
         return JSONResponse(body, headers={ROUTE_HEADER: answer.route})
 
     async def models(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-        except _HttpError as error:
-            return self._error(request, error, time.perf_counter())
         data = [
             {"id": model_id, "object": "model", "created": 0, "owned_by": "yoyu"}
             for model_id in self.service.model_ids()
@@ -162,80 +166,89 @@ class _Handlers:
         def switch(payload: dict[str, Any]) -> dict[str, Any]:
             target = payload.get("target")
             if not isinstance(target, str):
-                raise BadRequestError('send {"target": "a served model or route"}')
+                raise BadRequestError('send {"target": "a served model or route"}', param="target")
             return asdict(self.service.switch_alias(request.path_params["alias"], target))
 
         return await self._admin(request, switch)
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse({"version": __version__})
 
     async def _admin(
         self, request: Request, operation: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> Response:
         started = time.perf_counter()
         try:
-            self._authorize(request)
             body = await self._body(request)
             payload = wire.parse_json(body) if body else {}
             result = await self.offload.run(lambda: operation(payload))
-        except (YoyuError, _HttpError) as error:  # not counted: the path holds client names
+        except YoyuError as error:  # not counted: the path holds client names
             return self._error(request, error, started, count=False)
         return JSONResponse(result)
 
     async def health(self, request: Request) -> Response:
+        """Liveness, every backend's last check and every served model's state."""
         backends = [
             {"name": s.name, "ok": s.ok, "detail": s.detail, "cooling_down": s.cooling_down}
             for s in self.service.health(refresh=False)
         ]
-        return JSONResponse({"status": "ok", "backends": backends})
+        models = [asdict(state) for state in self.service.model_states()]
+        return JSONResponse({"status": "ok", "backends": backends, "models": models})
 
     async def metrics(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-        except _HttpError as error:
-            return self._error(request, error, time.perf_counter())
         text = await self.offload.run(lambda: self.service.metrics.render(self.service.gauges()))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # -- generation ------------------------------------------------------------
 
-    async def _generate(self, request: Request, kind: str, parse: Callable[[Any], Any]) -> Response:
+    async def _generate(self, request: Request, kind: str) -> Response:
         started = time.perf_counter()
         model = "-"
         try:
-            self._authorize(request)
             payload = wire.parse_json(await self._body(request))
-            parsed = parse(payload)
+            parsed: Generation = wire.PARSERS[kind](payload)
             model = parsed.model
-            private = _private(request)
+            self.service.check_prompt(parsed)
             if wire.wants_stream(payload):
-                return await self._stream_response(request, kind, parsed, payload, started)
-            answer = await self.offload.run(lambda: self._answer(kind, parsed, private))
-        except (YoyuError, _HttpError) as error:
+                return await self._stream(request, kind, parsed, wire.wants_usage(payload), started)
+            answer = await self._whole(request, parsed)
+        except YoyuError as error:
             return self._error(request, error, started, model)
         self._count(request, model, answer.route, 200, started)
         body = wire.response_body(answer.response, answer.route, kind)
         return JSONResponse(body, headers={ROUTE_HEADER: answer.route})
 
-    def _answer(self, kind: str, parsed: Any, private: bool) -> Answer:
-        if kind == "chat":
-            return self.service.chat(parsed, private=private)
-        return self.service.complete(parsed, private=private)
+    async def _whole(self, request: Request, parsed: Generation) -> Answer:
+        """The answer, or its cancellation the moment the client leaves or time runs out:
+        the engine's connection is cut, so it stops generating for nobody."""
+        cancel = Cancellation()
+        private = _private(request)
+        request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
+        work = asyncio.ensure_future(
+            self.offload.run(lambda: self.service.answer(request_with_cancel, private=private))
+        )
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            done, _ = await asyncio.wait(
+                {work, gone}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+        if work in done:
+            return work.result()
+        reason = CLIENT_GONE if gone in done else f"no answer within {self.timeout_s:g} s"
+        cancel.cancel(reason)
+        work.add_done_callback(_retrieve)  # it ends once its connection is cut
+        if gone in done:
+            raise RequestCancelledError(f"{parsed.model}: {reason}")
+        raise BackendTimeoutError(f"{parsed.model}: {reason}; the request was cancelled")
 
-    def _open_stream(self, kind: str, parsed: Any, private: bool) -> StreamAnswer:
-        if kind == "chat":
-            return self.service.stream_chat(parsed, private=private)
-        return self.service.stream_complete(parsed, private=private)
-
-    async def _stream_response(
-        self,
-        request: Request,
-        kind: str,
-        parsed: Any,
-        payload: dict[str, Any],
-        started: float,
+    async def _stream(
+        self, request: Request, kind: str, parsed: Generation, include_usage: bool, started: float
     ) -> Response:
         """Open the stream (its errors still get a status), then relay it as SSE."""
-        include_usage = wire.wants_usage(payload)
         private = _private(request)
+        draining = self.draining
 
         def pump(stream: StreamAnswer, emit: Emit, cancelled: threading.Event) -> None:
             writer = wire.ChunkWriter(stream.route, kind, include_usage)
@@ -245,6 +258,8 @@ class _Handlers:
                     if cancelled.is_set():  # the client left: stop reading the engine
                         status = 499
                         break
+                    if draining.is_set():
+                        raise RequestCancelledError("the gateway is shutting down; ask again")
                     data = writer.chunk(chunk)
                     if data:
                         emit(data)
@@ -252,31 +267,20 @@ class _Handlers:
                     emit(writer.done())
             except YoyuError as error:
                 # Headers are gone: the client gets an error event, and the stream ends.
-                status, error_type, code = _classify(error)
-                log.warning("stream from %s broke: %s", stream.route, error)
-                emit(wire.sse_error(str(error), error_type, code))
+                status = error.http_status
+                log.warning("stream from %s ended: %s", stream.route, error)
+                emit(wire.sse_error(error))
             finally:
                 stream.close()  # frees the model even when the client left
                 self._count(request, stream.requested, stream.route, status, started)
 
         stream, body = await self.offload.stream(
-            lambda: self._open_stream(kind, parsed, private), pump
+            lambda: self.service.open_stream(parsed, private=private), pump
         )
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
     # -- plumbing ----------------------------------------------------------------
-
-    def _authorize(self, request: Request) -> None:
-        if self.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        given = token.strip().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.api_key.encode()):
-            raise _HttpError(
-                401, "missing or wrong API key", "authentication_error", "invalid_api_key"
-            )
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -290,33 +294,31 @@ class _Handlers:
             chunks.append(piece)
         return b"".join(chunks)
 
-    def _too_large(self) -> _HttpError:
-        return _HttpError(
-            413,
+    def _too_large(self) -> YoyuError:
+        error = BadRequestError(
             f"the request body is over the {self.max_body}-byte limit; send less or raise "
-            "[server] max_body_bytes",
-            "invalid_request_error",
-            "request_too_large",
+            "[server] max_body_bytes"
         )
+        error.http_status, error.error_code = 413, "request_too_large"
+        return error
 
     def _error(
         self,
         request: Request,
-        error: Exception,
+        error: YoyuError,
         started: float,
         model: str = "-",
         *,
         count: bool = True,
     ) -> Response:
-        if isinstance(error, _HttpError):
-            status, error_type, code = error.status, error.error_type, error.code
-        else:
-            status, error_type, code = _classify(error)
+        status = error.http_status
         if status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.url.path, status, error)
         if count:
             self._count(request, model, "-", status, started)
-        return JSONResponse(wire.error_body(str(error), error_type, code), status_code=status)
+        return JSONResponse(
+            wire.error_body(error), status_code=status, headers=wire.error_headers(error)
+        )
 
     def _count(self, request: Request, model: str, route: str, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -333,27 +335,15 @@ def _private(request: Request) -> bool:
     return request.headers.get(PRIVACY_HEADER, "").strip().lower() == "local"
 
 
-def _classify(error: Exception) -> tuple[int, str, str | None]:
-    """HTTP status, OpenAI error type and code for a YoyuError: whose fault, in a word."""
-    if isinstance(error, BadRequestError):
-        return 400, "invalid_request_error", "invalid_request"
-    if isinstance(error, UnknownModelError):
-        return 404, "invalid_request_error", "model_not_found"
-    if isinstance(error, PrivacyError):
-        return 403, "privacy_error", "no_local_route"
-    if isinstance(error, AdmissionError):
-        return 503, "insufficient_memory", "model_does_not_fit"
-    if isinstance(error, NoRouteError):
-        return 502, "upstream_error", "no_route"
-    status = error.status_code if isinstance(error, BackendRequestError) else None
-    if status in (401, 403):  # the upstream refused *our* key: the operator's to fix
-        return 502, "upstream_error", "upstream_auth"
-    if status is not None and 400 <= status < 500:
-        return status, "invalid_request_error", "upstream_refused"
-    if isinstance(error, BackendTimeoutError):
-        return 504, "upstream_error", "upstream_timeout"
-    if isinstance(error, BackendError):
-        return 502, "upstream_error", "upstream_failed"
-    if isinstance(error, ConfigError):
-        return 400, "invalid_request_error", "bad_config"
-    return 500, "server_error", None
+async def _client_gone(request: Request) -> None:
+    """Return once the client has disconnected (the body was read: only that can come)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """A cancelled request's outcome is nobody's: read it so it is never 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()

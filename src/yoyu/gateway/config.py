@@ -11,6 +11,9 @@ gateway serves live in ``[served.ID]``; everything else has its own section::
     memory_floor = "2 GiB"        # a load yoyu starts never leaves less available
                                   # (default: the guard's abort floor from [guard])
     memory_budget = "24 GiB"      # optional: the most yoyu's own models hold together
+    request_timeout_s = 600       # a request still unanswered after this is cancelled
+    allowed_hosts = ["mybox.lan"] # Host names besides 127.0.0.1, localhost, [::1], the bind
+    cors_origins = ["http://localhost:3000"]  # web pages allowed to call the API
     cooldown_s = 5                # a failed backend is skipped this long
     default_ttl_s = 0             # idle seconds before a model is unloaded; 0 = never
 
@@ -61,6 +64,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORT = 8040
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_COOLDOWN_S = 5.0
+DEFAULT_REQUEST_TIMEOUT_S = 600.0
 QUICK_START_BACKEND = "local"
 MANAGED_KIND = "llama.cpp"
 
@@ -79,6 +83,9 @@ class ServerConfig:
     default_ttl_s: float = 0.0
     health_interval_s: float = 30.0
     guard: bool = True  # run the guard over every engine the gateway starts
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bound address
+    cors_origins: tuple[str, ...] = ()  # web origins whose pages may call the gateway
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S  # a request is cancelled after this
 
     @property
     def is_loopback(self) -> bool:
@@ -154,7 +161,8 @@ class GatewayConfig:
 
 _SERVER_KEYS = {
     "host", "port", "api_key_env", "max_body_bytes", "memory_floor", "memory_budget",
-    "cooldown_s", "default_ttl_s", "health_interval_s", "guard",
+    "cooldown_s", "default_ttl_s", "health_interval_s", "guard", "allowed_hosts",
+    "cors_origins", "request_timeout_s",
 }  # fmt: skip
 _SERVED_KEYS = {
     "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory",
@@ -210,6 +218,11 @@ def _server(body: Mapping[str, Any], where: str) -> ServerConfig:
             body, "health_interval_s", default.health_interval_s, "server", where
         ),
         guard=_typed(body, "guard", bool, default.guard, "server", where),
+        allowed_hosts=_strings(body, "allowed_hosts", where),
+        cors_origins=_strings(body, "cors_origins", where),
+        request_timeout_s=_seconds(
+            body, "request_timeout_s", default.request_timeout_s, "server", where
+        ),
     )
 
 
@@ -325,6 +338,13 @@ def _size(value: object, section: str, where: str) -> int:
         return parse_size(value)
     except ValueError:
         raise ConfigError(f"{where}: {value!r} in [{section}] is not a size; {SIZE_HINT}") from None
+
+
+def _strings(body: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f'{where}: {key} in [server] must be a list of strings, e.g. ["x"]')
+    return tuple(value)
 
 
 def _seconds(body: Mapping[str, Any], key: str, default: float, section: str, where: str) -> float:

@@ -53,6 +53,27 @@ class _PendingLoad:
     error: BaseException | None = None
 
 
+class Lease:
+    """A model held in use for one request; released exactly once, whoever asks first."""
+
+    def __init__(self, model_id: str | None, release: Callable[[], None]) -> None:
+        self.model_id = model_id
+        self._release: Callable[[], None] | None = release
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 @dataclass(frozen=True)
 class ResidentInfo:
     """A loaded model as the service reports it."""
@@ -93,6 +114,9 @@ class Residency:
         self._load_lock = threading.Lock()  # one admission + load at a time
         self.loads = 0
         self.unloads = 0
+        self._last_errors: dict[
+            str, str
+        ] = {}  # the last failed load of each model, until one works
 
     # -- leases ------------------------------------------------------------
 
@@ -126,6 +150,14 @@ class Residency:
                 entry.in_flight = max(0, entry.in_flight - 1)
                 entry.last_used_s = self._clock()
 
+    def lease(self, model: ServedModel) -> Lease:
+        """``model`` loaded and held in use until the lease is released (``with`` or
+        ``release()``, once); a model the gateway does not manage needs no lease."""
+        if not model.managed:
+            return Lease(None, lambda: None)
+        self.acquire(model)
+        return Lease(model.id, lambda: self.release(model))
+
     def forget(self, model_id: str) -> None:
         """The engine died: drop the record so the next request loads it again."""
         with self._lock:
@@ -152,7 +184,8 @@ class Residency:
             self._entries.clear()
         for entry in entries:
             self._backends[entry.model.backend].unload(entry.model.id)
-            self.unloads += 1
+            with self._lock:
+                self.unloads += 1
         return [entry.model.id for entry in entries]
 
     def close(self) -> None:
@@ -177,6 +210,19 @@ class Residency:
             for e in entries
         ]
 
+    def state(self, model: ServedModel) -> str:
+        """``ready`` (loaded), ``loading``, ``failed`` (the last load did) or ``unloaded``."""
+        with self._lock:
+            if model.id in self._entries:
+                return "ready"
+            if model.id in self._pending:
+                return "loading"
+            return "failed" if model.id in self._last_errors else "unloaded"
+
+    def last_error(self, model_id: str) -> str | None:
+        with self._lock:
+            return self._last_errors.get(model_id)
+
     def held_bytes(self) -> int:
         with self._lock:
             return sum(entry.bytes for entry in self._entries.values())
@@ -189,7 +235,12 @@ class Residency:
                 self._admit_and_load(model)
         except BaseException as error:
             pending.error = error
+            with self._lock:
+                self._last_errors[model.id] = str(error)
             raise
+        else:
+            with self._lock:
+                self._last_errors.pop(model.id, None)
         finally:
             with self._lock:
                 self._pending.pop(model.id, None)
@@ -257,10 +308,11 @@ class Residency:
         return model.ttl_s if model.ttl_s is not None else self._server.default_ttl_s
 
     def _unload_if_idle(self, model_id: str) -> bool:
+        """True once unloaded here; False when busy or not loaded at all."""
         with self._lock:
             entry = self._entries.get(model_id)
             if entry is None:
-                return True
+                return False
             if entry.in_flight:
                 return False
             del self._entries[model_id]

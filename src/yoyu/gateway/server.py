@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 
@@ -40,6 +41,22 @@ class RunningServer:
 
 # Makes the routes another package adds (MCP), given the service and the API key.
 Extend = Callable[[GatewayService, str | None], Extension]
+log = logging.getLogger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app the moment a shutdown begins (Ctrl-C, SIGTERM):
+    streams in flight then end with an error event, not a cut connection."""
+
+    def __init__(self, config: uvicorn.Config, draining: threading.Event) -> None:
+        super().__init__(config)
+        self.draining = draining
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.draining.is_set():
+            log.info("shutting down: streams in flight end, engines stop")
+        self.draining.set()
+        super().handle_exit(sig, frame)
 
 
 def build_server(
@@ -49,7 +66,8 @@ def build_server(
     key = api_key(config.server)
     service = GatewayService.from_config(config)
     extensions = [extend(service, key)] if extend else []
-    app = create_app(service, api_key=key, extensions=extensions)
+    draining = threading.Event()
+    app = create_app(service, api_key=key, extensions=extensions, draining=draining)
     uv_config = uvicorn.Config(
         app,
         host=config.server.host,
@@ -58,7 +76,7 @@ def build_server(
         log_level=logging.getLevelName(logging.getLogger("yoyu").getEffectiveLevel()).lower(),
         timeout_graceful_shutdown=5,
     )
-    return uvicorn.Server(uv_config), service
+    return _DrainingServer(uv_config, draining), service
 
 
 def serve(config: GatewayConfig, extend: Extend | None = None) -> None:

@@ -4,8 +4,8 @@
 (aliases, cooldowns), residency (admission, loads, unloads) and metrics. Its
 public methods are the whole API::
 
-    chat(request, private=False) -> Answer            complete(request, ...) -> Answer
-    stream_chat(request, ...) -> StreamAnswer         stream_complete(request, ...) -> StreamAnswer
+    answer(request, private=False) -> Answer           a whole chat or completion
+    open_stream(request, private=False) -> StreamAnswer  a streamed one
     embeddings(model, inputs, private=False) -> EmbeddingAnswer
     list_models(installed=False) -> ModelListing      model_ids() -> list[str]
     switch_alias(alias, target) -> AliasChange        health(refresh=True) -> list[BackendStatus]
@@ -16,9 +16,16 @@ public methods are the whole API::
 ``private=True`` is the ``X-Yoyu-Privacy: local`` header: only local routes.
 
 A request names a served model, a route or an alias; the answer says which
-served model really answered (``route``). Errors are YoyuError subclasses:
-UnknownModelError, PrivacyError, AdmissionError, NoRouteError, and the
-backend's own BackendRequestError for a 4xx the caller caused.
+served model really answered (``route``). One request, one path::
+
+    answer:       _route(name) -> for each member: lease the model, call the backend
+    open_stream:  _route(name) -> for each member: lease the model, open, read the first chunk
+                  (the StreamAnswer owns the lease and the upstream from then on)
+
+Errors are YoyuError subclasses, each carrying its HTTP status:
+UnknownModelError, PrivacyError, AdmissionError, NoRouteError,
+RequestCancelledError, and the backend's own BackendRequestError for a 4xx
+the caller caused.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from yoyu.backends.cancellation import Cancellation
 from yoyu.backends.protocol import (
     Backend,
     ChatChunk,
@@ -47,6 +55,7 @@ from yoyu.errors import (
     BackendError,
     BackendRequestError,
     BackendUnavailableError,
+    BadRequestError,
     ConfigError,
     NoRouteError,
     UnknownModelError,
@@ -56,20 +65,31 @@ from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
 from yoyu.gateway.config import GatewayConfig, ServedModel
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
-from yoyu.gateway.residency import Residency, ResidentInfo
+from yoyu.gateway.residency import Lease, Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
 from yoyu.gateway.sizing import PlanSizer, Sizing
+from yoyu.gateway.wire import prompt_bytes as wire_prompt_bytes
 from yoyu.guard import Guard
 from yoyu.models.discover import find_installed_models
 from yoyu.monitor.system import system_reader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Request = TypeVar("Request", ChatRequest, CompletionRequest)
+Generation = ChatRequest | CompletionRequest
 MAINTENANCE_TICK_S = 1.0
 # Upstream 4xx statuses that are the operator's or the engine's trouble, not the
 # caller's (a wrong upstream key, a model the upstream lacks, rate limits): next route.
 _RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 429})
+
+
+@dataclass(frozen=True)
+class Routed(Generic[T]):
+    """What a route gave: the served model that answered, its result, and why each
+    member before it did not (``"model: reason"``)."""
+
+    served: ServedModel
+    result: T
+    fallbacks: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -84,39 +104,69 @@ class Answer:
 
 
 class StreamAnswer:
-    """A streamed answer: iterate for chunks; ``close()`` releases the model early.
+    """A streamed answer: iterate for chunks; ``close()`` ends it and frees the model.
 
     The first chunk has already arrived when this exists, so a backend that
     fails before saying anything has been replaced by the next route; a
-    failure after that raises a BackendError from the iterator.
+    failure after that raises a BackendError from the iterator. It owns the
+    upstream stream and the model's lease: ``close()`` (also at the end of
+    iteration, and when a client leaves) closes one and releases the other,
+    once, whoever calls it.
     """
 
     def __init__(
         self,
         requested: str,
-        route: str,
-        backend: str,
-        chunks: Iterator[ChatChunk],
-        on_close: Callable[[], None],
+        served: ServedModel,
+        first: ChatChunk,
+        upstream: Iterator[ChatChunk],
+        lease: Lease,
+        on_failure: Callable[[BackendError], None],
+        on_finish: Callable[[ChatChunk], None],
     ) -> None:
         self.requested = requested
-        self.route = route
-        self.backend = backend
-        self._chunks = chunks
-        self._on_close = on_close
+        self.route = served.id
+        self.backend = served.backend
+        self._first = first
+        self._upstream = upstream
+        self._lease = lease
+        self._on_failure = on_failure
+        self._on_finish = on_finish
         self._closed = False
 
     def __iter__(self) -> Iterator[ChatChunk]:
         try:
-            yield from self._chunks
+            last = self._first
+            yield self._first
+            for chunk in self._upstream:
+                last = chunk
+                yield chunk
+            self._on_finish(last)
+        except BackendError as error:
+            self._on_failure(error)
+            raise
         finally:
             self.close()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            _close(self._chunks)
-            self._on_close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            _close(self._upstream)
+        finally:
+            self._lease.release()
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A served model as ``/health`` shows it."""
+
+    id: str
+    backend: str
+    engine: str
+    state: str  # "unloaded", "loading", "ready", "failed"
+    detail: str | None = None  # the failure, when the last load failed
 
 
 @dataclass(frozen=True)
@@ -205,15 +255,10 @@ def build_backends(config: GatewayConfig) -> dict[str, Backend]:
 
 
 def _create(name: str, kind: str, options: dict[str, Any]) -> Backend:
-    """Kinds that take a ``name`` (several instances of one kind) get the table's name."""
+    """Every backend factory takes the ``name`` of its ``[backends.NAME]`` table."""
     try:
         return create_backend(kind, name=name, **options)
-    except TypeError as first:
-        if "'name'" not in str(first):
-            raise ConfigError(f"[backends.{name}]: {first}; check its keys") from None
-    try:
-        return create_backend(kind, **options)
-    except TypeError as error:
+    except TypeError as error:  # an unknown option: the factory's signature says which
         raise ConfigError(f"[backends.{name}]: {error}; check its keys") from None
 
 
@@ -260,17 +305,78 @@ class GatewayService:
 
     # -- requests ------------------------------------------------------------
 
-    def chat(self, request: ChatRequest, *, private: bool = False) -> Answer:
-        return self._answer(request, private, lambda backend, req: backend.chat(req))
+    def answer(self, request: Generation, *, private: bool = False) -> Answer:
+        """A whole chat or completion from the first route member that gives one."""
 
-    def complete(self, request: CompletionRequest, *, private: bool = False) -> Answer:
-        return self._answer(request, private, lambda backend, req: backend.complete(req))
+        def call(served: ServedModel) -> ChatResponse:
+            backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
+            with self.residency.lease(served):
+                if isinstance(upstream, ChatRequest):
+                    return backend.chat(upstream)
+                return backend.complete(upstream)
 
-    def stream_chat(self, request: ChatRequest, *, private: bool = False) -> StreamAnswer:
-        return self._stream(request, private, lambda backend, req: backend.stream_chat(req))
+        routed = self._route(request.model, private, call, request.cancel)
+        usage = routed.result.usage
+        self.metrics.tokens(routed.served.id, usage.prompt_tokens, usage.completion_tokens)
+        served = routed.served
+        return Answer(request.model, served.id, served.backend, routed.result, routed.fallbacks)
 
-    def stream_complete(self, request: CompletionRequest, *, private: bool = False) -> StreamAnswer:
-        return self._stream(request, private, lambda backend, req: backend.stream_complete(req))
+    def check_prompt(self, request: Generation, *, private: bool = False) -> None:
+        """Refuse at once a prompt no served model of the request can hold.
+
+        A prompt of N bytes is at least N / (the vocabulary's longest token)
+        tokens: when that is more than the context of every member, no engine
+        could take it, and sending it would only keep one busy (a 5 MB prompt
+        to a 512-token model kept an engine busy for an hour). Members yoyu
+        cannot size (remote, Ollama) are left to answer for themselves.
+        """
+        chain = self._chain(request.model, private)
+        limits = [self._context_limit(member) for member in chain]
+        known = [limit for limit in limits if limit is not None]
+        if not chain or len(known) != len(chain):
+            return
+        size = wire_prompt_bytes(request)
+        least_tokens = [-(-size // longest) for _, longest in known]
+        if any(tokens <= n_ctx for tokens, (n_ctx, _) in zip(least_tokens, known, strict=True)):
+            return
+        raise BadRequestError(
+            f"the prompt is {size} bytes: at least {least_tokens[0]} tokens for {chain[0].id}, "
+            f"whose context holds {known[0][0]}; send less, or serve a model with a larger "
+            "context",
+            param="messages" if isinstance(request, ChatRequest) else "prompt",
+        )
+
+    def _context_limit(self, served: ServedModel) -> tuple[int, int] | None:
+        """(context tokens, longest token bytes) of a managed model, when the plan knows."""
+        if not served.managed:
+            return None
+        try:
+            sizing = self._sizing(served)
+        except YoyuError:
+            return None
+        if sizing.n_ctx is None or not sizing.longest_token_bytes:
+            return None
+        return sizing.n_ctx, sizing.longest_token_bytes
+
+    def model_states(self) -> list[ModelState]:
+        """Each served model: unloaded, loading, ready or failed (with why), and its engine."""
+        return [
+            ModelState(
+                id=model.id,
+                backend=model.backend,
+                engine=self.backends[model.backend].engine_kind,
+                state=self.residency.state(model) if model.managed else "ready",
+                detail=self.residency.last_error(model.id) if model.managed else None,
+            )
+            for model in self.config.served.values()
+        ]
+
+    def open_stream(self, request: Generation, *, private: bool = False) -> StreamAnswer:
+        """A streamed answer, opened on the first route member whose first chunk arrives."""
+        routed = self._route(
+            request.model, private, lambda served: self._open(served, request), request.cancel
+        )
+        return routed.result
 
     def embeddings(
         self, model: str, inputs: Sequence[str], *, private: bool = False
@@ -280,7 +386,12 @@ class GatewayService:
         def call(backend: Backend, served: ServedModel) -> EmbeddingResponse:
             return backend.embed(self._upstream(served), list(inputs))
 
-        served, response, _ = self._route(model, private, call, stream=False)
+        def call_leased(served: ServedModel) -> EmbeddingResponse:
+            with self.residency.lease(served):
+                return call(self.backends[served.backend], served)
+
+        routed = self._route(model, private, call_leased)
+        served, response = routed.served, routed.result
         return EmbeddingAnswer(
             model, served.id, served.backend, response.vectors, response.prompt_tokens
         )
@@ -419,75 +530,67 @@ class GatewayService:
 
     # -- routing ---------------------------------------------------------------
 
-    def _answer(
-        self,
-        request: Request,
-        private: bool,
-        call: Callable[[Backend, Request], ChatResponse],
-    ) -> Answer:
-        def attempt(backend: Backend, served: ServedModel) -> ChatResponse:
-            return call(backend, dataclasses.replace(request, model=self._upstream(served)))
-
-        served, response, failures = self._route(request.model, private, attempt, stream=False)
-        usage = response.usage
-        self.metrics.tokens(served.id, usage.prompt_tokens, usage.completion_tokens)
-        return Answer(request.model, served.id, served.backend, response, failures)
-
-    def _stream(
-        self,
-        request: Request,
-        private: bool,
-        call: Callable[[Backend, Request], Iterator[ChatChunk]],
-    ) -> StreamAnswer:
-        def attempt(backend: Backend, served: ServedModel) -> tuple[ChatChunk, Iterator[ChatChunk]]:
-            chunks = call(backend, dataclasses.replace(request, model=self._upstream(served)))
-            try:
-                return next(iter(chunks)), chunks
-            except StopIteration:
-                raise BackendCrashedError(f"{served.backend} sent an empty stream") from None
-
-        served, (first, chunks), _ = self._route(request.model, private, attempt, stream=True)
-        relayed = self._relay(served, first, chunks)
-
-        def on_close() -> None:
-            _close(chunks)  # a stream never started leaves _relay's finally unrun
-            if served.managed:
-                self.residency.release(served)
-
-        return StreamAnswer(request.model, served.id, served.backend, relayed, on_close)
-
-    def _relay(
-        self, served: ServedModel, first: ChatChunk, chunks: Iterator[ChatChunk]
-    ) -> Iterator[ChatChunk]:
+    def _open(self, served: ServedModel, request: Generation) -> StreamAnswer:
+        """Lease ``served``, open its stream and wait for the first chunk: a member that
+        fails before saying anything can still give way to the next one."""
+        backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
+        lease = self.residency.lease(served)
         try:
-            last = first
-            yield first
-            for chunk in chunks:
-                last = chunk
-                yield chunk
-            if last.usage is not None:
-                usage = last.usage
-                self.metrics.tokens(served.id, usage.prompt_tokens, usage.completion_tokens)
-        except BackendError as error:
-            self._record_failure(served, error)
+            if isinstance(upstream, ChatRequest):
+                chunks = backend.stream_chat(upstream)
+            else:
+                chunks = backend.stream_complete(upstream)
+            first = next(iter(chunks), None)
+        except BaseException:
+            lease.release()
             raise
-        finally:
-            _close(chunks)
+        if first is None:
+            lease.release()
+            raise BackendCrashedError(f"{served.backend} sent an empty stream")
+        return StreamAnswer(
+            request.model, served, first, chunks, lease,
+            on_failure=lambda error: self._record_failure(served, error),
+            on_finish=lambda last: self._count_stream_tokens(served, last),
+        )  # fmt: skip
+
+    def _count_stream_tokens(self, served: ServedModel, last: ChatChunk) -> None:
+        if last.usage is not None:
+            usage = last.usage
+            self.metrics.tokens(served.id, usage.prompt_tokens, usage.completion_tokens)
 
     def _route(
         self,
         name: str,
         private: bool,
-        attempt: Callable[[Backend, ServedModel], T],
-        *,
-        stream: bool,
-    ) -> tuple[ServedModel, T, tuple[str, ...]]:
-        """Try the chain for ``name`` in order; the first answer wins.
+        call: Callable[[ServedModel], T],
+        cancel: Cancellation | None = None,
+    ) -> Routed[T]:
+        """Call the members of ``name``'s chain in order; the first answer wins.
 
-        A managed model is leased for the call (for a stream, until the
-        stream is closed); connection errors, 5xx, timeouts and admission
-        refusals move on to the next member; a 4xx is the caller's and is raised.
+        Connection errors, 5xx, timeouts and admission refusals move on to the
+        next member; a 4xx is the caller's and is raised, and so is a
+        cancellation: nobody waits for another member's answer.
         """
+        failures: list[tuple[str, YoyuError]] = []
+        for served in self._chain(name, private):
+            try:
+                result = call(served)
+            except (AdmissionError, BackendError) as error:
+                if (cancel is not None and cancel.cancelled) or not _falls_back(error):
+                    raise
+                failures.append((served.id, error))
+                if isinstance(error, BackendError):
+                    self._record_failure(served, error)
+                continue
+            self._cooldowns.succeeded(served.backend)
+            for tried, _ in failures:
+                self.metrics.fallback(tried, served.id)
+            return Routed(served, result, tuple(f"{m}: {e}" for m, e in failures))
+        raise _no_route(name, failures)
+
+    def _chain(self, name: str, private: bool) -> list[ServedModel]:
+        """The served models to try for ``name``: local ones only when private, those
+        whose backend is cooling down last."""
         with self._aliases_lock:
             aliases = dict(self._aliases)
         resolution = resolve(
@@ -501,39 +604,7 @@ class GatewayService:
         chain = order_by_cooldown(
             allowed, lambda member: self._cooldowns.cooling(self.config.served[member].backend)
         )
-        failures: list[tuple[str, YoyuError]] = []
-        for member in chain:
-            served = self.config.served[member]
-            try:
-                result = self._attempt(served, attempt, keep_lease=stream)
-            except (AdmissionError, BackendError) as error:
-                if not _falls_back(error):
-                    raise
-                failures.append((member, error))
-                if isinstance(error, BackendError):
-                    self._record_failure(served, error)
-                continue
-            self._cooldowns.succeeded(served.backend)
-            for tried, _ in failures:
-                self.metrics.fallback(tried, member)
-            return served, result, tuple(f"{m}: {e}" for m, e in failures)
-        raise _no_route(name, failures)
-
-    def _attempt(
-        self, served: ServedModel, attempt: Callable[[Backend, ServedModel], T], *, keep_lease: bool
-    ) -> T:
-        backend = self.backends[served.backend]
-        if not served.managed:
-            return attempt(backend, served)
-        self.residency.acquire(served)
-        try:
-            result = attempt(backend, served)
-        except BaseException:
-            self.residency.release(served)
-            raise
-        if not keep_lease:
-            self.residency.release(served)
-        return result
+        return [self.config.served[member] for member in chain]
 
     def _record_failure(self, served: ServedModel, error: BackendError) -> None:
         log.warning("backend %s failed for %s: %s", served.backend, served.id, error)
@@ -562,8 +633,11 @@ class GatewayService:
         """Managed models are loaded under their served id; others use their upstream name."""
         return served.id if served.managed else served.upstream_name
 
+    def _for_upstream(self, request: Generation, served: ServedModel) -> Generation:
+        return dataclasses.replace(request, model=self._upstream(served))
+
     def _remote(self, backend_name: str) -> bool:
-        return bool(getattr(self.backends[backend_name], "remote", False))
+        return self.backends[backend_name].remote
 
     def _remote_model(self, model_id: str) -> bool:
         return self._remote(self.config.served[model_id].backend)
@@ -622,7 +696,8 @@ def _no_route(name: str, failures: Sequence[tuple[str, YoyuError]]) -> YoyuError
     if len(failures) == 1:
         return failures[0][1]
     reasons = "; ".join(f"{member}: {error}" for member, error in failures)
-    return NoRouteError(f"every route for {name!r} failed: {reasons}")
+    causes = tuple(error for _, error in failures)
+    return NoRouteError(f"every route for {name!r} failed: {reasons}", causes=causes)
 
 
 def _close(chunks: Iterator[ChatChunk]) -> None:

@@ -43,6 +43,8 @@ class Sizing:
     verdict: str | None
     source: str  # "config" (the user's memory = ...) or "plan"
     load_settings: Mapping[str, Any] = field(default_factory=dict)
+    n_ctx: int | None = None  # the context each sequence gets, when planned
+    longest_token_bytes: int | None = None  # a prompt of N bytes is >= N / this tokens
 
 
 class PlanSizer:
@@ -80,7 +82,11 @@ class PlanSizer:
             planned["chat_format"] = chat.chat_format
         if chat.notice is not None:
             log.warning("%s: %s", model.id, chat.notice)
-        return Sizing(plan.estimate.total_bytes, plan.verdict.value, "plan", planned)
+        cells_per_sequence = plan.estimate.n_ctx // max(1, plan.settings.n_parallel)
+        return Sizing(
+            plan.estimate.total_bytes, plan.verdict.value, "plan", planned,
+            n_ctx=cells_per_sequence, longest_token_bytes=spec.longest_token_bytes,
+        )  # fmt: skip
 
 
 def run_settings(settings: Mapping[str, object], context_length: int | None) -> RunSettings:

@@ -113,7 +113,7 @@ class YoyuTools:
         name = model or self.default_model()
         if raw:
             request = CompletionRequest(name, prompt, max_tokens, temperature)
-            return _generated(self.service.complete(request, private=private))
+            return _generated(self.service.answer(request, private=private))
         turns = (ChatMessage("system", system),) if system else ()
         turns = (*turns, ChatMessage("user", prompt))
         return self._chat(name, turns, max_tokens, temperature, private)
@@ -142,7 +142,7 @@ class YoyuTools:
         private: bool,
     ) -> GenerateResult:
         request = ChatRequest(model, turns, max_tokens, temperature)
-        return _generated(self.service.chat(request, private=private))
+        return _generated(self.service.answer(request, private=private))
 
     def default_model(self) -> str:
         served = list(self.service.config.served)
@@ -190,8 +190,7 @@ class YoyuTools:
         served = self.service.config.served.get(target)
         if served is None or not served.managed:
             return False
-        self.service.residency.acquire(served)
-        self.service.residency.release(served)
+        self.service.residency.lease(served).release()  # loaded through admission, then free
         return True
 
     # -- machine state -----------------------------------------------------------

@@ -40,6 +40,7 @@ GGML_MAX_DIMS = 4
 
 CHUNK_BYTES = 1 << 20
 MAX_KEY_BYTES = 1 << 16
+TOKENS_KEY = "tokenizer.ggml.tokens"
 MAX_STRING_BYTES = 1 << 24  # chat templates are the longest real strings (tens of KiB)
 MAX_TENSOR_NAME_BYTES = 1 << 12  # ggml itself stops at 64
 MAX_ARRAY_ITEMS = 1 << 24  # real vocabularies and merge lists stay under 1M
@@ -55,10 +56,13 @@ _TRUNCATED = "the file is truncated (an interrupted download?); download it agai
 
 @dataclass(frozen=True)
 class ArrayInfo:
-    """A metadata array too long to keep (token lists, merges): its type and length."""
+    """A metadata array too long to keep (token lists, merges): its type and length,
+    and for the token list its longest item in bytes (a prompt of N bytes is at least
+    N / longest tokens: a bound the gateway checks before any engine sees a prompt)."""
 
     item_type: str
     count: int
+    longest_item_bytes: int = 0
 
     def __len__(self) -> int:
         return self.count
@@ -343,8 +347,8 @@ class _HeaderReader:
         min_item_bytes = item_type.size or 8
         count = self.count(f"length of array {key!r}", MAX_ARRAY_ITEMS, min_item_bytes)
         if count > KEEP_ARRAY_ITEMS:
-            self.step_over_array(key, item_type, count, at)
-            return ArrayInfo(item_type.name, count)
+            longest = self.step_over_array(key, item_type, count, at)
+            return ArrayInfo(item_type.name, count, longest)
         if item_type.name == "string":
             return [self.string(f"item of {key!r}", MAX_STRING_BYTES) for _ in range(count)]
         packer = struct.Struct(f"{self.endian}{count}{item_type.code}")
@@ -353,11 +357,39 @@ class _HeaderReader:
         self.pos += packer.size
         return items
 
-    def step_over_array(self, key: str, item_type: _ValueType, count: int, at: int) -> None:
+    def step_over_array(self, key: str, item_type: _ValueType, count: int, at: int) -> int:
+        """Step over the array; the longest item's bytes (for strings: the token list's)."""
         if item_type.size:
             self.skip(count * item_type.size, f"array {key!r}")
-        else:
-            self.step_over_strings(key, count, at)
+            return 0
+        if key == TOKENS_KEY:
+            return self.step_over_tokens(count, at)
+        self.step_over_strings(key, count, at)
+        return 0
+
+    def step_over_tokens(self, count: int, at: int) -> int:
+        """``step_over_strings`` for the token list, keeping the longest length (slower:
+        one comparison per item, so only for this one array)."""
+        length_of = struct.Struct(self.endian + "Q").unpack_from
+        longest, start = 0, 0
+        while start < count:
+            self.need(8, f"item {start} of array {TOKENS_KEY!r}")
+            buf, rel = self.buf, self.pos - self.base
+            index = start
+            try:
+                for index in range(start, count):  # noqa: B007 -- read after the loop
+                    length = length_of(buf, rel)[0]
+                    rel += 8 + length
+                    if length > longest:
+                        longest = length
+                index = count
+            except (struct.error, OverflowError):
+                pass  # rel is where item `index` starts, beyond this chunk
+            start = index
+            self.pos = self.base + rel
+            if self.pos > self.file_bytes:
+                raise self.fail(f"a token (of {count}) runs past the end of the file", at)
+        return longest
 
     def step_over_strings(self, key: str, count: int, at: int) -> None:
         """Walk ``count`` length-prefixed strings, looking only at the lengths.

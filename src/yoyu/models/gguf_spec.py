@@ -168,6 +168,7 @@ def spec_from_gguf(model: GGUFModelFiles) -> ModelSpec:
         mla=_mla_dims(hparams, head_dim_k),
         chat_template=_chat_template(model.metadata) is not None,
         chat_template_text=_chat_template(model.metadata),
+        longest_token_bytes=_longest_token_bytes(model.metadata),
         tensors=model.tensors,
     )
 
@@ -245,6 +246,15 @@ def _dim(tensors: tuple[TensorInfo, ...], name: str, axis: int) -> int:
         if tensor.name == name and len(tensor.shape) > axis:
             return tensor.shape[axis]
     return 0
+
+
+def _longest_token_bytes(metadata: dict[str, MetadataValue]) -> int | None:
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, ArrayInfo):
+        return tokens.longest_item_bytes or None
+    if isinstance(tokens, list) and tokens:
+        return max(len(str(token).encode()) for token in tokens)
+    return None
 
 
 def _chat_template(metadata: dict[str, MetadataValue]) -> str | None:

@@ -153,6 +153,7 @@ class ModelSpec:
     mla: MlaDims | None = None
     chat_template: bool | None = None  # the file carries one; None: the source does not say
     chat_template_text: str | None = field(default=None, repr=False)  # kept out of to_dict
+    longest_token_bytes: int | None = None  # the vocabulary's longest piece (GGUF token list)
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
 
     @property
