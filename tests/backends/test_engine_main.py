@@ -126,3 +126,39 @@ def _wait_for_child(process: psutil.Process) -> psutil.Process:
             return children[0]
         psutil.wait_procs([process], timeout=0.01)
     raise AssertionError("the watcher started no program")
+
+
+# A parent that runs a module under engine_main (as llama-cpp-python's server runs): the
+# module takes SIGTERM as "finish first" and spins, like a server stuck on a huge prompt.
+STUCK_MODULE = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: None)
+print("busy", flush=True)
+while True:
+    sum(range(10_000))
+"""
+STUCK_PARENT = """
+import os, subprocess, sys
+watch = [sys.executable, "-m", "yoyu.backends.engine_main", str(os.getpid()), "stuck_engine"]
+env = {**os.environ, "PYTHONPATH": sys.argv[1]}
+child = subprocess.Popen(watch, start_new_session=True, env=env, stdout=subprocess.PIPE)
+child.stdout.readline()
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_engine_too_busy_to_stop_still_ends_with_its_yoyu(tmp_path: Path) -> None:
+    (tmp_path / "stuck_engine.py").write_text(STUCK_MODULE, encoding="utf-8")
+    pythonpath = os.pathsep.join([str(tmp_path), *sys.path])
+    with subprocess.Popen(
+        [sys.executable, "-c", STUCK_PARENT, pythonpath],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as parent:
+        assert parent.stdout is not None
+        engine = psutil.Process(int(parent.stdout.readline()))
+        assert engine.cpu_percent(interval=0.3) > 20  # busy, ignoring SIGTERM
+        parent.kill()
+    _gone, alive = psutil.wait_procs([engine], timeout=30)
+    assert alive == [], "a busy engine outlived the yoyu that started it"

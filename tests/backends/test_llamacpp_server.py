@@ -52,6 +52,7 @@ from yoyu.errors import (
 from yoyu.estimate.types import RunSettings
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 from yoyu.testing.vocab import EOS_ID, byte_spm_vocab
+from yoyu.testing.waiting import wait_until
 from yoyu.units import MIB
 
 SETTINGS = {"n_ctx": 256, "n_batch": 64, "n_ubatch": 64, "seed": 1}
@@ -505,11 +506,7 @@ def test_an_engine_still_loading_is_in_pids_so_a_guard_can_stop_it(tmp_path: Pat
 
     loader = threading.Thread(target=load)
     loader.start()
-    deadline = time.monotonic() + 10
-    while not backend.pids() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    loading_pids = backend.pids()
-    assert loading_pids, "a loading engine must be visible before it is ready"
+    loading_pids = wait_until(backend.pids, 10, "a loading engine to be visible before it is ready")
     os.kill(loading_pids[0], signal.SIGKILL)  # what a guard's last step does
     loader.join(timeout=10)
     assert not loader.is_alive()

@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+
+from yoyu.testing.waiting import wait_until
 
 HOG = Path(__file__).resolve().parents[1] / "guard" / "memory_hog.py"
 GUARD_STOPPED_EXIT = 75
@@ -114,9 +115,8 @@ def test_pid_watches_an_existing_tree(isolated_home: Path) -> None:
     )  # fmt: skip
     try:
         audit = isolated_home / "yoyu" / "data" / "guard.jsonl"
-        deadline = time.monotonic() + 20
-        while not audit.is_file() and time.monotonic() < deadline:
-            time.sleep(0.02)  # the guard has taken its baseline once it logged its start
+        # The guard has taken its baseline once it logged its start.
+        wait_until(audit.is_file, 20, "the guard to log its start")
         hog.stdin.write(b"go\n")
         hog.stdin.flush()
         _, stderr = guard.communicate(timeout=30)

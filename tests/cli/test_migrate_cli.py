@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from test_run_cli import yoyu
 
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
+from yoyu.testing.waiting import wait_until
 from yoyu.toml import load_toml
 
 DEADLINE_S = 60.0
@@ -57,14 +57,15 @@ def current_state(home: Path) -> dict[str, Any] | None:
 
 def wait_for_soak_engine(home: Path, process: subprocess.Popen[bytes]) -> int:
     """The engine pid once the soak has the model loaded (polled, with a deadline)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+
+    def soak_engine_pid() -> int | None:
         state = current_state(home)
         if state and state["phase"] == "soak" and state["engine"]:
             return int(state["engine"]["pid"])
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)
-    raise AssertionError("the soak never loaded the model")
+        return None
+
+    return wait_until(soak_engine_pid, DEADLINE_S, "the soak to load the model", poll_s=0.05)
 
 
 def test_killed_mid_soak_then_status_resume_and_rollback(

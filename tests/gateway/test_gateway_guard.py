@@ -7,7 +7,6 @@ a 48 MiB budget cannot hold the tiny engine's ~50 MiB of anonymous memory.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 
 import psutil
@@ -18,6 +17,7 @@ from yoyu.gateway.config import BackendConfig, GatewayConfig, ServedModel, Serve
 from yoyu.gateway.service import GatewayService, build_backends
 from yoyu.guard import GuardPolicy
 from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.testing.waiting import wait_until
 from yoyu.units import GIB, MIB
 
 HI = (ChatMessage("user", "hi"),)
@@ -45,10 +45,7 @@ def test_the_gateway_guard_evicts_engines_that_outgrow_its_budget(tmp_path: Path
         service.start()
         with contextlib.suppress(YoyuError):  # the guard may stop the load before it answers
             service.answer(ChatRequest("tiny", HI, max_tokens=4))
-        deadline = time.monotonic() + 20
-        while service.backends["local"].pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.backends["local"].pids() == []
+        wait_until(lambda: not service.backends["local"].pids(), 20, "the guard to stop the engine")
         assert service.residency.snapshot() == []
         assert service.guard is not None and service.guard.first_stop is not None
         assert "floor" in service.guard.first_stop.message

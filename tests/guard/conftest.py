@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from yoyu.testing.waiting import WaitTimeout, wait_until
 
 HOG = Path(__file__).with_name("memory_hog.py")
 MIB = 1024**2
@@ -44,17 +45,20 @@ class Hog:
 
     def finish(self, timeout_s: float) -> int | None:
         """Wait (polling, with a deadline) for the hog to end; its status or None if it did not."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.peak_rss_bytes = usage.ru_maxrss * 1024  # KiB on Linux
-                self.returncode = os.waitstatus_to_exitcode(status)
-                self.process.returncode = self.returncode
-                self._drain()
-                return self.returncode
-            time.sleep(0.01)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(self._reaped, timeout_s, "the hog to end", poll_s=0.01)
+            return self.returncode
         return None
+
+    def _reaped(self) -> bool:
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid != self.pid:
+            return False
+        self.peak_rss_bytes = usage.ru_maxrss * 1024  # KiB on Linux
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.process.returncode = self.returncode
+        self._drain()
+        return True
 
     def taken_levels(self) -> list[tuple[float, int]]:
         """(monotonic time, bytes taken) as the hog reported them."""

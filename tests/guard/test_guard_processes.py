@@ -25,6 +25,7 @@ from conftest import MIB, Hog
 from yoyu.guard import AuditLog, Guard, GuardPolicy, ProcessTarget, read_audit
 from yoyu.guard.policy import DEFAULT_PROTECTED
 from yoyu.monitor.store import RunStore
+from yoyu.testing.waiting import wait_until
 
 BUDGET = 1024 * MIB
 ABORT_CROSSING = BUDGET - BUDGET // 4  # memory taken since start at which available hits abort
@@ -152,9 +153,10 @@ class _UnloadingTarget:
         """Blocks until the process has exited, as a backend's unload does."""
         self.unloads += 1
         os.kill(self.hog.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and psutil.Process(self.hog.pid).status() != "zombie":
-            time.sleep(0.005)
+        wait_until(
+            lambda: psutil.Process(self.hog.pid).status() == "zombie",
+            10, "the hog to exit", poll_s=0.005,
+        )  # fmt: skip
 
 
 def test_abort_unloads_first_when_the_target_can(

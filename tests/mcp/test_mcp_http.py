@@ -9,7 +9,6 @@ One server serves the module; each test asks only for what it checks.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from yoyu.gateway.config import BackendConfig, GatewayConfig, ServedModel, Serve
 from yoyu.gateway.service import GatewayService
 from yoyu.mcp import create_mcp_http_app
 from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.testing.waiting import wait_until
 
 T = TypeVar("T")
 API_KEY = "test-key-0123"
@@ -67,10 +67,12 @@ def serve_in_thread(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited while starting"
+        return server.started
+
+    wait_until(started, 15, "uvicorn to start", poll_s=0.01)
     return server, thread, port
 
 

@@ -9,11 +9,11 @@ client hangs up, the server and the engine it started are gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_checks import check_schemas, error_text, structured
 
 from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.testing.waiting import WaitTimeout, wait_until
 
 EXIT_TIMEOUT_S = 15.0
 
@@ -52,12 +53,13 @@ def yoyu_mcp_children() -> list[psutil.Process]:
 
 def wait_gone(pids: list[int]) -> list[int]:
     """The pids still alive after a deadline (polled, no fixed sleep)."""
-    deadline = time.monotonic() + EXIT_TIMEOUT_S
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if psutil.pid_exists(pid) and _not_zombie(pid)]
-        time.sleep(0.05)
-    return alive
+
+    def alive() -> list[int]:
+        return [pid for pid in pids if psutil.pid_exists(pid) and _not_zombie(pid)]
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not alive(), EXIT_TIMEOUT_S, "the processes to exit", poll_s=0.05)
+    return alive()
 
 
 def _not_zombie(pid: int) -> bool:

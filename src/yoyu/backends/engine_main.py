@@ -5,7 +5,8 @@ not reach it and a stop reaches everything it spawned. The price: a yoyu
 killed with SIGKILL (or by the OOM killer) would leave its engines running,
 holding the very memory yoyu exists to give back. This entry point watches
 its parent; once the parent is gone (the process is re-parented), the engine
-gets SIGTERM and shuts down as on a normal stop.
+gets SIGTERM and shuts down as on a normal stop, and SIGKILL a few seconds
+later if it is too busy to (``end_self``).
 
     python -m yoyu.backends.engine_main PARENT_PID MODULE [ARGS...]
     python -m yoyu.backends.engine_main PARENT_PID --exec PROGRAM [ARGS...]
@@ -31,6 +32,7 @@ import time
 from collections.abc import Callable
 
 _POLL_S = 0.5
+ORPHAN_GRACE_S = 5.0  # an orphaned engine has this long to stop by itself after SIGTERM
 _EXEC = "--exec"
 _NOT_STARTED = 127  # the shell's status for a program that could not be run
 _USAGE = (
@@ -42,13 +44,24 @@ _USAGE = (
 def watch_parent(
     parent_pid: int, on_orphaned: Callable[[], None] | None = None, poll_s: float = _POLL_S
 ) -> None:
-    """Block until the parent is gone, then call ``on_orphaned`` (default: SIGTERM self)."""
+    """Block until the parent is gone, then call ``on_orphaned`` (default: end this process)."""
     while os.getppid() == parent_pid:
         time.sleep(poll_s)
-    if on_orphaned is None:
-        os.kill(os.getpid(), signal.SIGTERM)
-    else:
-        on_orphaned()
+    (on_orphaned or end_self)()
+
+
+def end_self(grace_s: float = ORPHAN_GRACE_S) -> None:
+    """SIGTERM this process, and SIGKILL it if it is still here after ``grace_s``.
+
+    A server busy with a request nobody will read (a huge prompt) takes
+    SIGTERM as "finish what you are doing, then stop" and may never stop; the
+    watch runs in its own thread, which still gets its turn (the interpreter
+    switches threads every few milliseconds, and llama.cpp's C calls release
+    the GIL), so the second signal always comes.
+    """
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_module(parent_pid: int, module: str, args: list[str]) -> None:

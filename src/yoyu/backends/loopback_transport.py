@@ -208,14 +208,15 @@ def _cut_on_cancel(
     cancel: Cancellation | None, connection: http.client.HTTPConnection
 ) -> Callable[[], None]:
     """Shut ``connection``'s socket down when ``cancel`` fires; returns the unregistration."""
-    if cancel is None:
+    if cancel is None or connection.sock is None:
         return lambda: None
+    # Held here: http.client drops its own reference once an answer will close the
+    # connection (the answer reads on through its file), and the cut must still reach it.
+    sock = connection.sock
 
     def cut() -> None:
-        sock = connection.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     return cancel.on_cancel(cut)
 

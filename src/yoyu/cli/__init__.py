@@ -8,9 +8,11 @@ the library underneath never does.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+from yoyu import __version__
 from yoyu.cli import (
     chat,
     doctor,
@@ -37,6 +39,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        sys.stdout.write(f"yoyu {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run local LLMs with room to spare: what fits, how to place it, what it really uses."""
+
+
 for command_module in (doctor, machine, inspect, models, plan, guard, watch, serve):
     command_module.register(app)
 for command_module in (run, chat, profile, soak, runs, mcp, migrate):

@@ -67,6 +67,7 @@ from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.residency import Lease, Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
+from yoyu.gateway.runaway import BUSY_TICKS, EngineLoad, RunawayWatch
 from yoyu.gateway.sizing import PlanSizer, Sizing
 from yoyu.gateway.wire import prompt_bytes as wire_prompt_bytes
 from yoyu.guard import Guard
@@ -295,6 +296,7 @@ class GatewayService:
             clock=clock,
         )
         self._last_health: list[BackendStatus] = []
+        self._runaway = RunawayWatch()
         self._stop = threading.Event()
         self._maintainer: threading.Thread | None = None
         self.guard: Guard | None = None
@@ -522,11 +524,32 @@ class GatewayService:
         while not self._stop.wait(MAINTENANCE_TICK_S):
             try:
                 self.residency.reap()
+                self._stop_runaway_engines()
                 if time.monotonic() >= next_health:
                     self.health()
                     next_health = time.monotonic() + self.config.server.health_interval_s
             except YoyuError as error:
                 log.warning("gateway maintenance: %s", error)
+
+    def _stop_runaway_engines(self) -> None:
+        """Stop a managed engine that keeps a core busy with no request in flight."""
+        in_flight = {info.id: info.in_flight for info in self.residency.snapshot()}
+        engines = [
+            EngineLoad(loaded.id, loaded.pid, in_flight[loaded.id])
+            for backend in self._managed_backends()
+            for loaded in backend.loaded_models()
+            if loaded.id in in_flight
+        ]
+        for model_id, share in self._runaway.tick(engines, time.monotonic()):
+            log.warning(
+                "stopping the engine of %s: %.0f%% of a core for %d s with no request in flight; "
+                "the next request loads it again", model_id, 100 * share, BUSY_TICKS,
+            )  # fmt: skip
+            self.residency.unload(model_id)
+
+    def _managed_backends(self) -> list[Backend]:
+        names = {model.backend for model in self.config.served.values() if model.managed}
+        return [self.backends[name] for name in names]
 
     # -- routing ---------------------------------------------------------------
 

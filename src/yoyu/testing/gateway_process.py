@@ -11,13 +11,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 import psutil
+
+from yoyu.testing.waiting import WaitTimeout, wait_until
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -96,20 +97,22 @@ class GatewayProcess:
 
     def _wait_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"yoyu serve exited with {self.process.returncode}: {self.log_text()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"yoyu serve did not answer /health in {READY_TIMEOUT_S} s")
+        try:
+            wait_until(self._answers_health, READY_TIMEOUT_S, "yoyu serve to answer /health")
+        except WaitTimeout:
+            self.stop()
+            raise
+
+    def _answers_health(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"yoyu serve exited with {self.process.returncode}: {self.log_text()}"
+            )
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

@@ -2,8 +2,11 @@
 
 It plays a remote API or a fast upstream in tests and benchmarks: fixed
 answers (whole or streamed), a status to fail with, a stream that dies after
-some chunks (the socket is shut, as when an engine is killed), and a log of
-every request so a test can assert that *nothing* reached it. Standard
+some chunks (the socket is shut, as when an engine is killed), a tool call
+when the request offers tools (streamed as OpenAI does: the call's id and
+name first, its arguments in pieces), an answer naming the tool's result when
+the last message is one, and a log of every request so a test can assert
+that *nothing* reached it, or exactly what did. Standard
 library only; HTTP/1.1 keep-alive so a benchmark measures the gateway, not
 connection setup.
 """
@@ -28,6 +31,7 @@ class StubBehaviour:
     stream_chunks: int = 4
     fail_status: int | None = None  # answer every generation with this status
     die_after_chunks: int | None = None  # shut the socket after this many chunks
+    tool_call: tuple[str, str] = ("mul", '{"a": 6, "b": 7}')  # (name, arguments) when tools given
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,45 @@ class _StubHandler(BaseHTTPRequestHandler):
         kind = "chat" if self.path.endswith("/chat/completions") else "completion"
         if self.path.endswith("/embeddings"):
             self._embeddings(body)
+        elif kind == "chat" and _wants_tool_call(body):
+            self._tool_call(body, behaviour.tool_call)
         elif body.get("stream"):
             self._stream(body, kind)
         else:
-            self._json(200, _whole(body, kind, behaviour.reply))
+            self._json(200, _whole(body, kind, _reply(body, behaviour.reply)))
+
+    def _tool_call(self, body: dict[str, Any], call: tuple[str, str]) -> None:
+        name, arguments = call
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": name, "arguments": arguments}}
+            ]}  # fmt: skip
+            answer = _whole(body, "chat", "")
+            answer["choices"][0] |= {"message": message, "finish_reason": "tool_calls"}
+            self._json(200, answer)
+            return
+        self._start_stream()
+        half = len(arguments) // 2
+        deltas = [
+            {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": name, "arguments": ""}},
+            {"index": 0, "function": {"arguments": arguments[:half]}},
+            {"index": 0, "function": {"arguments": arguments[half:]}},
+        ]  # fmt: skip
+        for delta in deltas:
+            event = _chunk(body, "chat", None, None)
+            event["choices"][0]["delta"] = {"tool_calls": [delta]}
+            self._event(event)
+        self._event(_chunk(body, "chat", None, "tool_calls"))
+        self._write_chunk(b"data: [DONE]\n\n")
+        self._write_chunk(b"")
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input")
@@ -149,10 +188,7 @@ class _StubHandler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict[str, Any], kind: str) -> None:
         behaviour = self.owner.behaviour
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._start_stream()
         for index in range(behaviour.stream_chunks):
             if behaviour.die_after_chunks is not None and index >= behaviour.die_after_chunks:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -179,6 +215,21 @@ class _StubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _wants_tool_call(body: dict[str, Any]) -> bool:
+    """Tools offered and the last message is not a tool's result: call one."""
+    messages = body.get("messages") or [{}]
+    return bool(body.get("tools")) and messages[-1].get("role") != "tool"
+
+
+def _reply(body: dict[str, Any], default: str) -> str:
+    """After a tool's result, an answer that shows the result arrived whole."""
+    messages = body.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") == "tool":
+        return f"The tool {last.get('tool_call_id')} said {last.get('content')}."
+    return default
 
 
 def _whole(body: dict[str, Any], kind: str, reply: str) -> dict[str, Any]:
