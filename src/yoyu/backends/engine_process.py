@@ -116,6 +116,7 @@ class EngineProcess:
             _wait_gone(members, _KILLED_MEMBERS_WAIT_S)
             return self._popen.returncode
         self._signal_group(signal.SIGTERM)
+        self._signal_group(signal.SIGCONT)  # a stopped engine (SIGSTOP, ^Z) acts on it only now
         returncode = self.wait_exited(grace_s)
         if returncode is None:
             self._signal_group(signal.SIGKILL)

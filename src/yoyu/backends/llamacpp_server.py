@@ -88,6 +88,7 @@ from yoyu.paths import data_dir
 T = TypeVar("T")
 DEFAULT_START_TIMEOUT_S = 180.0
 DEFAULT_STOP_GRACE_S = 10.0
+HEALTH_PROBE_S = 5.0  # an engine that cannot list its model in this long is not answering
 _DEATH_WAIT_S = 1.0
 _ADDRESS_IN_USE = re.compile(r"address already in use|couldn't bind|bind.*failed", re.IGNORECASE)
 
@@ -187,17 +188,21 @@ class LlamaCppServerBackend:
         return [pid for root in roots for pid in _process_tree(root)]
 
     def health(self) -> BackendHealth:
+        """Every engine probed (a stopped or wedged one times out in ``HEALTH_PROBE_S``)."""
         started = time.perf_counter()
         with self._lock:
             running = list(self._running.values())
-        dead = [r.loaded.id for r in running if not r.process.is_alive()]
-        if dead:
-            return BackendHealth(False, f"engine for {', '.join(dead)} exited")
+        problems: dict[str, str] = {}
         for each in running:
+            if not each.process.is_alive():
+                problems[each.loaded.id] = f"engine for {each.loaded.id} exited"
+                continue
             try:
-                each.client.list_model_ids()
+                each.client.list_model_ids(timeout_s=HEALTH_PROBE_S)
             except BackendError as exc:
-                return BackendHealth(False, str(exc))
+                problems[each.loaded.id] = str(exc)
+        if problems:
+            return BackendHealth(False, "; ".join(problems.values()), None, tuple(problems))
         detail = f"{len(running)} model(s) loaded" if running else "no model loaded"
         return BackendHealth(True, detail, time.perf_counter() - started)
 

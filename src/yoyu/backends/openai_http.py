@@ -161,10 +161,12 @@ class OpenAIHttpClient:
             transport=transport,
         )
 
-    def get_json(self, path: str) -> Any:
-        """GET ``path`` below the base URL and return its JSON body."""
+    def get_json(self, path: str, timeout_s: float | None = None) -> Any:
+        """GET ``path`` below the base URL and return its JSON body; ``timeout_s``
+        bounds the whole exchange (a probe), instead of the client's phase limits."""
+        timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
         with self._masked(), map_http_errors(self.label, self.base_url + path):
-            response = self._client.get(path)
+            response = self._client.get(path, timeout=timeout)
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
 
@@ -206,8 +208,8 @@ class OpenAIHttpClient:
             _raise_for_error_object(payload, self.label)
         return parse_embeddings(payload, time.perf_counter() - started)
 
-    def list_model_ids(self) -> list[str]:
-        body = self.get_json("/models")
+    def list_model_ids(self, timeout_s: float | None = None) -> list[str]:
+        body = self.get_json("/models", timeout_s)
         entries = body.get("data", []) if isinstance(body, dict) else []
         return [str(entry["id"]) for entry in entries if isinstance(entry, dict) and "id" in entry]
 

@@ -298,6 +298,9 @@ class BackendHealth:
     ok: bool
     detail: str
     latency_s: float | None = None
+    # Models whose engine has died or stopped answering (managed backends): the
+    # gateway unloads them when idle, and the next request loads them anew.
+    failing_models: tuple[str, ...] = ()
 
 
 @runtime_checkable

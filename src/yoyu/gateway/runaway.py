@@ -33,7 +33,8 @@ class RunawayWatch:
 
     def __init__(self, cpu_seconds: Callable[[int], float | None] | None = None) -> None:
         self._cpu_seconds = cpu_seconds or process_tree_cpu_seconds
-        self._last: dict[str, tuple[float, float]] = {}  # model -> (tick time, cpu seconds)
+        # model -> (pid, tick time, cpu seconds): a new pid (a reload) starts afresh
+        self._last: dict[str, tuple[int, float, float]] = {}
         self._busy_ticks: dict[str, int] = {}
 
     def tick(self, engines: Iterable[EngineLoad], now_s: float) -> list[tuple[str, float]]:
@@ -56,14 +57,13 @@ class RunawayWatch:
 
     def _share(self, engine: EngineLoad, now_s: float) -> float | None:
         cpu = self._cpu_seconds(engine.pid) if engine.pid is not None else None
-        previous = self._last.get(engine.model_id)
-        if cpu is None:
-            self._last.pop(engine.model_id, None)
+        previous = self._last.pop(engine.model_id, None)
+        if cpu is None or engine.pid is None:
             return None
-        self._last[engine.model_id] = (now_s, cpu)
-        if previous is None or now_s <= previous[0]:
+        self._last[engine.model_id] = (engine.pid, now_s, cpu)
+        if previous is None or previous[0] != engine.pid or now_s <= previous[1]:
             return None
-        return (cpu - previous[1]) / (now_s - previous[0])
+        return (cpu - previous[2]) / (now_s - previous[1])
 
 
 def process_tree_cpu_seconds(pid: int) -> float | None:

@@ -446,6 +446,7 @@ class GatewayService:
             result = backend.health()
             if not result.ok:
                 self._cooldowns.failed(name)
+            self._restart_failing(result.failing_models)
             statuses.append(
                 BackendStatus(
                     name,
@@ -546,6 +547,16 @@ class GatewayService:
                 "the next request loads it again", model_id, 100 * share, BUSY_TICKS,
             )  # fmt: skip
             self.residency.unload(model_id)
+
+    def _restart_failing(self, model_ids: tuple[str, ...]) -> None:
+        """Unload (when idle) a model whose engine died or stopped answering: the next
+        request loads it anew instead of waiting on an engine that will never answer."""
+        for model_id in model_ids:
+            if model_id in self.config.served and self.residency.unload(model_id):
+                log.warning(
+                    "stopped the engine of %s: it died or did not answer its health check; "
+                    "the next request loads it again", model_id,
+                )  # fmt: skip
 
     def _managed_backends(self) -> list[Backend]:
         names = {model.backend for model in self.config.served.values() if model.managed}
