@@ -279,6 +279,10 @@ def test_health_names_every_served_model_with_its_state_and_engine(
     states = {model["id"]: model for model in health["models"]}
     assert states["tiny"]["state"] == "ready" and states["tiny"]["engine"] == "llama-cpp-python"
     assert states["agent"]["engine"] == "openai-compatible"
+    # Every backend is listed before its first check (this gateway checks hourly).
+    backends = {backend["name"]: backend for backend in health["backends"]}
+    assert set(backends) == {"local", "agentic"}
+    assert backends["local"]["ok"] is None and backends["local"]["detail"] == "not checked yet"
     assert httpx.get(f"{gateway.url}/yoyu/version").json()["version"]
 
 

@@ -223,7 +223,7 @@ class AliasChange:
 @dataclass(frozen=True)
 class BackendStatus:
     name: str
-    ok: bool
+    ok: bool | None  # None: not checked yet (the first check runs one interval after start)
     detail: str
     remote: bool
     cooling_down: bool
@@ -440,7 +440,8 @@ class GatewayService:
     def health(self, *, refresh: bool = True) -> list[BackendStatus]:
         """Each backend's health; a failing one cools down like a failed request."""
         if not refresh:
-            return list(self._last_health)
+            checked = {status.name: status for status in self._last_health}
+            return [checked.get(name) or self._unchecked(name) for name in self.backends]
         statuses = []
         for name, backend in self.backends.items():
             result = backend.health()
@@ -459,6 +460,10 @@ class GatewayService:
             )
         self._last_health = statuses
         return statuses
+
+    def _unchecked(self, name: str) -> BackendStatus:
+        cooling = self._cooldowns.cooling(name)
+        return BackendStatus(name, None, "not checked yet", self._remote(name), cooling)
 
     def memory(self) -> MemoryStatus:
         server = self.config.server

@@ -203,7 +203,7 @@ class YoyuTools:
             reports.append(
                 BackendReport(
                     status.name,
-                    status.ok,
+                    status.ok is True,
                     status.detail,
                     status.remote,
                     status.cooling_down,
