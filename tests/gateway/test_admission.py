@@ -58,3 +58,10 @@ def test_a_budget_limits_what_yoyu_holds_even_with_memory_to_spare() -> None:
     decision = ask(100, 10 * GIB, loaded, budget=150)
     assert decision.admit and decision.evict == ("a",)
     assert not ask(200, 10 * GIB, budget=150).admit
+
+
+def test_a_refusal_after_unloading_every_idle_model_gives_the_shortfall_left_then() -> None:
+    idle = Resident("idle", 3 * GIB, last_used_s=1.0)
+    decision = ask(10 * GIB, 2 * GIB, idle)  # 8 GiB short now; 5 GiB short with idle gone
+    assert not decision.admit
+    assert "5.00 GiB short even after unloading every idle model" in decision.reason

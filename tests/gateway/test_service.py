@@ -173,3 +173,20 @@ def test_an_unhealthy_backend_goes_to_the_back_of_its_routes(
         assert answer.route == "b" and answer.fallbacks == ()  # never waited on "down"
     finally:
         service.close()
+
+
+def test_unloading_reports_what_happened_and_counts_each_unload_once(
+    tmp_path: Path, stub: OpenAIStub
+) -> None:
+    service = make_service(tmp_path, stub, available=64 * GIB)
+    try:
+        assert service.unload("tiny") is False  # never loaded: nothing was unloaded
+        assert service.residency.unloads == 0
+        service.answer(ChatRequest("tiny", HI, max_tokens=1))
+        assert service.residency.evict_all() == ["tiny"]
+        assert service.residency.unloads == 1
+        assert service.backends["local"].loaded_models() == []
+        assert service.unload("tiny") is False  # already gone
+        assert service.residency.unloads == 1
+    finally:
+        service.close()
