@@ -19,25 +19,18 @@ import typer
 from yoyu.cli.output import print_json
 from yoyu.cli.run import (
     DEFAULT_MAX_TOKENS,
-    BatchOpt,
-    CtxOpt,
-    FlashOpt,
-    ForceOpt,
-    GpuLayersOpt,
     JsonOpt,
-    KvOpt,
     MaxTokensOpt,
     ModelArg,
     SeedOpt,
     TemperatureOpt,
-    UbatchOpt,
     open_with_spinner,
     print_chunk,
     print_notice,
     print_profile,
     progress_console,
-    run_config,
 )
+from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
@@ -46,7 +39,7 @@ from yoyu.cli.run_guard import (
     run_guard,
     watchers,
 )
-from yoyu.runner import DEFAULT_SETTINGS, ModelRun
+from yoyu.runner import ModelRun
 from yoyu.runner.soak import Conversation
 
 QUIT = "/quit"
@@ -58,31 +51,25 @@ def register(app: typer.Typer) -> None:
     app.command("chat")(chat_command)
 
 
+@with_run_flags()
 def chat_command(
     model: ModelArg,
-    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
-    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
-    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
-    kv_type: KvOpt = "f16",
-    flash_attn: FlashOpt = False,
-    gpu_layers: GpuLayersOpt = None,
+    flags: RunFlags,
     max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
     temperature: TemperatureOpt = None,
     seed: SeedOpt = None,
     system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
-    force: ForceOpt = False,
     no_guard: NoGuardOpt = False,
     budget: BudgetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Chat with MODEL; /stats shows the last turn's memory profile, /quit ends."""
     guard = run_guard(no_guard, budget)
-    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
-    config = dataclasses.replace(config, **planned_memory(guard))
+    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
     run = ModelRun(config, mode="chat", seed=seed, watchers=watchers(guard))
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
-        _converse(run, Conversation(ctx or 4096, max_tokens, system), max_tokens,
+        _converse(run, Conversation(flags.ctx or 4096, max_tokens, system), max_tokens,
                   temperature, seed, as_json)  # fmt: skip
 
 

@@ -21,7 +21,8 @@ import typer
 
 from yoyu.backends.ollama import PullProgress
 from yoyu.cli.output import console, print_json
-from yoyu.cli.run import CtxOpt, JsonOpt
+from yoyu.cli.run import JsonOpt
+from yoyu.cli.run_flags import CtxOpt
 from yoyu.errors import SettingsError
 from yoyu.rollout import (
     Hooks,

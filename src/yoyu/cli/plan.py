@@ -7,7 +7,6 @@ fit, 2 for bad input (through the CLI boundary).
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import shutil
 import subprocess
@@ -20,9 +19,9 @@ from rich.table import Table
 
 from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.output import console, print_json
+from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES
-from yoyu.estimate.types import RunSettings
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
@@ -51,20 +50,18 @@ def register(app: typer.Typer) -> None:
     app.command("plan")(plan_command)
 
 
+@with_run_flags(
+    ctx_default=None,
+    ctx_help=f"Context tokens; 0 = the model's own (default {DEFAULT_CTX}).",
+    force=False,
+)
 def plan_command(
     model: Annotated[str, typer.Argument(help="GGUF file, Ollama/installed/catalog name.")],
+    flags: RunFlags,
     machine: Annotated[
         str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
     ] = None,
-    ctx: Annotated[
-        int | None,
-        typer.Option(help=f"Context tokens; 0 = the model's own (default {DEFAULT_CTX})."),
-    ] = None,
-    kv_type: Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0...")] = "f16",
-    batch: Annotated[int, typer.Option(help="Logical batch (n_batch).")] = 512,
-    ubatch: Annotated[int, typer.Option(help="Physical batch (n_ubatch).")] = 512,
     parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
-    flash_attn: Annotated[bool, typer.Option("--flash-attn/--no-flash-attn")] = False,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -81,9 +78,6 @@ def plan_command(
             "only completion logprobs need it, so yoyu starts it without).",
         ),
     ] = False,
-    gpu_layers: Annotated[
-        int | None, typer.Option(help="Force n_gpu_layers (default: the most that fit).")
-    ] = None,
     free: Annotated[
         str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
     ] = None,
@@ -108,13 +102,13 @@ def plan_command(
     spec = resolve_model(model)
     nodes = [load_machine(name) for name in node or []]
     target = nodes[0] if nodes else _machine(machine)
-    settings = _settings(spec, ctx, kv_type, batch, ubatch, parallel, flash_attn)
-    settings = dataclasses.replace(
-        settings, engine=engine or _default_engine(emit), logits_all=logits_all
-    )
+    settings = flags.settings(
+        _context(spec, flags.ctx), n_parallel=parallel, engine=engine or _default_engine(emit),
+        logits_all=logits_all,
+    )  # fmt: skip
     request = PlanRequest(
         settings=settings,
-        n_gpu_layers=gpu_layers,
+        n_gpu_layers=flags.gpu_layers,
         reserve_bytes=_size("--reserve", reserve) or 0,
         ram_free_bytes=_size("--free", free),
         gpu_free_bytes=_size("--gpu-free", gpu_free),
@@ -146,25 +140,9 @@ def _machine(name: str | None) -> Machine:
     return load_machine(name) if name else with_measured_bandwidth(probe_machine())
 
 
-def _settings(
-    spec: ModelSpec,
-    ctx: int | None,
-    kv_type: str,
-    batch: int,
-    ubatch: int,
-    parallel: int,
-    flash_attn: bool,
-) -> RunSettings:
-    n_ctx = min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
-    return RunSettings(
-        n_ctx=n_ctx,
-        n_batch=batch,
-        n_ubatch=min(ubatch, batch),
-        n_parallel=parallel,
-        type_k=kv_type,
-        type_v=kv_type,
-        flash_attn=flash_attn,
-    )
+def _context(spec: ModelSpec, ctx: int | None) -> int:
+    """``--ctx``, else the model's own capped at ``DEFAULT_CTX``."""
+    return min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
 
 
 def _size(flag: str, text: str | None) -> int | None:

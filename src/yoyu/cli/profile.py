@@ -20,13 +20,13 @@ from rich.table import Table
 from yoyu.backends.protocol import ChatMessage
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import (
-    ForceOpt,
     JsonOpt,
     ModelArg,
     SeedOpt,
     open_with_spinner,
     progress_console,
 )
+from yoyu.cli.run_flags import ForceOpt
 from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,

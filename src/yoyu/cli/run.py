@@ -21,6 +21,7 @@ from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
 from yoyu.cli.output import console, print_json
+from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
@@ -29,30 +30,18 @@ from yoyu.cli.run_guard import (
     run_guard,
     watchers,
 )
-from yoyu.estimate.types import RunSettings
 from yoyu.monitor.store import RunStore
 from yoyu.plan.types import RiskThresholds
-from yoyu.runner import DEFAULT_SETTINGS, ModelRun, RunConfig
+from yoyu.runner import ModelRun
 from yoyu.units import MIB, format_mib
 
 DEFAULT_MAX_TOKENS = 256
 progress_console = Console(stderr=True, highlight=False)  # spinner and notes, never on stdout
 
 ModelArg = Annotated[str, typer.Argument(help="GGUF file, Ollama or installed model name.")]
-CtxOpt = Annotated[int, typer.Option(help="Context tokens (0 = the model's own).")]
-BatchOpt = Annotated[int, typer.Option(help="Logical batch (n_batch).")]
-UbatchOpt = Annotated[int, typer.Option(help="Physical batch (n_ubatch).")]
-KvOpt = Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0...")]
-FlashOpt = Annotated[bool, typer.Option("--flash-attn/--no-flash-attn")]
-GpuLayersOpt = Annotated[
-    int | None, typer.Option(help="n_gpu_layers (-1 all; default: the most the plan fits).")
-]
 MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens to generate per answer.")]
 TemperatureOpt = Annotated[float | None, typer.Option(help="Sampling temperature.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for the engine and the sampler.")]
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Run even when the plan says it does not fit.")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
@@ -61,20 +50,15 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
 
 
+@with_run_flags()
 def run_command(
     model: ModelArg,
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
-    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
-    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
-    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
-    kv_type: KvOpt = "f16",
-    flash_attn: FlashOpt = False,
-    gpu_layers: GpuLayersOpt = None,
+    flags: RunFlags,
     max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
     temperature: TemperatureOpt = None,
     seed: SeedOpt = None,
     system: Annotated[str | None, typer.Option(help="A system message first.")] = None,
-    force: ForceOpt = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the memory timeline to this PNG.")] = None,
     no_guard: NoGuardOpt = False,
     budget: BudgetOpt = None,
@@ -82,8 +66,7 @@ def run_command(
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
     guard = run_guard(no_guard, budget)
-    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
-    config = dataclasses.replace(config, **planned_memory(guard))
+    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
     run = ModelRun(config, mode="run", seed=seed, watchers=watchers(guard))
@@ -105,23 +88,6 @@ def run_command(
         print_profile(report)
     if plot is not None and run.run_id is not None:
         draw_plot(run.run_id, plot)
-
-
-def run_config(
-    model: str,
-    ctx: int,
-    batch: int,
-    ubatch: int,
-    kv_type: str,
-    flash_attn: bool,
-    gpu_layers: int | None,
-    force: bool,
-) -> RunConfig:
-    settings = RunSettings(
-        n_ctx=ctx, n_batch=batch, n_ubatch=min(ubatch, batch), type_k=kv_type, type_v=kv_type,
-        flash_attn=flash_attn,
-    )  # fmt: skip
-    return RunConfig(model, settings, n_gpu_layers=gpu_layers, force=force)
 
 
 def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:

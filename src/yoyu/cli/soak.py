@@ -14,20 +14,13 @@ import typer
 
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import (
-    BatchOpt,
-    CtxOpt,
-    FlashOpt,
-    ForceOpt,
-    GpuLayersOpt,
     JsonOpt,
-    KvOpt,
     ModelArg,
     SeedOpt,
-    UbatchOpt,
     open_with_spinner,
     progress_console,
-    run_config,
 )
+from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
@@ -37,7 +30,7 @@ from yoyu.cli.run_guard import (
     watchers,
 )
 from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
-from yoyu.runner import DEFAULT_SETTINGS, ModelRun, SoakPoint, parse_duration, run_soak
+from yoyu.runner import ModelRun, SoakPoint, parse_duration, run_soak
 from yoyu.units import format_mib
 
 _VERDICT_STYLE = {"leak": "bold red", "no_leak": "green", "inconclusive": "yellow"}
@@ -48,21 +41,16 @@ def register(app: typer.Typer) -> None:
     app.command("soak")(soak_command)
 
 
+@with_run_flags()
 def soak_command(
     model: ModelArg,
+    flags: RunFlags,
     duration: Annotated[str, typer.Option(help="How long: 30s, 10m, 1h.")] = "10m",
-    ctx: CtxOpt = DEFAULT_SETTINGS.n_ctx,
-    batch: BatchOpt = DEFAULT_SETTINGS.n_batch,
-    ubatch: UbatchOpt = DEFAULT_SETTINGS.n_ubatch,
-    kv_type: KvOpt = "f16",
-    flash_attn: FlashOpt = False,
-    gpu_layers: GpuLayersOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Most tokens per answer.")] = 64,
     threshold: Annotated[
         float, typer.Option(help="MiB per minute of growth that counts as a leak.")
     ] = DEFAULT_THRESHOLD_MIB_PER_MIN,
     seed: SeedOpt = None,
-    force: ForceOpt = False,
     no_guard: NoGuardOpt = False,
     budget: BudgetOpt = None,
     as_json: JsonOpt = False,
@@ -70,8 +58,7 @@ def soak_command(
     """Chat with MODEL for a while; slope of settled anon + swap memory per turn, verdict."""
     duration_s = parse_duration(duration)
     guard = run_guard(no_guard, budget)
-    config = run_config(model, ctx, batch, ubatch, kv_type, flash_attn, gpu_layers, force)
-    config = dataclasses.replace(config, **planned_memory(guard))
+    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
     run = ModelRun(config, mode="soak", seed=seed, watchers=watchers(guard))
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)

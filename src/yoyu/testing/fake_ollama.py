@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+SHUTDOWN_POLL_S = 0.02  # how often serve_forever looks for shutdown(): a stop takes this long
+
 VERSION = "0.12.6"
 CREATED_AT = "2024-09-12T21:17:29.110811Z"
 EXPIRES_AT = "2024-06-04T14:38:31.83753-07:00"
@@ -136,7 +138,9 @@ class FakeOllama:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
 
     @property
     def base_url(self) -> str:

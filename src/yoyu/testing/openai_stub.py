@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+SHUTDOWN_POLL_S = 0.02  # how often serve_forever looks for shutdown(): a stop takes this long
+
 
 @dataclass
 class StubBehaviour:
@@ -53,7 +55,9 @@ class OpenAIStub:
         self._record = record
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
 
     @property
     def port(self) -> int:
