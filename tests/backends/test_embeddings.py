@@ -41,6 +41,7 @@ def managed(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     backend.close()
 
 
+@pytest.mark.slow
 def test_a_model_loaded_for_embeddings_gives_one_vector_per_input(
     managed: Managed, tiny: TinyModel
 ) -> None:
@@ -98,6 +99,7 @@ def test_per_token_vectors_are_mean_pooled_and_order_follows_index() -> None:
         parse_embeddings({"object": "list"}, 0.1)
 
 
+@pytest.mark.slow
 def test_ollama_embeds_through_api_embed() -> None:
     with FakeOllama() as fake:
         fake.install("all-minilm")

@@ -35,6 +35,7 @@ def run_watched(program: list[str]) -> int:
     return subprocess.run([*WATCH, *program], timeout=60).returncode
 
 
+@pytest.mark.slow
 def test_the_program_ends_when_the_yoyu_that_started_it_is_killed() -> None:
     with subprocess.Popen(
         [sys.executable, "-c", PARENT_SOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -148,6 +149,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.slow
 def test_an_engine_too_busy_to_stop_still_ends_with_its_yoyu(tmp_path: Path) -> None:
     (tmp_path / "stuck_engine.py").write_text(STUCK_MODULE, encoding="utf-8")
     pythonpath = os.pathsep.join([str(tmp_path), *sys.path])

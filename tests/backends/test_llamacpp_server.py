@@ -100,6 +100,7 @@ def served(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 # -- a loaded model ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_load_reports_the_engine_process_and_its_buffers(served: Served, tiny: TinyModel) -> None:
     backend, loaded = served
     checked: Backend = backend  # the class keeps the protocol (mypy checks this line)
@@ -223,6 +224,7 @@ def test_loading_the_same_model_again_returns_it(served: Served, tiny: TinyModel
 # -- start failures ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_garbage_model_file_is_a_one_line_start_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"this is not a GGUF file at all" * 64)
@@ -291,6 +293,7 @@ def stranger_port() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.mark.slow
 def test_a_fixed_port_that_is_taken_is_a_start_error(
     tmp_path: Path, tiny: TinyModel, stranger_port: int
 ) -> None:
@@ -300,6 +303,7 @@ def test_a_fixed_port_that_is_taken_is_a_start_error(
     assert f"127.0.0.1:{stranger_port}" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_taken_port_is_retried_elsewhere_and_unload_reaps_the_child(
     tmp_path: Path, tiny: TinyModel, stranger_port: int
 ) -> None:
@@ -327,6 +331,7 @@ def test_settings_yoyu_owns_are_refused(tmp_path: Path, tiny: TinyModel) -> None
 # -- a crash in the middle of an answer ---------------------------------------
 
 
+@pytest.mark.slow
 def test_an_engine_killed_mid_stream_raises_instead_of_hanging(
     tmp_path: Path, tiny: TinyModel
 ) -> None:
@@ -366,6 +371,7 @@ def start_script(tmp_path: Path, source: str) -> EngineProcess:
     return process
 
 
+@pytest.mark.slow
 def test_an_engine_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
     process = start_script(tmp_path, STUBBORN_ENGINE)
     started = time.monotonic()
@@ -526,6 +532,7 @@ sys.stdin.read()  # hold until killed
 """
 
 
+@pytest.mark.slow
 def test_an_engine_ends_when_the_yoyu_that_started_it_is_killed(
     tmp_path: Path, tiny: TinyModel
 ) -> None:

@@ -76,6 +76,7 @@ def test_health_of_nothing_listening_is_not_ok() -> None:
     assert not health.ok and "refused" in health.detail
 
 
+@pytest.mark.slow
 def test_installed_and_loaded_models_come_from_tags_and_ps(
     backend: OllamaBackend, fake: FakeOllama
 ) -> None:
@@ -166,6 +167,7 @@ def test_extra_fields_go_where_ollama_expects_them(
     assert body["format"] == "json"
 
 
+@pytest.mark.slow
 def test_unload_waits_until_ps_no_longer_lists_the_model(
     backend: OllamaBackend, fake: FakeOllama
 ) -> None:
@@ -188,6 +190,7 @@ def test_unload_waits_until_ps_no_longer_lists_the_model(
     assert len(fake.requests_to("/api/chat")) == unloads
 
 
+@pytest.mark.slow
 def test_an_unload_that_never_finishes_times_out(fake: FakeOllama) -> None:
     backend = OllamaBackend(base_url=fake.base_url, unload_timeout_s=0.2)
     try:

@@ -63,6 +63,7 @@ def backend(engine: LoadedModel) -> Iterator[OpenAICompatibleBackend]:
 # -- a real server -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_made_by_the_registry_as_a_local_backend(engine: LoadedModel) -> None:
     made = create_backend("openai", name="local", base_url=engine.base_url)
     try:

@@ -16,6 +16,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_model(tmp_path_factory.mktemp("chat-models") / "tiny.gguf")
 
 
+@pytest.mark.slow
 def test_chat_answers_each_line_and_stats_prints_the_last_profile(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -27,6 +28,7 @@ def test_chat_answers_each_line_and_stats_prints_the_last_profile(
     assert "settled" in out and "Predicted vs measured" in out
 
 
+@pytest.mark.slow
 def test_chat_json_prints_one_line_per_turn(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

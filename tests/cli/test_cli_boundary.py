@@ -31,6 +31,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: st
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_config_typo_is_one_line_and_exit_2(isolated_home: Path) -> None:
     config = isolated_home / "yoyu" / "yoyu.toml"
     config.parent.mkdir(parents=True)
@@ -39,11 +40,13 @@ def test_config_typo_is_one_line_and_exit_2(isolated_home: Path) -> None:
     assert_one_line_error(result, "unknown section [modles]")
 
 
+@pytest.mark.slow
 def test_unknown_model_is_one_line_and_exit_2(isolated_home: Path) -> None:
     result = run_yoyu("inspect", "no-such-model:7b", env_home=isolated_home)
     assert_one_line_error(result, "no-such-model:7b")
 
 
+@pytest.mark.slow
 def test_truncated_gguf_is_one_line_and_exit_2(isolated_home: Path) -> None:
     broken = isolated_home / "broken.gguf"
     broken.write_bytes(b"GGUF\x03\x00\x00\x00\x05")
@@ -51,6 +54,7 @@ def test_truncated_gguf_is_one_line_and_exit_2(isolated_home: Path) -> None:
     assert_one_line_error(result, "broken.gguf")
 
 
+@pytest.mark.slow
 def test_unknown_option_is_a_usage_error_with_exit_2(isolated_home: Path) -> None:
     result = run_yoyu("doctor", "--no-such-flag", env_home=isolated_home)
     assert result.returncode == 2
@@ -58,6 +62,7 @@ def test_unknown_option_is_a_usage_error_with_exit_2(isolated_home: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["doctor", "machine", "inspect", "models", "plan"])
 def test_every_command_has_help(command: str, isolated_home: Path) -> None:
     result = run_yoyu(command, "--help", env_home=isolated_home)
@@ -65,6 +70,7 @@ def test_every_command_has_help(command: str, isolated_home: Path) -> None:
     assert "--json" in result.stdout
 
 
+@pytest.mark.slow
 def test_doctor_with_no_models_names_the_config_section_to_use(isolated_home: Path) -> None:
     result = run_yoyu("doctor", env_home=isolated_home)
     assert result.returncode == 0, result.stderr

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from yoyu.testing.waiting import wait_until
 
@@ -28,6 +29,7 @@ def yoyu(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_command_that_ends_by_itself_gives_its_own_status(isolated_home: Path) -> None:
     result = yoyu("guard", "--", sys.executable, "-c", "print('hi'); raise SystemExit(3)",
                   home=isolated_home)  # fmt: skip
@@ -36,12 +38,14 @@ def test_command_that_ends_by_itself_gives_its_own_status(isolated_home: Path) -
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_command_ended_by_a_signal_from_elsewhere_gives_128_plus_n(isolated_home: Path) -> None:
     code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
     result = yoyu("guard", "--", sys.executable, "-c", code, home=isolated_home)
     assert result.returncode == 128 + 15
 
 
+@pytest.mark.slow
 def test_hog_is_stopped_with_one_line_naming_floor_and_figure(isolated_home: Path) -> None:
     result = yoyu("guard", "--budget", "1GiB", "--grace", "1", "--", sys.executable, str(HOG),
                   "1024", "--limit", "2048", home=isolated_home)  # fmt: skip
@@ -59,6 +63,7 @@ def test_hog_is_stopped_with_one_line_naming_floor_and_figure(isolated_home: Pat
     assert "terminate" in table.stdout
 
 
+@pytest.mark.slow
 def test_json_outcome(isolated_home: Path) -> None:
     result = yoyu("guard", "--json", "--budget", "1GiB", "--", sys.executable, str(HOG), "1024",
                   "--limit", "2048", home=isolated_home)  # fmt: skip
@@ -69,6 +74,7 @@ def test_json_outcome(isolated_home: Path) -> None:
     assert outcome["returncode"] == -15
 
 
+@pytest.mark.slow
 def test_bad_flag_is_one_line_and_exit_2(isolated_home: Path) -> None:
     result = yoyu("guard", "--abort", "5XB", "--", "true", home=isolated_home)
     assert result.returncode == 2
@@ -76,6 +82,7 @@ def test_bad_flag_is_one_line_and_exit_2(isolated_home: Path) -> None:
     assert lines == [lines[0]] and lines[0].startswith("error: --abort '5XB' is not a size")
 
 
+@pytest.mark.slow
 def test_floors_in_the_wrong_order_are_refused_before_the_command_runs(
     isolated_home: Path,
 ) -> None:
@@ -87,6 +94,7 @@ def test_floors_in_the_wrong_order_are_refused_before_the_command_runs(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_missing_command_and_unknown_command(isolated_home: Path) -> None:
     nothing = yoyu("guard", home=isolated_home)
     assert nothing.returncode == 2 and "give a command after --" in nothing.stderr
@@ -98,11 +106,13 @@ def test_missing_command_and_unknown_command(isolated_home: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_log_when_empty(isolated_home: Path) -> None:
     result = yoyu("guard", "log", "--json", home=isolated_home)
     assert result.returncode == 0 and json.loads(result.stdout) == []
 
 
+@pytest.mark.slow
 def test_pid_watches_an_existing_tree(isolated_home: Path) -> None:
     hog = subprocess.Popen([sys.executable, str(HOG), "1024", "--limit", "2048", "--wait-stdin"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
@@ -132,6 +142,7 @@ def test_pid_watches_an_existing_tree(isolated_home: Path) -> None:
         hog.stdout.close()
 
 
+@pytest.mark.slow
 def test_pid_that_does_not_exist(isolated_home: Path) -> None:
     result = yoyu("guard", "--pid", "999999999", home=isolated_home)
     assert result.returncode == 2 and "no process 999999999" in result.stderr

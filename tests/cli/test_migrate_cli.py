@@ -68,6 +68,7 @@ def wait_for_soak_engine(home: Path, process: subprocess.Popen[bytes]) -> int:
     return wait_until(soak_engine_pid, DEADLINE_S, "the soak to load the model", poll_s=0.05)
 
 
+@pytest.mark.slow
 def test_killed_mid_soak_then_status_resume_and_rollback(
     config: Path, isolated_home: Path, models: dict[str, TinyModel],
     capsys: pytest.CaptureFixture[str],

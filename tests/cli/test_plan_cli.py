@@ -43,6 +43,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {name: str(write_sparse_model(folder, name, tokenizer=False).paths[0]) for name in names}
 
 
+@pytest.mark.slow
 def test_fitting_plan_is_schema_valid_json_and_exit_0(
     models: dict[str, str], isolated_home: Path
 ) -> None:
@@ -56,6 +57,7 @@ def test_fitting_plan_is_schema_valid_json_and_exit_0(
     assert "-ngl" in data["emit"]["argv"] and data["llama_fit_params"] is None
 
 
+@pytest.mark.slow
 def test_plan_that_does_not_fit_exits_1_with_moves(
     models: dict[str, str], isolated_home: Path
 ) -> None:
@@ -67,6 +69,7 @@ def test_plan_that_does_not_fit_exits_1_with_moves(
     assert data["moves"][-1]["action"] == "remote"
 
 
+@pytest.mark.slow
 def test_cluster_plan_with_rpc_commands(models: dict[str, str], isolated_home: Path) -> None:
     node = "mac-studio-m3-ultra-512g"
     result = run_plan(models["kimi-k2-q4_k_m"], "--node", node, "--node", node, "--ctx", "4096",
@@ -79,6 +82,7 @@ def test_cluster_plan_with_rpc_commands(models: dict[str, str], isolated_home: P
     assert head[head.index("-ts") + 1] == "31,31"  # 31 worker blocks; 30 head blocks + output
 
 
+@pytest.mark.slow
 def test_human_output_shows_devices_verdict_and_speed(
     models: dict[str, str], isolated_home: Path
 ) -> None:
@@ -89,6 +93,7 @@ def test_human_output_shows_devices_verdict_and_speed(
         assert fragment in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -112,6 +117,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_help_lists_json(isolated_home: Path) -> None:
     result = run_plan("--help", home=isolated_home)
     assert result.returncode == 0 and "--json" in result.stdout

@@ -16,6 +16,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_model(tmp_path_factory.mktemp("profile-models") / "tiny.gguf")
 
 
+@pytest.mark.slow
 def test_profile_compares_two_settings_files(
     tiny: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

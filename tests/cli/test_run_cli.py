@@ -34,6 +34,7 @@ def yoyu(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_run_json_keeps_the_contract(tiny: TinyModel, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--json")
     assert code == 0
@@ -56,6 +57,7 @@ def test_run_json_keeps_the_contract(tiny: TinyModel, capsys: pytest.CaptureFixt
     assert data["settings"]["n_ctx"] == 256
 
 
+@pytest.mark.slow
 def test_run_streams_then_prints_the_profile_and_plots(
     tiny: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,6 +93,7 @@ def test_a_garbage_gguf_is_one_line_and_exit_2(
     assert "garbage.gguf" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_model_the_engine_refuses_is_one_line_exit_2_and_stored(
     tiny: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -105,6 +108,7 @@ def test_a_model_the_engine_refuses_is_one_line_exit_2_and_stored(
     assert "error" in json.loads(out)[0]["result"]
 
 
+@pytest.mark.slow
 def test_a_run_that_outgrows_the_guard_budget_is_stopped_with_the_guards_reason(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str]
 ) -> None:

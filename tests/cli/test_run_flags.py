@@ -14,6 +14,7 @@ from yoyu.cli.run_flags import RunFlags, with_run_flags
 LOAD_OPTIONS = ("--ctx", "--batch", "--ubatch", "--kv-type", "--flash-attn", "--gpu-layers")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "chat", "soak", "plan"])
 def test_each_command_lists_the_load_options_beside_its_own(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)

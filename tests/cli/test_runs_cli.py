@@ -15,6 +15,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_model(tmp_path_factory.mktemp("runs-models") / "tiny.gguf")
 
 
+@pytest.mark.slow
 def test_runs_lists_and_shows_a_stored_run(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str]
 ) -> None:

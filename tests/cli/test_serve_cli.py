@@ -27,6 +27,7 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_a_gguf_file_is_served_with_no_config_file(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "tiny-quick.gguf").path
     args = ["--model", f"{model}=quick", "--model", str(model), "--json"]
@@ -62,6 +63,7 @@ def test_a_gguf_file_is_served_with_no_config_file(tmp_path: Path) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in engines)  # stopped with the gateway
 
 
+@pytest.mark.slow
 def test_an_api_key_is_required_once_configured(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "keyed.gguf").path
     env = {"GW_TEST_KEY": "s3cret-key"}
@@ -79,6 +81,7 @@ def test_an_api_key_is_required_once_configured(tmp_path: Path) -> None:
     assert "s3cret-key" not in gateway.log_text()
 
 
+@pytest.mark.slow
 def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> None:
     model = write_tiny_model(tmp_path / "open.gguf").path
     result = run_serve("--model", str(model), "--host", "0.0.0.0", "--port", "0")
@@ -87,6 +90,7 @@ def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> Non
     assert "refusing to listen on 0.0.0.0 without an API key" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_model_file_or_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = run_serve("--model", str(tmp_path / "nope.gguf"))
     assert missing.returncode == 2 and "no file at" in missing.stderr

@@ -15,6 +15,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_model(tmp_path_factory.mktemp("soak-models") / "tiny.gguf")
 
 
+@pytest.mark.slow
 def test_a_short_soak_gives_points_and_a_verdict(
     tiny: TinyModel, capsys: pytest.CaptureFixture[str]
 ) -> None:

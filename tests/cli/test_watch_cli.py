@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HOG = Path(__file__).resolve().parents[1] / "guard" / "memory_hog.py"
 MIB = 1024**2
 
@@ -20,6 +22,7 @@ def yoyu(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_json_shows_a_watched_tree_and_the_floors(isolated_home: Path) -> None:
     hog = subprocess.Popen([sys.executable, str(HOG), "1000", "--limit", "64"],
                            stdout=subprocess.PIPE)  # fmt: skip
@@ -42,6 +45,7 @@ def test_json_shows_a_watched_tree_and_the_floors(isolated_home: Path) -> None:
     assert view["level"] == "ok"
 
 
+@pytest.mark.slow
 def test_level_follows_the_floors_given(isolated_home: Path) -> None:
     result = yoyu("watch", "--json", "--caution", "99%", "--pid", "1", home=isolated_home)
     view = json.loads(result.stdout)
@@ -49,6 +53,7 @@ def test_level_follows_the_floors_given(isolated_home: Path) -> None:
     assert "below the caution floor" in view["reason"]
 
 
+@pytest.mark.slow
 def test_once_prints_one_screen(isolated_home: Path) -> None:
     result = yoyu("watch", "--once", "--pid", "999999999", home=isolated_home)
     assert result.returncode == 0, result.stderr
@@ -56,6 +61,7 @@ def test_once_prints_one_screen(isolated_home: Path) -> None:
         assert heading in result.stdout
 
 
+@pytest.mark.slow
 def test_bad_interval_is_one_line(isolated_home: Path) -> None:
     result = yoyu("watch", "--interval", "0", home=isolated_home)
     assert result.returncode == 2

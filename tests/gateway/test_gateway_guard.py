@@ -10,6 +10,7 @@ import contextlib
 from pathlib import Path
 
 import psutil
+import pytest
 
 from yoyu.backends.protocol import ChatMessage, ChatRequest
 from yoyu.errors import YoyuError
@@ -56,6 +57,7 @@ def test_the_gateway_guard_evicts_engines_that_outgrow_its_budget(tmp_path: Path
     ]
 
 
+@pytest.mark.slow
 def test_within_its_budget_the_gateway_guard_leaves_the_model_alone(tmp_path: Path) -> None:
     service = make_service(tmp_path, GuardPolicy(budget_bytes=4 * GIB))
     try:

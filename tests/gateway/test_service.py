@@ -175,6 +175,7 @@ def test_an_unhealthy_backend_goes_to_the_back_of_its_routes(
         service.close()
 
 
+@pytest.mark.slow
 def test_unloading_reports_what_happened_and_counts_each_unload_once(
     tmp_path: Path, stub: OpenAIStub
 ) -> None:

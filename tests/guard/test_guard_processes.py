@@ -36,6 +36,7 @@ def budget_policy(**changes: object) -> GuardPolicy:
     return GuardPolicy(budget_bytes=BUDGET, grace_s=1.0, **changes)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate_mib_s", [200, 1024, 4096])
 def test_hog_is_stopped_before_it_crosses_the_abort_floor(
     rate_mib_s: int, start_hog: Callable[..., Hog], tmp_path: Path
@@ -55,6 +56,7 @@ def test_hog_is_stopped_before_it_crosses_the_abort_floor(
     assert status == -signal.SIGTERM
 
 
+@pytest.mark.slow
 def test_steady_process_below_caution_is_never_touched(
     start_hog: Callable[..., Hog], tmp_path: Path
 ) -> None:
@@ -95,6 +97,7 @@ def test_protected_process_in_the_tree_is_never_signalled(
         os.kill(keeper_pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_child_ignoring_sigterm_is_killed_after_the_grace_period(
     start_hog: Callable[..., Hog], tmp_path: Path
 ) -> None:

@@ -88,6 +88,7 @@ def test_unknown_preset_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unknown_preset_in_a_real_process(isolated_home: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "YOYU_HOME": str(isolated_home / "yoyu")}
     result = subprocess.run(
@@ -104,6 +105,7 @@ def test_unknown_preset_in_a_real_process(isolated_home: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_json_in_a_real_process(isolated_home: Path, validate_machine: Validate) -> None:
     env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "YOYU_HOME": str(isolated_home / "yoyu")}
     result = subprocess.run(

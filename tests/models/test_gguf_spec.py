@@ -577,6 +577,7 @@ def test_deepseek2_latent_attention_and_shared_experts(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_kimi_k2_shaped_split_model_reads_from_any_part(tmp_path: Path) -> None:
     """61 layers, 384 experts, ~600 GB in sparse parts: figures and bounded memory."""
     layers, embd, experts, expert_ff, vocab = 61, 7168, 384, 2048, 163840

@@ -109,6 +109,7 @@ def test_a_file_that_is_not_sqlite_is_a_user_error(tmp_path: Path) -> None:
         RunStore(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shared", [False, True], ids=["two-connections", "one-store"])
 def test_writer_thread_and_reader_never_see_half_a_batch(tmp_path: Path, shared: bool) -> None:
     path, batch, batches = tmp_path / "runs.sqlite", 20, 40

@@ -43,6 +43,7 @@ def request(model: TinyModel, thresholds: MigrateThresholds) -> Request:
     return Request(str(model.path), "coder", thresholds=thresholds, settings=SETTINGS)
 
 
+@pytest.mark.slow
 def test_a_target_that_fits_is_promoted(
     home: Path, hooks: Hooks, models: dict[str, TinyModel], engine_children: Children
 ) -> None:
@@ -92,6 +93,7 @@ def test_a_smoke_test_below_the_abort_floor_is_rolled_back(
     assert load_current().status == "rolled_back"
 
 
+@pytest.mark.slow
 def test_an_interrupted_soak_resumes_at_the_soak(
     home: Path, hooks: Hooks, models: dict[str, TinyModel], engine_children: Children
 ) -> None:

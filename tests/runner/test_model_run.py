@@ -45,6 +45,7 @@ def assert_ordered(profile_phases: dict[str, object]) -> None:
     assert times[:3] == sorted(times[:3]) and times[3] <= times[4] <= times[5]
 
 
+@pytest.mark.slow
 def test_one_shot_run_profiles_stores_and_unloads(tiny: TinyModel, tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     run = ModelRun(config(tiny.path), backend=backend(tmp_path), store=store, seed=1)
@@ -80,6 +81,7 @@ def test_one_shot_run_profiles_stores_and_unloads(tiny: TinyModel, tmp_path: Pat
     store.close()
 
 
+@pytest.mark.slow
 def test_interactive_turns_each_get_a_profile(tiny: TinyModel, tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     with ModelRun(config(tiny.path), mode="chat", backend=backend(tmp_path), store=store) as run:
@@ -98,6 +100,7 @@ def test_interactive_turns_each_get_a_profile(tiny: TinyModel, tmp_path: Path) -
     store.close()
 
 
+@pytest.mark.slow
 def test_watchers_are_entered_around_load_and_left_before_unload(
     tiny: TinyModel, tmp_path: Path
 ) -> None:
@@ -127,6 +130,7 @@ def engine_rejected_model(tiny: TinyModel, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_failed_load_is_stored_and_raised(tiny: TinyModel, tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     model = engine_rejected_model(tiny, tmp_path)
@@ -142,6 +146,7 @@ def test_a_failed_load_is_stored_and_raised(tiny: TinyModel, tmp_path: Path) -> 
     store.close()
 
 
+@pytest.mark.slow
 def test_a_template_the_engine_cannot_render_is_replaced_and_named(tmp_path: Path) -> None:
     broken = write_tiny_model(tmp_path / "broken.gguf", chat_template="{% if %}")
     run = ModelRun(config(broken.path), backend=backend(tmp_path), seed=1)

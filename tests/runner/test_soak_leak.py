@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from monitor_children import MemoryChild
 
 from yoyu.monitor.sampler import Sampler
@@ -30,6 +31,7 @@ def soak_child(child: MemoryChild, grow: bool, duration_s: float = 1.5) -> SoakR
         sampler.stop()
 
 
+@pytest.mark.slow
 def test_a_process_growing_every_turn_is_a_leak(
     make_child: Callable[[int], MemoryChild],
 ) -> None:
@@ -40,6 +42,7 @@ def test_a_process_growing_every_turn_is_a_leak(
     assert all(point.settled for point in result.points)
 
 
+@pytest.mark.slow
 def test_a_steady_process_is_not(make_child: Callable[[int], MemoryChild]) -> None:
     child = make_child(2)
     child.grow()  # holds memory, just never more

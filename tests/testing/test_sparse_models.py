@@ -41,6 +41,7 @@ def bare_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SparseMod
     return {name: write_sparse_model(folder, name, tokenizer=False) for name in NAMES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_files_take_almost_no_disk(sparse_models: dict[str, SparseModel], name: str) -> None:
     model = sparse_models[name]
@@ -152,6 +153,7 @@ def test_mla_models_differ_in_kv_b_layout_and_dense_lead(
     assert len(deepseek.paths) == 9 and len(kimi.paths) == 13
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_gguf_reader_sees_the_recipe_table(bare_tables: dict[str, SparseModel], name: str) -> None:
     model = bare_tables[name]
