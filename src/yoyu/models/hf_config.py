@@ -35,7 +35,7 @@ from typing import Any
 
 from yoyu.errors import ModelFileError
 from yoyu.models.json_file import read_json_object
-from yoyu.models.spec import MlaDims
+from yoyu.models.shape import MlaDims, ModelShape
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
@@ -85,31 +85,16 @@ class MlxQuantization:
         return self.overrides.get(module, self.bits)
 
 
-@dataclass(frozen=True)
-class HfArchitecture:
-    """What ``config.json`` says about shape; byte figures come from the tensors."""
+@dataclass(frozen=True, kw_only=True)
+class HfArchitecture(ModelShape):
+    """What ``config.json`` says: the shape, and how the weights are laid out and stored
+    (byte figures come from the tensors)."""
 
     model_type: str
     architecture: str
-    n_layers: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim_k: int
-    head_dim_v: int
-    n_ff: int
-    vocab_size: int
-    context_length: int
     tie_word_embeddings: bool = False
-    sliding_window: int | None = None
-    swa_layers: tuple[int, ...] = ()
-    n_experts: int = 0
-    n_experts_used: int = 0
-    n_experts_shared: int = 0
-    expert_ff_length: int | None = None
     shared_expert_ff_length: int | None = None
     dense_layers: tuple[int, ...] = ()  # MoE models: blocks with a plain FFN instead
-    mla: MlaDims | None = None
     mlx_quantization: MlxQuantization | None = None
     quant_method: str | None = None  # quantization_config.quant_method: fp8, mxfp4, gptq, awq
     quant_bits: int | None = None  # quantization_config.bits (GPTQ/AWQ)

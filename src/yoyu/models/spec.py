@@ -15,6 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from yoyu.models.shape import MlaDims, ModelShape
+
+__all__ = ["MlaDims", "ModelShape", "ModelSpec", "TensorInfo", "TensorSummary"]
+
 _LAYER_PATTERNS = (
     re.compile(r"^blk\.(\d+)\."),  # GGUF
     re.compile(r"^(?:model\.|language_model\.model\.|transformer\.)?layers\.(\d+)\."),  # HF
@@ -50,18 +54,6 @@ class TensorInfo:
     layer: int | None  # block index, None for embeddings, output and norms outside blocks
     file_index: int = 0  # which file of a split model holds it
     offset: int = 0  # absolute byte offset of its data in that file
-
-
-@dataclass(frozen=True)
-class MlaDims:
-    """Multi-head latent attention (DeepSeek V2/V3/R1, Kimi K2): the KV cache stores a
-    compressed latent of ``kv_lora_rank`` plus a shared RoPE key of ``rope_dim`` per token."""
-
-    kv_lora_rank: int
-    q_lora_rank: int
-    rope_dim: int
-    key_length_mla: int | None = None  # per-head key dim once decompressed (nope + rope)
-    value_length_mla: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,14 +104,12 @@ def summarize_tensors(
     )
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model's architecture and the bytes it occupies, from whichever source.
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec(ModelShape):
+    """A model's shape and the bytes it occupies, from whichever source.
 
-    ``n_head_kv`` is the largest per-layer KV head count; ``n_head_kv_layers``
-    holds one count per block for models whose layers differ (0 for layers
-    without a KV cache, e.g. recurrent ones). ``swa_layers`` lists the blocks
-    that use sliding-window attention of ``sliding_window`` tokens.
+    ``n_head_kv_layers`` holds one KV head count per block for models whose
+    layers differ (0 for layers without a KV cache, e.g. recurrent ones).
     """
 
     name: str
@@ -128,15 +118,6 @@ class ModelSpec:
     paths: tuple[str, ...]
     file_bytes: int
     quantization: str | None  # "Q4_K_M", "MXFP4", "BF16", "4-bit (MLX)", ...
-    n_layers: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim_k: int
-    head_dim_v: int
-    n_ff: int
-    vocab_size: int
-    context_length: int
     params_total: int
     params_active: int
     tensor_bytes: int
@@ -144,21 +125,10 @@ class ModelSpec:
     nonrepeating_bytes: int
     type_bytes: dict[str, int]
     n_head_kv_layers: tuple[int, ...] = ()
-    sliding_window: int | None = None
-    swa_layers: tuple[int, ...] = ()
-    n_experts: int = 0
-    n_experts_used: int = 0
-    n_experts_shared: int = 0
-    expert_ff_length: int | None = None
-    mla: MlaDims | None = None
     chat_template: bool | None = None  # the file carries one; None: the source does not say
     chat_template_text: str | None = field(default=None, repr=False)  # kept out of to_dict
     longest_token_bytes: int | None = None  # the vocabulary's longest piece (GGUF token list)
     tensors: tuple[TensorInfo, ...] = field(default=(), repr=False)
-
-    @property
-    def is_moe(self) -> bool:
-        return self.n_experts > 1
 
     def to_dict(self, *, include_tensors: bool = False) -> dict[str, Any]:
         """Plain JSON-ready dict; the tensor table only when asked (it can be 10k rows)."""

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
 import numpy as np
 
-from yoyu.models.spec import MlaDims
+from yoyu.models.shape import MlaDims, ModelShape
 from yoyu.testing.tiny_models import TensorRow, table_figures
 
 MetadataValue = str | int | float | bool
@@ -49,43 +49,27 @@ class TokenizerShape:
     eos_id: int
 
 
-@dataclass(frozen=True)
-class SparseRecipe:
+@dataclass(frozen=True, kw_only=True)
+class SparseRecipe(ModelShape):
     """Everything needed to write one real model's GGUF without its weights."""
 
     name: str
     architecture: str
     quantization: str
     source: str
-    n_layers: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim_k: int
-    head_dim_v: int
-    n_ff: int
-    vocab_size: int
-    context_length: int
     tokenizer: TokenizerShape
     tensors: tuple[TensorRow, ...] = field(repr=False)
     metadata: Mapping[str, MetadataValue] = field(repr=False)  # keys the fields do not imply
     default_split_count: int = 1
-    sliding_window: int | None = None
-    swa_layers: tuple[int, ...] = ()
-    n_experts: int = 0
-    n_experts_used: int = 0
-    n_experts_shared: int = 0
-    expert_ff_length: int | None = None
-    mla: MlaDims | None = None
 
 
-@dataclass(frozen=True)
-class SparseModel:
+@dataclass(frozen=True, kw_only=True)
+class SparseModel(ModelShape):
     """A written sparse model: its files and the figures a reader must find.
 
-    Architecture fields are the GGUF values as written (for Kimi K2's MLA
-    layout that means ``n_head_kv`` 1 and key/value lengths 576/512, with the
-    per-head sizes in ``mla``); byte figures are summed from the tensor table.
+    The shape is the GGUF's values as written (for Kimi K2's MLA layout that
+    means ``n_head_kv`` 1 and key/value lengths 576/512, with the per-head
+    sizes in ``mla``); byte figures are summed from the tensor table.
     """
 
     name: str
@@ -93,22 +77,6 @@ class SparseModel:
     file_bytes: int
     architecture: str
     quantization: str
-    n_layers: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    head_dim_k: int
-    head_dim_v: int
-    n_ff: int
-    vocab_size: int
-    context_length: int
-    sliding_window: int | None
-    swa_layers: tuple[int, ...]
-    n_experts: int
-    n_experts_used: int
-    n_experts_shared: int
-    expert_ff_length: int | None
-    mla: MlaDims | None
     n_tensors: int
     params_total: int
     params_active: int
@@ -238,16 +206,15 @@ def _describe(recipe: SparseRecipe, paths: tuple[Path, ...]) -> SparseModel:
     figures = table_figures(
         recipe.tensors, recipe.n_layers, recipe.n_experts, recipe.n_experts_used
     )
-    shape = {
-        item.name: getattr(recipe, item.name)
-        for item in dataclasses.fields(SparseModel)
-        if hasattr(recipe, item.name)
-    }
     return SparseModel(
+        name=recipe.name,
         paths=paths,
         file_bytes=sum(path.stat().st_size for path in paths),
+        architecture=recipe.architecture,
+        quantization=recipe.quantization,
         n_tensors=len(recipe.tensors),
-        **shape,
+        tensors=recipe.tensors,
+        **recipe.shape_fields(),
         **dataclasses.asdict(figures),
     )
 
@@ -331,64 +298,94 @@ def _dense_model(
     return [*table, ("output_norm.weight", (embd,)), ("output.weight", (embd, vocab))]
 
 
-def _llama31_8b() -> SparseRecipe:
-    # Shapes: meta-llama/Llama-3.1-8B-Instruct config.json (hidden 4096, 32 layers, 32 heads,
-    # 8 KV heads, intermediate 14336, vocab 128256, max positions 131072, rope_theta 5e5,
-    # rope_scaling llama3 factor 8). File: bartowski/Meta-Llama-3.1-8B-Instruct-GGUF Q4_K_M,
-    # 4.92 GB, 292 tensors (F32 66, Q4_K 193, Q6_K 33), llama.cpp reports 4.58 GiB; the
-    # rope_freqs.weight [64] tensor holds the llama3 rope scaling.
-    table = _dense_model(32, 4096, 4096, 1024, 14336, 128256, biases=False)
-    table.insert(1, ("rope_freqs.weight", (64,)))
-    return SparseRecipe(
-        name="llama-3.1-8b-q4_k_m",
-        architecture="llama",
-        quantization="Q4_K_M",
+@dataclass(frozen=True)
+class _DenseRelease:
+    """A dense model with grouped-query attention and its well-known Q4_K_M GGUF."""
+
+    name: str
+    architecture: str
+    source: str
+    shape: ModelShape
+    tokenizer: TokenizerShape
+    metadata: Mapping[str, MetadataValue]
+    biases: bool  # q/k/v biases (Qwen2)
+    rope_freqs: int | None = None  # Llama 3.1's rope_freqs.weight [n] (llama3 rope scaling)
+
+
+_DENSE_RELEASES = (
+    # meta-llama/Llama-3.1-8B-Instruct config.json (rope_theta 5e5, rope_scaling llama3
+    # factor 8). File: bartowski/Meta-Llama-3.1-8B-Instruct-GGUF Q4_K_M, 4.92 GB, 292 tensors
+    # (F32 66, Q4_K 193, Q6_K 33); llama.cpp reports 4.58 GiB.
+    _DenseRelease(
+        name="llama-3.1-8b-q4_k_m", architecture="llama",
         source="meta-llama/Llama-3.1-8B-Instruct config.json; bartowski Q4_K_M GGUF metadata",
-        n_layers=32,
-        n_embd=4096,
-        n_head=32,
-        n_head_kv=8,
-        head_dim_k=128,
-        head_dim_v=128,
-        n_ff=14336,
-        vocab_size=128256,
-        context_length=131072,
+        shape=ModelShape(
+            n_layers=32, n_embd=4096, n_head=32, n_head_kv=8, head_dim_k=128, head_dim_v=128,
+            n_ff=14336, vocab_size=128256, context_length=131072,
+        ),
         tokenizer=TokenizerShape("gpt2", "llama-bpe", 128256, 280147, 128000, 128009),
-        tensors=_q4_k_m(table, 32),
         metadata={
             "llama.rope.freq_base": 500000.0,
             "llama.rope.dimension_count": 128,
             "llama.attention.layer_norm_rms_epsilon": 1e-5,
         },
-    )
-
-
-def _deepseek_r1_qwen_7b() -> SparseRecipe:
-    # Shapes: deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json (Qwen2.5-Math-7B: hidden
-    # 3584, 28 layers, 28 heads, 4 KV heads, intermediate 18944, vocab 152064, max positions
-    # 131072, rope_theta 10000, biases on q/k/v, untied lm_head). File: bartowski
-    # DeepSeek-R1-Distill-Qwen-7B-GGUF Q4_K_M, 4.68 GB (the 7B that ollama's deepseek-r1:7b is).
-    table = _dense_model(28, 3584, 3584, 512, 18944, 152064, biases=True)
-    return SparseRecipe(
-        name="deepseek-r1-distill-qwen-7b-q4_k_m",
-        architecture="qwen2",
-        quantization="Q4_K_M",
+        biases=False, rope_freqs=64,
+    ),
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json (Qwen2.5-Math-7B, rope_theta 10000,
+    # untied lm_head). File: bartowski DeepSeek-R1-Distill-Qwen-7B-GGUF Q4_K_M, 4.68 GB (the
+    # 7B that ollama's deepseek-r1:7b is).
+    _DenseRelease(
+        name="deepseek-r1-distill-qwen-7b-q4_k_m", architecture="qwen2",
         source="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json; bartowski Q4_K_M metadata",
-        n_layers=28,
-        n_embd=3584,
-        n_head=28,
-        n_head_kv=4,
-        head_dim_k=128,
-        head_dim_v=128,
-        n_ff=18944,
-        vocab_size=152064,
-        context_length=131072,
+        shape=ModelShape(
+            n_layers=28, n_embd=3584, n_head=28, n_head_kv=4, head_dim_k=128, head_dim_v=128,
+            n_ff=18944, vocab_size=152064, context_length=131072,
+        ),
         tokenizer=TokenizerShape("gpt2", "deepseek-r1-qwen", 152064, 151387, 151646, 151643),
-        tensors=_q4_k_m(table, 28),
         metadata={
             "qwen2.rope.freq_base": 10000.0,
             "qwen2.attention.layer_norm_rms_epsilon": 1e-6,
         },
+        biases=True,
+    ),
+    # Qwen/Qwen2.5-32B-Instruct config.json (rope_theta 1e6, untied lm_head). File:
+    # bartowski/Qwen2.5-32B-Instruct-GGUF Q4_K_M, 19.85 GB; the GGUF pads the tokenizer's
+    # 151665 tokens to the 152064-row embedding.
+    _DenseRelease(
+        name="qwen2.5-32b-q4_k_m", architecture="qwen2",
+        source="Qwen/Qwen2.5-32B-Instruct config.json; bartowski Q4_K_M GGUF metadata",
+        shape=ModelShape(
+            n_layers=64, n_embd=5120, n_head=40, n_head_kv=8, head_dim_k=128, head_dim_v=128,
+            n_ff=27648, vocab_size=152064, context_length=32768,
+        ),
+        tokenizer=TokenizerShape("gpt2", "qwen2", 152064, 151387, 151643, 151645),
+        metadata={
+            "qwen2.rope.freq_base": 1000000.0,
+            "qwen2.attention.layer_norm_rms_epsilon": 1e-6,
+        },
+        biases=True,
+    ),
+)  # fmt: skip
+
+
+def _dense_recipe(release: _DenseRelease) -> SparseRecipe:
+    """The release's tensor table follows from its shape: llama.cpp's llama/qwen2 layout."""
+    shape = release.shape
+    table = _dense_model(
+        shape.n_layers, shape.n_embd, shape.n_head * shape.head_dim_k,
+        shape.n_head_kv * shape.head_dim_k, shape.n_ff, shape.vocab_size, biases=release.biases,
+    )  # fmt: skip
+    if release.rope_freqs is not None:
+        table.insert(1, ("rope_freqs.weight", (release.rope_freqs,)))
+    return SparseRecipe(
+        name=release.name,
+        architecture=release.architecture,
+        quantization="Q4_K_M",
+        source=release.source,
+        tokenizer=release.tokenizer,
+        tensors=_q4_k_m(table, shape.n_layers),
+        metadata=release.metadata,
+        **shape.shape_fields(),
     )
 
 
@@ -438,35 +435,6 @@ def _gemma3_12b() -> SparseRecipe:
         },
         sliding_window=1024,
         swa_layers=tuple(layer for layer in range(n_layers) if (layer + 1) % 6),
-    )
-
-
-def _qwen25_32b() -> SparseRecipe:
-    # Shapes: Qwen/Qwen2.5-32B-Instruct config.json (hidden 5120, 64 layers, 40 heads, 8 KV
-    # heads, intermediate 27648, vocab 152064, max positions 32768, rope_theta 1e6, untied
-    # lm_head, biases on q/k/v). File: bartowski/Qwen2.5-32B-Instruct-GGUF Q4_K_M, 19.85 GB;
-    # the GGUF pads the tokenizer's 151665 tokens to the 152064-row embedding.
-    table = _dense_model(64, 5120, 5120, 1024, 27648, 152064, biases=True)
-    return SparseRecipe(
-        name="qwen2.5-32b-q4_k_m",
-        architecture="qwen2",
-        quantization="Q4_K_M",
-        source="Qwen/Qwen2.5-32B-Instruct config.json; bartowski Q4_K_M GGUF metadata",
-        n_layers=64,
-        n_embd=5120,
-        n_head=40,
-        n_head_kv=8,
-        head_dim_k=128,
-        head_dim_v=128,
-        n_ff=27648,
-        vocab_size=152064,
-        context_length=32768,
-        tokenizer=TokenizerShape("gpt2", "qwen2", 152064, 151387, 151643, 151645),
-        tensors=_q4_k_m(table, 64),
-        metadata={
-            "qwen2.rope.freq_base": 1000000.0,
-            "qwen2.attention.layer_norm_rms_epsilon": 1e-6,
-        },
     )
 
 
@@ -772,16 +740,12 @@ def _mla_metadata(recipe: SparseRecipe) -> dict[str, MetadataValue]:
     return metadata
 
 
-_RECIPES: tuple[Callable[[], SparseRecipe], ...] = (
-    _deepseek_r1_qwen_7b,
-    _llama31_8b,
-    _gemma3_12b,
-    _qwen25_32b,
-    _gpt_oss_20b,
-    _deepseek_v3,
-    _kimi_k2,
+_RECIPES: tuple[SparseRecipe, ...] = (
+    *(_dense_recipe(release) for release in _DENSE_RELEASES),
+    _gemma3_12b(),
+    _gpt_oss_20b(),
+    _deepseek_v3(),
+    _kimi_k2(),
 )
-SPARSE_MODELS: dict[str, SparseRecipe] = {
-    recipe.name: recipe for recipe in (make() for make in _RECIPES)
-}
+SPARSE_MODELS: dict[str, SparseRecipe] = {recipe.name: recipe for recipe in _RECIPES}
 """Every sparse model by name: ``write_sparse_model(folder, name)`` writes one."""
