@@ -153,3 +153,28 @@ def test_an_engine_killed_mid_stream_gives_an_error_event_and_the_gateway_lives(
     again = client.completions.create(model="gemma", prompt="Hi", max_tokens=2)  # loads it anew
     assert again.choices[0].text is not None
     assert gateway.engine_pids() != [engine]
+
+
+def test_an_agents_second_turn_reaches_the_real_gemma(gateway: GatewayProcess) -> None:
+    """What agents send after a tool ran: a developer turn, the assistant's tool call and the
+    tool's result (a 502 with the engine's validation errors before the gateway kept them)."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    tools = [{"type": "function", "function": {"name": "mul", "parameters": {"type": "object"}}}]
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "mul", "arguments": '{"a":6,"b":7}'},
+    }
+    answer = client.chat.completions.create(
+        model="gemma",
+        messages=[
+            {"role": "developer", "content": "Answer with the tool's result."},
+            {"role": "user", "content": "What is 6 times 7?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+        tools=tools,  # type: ignore[arg-type]
+        max_tokens=8,
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.usage is not None and answer.usage.prompt_tokens > 20  # every turn arrived

@@ -12,13 +12,20 @@ does not, and answers what it cannot parse with a 422 of pydantic errors or a
 - it notices a client that left only while streaming, so a whole answer it
   was asked for kept it generating for nobody: yoyu streams from it and
   assembles the whole answer (``whole_from_stream``), so a client that leaves
-  stops it (its connection is cut, and its stream loop checks for that).
+  stops it (its connection is cut, and its stream loop checks for that);
+- its named chat formats (``gemma``, ``chatml``..., which yoyu picks when the
+  file's own template is missing or unusable) keep only the text of user,
+  assistant and system turns: a tool's result, an assistant's tool call and
+  content parts vanished from the prompt without a word (the real Gemma saw
+  20 of an agent turn's tokens), and Gemma's drops system turns. Under a named
+  format they become text turns (``plain_turns``), as the model's own
+  template would have written them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from yoyu.backends.llamacpp_flags import EngineKind
 from yoyu.backends.protocol import ChatMessage, ChatRequest, CompletionRequest
@@ -26,15 +33,70 @@ from yoyu.errors import BackendRequestError
 
 PYTHON_ENGINE: EngineKind = "llama-cpp-python"
 _ROLE_FOR_PYTHON_ENGINE = {"developer": "system"}
+_NO_SYSTEM_TURN = frozenset({"gemma"})  # llama-cpp-python's formats that drop system turns
+_TOOL = "tool"
 
 
-def chat_for_engine(request: ChatRequest, engine: EngineKind) -> ChatRequest:
-    """``request`` as ``engine`` understands it; a BackendRequestError (400) when it cannot."""
+def chat_for_engine(
+    request: ChatRequest, engine: EngineKind, chat_format: str | None = None
+) -> ChatRequest:
+    """``request`` as ``engine`` understands it; a BackendRequestError (400) when it cannot.
+
+    ``chat_format`` is the named format llama-cpp-python was started with (None: the
+    file's own template, which is given every message as sent).
+    """
     if engine != PYTHON_ENGINE:
         return request
     _refuse_several_choices(request.extra)
     messages = tuple(_known_role(message) for message in request.messages)
+    if chat_format is not None and not _takes_tools(chat_format):
+        messages = plain_turns(messages, merge_system=chat_format in _NO_SYSTEM_TURN)
     return dataclasses.replace(request, messages=messages)
+
+
+def plain_turns(messages: Sequence[ChatMessage], *, merge_system: bool) -> tuple[ChatMessage, ...]:
+    """Every message as a user, assistant or system turn of text, nothing dropped.
+
+    A tool call becomes the assistant's words ``[called mul({"a":6})]``, a tool's
+    result a user turn ``[mul returned] 42``; with ``merge_system`` (formats with no
+    system turn) the system text leads the first user turn.
+    """
+    turns = [_plain(message) for message in messages]
+    if not merge_system:
+        return tuple(turns)
+    system = "\n\n".join(turn.text for turn in turns if turn.role == "system")
+    rest = [turn for turn in turns if turn.role != "system"]
+    first_user = next((i for i, turn in enumerate(rest) if turn.role == "user"), None)
+    if system and first_user is not None:
+        lead = rest[first_user]
+        rest[first_user] = ChatMessage("user", f"{system}\n\n{lead.text}")
+    elif system:
+        rest.insert(0, ChatMessage("user", system))
+    return tuple(rest)
+
+
+def _takes_tools(chat_format: str) -> bool:
+    """llama-cpp-python's tool-calling handlers (chatml-function-calling, functionary...)
+    read tool turns themselves."""
+    return "function" in chat_format
+
+
+def _plain(message: ChatMessage) -> ChatMessage:
+    if message.role == "tool":
+        name = message.extra.get("name") or _TOOL
+        return ChatMessage("user", f"[{name} returned] {message.text}")
+    calls = message.extra.get("tool_calls")
+    words = [message.text] if message.text else []
+    if message.role == "assistant" and isinstance(calls, list):
+        words += [_called(call) for call in calls if isinstance(call, Mapping)]
+    return ChatMessage(message.role, "\n".join(words))
+
+
+def _called(call: Mapping[str, object]) -> str:
+    function = call.get("function")
+    if not isinstance(function, Mapping):
+        return f"[called {_TOOL}]"
+    return f"[called {function.get('name', _TOOL)}({function.get('arguments', '')})]"
 
 
 def completion_for_engine(request: CompletionRequest, engine: EngineKind) -> CompletionRequest:

@@ -211,8 +211,8 @@ class LlamaCppServerBackend:
     def chat(self, request: ChatRequest) -> ChatResponse:
         if whole_from_stream(self.engine.kind):
             return whole_answer(self.stream_chat(request), "chat", request.model)
-        shaped = chat_for_engine(request, self.engine.kind)
         running = self._get(request.model)
+        shaped = chat_for_engine(request, self.engine.kind, _named_format(running))
         log_start = running.process.log_size()
         response = self._guard(running, lambda: running.client.chat(shaped))
         return with_log_timings(response, running.process.log_text(log_start))
@@ -227,8 +227,8 @@ class LlamaCppServerBackend:
         return with_log_timings(response, running.process.log_text(log_start))
 
     def stream_chat(self, request: ChatRequest) -> Iterator[ChatChunk]:
-        shaped = chat_for_engine(request, self.engine.kind)
         running = self._get(request.model)
+        shaped = chat_for_engine(request, self.engine.kind, _named_format(running))
         return self._stream(running, lambda: running.client.stream_chat(shaped))
 
     def stream_complete(self, request: CompletionRequest) -> Iterator[ChatChunk]:
@@ -411,6 +411,12 @@ def _serves(port: int, model_id: str) -> bool:
     except (httpx.HTTPError, ValueError, AttributeError):
         return False
     return response.status_code == 200 and model_id in ids
+
+
+def _named_format(running: _Running) -> str | None:
+    """The named chat format the engine was started with (None: the file's template)."""
+    chat_format = running.loaded.settings.get("chat_format")
+    return chat_format if isinstance(chat_format, str) else None
 
 
 def _shut_down(running: _Running, grace_s: float) -> None:

@@ -1,0 +1,47 @@
+"""What llama-cpp-python's named chat formats get: every turn, as text they keep."""
+
+from __future__ import annotations
+
+import pytest
+
+from yoyu.backends.llamacpp_requests import chat_for_engine
+from yoyu.backends.protocol import ChatMessage, ChatRequest
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "mul", "arguments": '{"a":6}'}}
+AGENT_TURN = (
+    ChatMessage("developer", "Use the tool."),
+    ChatMessage("user", [{"type": "text", "text": "6 times 7?"}]),
+    ChatMessage("assistant", None, {"tool_calls": [CALL]}),
+    ChatMessage("tool", "42", {"tool_call_id": "c1", "name": "mul"}),
+)
+
+
+def shaped(chat_format: str | None, engine: str = "llama-cpp-python") -> list[tuple[str, object]]:
+    request = chat_for_engine(ChatRequest("m", AGENT_TURN), engine, chat_format)  # type: ignore[arg-type]
+    return [(message.role, message.content) for message in request.messages]
+
+
+def test_gemma_gets_the_system_text_in_the_first_user_turn_and_the_tool_turns_as_text() -> None:
+    assert shaped("gemma") == [
+        ("user", "Use the tool.\n\n6 times 7?"),
+        ("assistant", '[called mul({"a":6})]'),
+        ("user", "[mul returned] 42"),
+    ]
+
+
+def test_a_format_with_a_system_turn_keeps_it() -> None:
+    assert shaped("chatml")[0] == ("system", "Use the tool.")
+    assert [role for role, _ in shaped("chatml")] == ["system", "user", "assistant", "user"]
+
+
+@pytest.mark.parametrize(
+    ("chat_format", "engine"),
+    [(None, "llama-cpp-python"), ("chatml-function-calling", "llama-cpp-python"),
+     ("gemma", "llama-server")],
+)  # fmt: skip
+def test_the_files_template_a_tool_handler_and_llama_server_get_the_turns_as_sent(
+    chat_format: str | None, engine: str
+) -> None:
+    roles = [role for role, _ in shaped(chat_format, engine)]
+    assert roles[1:] == ["user", "assistant", "tool"]
+    assert shaped(chat_format, engine)[2] == ("assistant", None)
