@@ -180,6 +180,16 @@ class RequestCancelledError(YoyuError):
     error_code = "client_closed_request"
 
 
+class ShuttingDownError(RequestCancelledError):
+    """The gateway stopped (Ctrl-C, SIGTERM) while answering: the client may ask again
+    once it is back, so 503 with Retry-After rather than the client's own 499."""
+
+    http_status = 503
+    error_type = "server_error"
+    error_code = "shutting_down"
+    retry_after_s = 5.0
+
+
 class RunStoreError(YoyuError):
     """The run store cannot be opened, is from a newer yoyu, or has no such run."""
 

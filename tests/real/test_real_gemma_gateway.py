@@ -130,6 +130,7 @@ def test_a_shutdown_mid_stream_ends_it_with_an_error_event(gateway: GatewayProce
     assert gateway.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     last = json.loads(events[-1])
     assert "shutting down" in last["error"]["message"]
+    assert last["error"]["code"] == "shutting_down"  # the server's doing, not the client's 499
     log = gateway.log_text()
     assert "Traceback" not in log and "CancelledError" not in log
     _gone, alive = psutil.wait_procs([psutil.Process(p) for p in engines if psutil.pid_exists(p)])

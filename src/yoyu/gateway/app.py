@@ -33,7 +33,13 @@ from starlette.types import ASGIApp
 
 from yoyu import __version__
 from yoyu.backends.cancellation import Cancellation
-from yoyu.errors import BackendTimeoutError, BadRequestError, RequestCancelledError, YoyuError
+from yoyu.errors import (
+    BackendTimeoutError,
+    BadRequestError,
+    RequestCancelledError,
+    ShuttingDownError,
+    YoyuError,
+)
 from yoyu.gateway import wire
 from yoyu.gateway.relay import Emit, Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
@@ -259,7 +265,7 @@ class _Handlers:
                         status = 499
                         break
                     if draining.is_set():
-                        raise RequestCancelledError("the gateway is shutting down; ask again")
+                        raise ShuttingDownError("the gateway is shutting down; ask again")
                     data = writer.chunk(chunk)
                     if data:
                         emit(data)
