@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "monitor"))
 from monitor_children import CHILD_SOURCE, MemoryChild
 
+from yoyu.cli import main
 from yoyu.testing.real_models import GEMMA3_270M, default_cache_dir, real_model_path
 
 _TEST_CACHE = default_cache_dir()  # read now: the fixtures below replace HOME
@@ -25,6 +26,22 @@ _ISOLATED_VARIABLES = (
     "XDG_DATA_HOME",
     "OLLAMA_HOST",
 )
+
+
+@pytest.fixture
+def yoyu_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``yoyu_cli("run", MODEL, ...)`` runs the CLI in this process: (exit code, out, err)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from test_run_cli import PHASES, SMALL, yoyu
+from test_run_cli import PHASES, SMALL, YoyuCli
 
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 
@@ -18,10 +18,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 @pytest.mark.slow
 def test_chat_answers_each_line_and_stats_prints_the_last_profile(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny: TinyModel, yoyu_cli: YoyuCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("/stats\nHello\n\n/stats\n/quit\nnever asked\n"))
-    code, out, err = yoyu(capsys, "chat", str(tiny.path), *SMALL)
+    code, out, err = yoyu_cli("chat", str(tiny.path), *SMALL)
     assert code == 0
     assert "no answer yet" in err  # /stats before any answer
     assert out.count("Memory by phase (MiB)") == 1  # the one /stats after an answer
@@ -30,10 +30,10 @@ def test_chat_answers_each_line_and_stats_prints_the_last_profile(
 
 @pytest.mark.slow
 def test_chat_json_prints_one_line_per_turn(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny: TinyModel, yoyu_cli: YoyuCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("Hello\nAnd again\n"))  # ends at end of input
-    code, out, _ = yoyu(capsys, "chat", str(tiny.path), *SMALL, "--json")
+    code, out, _ = yoyu_cli("chat", str(tiny.path), *SMALL, "--json")
     assert code == 0
     turns = [json.loads(line) for line in out.splitlines()]
     assert [turn["turn"] for turn in turns] == [0, 1]

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
-from test_run_cli import yoyu
+from test_run_cli import YoyuCli
 
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 from yoyu.testing.waiting import wait_until
@@ -71,7 +71,7 @@ def wait_for_soak_engine(home: Path, process: subprocess.Popen[bytes]) -> int:
 @pytest.mark.slow
 def test_killed_mid_soak_then_status_resume_and_rollback(
     config: Path, isolated_home: Path, models: dict[str, TinyModel],
-    capsys: pytest.CaptureFixture[str],
+    yoyu_cli: YoyuCli,
 ) -> None:  # fmt: skip
     before = config.read_text(encoding="utf-8")
     command = [
@@ -86,13 +86,13 @@ def test_killed_mid_soak_then_status_resume_and_rollback(
             process.wait()
     assert psutil.pid_exists(engine)  # a killed process cleans up nothing
 
-    code, out, _ = yoyu(capsys, "migrate", "--status", "--json")
+    code, out, _ = yoyu_cli("migrate", "--status", "--json")
     status = json.loads(out)
     assert code == 0 and status["phase"] == "soak"
     assert status["display_status"].startswith("interrupted")
     assert status["phases"]["smoke"]["passed"] is True
 
-    code, out, _ = yoyu(capsys, "migrate", "--resume", "--soak", "1s", "--json")
+    code, out, _ = yoyu_cli("migrate", "--resume", "--soak", "1s", "--json")
     resumed = json.loads(out)
     assert code == 0 and resumed["status"] == "promoted", resumed["reasons"]
     assert not psutil.pid_exists(engine) or psutil.Process(engine).status() == "zombie"
@@ -101,17 +101,17 @@ def test_killed_mid_soak_then_status_resume_and_rollback(
     ]  # fmt: skip
     assert Path(resumed["report"]).is_file()
 
-    code, out, _ = yoyu(capsys, "migrate", "--rollback", "--json")
+    code, out, _ = yoyu_cli("migrate", "--rollback", "--json")
     assert code == 1 and json.loads(out)["status"] == "rolled_back"
     assert config.read_text(encoding="utf-8") == before
 
 
-def test_bad_input_is_one_line(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = yoyu(capsys, "migrate", "--status")
+def test_bad_input_is_one_line(config: Path, yoyu_cli: YoyuCli) -> None:
+    code, _, err = yoyu_cli("migrate", "--status")
     assert code == 2 and "no migration has been started" in err
-    code, _, err = yoyu(capsys, "migrate", "--resume", "--rollback")
+    code, _, err = yoyu_cli("migrate", "--resume", "--rollback")
     assert code == 2 and "cannot be combined" in err
-    code, _, err = yoyu(capsys, "migrate", "big.gguf")
+    code, _, err = yoyu_cli("migrate", "big.gguf")
     assert code == 2 and "--alias NAME" in err
-    code, _, err = yoyu(capsys, "migrate", "big.gguf", "--alias", "coder", "--budget", "lots")
+    code, _, err = yoyu_cli("migrate", "big.gguf", "--alias", "coder", "--budget", "lots")
     assert code == 2 and "--budget" in err

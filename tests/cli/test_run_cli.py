@@ -4,14 +4,16 @@ contract, the streamed answer and profile table, the plot, one-line errors."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from yoyu.cli import main
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
+
+YoyuCli = Callable[..., tuple[int, str, str]]  # the yoyu_cli fixture (tests/conftest.py)
 
 PHASES = ("baseline", "loaded", "pre_generation", "peak", "post_generation", "stabilized")
 PHASE_KEYS = {"t_s", "system_available_bytes", "swap_used_bytes", "process_rss_bytes",
@@ -24,19 +26,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return write_tiny_model(tmp_path_factory.mktemp("cli-models") / "tiny.gguf")
 
 
-def yoyu(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.slow
-def test_run_json_keeps_the_contract(tiny: TinyModel, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--json")
+def test_run_json_keeps_the_contract(tiny: TinyModel, yoyu_cli: YoyuCli) -> None:
+    code, out, _ = yoyu_cli("run", str(tiny.path), "Say hi", *SMALL, "--json")
     assert code == 0
     data: dict[str, Any] = json.loads(out)
     assert {"text", "usage", "speed", "phases", "stabilize_s", "predicted", "run_id"} <= set(data)
@@ -59,10 +51,10 @@ def test_run_json_keeps_the_contract(tiny: TinyModel, capsys: pytest.CaptureFixt
 
 @pytest.mark.slow
 def test_run_streams_then_prints_the_profile_and_plots(
-    tiny: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny: TinyModel, tmp_path: Path, yoyu_cli: YoyuCli
 ) -> None:
     png = tmp_path / "run.png"
-    code, out, err = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--plot", str(png))
+    code, out, err = yoyu_cli("run", str(tiny.path), "Say hi", *SMALL, "--plot", str(png))
     assert code == 0
     assert "Memory by phase (MiB)" in out and "Predicted vs measured" in out
     for label in ("baseline", "loaded", "pre-gen", "peak", "post-gen", "settled", "predicted"):
@@ -75,51 +67,45 @@ def test_run_streams_then_prints_the_profile_and_plots(
     assert engines == []  # nothing left running
 
 
-def test_a_missing_model_is_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = yoyu(capsys, "run", str(tmp_path / "absent.gguf"), "hi")
+def test_a_missing_model_is_one_line_and_exit_2(tmp_path: Path, yoyu_cli: YoyuCli) -> None:
+    code, out, err = yoyu_cli("run", str(tmp_path / "absent.gguf"), "hi")
     assert code == 2 and out == ""
     assert err.startswith("error: no model") and err.count("\n") == 1
 
 
-def test_a_garbage_gguf_is_one_line_and_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_garbage_gguf_is_one_line_and_exit_2(tmp_path: Path, yoyu_cli: YoyuCli) -> None:
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"not a model at all " * 100)
-    code, _, err = yoyu(capsys, "run", str(garbage), "hi", "--json")
+    code, _, err = yoyu_cli("run", str(garbage), "hi", "--json")
     assert code == 2
     assert "garbage.gguf" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow
 def test_a_model_the_engine_refuses_is_one_line_exit_2_and_stored(
-    tiny: TinyModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny: TinyModel, tmp_path: Path, yoyu_cli: YoyuCli
 ) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(
         tiny.path.read_bytes().replace(b"llama.embedding_length", b"llama.embedding_lengtx")
     )
-    code, _, err = yoyu(capsys, "run", str(broken), "hi", *SMALL)
+    code, _, err = yoyu_cli("run", str(broken), "hi", *SMALL)
     assert code == 2 and err.count("\n") == 1 and "could not serve" in err
-    code, out, _ = yoyu(capsys, "runs", "--json")
+    code, out, _ = yoyu_cli("runs", "--json")
     assert code == 0
     assert "error" in json.loads(out)[0]["result"]
 
 
 @pytest.mark.slow
 def test_a_run_that_outgrows_the_guard_budget_is_stopped_with_the_guards_reason(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+    tiny: TinyModel, yoyu_cli: YoyuCli
 ) -> None:
     # The engine alone holds ~80 MiB; the plan refuses a 32 MiB budget before it starts...
-    code, _, err = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB")
+    code, _, err = yoyu_cli("run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB")
     assert code == 1
     assert "does not fit" in err and "32.00 MiB free (given)" in err
     # ...and forced past the plan, the guard stops it.
-    code, _, err = yoyu(
-        capsys, "run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB", "--force"
-    )
+    code, _, err = yoyu_cli("run", str(tiny.path), "Say hi", *SMALL, "--budget", "32MiB", "--force")
     assert code == 75
     lines = err.strip().splitlines()
     assert lines[-1].startswith("error: the guard stopped the model:")
@@ -130,11 +116,7 @@ def test_a_run_that_outgrows_the_guard_budget_is_stopped_with_the_guards_reason(
     assert engines == []
 
 
-def test_no_guard_and_a_budget_contradict(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = yoyu(
-        capsys, "run", str(tiny.path), "hi", *SMALL, "--no-guard", "--budget", "1GiB"
-    )
+def test_no_guard_and_a_budget_contradict(tiny: TinyModel, yoyu_cli: YoyuCli) -> None:
+    code, _, err = yoyu_cli("run", str(tiny.path), "hi", *SMALL, "--no-guard", "--budget", "1GiB")
     assert code == 2
     assert err.strip() == "error: --budget sets the guard's budget; drop --no-guard to use it"

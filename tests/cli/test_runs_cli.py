@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_run_cli import PHASES, SMALL, yoyu
+from test_run_cli import PHASES, SMALL, YoyuCli
 
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 
@@ -16,18 +16,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.mark.slow
-def test_runs_lists_and_shows_a_stored_run(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = yoyu(capsys, "runs", "--json")
+def test_runs_lists_and_shows_a_stored_run(tiny: TinyModel, yoyu_cli: YoyuCli) -> None:
+    code, out, _ = yoyu_cli("runs", "--json")
     assert code == 0 and json.loads(out) == []  # an empty store to begin with
-    _, out, _ = yoyu(capsys, "run", str(tiny.path), "Say hi", *SMALL, "--json")
+    _, out, _ = yoyu_cli("run", str(tiny.path), "Say hi", *SMALL, "--json")
     run = json.loads(out)
-    code, out, _ = yoyu(capsys, "runs", "--json")
+    code, out, _ = yoyu_cli("runs", "--json")
     listed = json.loads(out)
     assert [r["id"] for r in listed] == [run["run_id"]]
     assert listed[0]["mode"] == "run" and listed[0]["result"]["text"] == run["text"]
-    code, out, _ = yoyu(capsys, "runs", "show", str(run["run_id"]), "--json")
+    code, out, _ = yoyu_cli("runs", "show", str(run["run_id"]), "--json")
     shown = json.loads(out)
     assert shown["samples"] > 5
     kinds = [e["kind"] for e in shown["events"]]
@@ -39,12 +37,12 @@ def test_runs_lists_and_shows_a_stored_run(
     # the profile rebuilt from stored samples is the one the run reported
     for phase in PHASES:
         assert shown["phases"][phase] == run["phases"][phase], phase
-    code, out, _ = yoyu(capsys, "runs")
+    code, out, _ = yoyu_cli("runs")
     assert code == 0 and "yoyu tiny llama" in out and "1 turn(s)" in out
-    code, out, _ = yoyu(capsys, "runs", "show", str(run["run_id"]))
+    code, out, _ = yoyu_cli("runs", "show", str(run["run_id"]))
     assert code == 0 and f"run {run['run_id']}" in out and "Memory by phase" in out
 
 
-def test_showing_an_unknown_run_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = yoyu(capsys, "runs", "show", "999")
+def test_showing_an_unknown_run_is_one_line(yoyu_cli: YoyuCli) -> None:
+    code, _, err = yoyu_cli("runs", "show", "999")
     assert code == 2 and "no run 999" in err and err.count("\n") == 1

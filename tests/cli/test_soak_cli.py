@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_run_cli import yoyu
+from test_run_cli import YoyuCli
 
 from yoyu.testing.tiny_models import TinyModel, write_tiny_model
 
@@ -16,11 +16,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.mark.slow
-def test_a_short_soak_gives_points_and_a_verdict(
-    tiny: TinyModel, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = yoyu(
-        capsys, "soak", str(tiny.path), "--duration", "2s", "--ctx", "512", "--batch", "64",
+def test_a_short_soak_gives_points_and_a_verdict(tiny: TinyModel, yoyu_cli: YoyuCli) -> None:
+    code, out, _ = yoyu_cli(
+        "soak", str(tiny.path), "--duration", "2s", "--ctx", "512", "--batch", "64",
         "--max-tokens", "4", "--json",
     )  # fmt: skip
     data = json.loads(out)
@@ -33,10 +31,10 @@ def test_a_short_soak_gives_points_and_a_verdict(
     assert all(p["growth_bytes"] > 0 and p["rss_bytes"] >= p["growth_bytes"] for p in points)
     assert data["leak"]["verdict"] in ("leak", "no_leak", "inconclusive")
     assert data["leak"]["n_points"] == len(points)
-    code, out, _ = yoyu(capsys, "runs", "show", str(data["run_id"]), "--json")
+    code, out, _ = yoyu_cli("runs", "show", str(data["run_id"]), "--json")
     assert json.loads(out)["mode"] == "soak"
 
 
-def test_a_bad_duration_is_one_line(tiny: TinyModel, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = yoyu(capsys, "soak", str(tiny.path), "--duration", "ten minutes")
+def test_a_bad_duration_is_one_line(tiny: TinyModel, yoyu_cli: YoyuCli) -> None:
+    code, _, err = yoyu_cli("soak", str(tiny.path), "--duration", "ten minutes")
     assert code == 2 and "30s, 10m or 1h" in err

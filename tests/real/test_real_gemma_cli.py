@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +16,20 @@ import openai
 import psutil
 import pytest
 
-from yoyu.cli import main
 from yoyu.testing.gateway_process import GatewayProcess
+
+YoyuCli = Callable[..., tuple[int, str, str]]  # the yoyu_cli fixture (tests/conftest.py)
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["--ctx", "2048", "--max-tokens", "24", "--seed", "1", "--temperature", "0"]
 
 
-def yoyu(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_plan_and_run_give_one_answer(real_gemma: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = yoyu(capsys, "plan", str(real_gemma), "--ctx", "2048", "--json")
+def test_plan_and_run_give_one_answer(real_gemma: Path, yoyu_cli: YoyuCli) -> None:
+    code, out, _ = yoyu_cli("plan", str(real_gemma), "--ctx", "2048", "--json")
     assert code == 0
     plan: dict[str, Any] = json.loads(out)
-    code, out, _ = yoyu(capsys, "run", str(real_gemma), "The sky is", *SMALL, "--json")
+    code, out, _ = yoyu_cli("run", str(real_gemma), "The sky is", *SMALL, "--json")
     assert code == 0
     run: dict[str, Any] = json.loads(out)
     assert run["predicted"]["total_bytes"] == plan["totals"]["total_bytes"]
@@ -48,30 +40,26 @@ def test_plan_and_run_give_one_answer(real_gemma: Path, capsys: pytest.CaptureFi
     assert any("no chat template" in notice and "'gemma'" in notice for notice in run["notices"])
 
 
-def test_each_engine_has_its_own_figures(
-    real_gemma: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_each_engine_has_its_own_figures(real_gemma: Path, yoyu_cli: YoyuCli) -> None:
     def kv_mib(*flags: str) -> float:
-        code, out, _ = yoyu(capsys, "plan", str(real_gemma), "--ctx", "32768", *flags, "--json")
+        code, out, _ = yoyu_cli("plan", str(real_gemma), "--ctx", "32768", *flags, "--json")
         assert code == 0
         return float(json.loads(out)["totals"]["kv_bytes"]) / 1024**2
 
     # llama-cpp-python's server asks for the full-size sliding-window cache; llama-server not
     assert kv_mib("--engine", "llama-cpp-python") == 576.0
     assert kv_mib("--engine", "llama-server") == 111.0
-    _, out, _ = yoyu(capsys, "plan", str(real_gemma), "--ctx", "32768", "--logits-all",
+    _, out, _ = yoyu_cli("plan", str(real_gemma), "--ctx", "32768", "--logits-all",
                      "--free", "64GiB", "--json")  # fmt: skip
     engine_gib = json.loads(out)["totals"]["engine_bytes"] / 1024**3
     assert engine_gib == 32.0  # 32768 tokens x 262,144 float32 logits
 
 
 def test_a_context_the_budget_cannot_hold_is_refused_before_the_engine(
-    real_gemma: Path, capsys: pytest.CaptureFixture[str]
+    real_gemma: Path, yoyu_cli: YoyuCli
 ) -> None:
     before = {child.pid for child in psutil.Process().children(recursive=True)}
-    code, out, err = yoyu(
-        capsys, "run", str(real_gemma), "hello", "--ctx", "32768", "--budget", "1GiB"
-    )
+    code, out, err = yoyu_cli("run", str(real_gemma), "hello", "--ctx", "32768", "--budget", "1GiB")
     assert code == 1  # as yoyu plan: understood, and it does not fit
     assert out == ""
     assert "does not fit" in err and "at ctx 32768" in err and "1.44 GiB" in err
@@ -81,10 +69,10 @@ def test_a_context_the_budget_cannot_hold_is_refused_before_the_engine(
 
 
 def test_chat_answers_with_real_text(
-    real_gemma: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    real_gemma: Path, yoyu_cli: YoyuCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("Tell me about the sea.\nAnd the sky?\n"))
-    code, out, _ = yoyu(capsys, "chat", str(real_gemma), *SMALL, "--json")
+    code, out, _ = yoyu_cli("chat", str(real_gemma), *SMALL, "--json")
     assert code == 0
     turns = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(turns) == 2

@@ -8,7 +8,6 @@ line when it ends, and ``/stats`` prints the last turn's report as JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -35,9 +34,8 @@ from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
     guard_verdict,
-    planned_memory,
+    guarded_run,
     run_guard,
-    watchers,
 )
 from yoyu.runner import ModelRun
 from yoyu.runner.soak import Conversation
@@ -65,8 +63,7 @@ def chat_command(
 ) -> None:
     """Chat with MODEL; /stats shows the last turn's memory profile, /quit ends."""
     guard = run_guard(no_guard, budget)
-    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
-    run = ModelRun(config, mode="chat", seed=seed, watchers=watchers(guard))
+    run = guarded_run(flags.run_config(model), guard, "chat", seed)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
         _converse(run, Conversation(flags.ctx or 4096, max_tokens, system), max_tokens,

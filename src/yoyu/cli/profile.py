@@ -31,9 +31,8 @@ from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
     guard_verdict,
-    planned_memory,
+    guarded_run,
     run_guard,
-    watchers,
 )
 from yoyu.errors import SettingsError
 from yoyu.runner import (
@@ -84,10 +83,10 @@ def profile_command(
     sides = (Side(compare[0].stem, settings_from_file(compare[0])),
              Side(compare[1].stem, settings_from_file(compare[1])))  # fmt: skip
     guard = run_guard(no_guard, budget)
-    base = RunConfig(model, force=force, **planned_memory(guard))
+    base = RunConfig(model, force=force)
 
     def make_run(config: RunConfig) -> ModelRun:
-        run = ModelRun(config, mode="profile", seed=seed, watchers=watchers(guard))
+        run = guarded_run(config, guard, "profile", seed)
         open_with_spinner(run, quiet=as_json)
         return run
 

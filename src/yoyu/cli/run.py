@@ -7,7 +7,6 @@ profile table (``profile_table``, shared with ``chat`` and ``runs show``).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,9 +25,8 @@ from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
     guard_verdict,
-    planned_memory,
+    guarded_run,
     run_guard,
-    watchers,
 )
 from yoyu.monitor.store import RunStore
 from yoyu.plan.types import RiskThresholds
@@ -66,10 +64,9 @@ def run_command(
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
     guard = run_guard(no_guard, budget)
-    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    run = ModelRun(config, mode="run", seed=seed, watchers=watchers(guard))
+    run = guarded_run(flags.run_config(model), guard, "run", seed)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
         with run:

@@ -9,6 +9,7 @@ exit 75 instead of the engine's complaint about a vanished server.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from yoyu.errors import GuardStoppedError, SettingsError, YoyuError
 from yoyu.guard import policy_from_settings
 from yoyu.guard.policy import with_overrides
 from yoyu.plan.types import RiskThresholds
+from yoyu.runner import ModelRun, RunConfig
 from yoyu.runner.guarding import RunGuard
 from yoyu.runner.watchers import Watcher
 
@@ -60,6 +62,12 @@ def planned_memory(guard: RunGuard | None) -> dict[str, Any]:
 
 def watchers(guard: RunGuard | None) -> list[Watcher]:
     return [] if guard is None else [guard]
+
+
+def guarded_run(config: RunConfig, guard: RunGuard | None, mode: str, seed: int | None) -> ModelRun:
+    """``config``'s run, planned within the guard's budget and watched by the guard."""
+    planned = dataclasses.replace(config, **planned_memory(guard))
+    return ModelRun(planned, mode=mode, seed=seed, watchers=watchers(guard))
 
 
 @contextmanager

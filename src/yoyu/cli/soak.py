@@ -6,7 +6,6 @@ fail on it), 2 for bad input.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Annotated
 
@@ -25,12 +24,11 @@ from yoyu.cli.run_guard import (
     BudgetOpt,
     NoGuardOpt,
     guard_verdict,
-    planned_memory,
+    guarded_run,
     run_guard,
-    watchers,
 )
 from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
-from yoyu.runner import ModelRun, SoakPoint, parse_duration, run_soak
+from yoyu.runner import SoakPoint, parse_duration, run_soak
 from yoyu.units import format_mib
 
 _VERDICT_STYLE = {"leak": "bold red", "no_leak": "green", "inconclusive": "yellow"}
@@ -58,8 +56,7 @@ def soak_command(
     """Chat with MODEL for a while; slope of settled anon + swap memory per turn, verdict."""
     duration_s = parse_duration(duration)
     guard = run_guard(no_guard, budget)
-    config = dataclasses.replace(flags.run_config(model), **planned_memory(guard))
-    run = ModelRun(config, mode="soak", seed=seed, watchers=watchers(guard))
+    run = guarded_run(flags.run_config(model), guard, "soak", seed)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
         with run:
