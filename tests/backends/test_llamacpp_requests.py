@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yoyu.backends.llamacpp_requests import chat_for_engine
+from yoyu.backends.llamacpp_requests import chat_for_engine, whole_from_stream
 from yoyu.backends.protocol import ChatMessage, ChatRequest
 
 CALL = {"id": "c1", "type": "function", "function": {"name": "mul", "arguments": '{"a":6}'}}
@@ -45,3 +45,15 @@ def test_the_files_template_a_tool_handler_and_llama_server_get_the_turns_as_sen
     roles = [role for role, _ in shaped(chat_format, engine)]
     assert roles[1:] == ["user", "assistant", "tool"]
     assert shaped(chat_format, engine)[2] == ("assistant", None)
+
+
+@pytest.mark.parametrize(
+    ("engine", "extra", "streamed"),
+    [("llama-cpp-python", {}, True), ("llama-cpp-python", {"logprobs": True}, True),
+     ("llama-server", {}, True), ("llama-server", {"n": 3}, False),
+     ("llama-server", {"logprobs": True, "top_logprobs": 2}, False)],
+)  # fmt: skip
+def test_whole_answers_are_streamed_unless_the_fold_would_lose_something(
+    engine: str, extra: dict[str, object], streamed: bool
+) -> None:
+    assert whole_from_stream(engine, extra) is streamed  # type: ignore[arg-type]

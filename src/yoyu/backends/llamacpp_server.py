@@ -209,7 +209,7 @@ class LlamaCppServerBackend:
     # -- requests ----------------------------------------------------------
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        if whole_from_stream(self.engine.kind):
+        if whole_from_stream(self.engine.kind, request.extra):
             return whole_answer(self.stream_chat(request), "chat", request.model)
         running = self._get(request.model)
         shaped = chat_for_engine(request, self.engine.kind, _named_format(running))
@@ -218,7 +218,7 @@ class LlamaCppServerBackend:
         return with_log_timings(response, running.process.log_text(log_start))
 
     def complete(self, request: CompletionRequest) -> ChatResponse:
-        if whole_from_stream(self.engine.kind):
+        if whole_from_stream(self.engine.kind, request.extra):
             return whole_answer(self.stream_complete(request), "completion", request.model)
         shaped = completion_for_engine(request, self.engine.kind)
         running = self._get(request.model)
