@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from yoyu.backends import llamacpp_build
 from yoyu.backends.ports import LOOPBACK
 from yoyu.backends.protocol import ModelRef
 from yoyu.errors import SettingsError
@@ -104,13 +105,23 @@ def _watched_by(python: str) -> list[str]:
 
 
 def find_engine(server_binary: str | None = None) -> LlamaCppEngine:
-    """A configured ``llama-server`` first, then one on PATH, then llama-cpp-python's server."""
+    """A configured ``llama-server`` first, then one on PATH, then the one ``yoyu engine
+    install`` built for this llama-cpp-python, then llama-cpp-python's own server."""
     if server_binary:
         return LlamaCppEngine("llama-server", server_binary)
-    on_path = shutil.which("llama-server")
-    if on_path:
-        return LlamaCppEngine("llama-server", on_path)
+    found = shutil.which("llama-server") or _built_server()
+    if found:
+        return LlamaCppEngine("llama-server", found)
     return python_engine()
+
+
+def _built_server() -> str | None:
+    try:
+        build = llamacpp_build.installed_for(llamacpp_build.installed_version())
+    except llamacpp_build.EngineBuildError:
+        return None
+    server = build.program("llama-server") if build is not None else None
+    return str(server) if server is not None else None
 
 
 def python_engine() -> LlamaCppEngine:

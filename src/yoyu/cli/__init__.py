@@ -16,6 +16,7 @@ from yoyu import __version__
 from yoyu.cli import (
     chat,
     doctor,
+    engine,
     guard,
     inspect,
     machine,
@@ -61,7 +62,7 @@ def _options(
 
 for command_module in (doctor, machine, inspect, models, plan, guard, watch, serve):
     command_module.register(app)
-for command_module in (run, chat, profile, soak, runs, mcp, migrate):
+for command_module in (run, chat, profile, soak, runs, mcp, migrate, engine):
     command_module.register(app)
 
 

@@ -1,0 +1,104 @@
+"""``yoyu engine install`` / ``yoyu engine list``: llama.cpp's own programs, built here.
+
+The building is ``yoyu.backends.llamacpp_build``; this module shows its
+progress (it takes minutes) and what is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from yoyu.backends import llamacpp_build
+from yoyu.backends.llamacpp_build import BuildOptions, EngineBuild
+from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.cli.output import console, print_json
+from yoyu.cli.run import JsonOpt, progress_console
+
+engine_app = typer.Typer(
+    help="llama.cpp's own programs (llama-server, rpc-server, llama-fit-params), built here.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``yoyu engine`` to the top-level app."""
+    app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("install")
+def install_command(
+    cuda: Annotated[
+        bool, typer.Option("--cuda", help="Build for NVIDIA GPUs (needs CUDA).")
+    ] = False,
+    metal: Annotated[bool, typer.Option("--metal", help="Build for Apple GPUs (Metal).")] = False,
+    rpc: Annotated[
+        bool, typer.Option("--rpc/--no-rpc", help="Build rpc-server and RPC devices.")
+    ] = True,
+    jobs: Annotated[
+        int | None, typer.Option(help="Parallel compile jobs (default: cores).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build llama-server, rpc-server and llama-fit-params (minutes); run and serve use them.
+
+    They are built from the llama.cpp tree that the installed llama-cpp-python vendors.
+    """
+    accelerators = tuple(name for name, wanted in (("cuda", cuda), ("metal", metal)) if wanted)
+    options = BuildOptions(llamacpp_build.installed_version(), accelerators, rpc)
+    started = time.monotonic()
+    with progress_console.status(f"building {options.key}...") as status:
+
+        def show(step: str, percent: int | None) -> None:
+            done = f" {percent}%" if percent is not None else ""
+            status.update(
+                f"{escape(options.key)}: {step}{done} ({time.monotonic() - started:.0f} s)"
+            )
+
+        build = llamacpp_build.install(options, on_progress=show, jobs=jobs)
+    if as_json:
+        print_json(build.to_dict())
+        return
+    programs = ", ".join(build.programs)
+    console.print(
+        f"installed {escape(build.key)}: {programs} (llama.cpp {escape(build.llama_cpp)})"
+    )
+    console.print(f"in {escape(str(llamacpp_build.engines_dir() / build.key))}")
+
+
+@engine_app.command("list")
+def list_command(as_json: JsonOpt = False) -> None:
+    """The installed builds, and which engine yoyu run and serve start."""
+    builds = llamacpp_build.installed()
+    engine = find_engine()
+    if as_json:
+        print_json(
+            {
+                "builds": [build.to_dict() for build in builds],
+                "in_use": {"kind": engine.kind, "executable": engine.executable},
+            }
+        )
+        return
+    if builds:
+        console.print(_table(builds))
+    else:
+        console.print("no engine built yet: yoyu engine install")
+    console.print(f"yoyu run and serve start: {engine.kind} ({escape(engine.executable)})")
+
+
+def _table(builds: list[EngineBuild]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("build", "llama.cpp", "flags", "programs", "built in"):
+        table.add_column(column)
+    for build in builds:
+        flags = ", ".join([*build.accelerators, *(["rpc"] if build.rpc else [])]) or "cpu"
+        table.add_row(
+            escape(build.key), escape(build.llama_cpp), flags, ", ".join(build.programs),
+            f"{build.build_seconds:.0f} s",
+        )  # fmt: skip
+    return table
