@@ -3,6 +3,7 @@ store or cache on the developer's machine can change a result."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "monitor"))
 from monitor_children import CHILD_SOURCE, MemoryChild
 
+from yoyu.backends import llamacpp_build
 from yoyu.cli import main
 from yoyu.testing.real_models import GEMMA3_270M, default_cache_dir, real_model_path
 
 _TEST_CACHE = default_cache_dir()  # read now: the fixtures below replace HOME
+_BUILT_ENGINES = llamacpp_build.engines_dir()  # where `yoyu engine install` put its builds
 
 _ISOLATED_VARIABLES = (
     "YOYU_CONFIG",
@@ -42,6 +45,23 @@ def yoyu_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def built_llama_server() -> Path:
+    """llama-server as ``yoyu engine install`` built it for this llama-cpp-python.
+
+    CI builds it (.ci/run) and sets YOYU_REQUIRE_ENGINE_BUILD, so a missing build
+    fails there; elsewhere these tests are skipped until you build it.
+    """
+    build = llamacpp_build.installed_for(llamacpp_build.installed_version(), _BUILT_ENGINES)
+    server = build.program("llama-server") if build is not None else None
+    if server is None:
+        message = f"no llama-server built in {_BUILT_ENGINES}: run yoyu engine install"
+        if os.environ.get("YOYU_REQUIRE_ENGINE_BUILD"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return server
 
 
 @pytest.fixture(scope="session")

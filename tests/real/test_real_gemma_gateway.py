@@ -31,8 +31,15 @@ pytestmark = pytest.mark.slow
 ENDLESS = {"logit_bias": {"1": -100, "106": -100}, "temperature": 0.8}
 
 
-@pytest.fixture
-def gateway(real_gemma: Path, tmp_path: Path) -> Iterator[GatewayProcess]:
+@pytest.fixture(params=["llama-cpp-python", "llama-server"])
+def gateway(
+    real_gemma: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[GatewayProcess]:
+    """``yoyu serve`` with each engine: llama-cpp-python's server, and llama-server as
+    ``yoyu engine install`` built it (CI builds it; skipped elsewhere until built)."""
+    server_binary = ""
+    if request.param == "llama-server":
+        server_binary = f'server_binary = "{request.getfixturevalue("built_llama_server")}"'
     config = tmp_path / "yoyu.toml"
     config.write_text(
         f"""
@@ -41,6 +48,7 @@ memory_floor = 0
 
 [backends.local]
 kind = "llama.cpp"
+{server_binary}
 
 [served.gemma]
 backend = "local"

@@ -1,5 +1,7 @@
 """The memory promise on a real model: Gemma 3 270M Q4_K_M (vocabulary 262,144, sliding
-window) through the engine yoyu really starts, llama-cpp-python's server.
+window) through the engines yoyu really starts: llama-cpp-python's server, and
+llama-server as ``yoyu engine install`` builds it (CI builds it; skipped elsewhere
+until built).
 
 The plan's components equal the engine's printed buffers; the plan's total is at least
 the engine's peak RSS (the kernel's high-water mark, not a sampled figure) and within
@@ -16,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from yoyu.backends.llamacpp_flags import LlamaCppEngine
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend, python_engine
 from yoyu.backends.protocol import ChatMessage, ChatRequest, ModelRef
 from yoyu.estimate.estimator import estimate_memory
@@ -52,8 +55,15 @@ def words(count: int, seed: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(count))
 
 
-def backend(tmp_path: Path) -> LlamaCppServerBackend:
-    return LlamaCppServerBackend(engine=python_engine(), log_dir=tmp_path / "logs")
+@pytest.fixture(params=["llama-cpp-python", "llama-server"])
+def engine(request: pytest.FixtureRequest) -> LlamaCppEngine:
+    if request.param == "llama-server":
+        return LlamaCppEngine("llama-server", str(request.getfixturevalue("built_llama_server")))
+    return python_engine()
+
+
+def backend(tmp_path: Path, engine: LlamaCppEngine | None = None) -> LlamaCppServerBackend:
+    return LlamaCppServerBackend(engine=engine or python_engine(), log_dir=tmp_path / "logs")
 
 
 def peak_rss_bytes(pids: list[int]) -> int:
@@ -64,17 +74,17 @@ def peak_rss_bytes(pids: list[int]) -> int:
 
 
 def test_plan_components_equal_the_engines_printed_buffers(
-    real_gemma: Path, tmp_path: Path
+    real_gemma: Path, tmp_path: Path, engine: LlamaCppEngine
 ) -> None:
     spec = read_gguf_model(real_gemma)
-    settings = RunSettings(n_ctx=4096)
+    settings = RunSettings(n_ctx=4096, engine=engine.kind)
     estimate = estimate_memory(spec, probe_machine(), settings)
     cpu = estimate.devices[0]
-    engine = backend(tmp_path)
+    server = backend(tmp_path, engine)
     try:
-        loaded = engine.load(ModelRef("gemma", real_gemma), engine_load_settings(settings))
+        loaded = server.load(ModelRef("gemma", real_gemma), engine_load_settings(settings))
     finally:
-        engine.close()
+        server.close()
     buffers = loaded.buffers
     assert buffers is not None
     half_hundredth_mib = MIB // 200  # llama.cpp prints MiB with two decimals
@@ -83,8 +93,10 @@ def test_plan_components_equal_the_engines_printed_buffers(
     assert abs(buffers.total("output") - cpu.output_bytes) <= half_hundredth_mib
     # CPU_Mapped (the file's tensor span) + CPU_REPACK (the x86 copy of Q4_K weights)
     assert abs(buffers.total("model") - cpu.weights_bytes - cpu.repack_bytes) <= MIB // 100
-    # the full-size sliding-window cache llama-cpp-python asks for: 4096 cells on every layer
-    assert cpu.kv_bytes == 18 * 4096 * 256 * 2 * 2
+    # llama-cpp-python asks for the full-size sliding-window cache (4096 cells on every
+    # layer); llama-server keeps the 512-token window on 15 of the 18 layers
+    full, capped = 18 * 4096 * 256 * 2 * 2, (3 * 4096 + 15 * 1024) * 256 * 2 * 2
+    assert cpu.kv_bytes == (full if engine.kind == "llama-cpp-python" else capped)
 
 
 def assert_predicted_peak(predicted: int, peak: int) -> None:
@@ -93,11 +105,11 @@ def assert_predicted_peak(predicted: int, peak: int) -> None:
 
 
 def test_a_prompt_filling_three_quarters_of_the_context_stays_under_the_plan(
-    real_gemma: Path, tmp_path: Path
+    real_gemma: Path, tmp_path: Path, engine: LlamaCppEngine
 ) -> None:
     run = ModelRun(
         RunConfig(str(real_gemma), RunSettings(n_ctx=CTX), settle=FAST_SETTLE),
-        backend=backend(tmp_path),
+        backend=backend(tmp_path, engine),
         seed=1,
     )
     with run:
@@ -110,10 +122,12 @@ def test_a_prompt_filling_three_quarters_of_the_context_stays_under_the_plan(
     assert peak < run.prediction.total_bytes + turn.usage.prompt_tokens * MIB // 4
 
 
-def test_a_long_chat_stays_under_the_plan(real_gemma: Path, tmp_path: Path) -> None:
+def test_a_long_chat_stays_under_the_plan(
+    real_gemma: Path, tmp_path: Path, engine: LlamaCppEngine
+) -> None:
     run = ModelRun(
         RunConfig(str(real_gemma), RunSettings(n_ctx=CTX), settle=FAST_SETTLE),
-        backend=backend(tmp_path),
+        backend=backend(tmp_path, engine),
         seed=1,
     )
     messages: list[ChatMessage] = []

@@ -117,6 +117,7 @@ class LlamaCppServerBackend:
         *,
         name: str = "llama.cpp",
         engine: LlamaCppEngine | None = None,
+        server_binary: str | None = None,
         log_dir: Path | str | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
         stop_grace_s: float = DEFAULT_STOP_GRACE_S,
@@ -125,7 +126,7 @@ class LlamaCppServerBackend:
         timeouts: HttpTimeouts | None = None,
     ) -> None:
         self.name = name
-        self.engine = engine or find_engine()
+        self.engine = engine or find_engine(server_binary)  # [backends.X] server_binary
         self.log_dir = Path(log_dir).expanduser() if log_dir else data_dir() / "engine-logs"
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
