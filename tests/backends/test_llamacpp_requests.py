@@ -37,9 +37,9 @@ def test_a_format_with_a_system_turn_keeps_it() -> None:
 @pytest.mark.parametrize(
     ("chat_format", "engine"),
     [(None, "llama-cpp-python"), ("chatml-function-calling", "llama-cpp-python"),
-     ("gemma", "llama-server")],
+     (None, "llama-server")],
 )  # fmt: skip
-def test_the_files_template_a_tool_handler_and_llama_server_get_the_turns_as_sent(
+def test_a_files_template_and_a_tool_handler_get_the_turns_as_sent(
     chat_format: str | None, engine: str
 ) -> None:
     roles = [role for role, _ in shaped(chat_format, engine)]
@@ -57,3 +57,11 @@ def test_whole_answers_are_streamed_unless_the_fold_would_lose_something(
     engine: str, extra: dict[str, object], streamed: bool
 ) -> None:
     assert whole_from_stream(engine, extra) is streamed  # type: ignore[arg-type]
+
+
+def test_llama_servers_builtin_templates_get_text_turns_and_no_tools() -> None:
+    request = ChatRequest("m", AGENT_TURN, extra={"tools": [{"type": "function"}], "seed": 1})
+    shaped_request = chat_for_engine(request, "llama-server", "gemma")
+    assert [m.role for m in shaped_request.messages] == ["system", "user", "assistant", "user"]
+    assert shaped_request.messages[-1].content == "[mul returned] 42"
+    assert shaped_request.extra == {"seed": 1}

@@ -417,7 +417,9 @@ def test_settings_become_each_engines_flags() -> None:
         "-c", "4096", "-ngl", "all", "-ctk", "q8_0", "-fa", "on", "--no-mmap",
     ]  # fmt: skip
     assert "--ctx-checkpoints" in llama_server_flags({"ctx_checkpoints": 8})
-    assert llama_server_flags({"chat_format": "llama-2"})[-2:] == ["--chat-template", "llama2"]
+    # A built-in name, rendered without Jinja (with Jinja the name would be the template).
+    template_flags = ["--no-jinja", "--chat-template", "llama2"]
+    assert llama_server_flags({"chat_format": "llama-2"})[-3:] == template_flags
     with pytest.raises(SettingsError, match="no flag for setting 'rope_wobble'"):
         llama_server_flags({"rope_wobble": 1})
     with pytest.raises(SettingsError, match="logits_all"):

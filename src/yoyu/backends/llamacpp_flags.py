@@ -192,7 +192,10 @@ def _llama_server_flag(name: str, value: object) -> list[str]:
     if name == "flash_attn":
         return ["-fa", "on" if value else "off"]
     if name == "chat_format":
-        return ["--chat-template", _LLAMA_SERVER_TEMPLATES.get(str(value), str(value))]
+        # A built-in name is rendered by llama.cpp's own templates; with Jinja on (its
+        # default) the name would be read as a template's text ("gemma": 3 tokens).
+        template = _LLAMA_SERVER_TEMPLATES.get(str(value), str(value))
+        return ["--no-jinja", "--chat-template", template]
     if name == "n_outputs_max":
         return []  # llama-server sets it itself from -np and --embeddings, by the same rule
     if name == "logits_all":

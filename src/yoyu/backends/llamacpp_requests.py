@@ -20,7 +20,9 @@ does not, and answers what it cannot parse with a 422 of pydantic errors or a
   content parts vanished from the prompt without a word (the real Gemma saw
   20 of an agent turn's tokens), and Gemma's drops system turns. Under a named
   format they become text turns (``plain_turns``), as the model's own
-  template would have written them.
+  template would have written them. llama-server's built-in templates (the
+  same names, rendered without Jinja) get the same, without ``tools``, which
+  it refuses unless Jinja renders the prompt.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PYTHON_ENGINE: EngineKind = "llama-cpp-python"
 _ROLE_FOR_PYTHON_ENGINE = {"developer": "system"}
 _NO_SYSTEM_TURN = frozenset({"gemma"})  # llama-cpp-python's formats that drop system turns
 _TOOL = "tool"
+_TOOL_FIELDS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 
 
 def chat_for_engine(
@@ -47,12 +50,24 @@ def chat_for_engine(
     file's own template, which is given every message as sent).
     """
     if engine != PYTHON_ENGINE:
-        return request
+        return _for_builtin_template(request) if chat_format is not None else request
     _refuse_several_choices(request.extra)
     messages = tuple(_known_role(message) for message in request.messages)
     if chat_format is not None and not _takes_tools(chat_format):
         messages = plain_turns(messages, merge_system=chat_format in _NO_SYSTEM_TURN)
     return dataclasses.replace(request, messages=messages)
+
+
+def _for_builtin_template(request: ChatRequest) -> ChatRequest:
+    """llama-server with one of its built-in (non-Jinja) templates: they predate the
+    developer role, render text turns only, and it refuses ``tools`` without Jinja; so
+    tool turns become text and the offer of tools is left out (the model has no
+    template that could show it)."""
+    extra = {key: value for key, value in request.extra.items() if key not in _TOOL_FIELDS}
+    known = tuple(_known_role(message) for message in request.messages)
+    return dataclasses.replace(
+        request, messages=plain_turns(known, merge_system=False), extra=extra
+    )
 
 
 def plain_turns(messages: Sequence[ChatMessage], *, merge_system: bool) -> tuple[ChatMessage, ...]:
