@@ -98,6 +98,23 @@ def test_the_plan_sizes_a_managed_model_and_gives_its_verdict(tmp_path: Path) ->
     assert "logits_all" not in on_server.load_settings
 
 
+def test_a_model_served_by_llama_server_gets_slots_that_share_its_whole_context(
+    tmp_path: Path,
+) -> None:
+    tiny = write_tiny_model(tmp_path / "tiny.gguf")
+    served = ServedModel("t", "local", path=tiny.path, settings={"n_ctx": 1024})
+    one_slot = PlanSizer().size(served, LLAMA_CPP_PYTHON)
+    slots = PlanSizer().size(served, "llama-server")
+    assert slots.load_settings["n_seq_max"] == 4 and slots.load_settings["kv_unified"] is True
+    assert slots.n_ctx == one_slot.n_ctx == 1024  # any one request may fill the context
+    assert one_slot.load_settings.get("n_seq_max", 1) == 1
+    # naming slots is the user's choice; `-np 2` alone is llama-server's split caches
+    split = ServedModel("t2", "local", path=tiny.path, settings={"n_ctx": 1024, "n_seq_max": 2})
+    chosen = PlanSizer().size(split, "llama-server")
+    assert chosen.load_settings["n_seq_max"] == 2 and chosen.load_settings["kv_unified"] is False
+    assert chosen.n_ctx == 512
+
+
 def test_aliases_switch_at_runtime(tmp_path: Path, stub: OpenAIStub) -> None:
     service = make_service(tmp_path, stub, available=64 * GIB)
     try:

@@ -13,6 +13,7 @@ figure, before any engine starts.
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -27,6 +28,7 @@ from yoyu.machine.probe import probe_machine
 from yoyu.models.gguf_spec import read_gguf_model
 from yoyu.monitor.procfs import ProcFs
 from yoyu.plan.emit.llama_cpp import engine_load_settings
+from yoyu.plan.settings import with_serving_slots
 from yoyu.runner import ModelRun, RunConfig, SettlePolicy
 from yoyu.units import MIB
 
@@ -97,6 +99,36 @@ def test_plan_components_equal_the_engines_printed_buffers(
     # layer); llama-server keeps the 512-token window on 15 of the 18 layers
     full, capped = 18 * 4096 * 256 * 2 * 2, (3 * 4096 + 15 * 1024) * 256 * 2 * 2
     assert cpu.kv_bytes == (full if engine.kind == "llama-cpp-python" else capped)
+
+
+def test_llama_servers_serving_slots_are_planned_as_it_allocates_them(
+    real_gemma: Path, tmp_path: Path, built_llama_server: Path
+) -> None:
+    """What a gateway's model gets on llama-server: 4 slots sharing one cache. Four
+    concurrent prompts of ~700 tokens each stay under the plan, and its buffers are
+    the plan's (the sliding window is kept per slot: 4 x 512 + the ubatch)."""
+    spec = read_gguf_model(real_gemma)
+    settings = with_serving_slots(RunSettings(n_ctx=CTX * 2, engine="llama-server"), {})
+    assert (settings.n_parallel, settings.kv_unified) == (4, True)
+    estimate = estimate_memory(spec, probe_machine(), settings)
+    cpu = estimate.devices[0]
+    server = backend(tmp_path, LlamaCppEngine("llama-server", str(built_llama_server)))
+    try:
+        loaded = server.load(ModelRef("gemma", real_gemma), engine_load_settings(settings))
+        prompts = [ChatMessage("user", "Summarize: " + words(600, seed=seed)) for seed in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(lambda m: server.chat(ChatRequest("gemma", (m,), max_tokens=8)), prompts)
+            )
+        peak = peak_rss_bytes(server.pids())
+    finally:
+        server.close()
+    assert loaded.buffers is not None
+    assert abs(loaded.buffers.total("kv") - cpu.kv_bytes) <= MIB // 200
+    assert abs(loaded.buffers.total("compute") - cpu.compute_bytes) <= MIB // 200
+    assert abs(loaded.buffers.total("output") - cpu.output_bytes) <= MIB // 200
+    assert all(a.usage is not None and a.usage.prompt_tokens > 600 for a in answers)
+    assert_predicted_peak(estimate.total_bytes, peak)
 
 
 def assert_predicted_peak(predicted: int, peak: int) -> None:

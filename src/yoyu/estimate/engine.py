@@ -54,6 +54,7 @@ class EngineProfile:
     swa_full: bool  # the sliding-window cache it asks for when the settings do not say
     swa_full_settable: bool  # False: it has no switch, ``swa_full`` must equal the above
     max_parallel: int | None  # sequences it can serve at once; None = any
+    serving_slots: int  # sequences a served model gets when its settings name none
     process_bytes: int  # resident bytes of the program with no model: runtime, libraries
     vocab_entry_bytes: int  # resident bytes per vocabulary entry: token tables, copies
     has_logits_array: bool  # can keep every token's logits (``logits_all``)
@@ -67,6 +68,7 @@ LLAMA_CPP_PYTHON_SERVER = EngineProfile(
     swa_full=True,
     swa_full_settable=False,
     max_parallel=1,
+    serving_slots=1,
     process_bytes=82 * MIB,  # 79.2 measured, +2 MiB for what requests allocate
     vocab_entry_bytes=VOCAB_ENTRY_BYTES,
     has_logits_array=True,
@@ -80,6 +82,7 @@ LLAMA_SERVER = EngineProfile(
     swa_full=False,
     swa_full_settable=True,
     max_parallel=None,
+    serving_slots=4,  # llama-server's own default (-np auto): 4 slots, one shared cache
     process_bytes=35 * MIB,  # 32.7 measured, +2 MiB for what requests allocate
     vocab_entry_bytes=VOCAB_ENTRY_BYTES,
     has_logits_array=False,
@@ -97,6 +100,7 @@ OLLAMA = EngineProfile(
     swa_full=False,
     swa_full_settable=False,
     max_parallel=None,
+    serving_slots=1,  # OLLAMA_NUM_PARALLEL as documented now (older releases chose 1 or 4)
     process_bytes=LLAMA_SERVER.process_bytes,
     vocab_entry_bytes=VOCAB_ENTRY_BYTES,
     has_logits_array=False,

@@ -27,7 +27,7 @@ from yoyu.models.chat_format import choose_chat_format
 from yoyu.models.resolve import read_model_path
 from yoyu.plan.emit.llama_cpp import engine_load_settings
 from yoyu.plan.planner import make_plan
-from yoyu.plan.settings import for_engine, settings_from_load_settings
+from yoyu.plan.settings import for_engine, settings_from_load_settings, with_serving_slots
 from yoyu.plan.types import PlanRequest
 
 DEFAULT_CTX = 4096
@@ -73,7 +73,7 @@ class PlanSizer:
         if self._machine is None:
             self._machine = self._machine_source()
         spec = read_model_path(model.path)
-        settings = for_engine(run_settings(model.settings, spec.context_length), engine_kind)
+        settings = served_settings(model.settings, spec.context_length, engine_kind)
         plan = make_plan(spec, self._machine, PlanRequest(settings=settings, propose_moves=False))
         planned = {**engine_load_settings(plan.settings), **model.settings}
         problem = template_problem(engine_kind, spec.chat_template_text)
@@ -82,18 +82,30 @@ class PlanSizer:
             planned["chat_format"] = chat.chat_format
         if chat.notice is not None:
             log.warning("%s: %s", model.id, chat.notice)
-        cells_per_sequence = plan.estimate.n_ctx // max(1, plan.settings.n_parallel)
         return Sizing(
             plan.estimate.total_bytes, plan.verdict.value, "plan", planned,
-            n_ctx=cells_per_sequence, longest_token_bytes=spec.longest_token_bytes,
+            n_ctx=_cells_per_sequence(plan.estimate.n_ctx, plan.settings),
+            longest_token_bytes=spec.longest_token_bytes,
         )  # fmt: skip
 
 
-def run_settings(settings: Mapping[str, object], context_length: int | None) -> RunSettings:
-    """The estimator's view of a served model's load settings (``Llama`` names).
+def served_settings(
+    settings: Mapping[str, object], context_length: int | None, engine_kind: str
+) -> RunSettings:
+    """The estimator's view of a served model's load settings (``Llama`` names),
+    planned for the engine that will serve it.
 
     A context the settings do not give is 4096 tokens (or the model's own, if
-    smaller), as ``yoyu run``'s; every other memory setting is read as given.
+    smaller), as ``yoyu run``'s; slots the settings do not give are the
+    engine's for serving (``with_serving_slots``); every other memory setting
+    is read as given.
     """
     n_ctx = min(DEFAULT_CTX, context_length or DEFAULT_CTX)
-    return settings_from_load_settings(settings, RunSettings(n_ctx=n_ctx))
+    base = with_serving_slots(for_engine(RunSettings(n_ctx=n_ctx), engine_kind), settings)
+    return settings_from_load_settings(settings, base)
+
+
+def _cells_per_sequence(n_ctx: int, settings: RunSettings) -> int:
+    """The longest prompt plus answer one request can hold: the whole cache when the
+    slots share it, else the slot's share."""
+    return n_ctx if settings.kv_unified else n_ctx // max(1, settings.n_parallel)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from yoyu.backends.protocol import ChatMessage, ChatRequest, CompletionRequest
 from yoyu.errors import UnknownModelError, YoyuError
 from yoyu.gateway.service import Answer, GatewayService
-from yoyu.gateway.sizing import run_settings
+from yoyu.gateway.sizing import served_settings
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
@@ -37,7 +37,6 @@ from yoyu.models import resolve_model
 from yoyu.models.catalog import catalog_entries, catalog_spec
 from yoyu.monitor.system import SystemReader, system_reader
 from yoyu.plan.planner import make_plan
-from yoyu.plan.settings import for_engine
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
 
@@ -279,8 +278,10 @@ class YoyuTools:
         served = self.service.config.served.get(model)
         spec = resolve_model(str(served.path) if served and served.path else model)
         # A served model is planned with the settings it is loaded with, as admission sizes it.
-        settings = run_settings(served.settings if served else {}, spec.context_length)
-        settings = for_engine(settings, self.service.planning_engine(model))
+        settings = served_settings(
+            served.settings if served else {}, spec.context_length,
+            self.service.planning_engine(model),
+        )  # fmt: skip
         n_ctx = settings.n_ctx if ctx is None else ctx
         settings = dataclasses.replace(settings, n_ctx=n_ctx, type_k=kv_type, type_v=kv_type)
         target = load_machine(machine) if machine else self._this_machine()

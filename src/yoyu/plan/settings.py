@@ -67,6 +67,25 @@ def settings_from_load_settings(values: Mapping[str, Any], base: RunSettings) ->
     return settings_from_mapping(memory, base)
 
 
+def with_serving_slots(settings: RunSettings, values: Mapping[str, Any]) -> RunSettings:
+    """``settings`` with its engine's slots for serving, unless ``values`` name slots.
+
+    A gateway's model answers several clients at once: on llama-server that is
+    its own default, 4 slots sharing one cache of the whole context (so one
+    long prompt still gets all of it, and the cache costs what one sequence's
+    does). Naming ``parallel`` or ``kv_unified`` keeps the user's choice, as
+    ``-np N`` alone turns the shared cache off in llama-server.
+    """
+    profile = ENGINES.get(settings.engine)
+    if profile is None or profile.serving_slots == 1 or _names_slots(values):
+        return settings
+    return dataclasses.replace(settings, n_parallel=profile.serving_slots, kv_unified=True)
+
+
+def _names_slots(values: Mapping[str, Any]) -> bool:
+    return any(_ALIASES.get(key, key) in ("n_parallel", "kv_unified") for key in values)
+
+
 def for_engine(settings: RunSettings, engine_kind: str) -> RunSettings:
     """``settings`` planned for the engine a backend starts (unchanged for engines the
     estimate has no profile of: Ollama's runner, a remote server)."""
