@@ -24,7 +24,8 @@ from yoyu.backends.llamacpp_build import (
     install,
     installed,
 )
-from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.backends.llamacpp_flags import choose_engine, find_engine
+from yoyu.errors import ConfigError
 
 
 def test_one_folder_per_version_and_flags() -> None:
@@ -84,6 +85,24 @@ def test_run_and_serve_take_the_installed_build_when_none_is_on_path(
     engine = find_engine()
     assert (engine.kind, engine.executable) == ("llama-server", str(server))
     assert find_engine("/opt/llama-server").executable == "/opt/llama-server"  # configured wins
+    assert choose_engine("llama-cpp-python").kind == "llama-cpp-python"  # asked for by name
+    assert choose_engine("llama-server").executable == str(server)
+
+
+@pytest.mark.parametrize(
+    ("name", "binary", "message"),
+    [
+        ("llama-server", None, "yoyu engine install"),
+        ("llama-cpp-python", "/opt/llama-server", "remove one of them"),
+        ("vllm", None, "unknown engine 'vllm'"),
+    ],
+)
+def test_an_engine_that_cannot_be_had_is_a_config_error(
+    name: str, binary: str | None, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # and nothing built in this home
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        choose_engine(name, binary)
 
 
 @pytest.mark.parametrize(("missing", "named"), [("cmake", "cmake"), ("c++", "C++ compiler")])

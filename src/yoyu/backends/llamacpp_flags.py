@@ -23,7 +23,7 @@ from typing import Literal
 from yoyu.backends import llamacpp_build
 from yoyu.backends.ports import LOOPBACK
 from yoyu.backends.protocol import ModelRef
-from yoyu.errors import SettingsError
+from yoyu.errors import ConfigError, SettingsError
 
 EngineKind = Literal["llama-cpp-python", "llama-server"]
 
@@ -113,6 +113,26 @@ def find_engine(server_binary: str | None = None) -> LlamaCppEngine:
     if found:
         return LlamaCppEngine("llama-server", found)
     return python_engine()
+
+
+def choose_engine(name: str | None, server_binary: str | None = None) -> LlamaCppEngine:
+    """The engine a ``[backends.X] engine = "..."`` names (``None``: ``find_engine``'s
+    order), so a user with llama-server installed can still ask for the Python one."""
+    if name is None:
+        return find_engine(server_binary)
+    if name == "llama-cpp-python" and server_binary is None:
+        return python_engine()
+    if name == "llama-cpp-python":
+        raise ConfigError("engine llama-cpp-python takes no server_binary; remove one of them")
+    if name != "llama-server":
+        raise ConfigError(f"unknown engine {name!r}; use llama-server or llama-cpp-python")
+    found = find_engine(server_binary)
+    if found.kind != "llama-server":
+        raise ConfigError(
+            "engine llama-server asked for, but none is configured, on PATH or built; "
+            "run `yoyu engine install` or set server_binary"
+        )
+    return found
 
 
 def _built_server() -> str | None:

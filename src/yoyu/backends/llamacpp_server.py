@@ -49,7 +49,7 @@ from yoyu.backends.engine_process import (
     describe_returncode,
 )
 from yoyu.backends.llamacpp_flags import LlamaCppEngine as LlamaCppEngine  # the engine choice
-from yoyu.backends.llamacpp_flags import engine_environment
+from yoyu.backends.llamacpp_flags import choose_engine, engine_environment
 from yoyu.backends.llamacpp_flags import find_engine as find_engine
 from yoyu.backends.llamacpp_flags import python_engine as python_engine
 from yoyu.backends.llamacpp_log import (
@@ -116,7 +116,7 @@ class LlamaCppServerBackend:
         self,
         *,
         name: str = "llama.cpp",
-        engine: LlamaCppEngine | None = None,
+        engine: LlamaCppEngine | str | None = None,
         server_binary: str | None = None,
         log_dir: Path | str | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
@@ -126,7 +126,10 @@ class LlamaCppServerBackend:
         timeouts: HttpTimeouts | None = None,
     ) -> None:
         self.name = name
-        self.engine = engine or find_engine(server_binary)  # [backends.X] server_binary
+        # [backends.X] engine = "llama-server" | "llama-cpp-python", server_binary = PATH
+        self.engine = (
+            engine if isinstance(engine, LlamaCppEngine) else choose_engine(engine, server_binary)
+        )
         self.log_dir = Path(log_dir).expanduser() if log_dir else data_dir() / "engine-logs"
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
