@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from yoyu.estimate.compute_buffer import compute_bytes
@@ -162,3 +163,34 @@ def test_a_catalog_model_counts_every_cpu_weight_despite_having_no_file_offsets(
     estimate = estimate_memory(spec, load_machine("linux-cpu-32g"), RunSettings(n_ctx=4096))
     assert estimate.device("CPU").weights_bytes >= spec.tensor_bytes
     assert estimate.mapped_bytes == 0
+
+
+def rpc_machine(endpoints: tuple[str, ...]) -> Machine:
+    gpus = tuple(GpuInfo("rpc", i, ep, 16 * GIB, 16 * GIB, 0) for i, ep in enumerate(endpoints))
+    return dataclasses.replace(machine(), gpus=gpus)
+
+
+def test_rpc_servers_are_devices_named_by_endpoint_and_never_repack() -> None:
+    nodes = rpc_machine(("10.0.0.2:50052", "10.0.0.3:50052"))
+    split = place_layers(tiny_spec(), RunSettings(n_gpu_layers=-1, tensor_split=(1, 1)), nodes)
+    assert split.gpu_names == ("RPC[10.0.0.2:50052]", "RPC[10.0.0.3:50052]")
+    assert split.output == "RPC[10.0.0.3:50052]"
+    estimate = estimate_memory(tiny_spec(), nodes, RunSettings(n_gpu_layers=-1))
+    assert all(device.overhead_bytes == 0 for device in estimate.devices[1:])  # the worker's
+    assert estimate.devices[0].repack_bytes == 0
+
+
+def test_several_devices_holding_every_layer_keep_four_copies_of_their_inputs() -> None:
+    """llama.cpp's pipeline parallelism (its log: "sched copies = 4")."""
+    spec, settings = tiny_spec(), RunSettings(n_ctx=512, n_gpu_layers=-1)
+    single = estimate_memory(spec, rpc_machine(("a:1",)), settings)
+    pipelined = estimate_memory(spec, rpc_machine(("a:1", "b:1")), settings)
+    cpu_once = single.devices[0].compute_bytes
+    embedding_row_bytes = 256 * 512 * 4
+    assert pipelined.devices[0].compute_bytes == 4 * cpu_once + embedding_row_bytes
+    one_device_compute = single.devices[1].compute_bytes
+    assert all(d.compute_bytes >= one_device_compute + 3 * cpu_once for d in pipelined.devices[1:])
+    partial = estimate_memory(
+        spec, rpc_machine(("a:1", "b:1")), dataclasses.replace(settings, n_gpu_layers=3)
+    )
+    assert all(d.compute_bytes <= one_device_compute for d in partial.devices[1:])  # no pipeline

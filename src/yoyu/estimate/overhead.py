@@ -41,6 +41,8 @@ def runtime_overhead_bytes(device_name: str) -> int:
     """Fixed bytes a GPU pays for hosting a llama.cpp model, by backend."""
     if device_name.startswith("Metal"):
         return METAL_CONTEXT_BYTES
+    if device_name.startswith("RPC["):
+        return 0  # held by the worker's rpc-server process, counted on its node
     return CUDA_CONTEXT_BYTES
 
 

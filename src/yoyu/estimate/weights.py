@@ -31,6 +31,7 @@ from yoyu.models.ggml_types import ggml_type_named
 from yoyu.models.spec import ModelSpec, TensorInfo
 
 CPU = "CPU"
+RPC_VENDOR = "rpc"  # a GpuInfo that is a llama.cpp rpc-server: its name is host:port
 CPU_ALIGNMENT = 32  # TENSOR_ALIGNMENT in ggml-cpu
 CUDA_ALIGNMENT = 128  # ggml_backend_cuda_buffer_type_get_alignment
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING in ggml-cuda
@@ -59,12 +60,22 @@ class LayerPlacement:
 
 
 def gpu_device_names(machine: Machine) -> tuple[str, ...]:
-    """llama.cpp's backend names: one ``Metal`` device on Apple Silicon, ``CUDA<i>`` on NVIDIA."""
-    if not machine.gpus:
-        return ()
-    if machine.apple is not None or all(gpu.vendor == "apple" for gpu in machine.gpus):
-        return ("Metal",)
-    return tuple(f"CUDA{gpu.index}" for gpu in machine.gpus)
+    """llama.cpp's device order and names: RPC servers first, in ``--rpc`` order
+    (``RPC[host:port]``, as yoyu reads them from the log), then one ``Metal``
+    device on Apple Silicon or ``CUDA<i>`` on NVIDIA."""
+    rpc = tuple(rpc_device_name(gpu.name) for gpu in machine.gpus if gpu.vendor == RPC_VENDOR)
+    local = tuple(gpu for gpu in machine.gpus if gpu.vendor != RPC_VENDOR)
+    if not local:
+        return rpc
+    if machine.apple is not None or all(gpu.vendor == "apple" for gpu in local):
+        return (*rpc, "Metal")
+    return (*rpc, *(f"CUDA{gpu.index}" for gpu in local))
+
+
+def rpc_device_name(endpoint: str) -> str:
+    """An RPC server as a device: llama.cpp prints ``RPC0[host:port]`` (the number is
+    not always the device's), so the endpoint is what names it."""
+    return f"RPC[{endpoint}]"
 
 
 def gpu_layer_count(spec: ModelSpec, settings: RunSettings, machine: Machine) -> int:
