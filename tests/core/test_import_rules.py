@@ -33,6 +33,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     # never write a config that ``yoyu serve`` would refuse. It imports nothing else
     # of the gateway; the gateway never imports rollout.
     "rollout": {"plan", "backends", "monitor", "guard", "runner", "gateway"},
+    # node: a worker (rpc-server from backends, under the guard) and the head's view
+    # of it, a machine description with the node as an RPC device (estimate's name).
+    "node": {"backends", "guard", "monitor", "machine", "estimate"},
     "testing": {"models", "machine"},
 }
 CORE = {"machine", "models", "estimate", "plan"}

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,6 +100,11 @@ class LlamaCppEngine:
         return head + python_server_flags(settings) + extra
 
 
+def watched_program(argv: Sequence[str]) -> list[str]:
+    """``argv`` run under ``engine_main``'s watch: it ends when this process dies."""
+    return [*_watched_by(sys.executable), "--exec", *argv]
+
+
 def _watched_by(python: str) -> list[str]:
     return [python, "-m", "yoyu.backends.engine_main", str(os.getpid())]
 
@@ -151,6 +156,11 @@ def python_engine() -> LlamaCppEngine:
 
 def python_server_flags(settings: Mapping[str, object]) -> list[str]:
     """``--name value`` for every setting, as llama-cpp-python's argparse expects."""
+    if settings.get("rpc"):
+        raise SettingsError(
+            "a model split over yoyu nodes runs on llama-server, not llama-cpp-python's "
+            "server; run `yoyu engine install` or configure server_binary"
+        )
     flags: list[str] = []
     merged = {**_PYTHON_SERVER_DEFAULTS, "n_outputs_max": _outputs_max(settings), **settings}
     for name, value in merged.items():
@@ -227,7 +237,9 @@ def _llama_server_flag(name: str, value: object) -> list[str]:
         return []
     if name == "tensor_split":
         return ["-ts", ",".join(f"{float(str(share)):g}" for share in _as_list(value))]
-    known = sorted({*_LLAMA_SERVER_VALUE_FLAGS, *_LLAMA_SERVER_SWITCHES, "n_gpu_layers"})
+    if name == "rpc":  # the rpc-servers (yoyu node) that hold part of the model, in order
+        return ["--rpc", ",".join(str(endpoint) for endpoint in _as_list(value))]
+    known = sorted({*_LLAMA_SERVER_VALUE_FLAGS, *_LLAMA_SERVER_SWITCHES, "n_gpu_layers", "rpc"})
     raise SettingsError(
         f"llama-server has no flag for setting {name!r}; use one of {', '.join(known)}, "
         "type_k, type_v, flash_attn, tensor_split, logits_all (false), or pass it in extra_argv"

@@ -30,6 +30,9 @@ _BUFFER_LINE = re.compile(
     rf"^{_LOG_PREFIX}\s*~?(?P<source>[\w:]+):\s+(?P<device>[\w\-]+(?:\[[\w.:\-]+\])?)\s+"
     r"(?P<kind>model|KV|compute|output|RS) buffer size\s*=\s*(?P<mib>\d+(?:\.\d+)?) MiB",
 )
+# llama.cpp prints every RPC server's buffers as "RPC0[host:port]" whatever its number;
+# the endpoint names the device (as in yoyu.estimate.weights.rpc_device_name).
+_RPC_NUMBER = re.compile(r"^RPC\d*\[")
 _KIND_NAMES = {"model": "model", "KV": "kv", "compute": "compute", "output": "output", "RS": "rs"}
 # One "expectation" line is printed when the context is destroyed; it repeats the compute size.
 _IGNORED_SUFFIX = "matches expectation"
@@ -64,9 +67,8 @@ def parse_buffer_sizes(log_text: str) -> ReportedBuffers:
             continue
         kind = _KIND_NAMES[match["kind"]]
         per_device = by_kind.setdefault(kind, {})
-        per_device[match["device"]] = per_device.get(match["device"], 0) + round(
-            float(match["mib"]) * MIB
-        )
+        device = _RPC_NUMBER.sub("RPC[", match["device"])
+        per_device[device] = per_device.get(device, 0) + round(float(match["mib"]) * MIB)
     return ReportedBuffers(by_kind)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import re
+import socket
 import threading
 import time
 import weakref
@@ -456,9 +457,28 @@ def _died_message(running: _Running, returncode: int, when: str) -> str:
     complaint = engine_complaint(running.process.log_tail())
     return (
         f"llama.cpp engine for {running.loaded.id!r} (pid {running.process.pid}) died {when} "
-        f"with {describe_returncode(returncode)}; engine said: {complaint} "
-        f"(full log: {running.process.log_path})"
+        f"with {describe_returncode(returncode)}{_lost_nodes(running.loaded.settings)}; "
+        f"engine said: {complaint} (full log: {running.process.log_path})"
     )
+
+
+def _lost_nodes(settings: Mapping[str, object]) -> str:
+    """Which of the model's RPC nodes no longer answer: llama-server aborts on the
+    first failed RPC call without naming the server, so yoyu asks each one."""
+    endpoints = settings.get("rpc") or []
+    if not isinstance(endpoints, (list, tuple)):
+        return ""
+    lost = [str(endpoint) for endpoint in endpoints if not _accepts(str(endpoint))]
+    return f" after losing node {', '.join(lost)}" if lost else ""
+
+
+def _accepts(endpoint: str) -> bool:
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _process_tree(root_pid: int) -> list[int]:

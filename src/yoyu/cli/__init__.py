@@ -23,6 +23,7 @@ from yoyu.cli import (
     mcp,
     migrate,
     models,
+    node,
     plan,
     profile,
     run,
@@ -62,7 +63,7 @@ def _options(
 
 for command_module in (doctor, machine, inspect, models, plan, guard, watch, serve):
     command_module.register(app)
-for command_module in (run, chat, profile, soak, runs, mcp, migrate, engine):
+for command_module in (run, chat, profile, soak, runs, mcp, migrate, engine, node):
     command_module.register(app)
 
 

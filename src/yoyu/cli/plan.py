@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_server import find_engine
+from yoyu.cli.node import is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
@@ -89,7 +90,10 @@ def plan_command(
     ] = None,
     node: Annotated[
         list[str] | None,
-        typer.Option(help="A machine of a cluster (repeat; the first is the head)."),
+        typer.Option(
+            help="A machine of a cluster (repeat; the first is the head), or a running "
+            "`yoyu node` worker's HOST:PORT: its live memory, split over llama.cpp RPC."
+        ),
     ] = None,
     emit: Annotated[
         str | None, typer.Option(help=f"Print launch settings: {', '.join(EMIT_TARGETS)}.")
@@ -100,10 +104,14 @@ def plan_command(
     if emit is not None and emit not in EMIT_TARGETS:
         raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
     spec = resolve_model(model)
-    nodes = [load_machine(name) for name in node or []]
-    target = nodes[0] if nodes else _machine(machine)
+    live = [value for value in node or [] if is_node_address(value)]
+    if live and len(live) != len(node or []):
+        raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
+    nodes = [] if live else [load_machine(name) for name in node or []]
+    target = machine_with_nodes(live) or (nodes[0] if nodes else _machine(machine))
+    engine = engine or ("llama-server" if live else _default_engine(emit))
     settings = flags.settings(
-        _context(spec, flags.ctx), n_parallel=parallel, engine=engine or _default_engine(emit),
+        _context(spec, flags.ctx), n_parallel=parallel, engine=engine,
         logits_all=logits_all,
     )  # fmt: skip
     request = PlanRequest(

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
+from yoyu.cli.node import NodeOpt, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
@@ -60,13 +61,15 @@ def run_command(
     plot: Annotated[Path | None, typer.Option(help="Draw the memory timeline to this PNG.")] = None,
     no_guard: NoGuardOpt = False,
     budget: BudgetOpt = None,
+    node: NodeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
     guard = run_guard(no_guard, budget)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    run = guarded_run(flags.run_config(model), guard, "run", seed)
+    machine = machine_with_nodes(node or [])
+    run = guarded_run(flags.run_config(model), guard, "run", seed, machine)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
         with run:

@@ -19,6 +19,7 @@ import typer
 from yoyu.errors import GuardStoppedError, SettingsError, YoyuError
 from yoyu.guard import policy_from_settings
 from yoyu.guard.policy import with_overrides
+from yoyu.machine.types import Machine
 from yoyu.plan.types import RiskThresholds
 from yoyu.runner import ModelRun, RunConfig
 from yoyu.runner.guarding import RunGuard
@@ -64,10 +65,17 @@ def watchers(guard: RunGuard | None) -> list[Watcher]:
     return [] if guard is None else [guard]
 
 
-def guarded_run(config: RunConfig, guard: RunGuard | None, mode: str, seed: int | None) -> ModelRun:
-    """``config``'s run, planned within the guard's budget and watched by the guard."""
+def guarded_run(
+    config: RunConfig,
+    guard: RunGuard | None,
+    mode: str,
+    seed: int | None,
+    machine: Machine | None = None,
+) -> ModelRun:
+    """``config``'s run, planned within the guard's budget and watched by the guard;
+    on ``machine`` when given (this one with its ``yoyu node`` workers), else this one."""
     planned = dataclasses.replace(config, **planned_memory(guard))
-    return ModelRun(planned, mode=mode, seed=seed, watchers=watchers(guard))
+    return ModelRun(planned, mode=mode, seed=seed, watchers=watchers(guard), machine=machine)
 
 
 @contextmanager

@@ -62,10 +62,13 @@ def observe(
     budget_bytes: int | None,
     trend: Sequence[Sample],
     planned_low_bytes: int | None = None,
+    budget_of_tree: bool = False,
 ) -> Observation:
     """An observation of ``sample``: the budget applied, the trend over ``trend``."""
-    available = effective_available(sample, baseline, budget_bytes)
-    points = tuple((s.t_s, effective_available(s, baseline, budget_bytes)) for s in trend)
+    available = effective_available(sample, baseline, budget_bytes, budget_of_tree)
+    points = tuple(
+        (s.t_s, effective_available(s, baseline, budget_bytes, budget_of_tree)) for s in trend
+    )
     gpus = [gpu.free_bytes for gpu in sample.gpus]
     system = sample.system
     return Observation(
@@ -82,15 +85,19 @@ def observe(
     )
 
 
-def effective_available(sample: Sample, baseline: Baseline, budget_bytes: int | None) -> int:
+def effective_available(
+    sample: Sample, baseline: Baseline, budget_bytes: int | None, budget_of_tree: bool = False
+) -> int:
     """Available memory; under a budget, what is left of it: the budget minus what went since
     the start, which is the machine's drop in available memory, and at least what the guarded
     tree itself took (anonymous + swapped), so memory freed elsewhere cannot hide its growth.
-    The real figure still wins when it is lower."""
+    ``budget_of_tree``: the budget is the guarded tree's alone (a ``yoyu node``'s
+    rpc-server), so what other programs take does not count against it. The real figure
+    still wins when it is lower."""
     real = sample.system.available_bytes
     if budget_bytes is None:
         return real
-    machine_drop = baseline.available_bytes - real
+    machine_drop = 0 if budget_of_tree else baseline.available_bytes - real
     tree_growth = sample.process.growth_bytes - baseline.tree_bytes
     return min(real, budget_bytes - max(machine_drop, tree_growth))
 
@@ -155,7 +162,10 @@ class Guard:
         )
         self.thresholds = self.policy.resolve(system.total_bytes)
         if self.planned_bytes is not None:
-            start = observe(first, self.baseline, self.policy.budget_bytes, [first])
+            start = observe(
+                first, self.baseline, self.policy.budget_bytes, [first],
+                budget_of_tree=self.policy.budget_of_tree,
+            )  # fmt: skip
             self.planned_low_bytes = start.available_bytes - self.planned_bytes
         self.state = GuardState(self.thresholds, can_unload=can_unload(self.target))
         self._record("start", first.t_s, "guard started", detail=self._settings(), samples=[first])
@@ -209,7 +219,12 @@ class Guard:
         sample = self._sampler.sample_now()
         trend = self._sampler.samples(since_t_s=sample.t_s - TREND_WINDOW_S)
         observation = observe(
-            sample, self.baseline, self.policy.budget_bytes, trend, self.planned_low_bytes
+            sample,
+            self.baseline,
+            self.policy.budget_bytes,
+            trend,
+            self.planned_low_bytes,
+            self.policy.budget_of_tree,
         )
         action = decide(self.state, observation)
         self.state = advance(self.state, observation, action)

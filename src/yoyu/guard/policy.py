@@ -96,6 +96,7 @@ class GuardPolicy:
     caution: Floor | None = None  # None: the default (4 GiB, at most half the capacity)
     abort: Floor | None = None  # None: the default (2 GiB, at most a quarter)
     budget_bytes: int | None = None
+    budget_of_tree: bool = False  # the budget is the guarded tree's alone, not the machine's
     swap_growth_bytes: int | None = DEFAULT_SWAP_GROWTH_BYTES
     gpu_free_floor_bytes: int | None = None
     psi_some: float | None = DEFAULT_PSI_SOME

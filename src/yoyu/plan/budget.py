@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yoyu.estimate.weights import RPC_VENDOR, rpc_device_name
 from yoyu.machine.types import GpuInfo, Machine
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
@@ -83,6 +84,10 @@ def gpu_budget(
 ) -> DeviceBudget:
     """A GPU's free memory; on Apple Silicon the working set, inside the unified pool."""
     name = gpu_device_name(gpu)
+    if gpu.vendor == RPC_VENDOR:
+        # A node's offer is already net of its own floor (``yoyu node`` keeps it)
+        basis = f"{format_bytes(gpu.free_bytes)} offered by the node at {gpu.name}"
+        return DeviceBudget(name, "gpu", gpu.free_bytes, 0, basis)
     if gpu.vendor == "apple" or machine.unified_memory:
         return _unified_gpu_budget(gpu, machine, name, system)
     free = gpu.free_bytes if request.gpu_free_bytes is None else request.gpu_free_bytes
@@ -108,6 +113,8 @@ def gpu_device_name(gpu: GpuInfo) -> str:
         return "Metal"
     if gpu.vendor == "nvidia":
         return f"CUDA{gpu.index}"
+    if gpu.vendor == RPC_VENDOR:
+        return rpc_device_name(gpu.name)
     return f"GPU{gpu.index}"
 
 

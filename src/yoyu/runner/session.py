@@ -57,6 +57,7 @@ from yoyu.monitor.phases import (
 )
 from yoyu.monitor.sampler import Sampler
 from yoyu.monitor.store import RunStore
+from yoyu.plan.emit.llama_cpp import rpc_endpoints
 from yoyu.plan.settings import for_engine
 from yoyu.runner.options import RunConfig
 from yoyu.runner.prediction import Prediction, engine_settings, predict
@@ -121,6 +122,8 @@ class ModelRun:
             thresholds=self.config.thresholds,
         )  # fmt: skip
         self.load_settings = engine_settings(self.prediction.settings, self._seed)
+        if endpoints := rpc_endpoints(machine):  # a split over `yoyu node` workers
+            self.load_settings["rpc"] = endpoints
         self._choose_chat_format(self.spec, settings.engine)
         store = self._store = self._store or RunStore()
         self.run_id = store.create_run(

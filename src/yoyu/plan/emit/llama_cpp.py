@@ -30,6 +30,8 @@ from typing import Any
 from yoyu.estimate.compute_buffer import n_outputs_max
 from yoyu.estimate.engine import LLAMA_SERVER_NAME
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
+from yoyu.estimate.weights import RPC_VENDOR
+from yoyu.machine.types import Machine
 from yoyu.units import MIB
 
 # ggml.h enum ggml_type ids of the KV cache types
@@ -72,6 +74,12 @@ def llama_cpp_python_kwargs(settings: RunSettings) -> dict[str, Any]:
         kwargs["n_seq_max"] = settings.n_parallel
         kwargs["kv_unified"] = settings.kv_unified
     return kwargs
+
+
+def rpc_endpoints(machine: Machine) -> list[str]:
+    """llama-server's ``--rpc`` list for ``machine``: its RPC devices (``yoyu node``
+    workers) in the order the plan placed layers on them."""
+    return [gpu.name for gpu in machine.gpus if gpu.vendor == RPC_VENDOR]
 
 
 def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
