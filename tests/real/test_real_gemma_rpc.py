@@ -1,0 +1,120 @@
+"""One model over several machines with llama.cpp RPC, on this machine: `yoyu node`
+workers on 127.0.0.1 with different budgets, the real Gemma 3 270M split over them by
+their live offers, llama-server as the head (as ``yoyu engine install`` builds both).
+
+The greedy answer over the cluster equals the single-machine answer; each node holds
+what the plan put on it (llama-server prints every RPC device's buffers); a node that
+dies mid-answer fails the request with its address and leaves no head engine behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend
+from yoyu.backends.protocol import ChatMessage, ChatRequest
+from yoyu.errors import BackendCrashedError
+from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.types import RunSettings
+from yoyu.estimate.weights import rpc_device_name
+from yoyu.machine.probe import probe_machine
+from yoyu.machine.types import Machine
+from yoyu.models.gguf_spec import read_gguf_model
+from yoyu.node.client import read_nodes
+from yoyu.node.status import with_nodes
+from yoyu.node.worker import NodeOptions, NodeWorker
+from yoyu.runner import ModelRun, RunConfig, SettlePolicy
+from yoyu.testing.gateway_process import free_port
+from yoyu.units import MIB
+
+pytestmark = pytest.mark.slow
+
+CTX = 2048
+BUDGETS_MIB = (500, 900)  # offers 250 / 450 MiB: an uneven split
+FAST_SETTLE = SettlePolicy(tolerance_bytes=2 * MIB, window_s=0.3, cap_s=5.0)
+QUESTION = [ChatMessage("user", "Name three colours of the rainbow.")]
+
+
+@pytest.fixture
+def nodes(built_rpc_server: Path, tmp_path: Path) -> Iterator[list[NodeWorker]]:
+    workers = []
+    try:
+        for budget_mib in BUDGETS_MIB:
+            options = NodeOptions(
+                rpc_port=free_port(), status_port=free_port(), budget_bytes=budget_mib * MIB,
+                rpc_server=str(built_rpc_server), log_dir=tmp_path / "nodes", threads=1,
+            )  # fmt: skip
+            workers.append(NodeWorker(options).start())
+        yield workers
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def cluster(workers: list[NodeWorker]) -> Machine:
+    addresses = [f"127.0.0.1:{worker.status_port}" for worker in workers]
+    return with_nodes(probe_machine(), read_nodes(addresses))
+
+
+def server(tmp_path: Path, built_llama_server: Path) -> LlamaCppServerBackend:
+    engine = LlamaCppEngine("llama-server", str(built_llama_server))
+    return LlamaCppServerBackend(engine=engine, log_dir=tmp_path / "logs")
+
+
+def greedy_run(model: Path, backend: LlamaCppServerBackend, machine: Machine | None) -> ModelRun:
+    config = RunConfig(str(model), RunSettings(n_ctx=CTX), settle=FAST_SETTLE)
+    return ModelRun(config, backend=backend, seed=1, machine=machine)
+
+
+def test_an_answer_over_two_uneven_nodes_is_the_single_machine_answer_and_as_planned(
+    real_gemma: Path, tmp_path: Path, built_llama_server: Path, nodes: list[NodeWorker]
+) -> None:
+    idle_rss = [worker.status().engine_rss_bytes for worker in nodes]
+    machine = cluster(nodes)
+    with greedy_run(real_gemma, server(tmp_path, built_llama_server), machine) as run:
+        over_nodes = run.ask(QUESTION, max_tokens=24, temperature=0.0)
+        loaded_rss = [worker.status().engine_rss_bytes for worker in nodes]
+        buffers = run.loaded.buffers if run.loaded else None
+        settings = run.prediction.settings if run.prediction else None
+    with greedy_run(real_gemma, server(tmp_path, built_llama_server), None) as single:
+        alone = single.ask(QUESTION, max_tokens=24, temperature=0.0)
+    assert over_nodes.text and over_nodes.text == alone.text
+    assert buffers is not None and settings is not None
+    estimate = estimate_memory(read_gguf_model(real_gemma), machine, settings)
+    planned = {device.name: device for device in estimate.devices}
+    layers = []
+    for worker, idle, loaded in zip(nodes, idle_rss, loaded_rss, strict=True):
+        device = planned[rpc_device_name(f"127.0.0.1:{worker.options.rpc_port}")]
+        layers.append(len(device.layers))
+        printed_model = buffers.device("model", device.name)
+        assert abs(printed_model - device.weights_bytes) <= MIB // 100
+        assert buffers.device("kv", device.name) == device.kv_bytes
+        printed_compute = buffers.device("compute", device.name)
+        assert printed_compute <= device.compute_bytes <= 1.05 * printed_compute
+        # what the node's rpc-server really took stays within what the plan put there
+        assert 0 < loaded - idle <= device.total_bytes
+        assert device.total_bytes <= worker.status().offer_bytes
+    assert layers[0] < layers[1]  # the bigger offer holds more of the model
+
+
+def test_a_node_that_dies_mid_answer_fails_the_request_naming_it(
+    real_gemma: Path, tmp_path: Path, built_llama_server: Path, nodes: list[NodeWorker]
+) -> None:
+    backend = server(tmp_path, built_llama_server)
+    victim = nodes[1]
+    with greedy_run(real_gemma, backend, cluster(nodes)) as run:
+        assert run.loaded is not None
+        request = ChatRequest(run.loaded.id, tuple(QUESTION), max_tokens=2000)
+        chunks = backend.stream_chat(request)
+        next(chunks)  # the answer has started
+        assert victim.engine is not None
+        victim.engine.stop(1.0)
+        with pytest.raises(BackendCrashedError) as failure:
+            for _ in chunks:
+                pass
+    assert f"after losing node 127.0.0.1:{victim.options.rpc_port}" in str(failure.value)
+    assert backend.pids() == []  # the head's engine went with the node
+    assert victim.status().engine_pid is None and victim.status().stopped_reason
