@@ -469,6 +469,20 @@ def test_engine_complaint_prefers_the_cause_and_skips_traceback_frames() -> None
     assert engine_complaint("") == "(the engine's log is empty)"
 
 
+def test_engine_complaint_is_llama_cpps_abort_not_its_backtrace() -> None:
+    log = (  # llama-server (0c1e570) when an rpc-server went away mid-answer, shortened
+        "0.00.630.751 I load_tensors: offloaded 19/19 layers to GPU\n"
+        "/build/vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:569: Remote RPC server "
+        "crashed or returned malformed response\n"
+        "[New LWP 924]\n"
+        "#2  0x0000556a7f34973c in rpc_dispatcher::send(rpc_cmd) ()\n"
+        "58\t../sysdeps/nptl/libc_start_call_main.h: No such file or directory.\n"
+        "[Inferior 1 (process 921) detached]\n"
+    )
+    expected = "ggml-rpc.cpp:569: Remote RPC server crashed or returned malformed response"
+    assert engine_complaint(log) == expected
+
+
 # Lines as llama-cpp-python 0.3.36's server logged them for two requests in a row.
 TWO_REQUESTS = """\
 llama_perf_context_print: prompt eval time =       0.04 ms /    26 tokens (    0.00 ms per token)

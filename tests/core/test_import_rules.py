@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     # chat, profile, soak, migrate's smoke test). Not in DESIGN.md's table: the
     # orchestration had no home below cli, and cli is printing only.
     "runner": {"backends", "monitor", "guard", "plan"},
-    "gateway": {"backends", "plan", "guard", "monitor"},
+    "gateway": {"backends", "plan", "guard", "monitor", "node"},
     "mcp": {"gateway", "plan", "monitor"},
     # rollout moves an alias in yoyu.toml's [aliases] (rollout/aliases.py): it reads
     # the file with the gateway's own parser (gateway.config), so a migration can

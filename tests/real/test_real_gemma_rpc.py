@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from openai import OpenAI
 
 from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend
 from yoyu.backends.protocol import ChatMessage, ChatRequest
@@ -27,7 +29,7 @@ from yoyu.node.client import read_nodes
 from yoyu.node.status import with_nodes
 from yoyu.node.worker import NodeOptions, NodeWorker
 from yoyu.runner import ModelRun, RunConfig, SettlePolicy
-from yoyu.testing.gateway_process import free_port
+from yoyu.testing.gateway_process import GatewayProcess, free_port
 from yoyu.units import MIB
 
 pytestmark = pytest.mark.slow
@@ -118,3 +120,57 @@ def test_a_node_that_dies_mid_answer_fails_the_request_naming_it(
     assert f"after losing node 127.0.0.1:{victim.options.rpc_port}" in str(failure.value)
     assert backend.pids() == []  # the head's engine went with the node
     assert victim.status().engine_pid is None and victim.status().stopped_reason
+
+
+def test_the_gateway_serves_a_split_model_and_falls_back_when_a_node_dies(
+    real_gemma: Path, tmp_path: Path, built_llama_server: Path, nodes: list[NodeWorker]
+) -> None:
+    addresses = ", ".join(f'"127.0.0.1:{worker.status_port}"' for worker in nodes)
+    config = tmp_path / "yoyu.toml"
+    config.write_text(
+        f"""
+[backends.server]
+kind = "llama.cpp"
+server_binary = "{built_llama_server}"
+
+[served.split]
+backend = "server"
+path = "{real_gemma}"
+nodes = [{addresses}]
+settings = {{ n_ctx = {CTX} }}
+
+[served.alone]
+backend = "server"
+path = "{real_gemma}"
+settings = {{ n_ctx = {CTX} }}
+
+[routes.auto]
+chain = ["split", "alone"]
+""",
+        encoding="utf-8",
+    )
+    question = [{"role": "user", "content": QUESTION[0].content}]
+    with GatewayProcess(["--config", str(config)], log_path=tmp_path / "serve.log") as gateway:
+        client = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+        first = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=question,
+            max_tokens=8,  # type: ignore[arg-type]
+        )
+        assert first.headers["x-yoyu-route"] == "split"
+        assert nodes[1].engine is not None
+        nodes[1].engine.stop(1.0)
+        direct = httpx.post(
+            f"{gateway.base_url}/chat/completions",
+            json={"model": "split", "messages": question, "max_tokens": 8},
+            timeout=60,
+        )
+        after = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=question,
+            max_tokens=8,  # type: ignore[arg-type]
+        )
+        assert after.headers["x-yoyu-route"] == "alone"
+        assert after.parse().choices[0].message.content
+    assert direct.status_code >= 500
+    assert f"127.0.0.1:{nodes[1].options.rpc_port}" in direct.json()["error"]["message"]

@@ -77,6 +77,13 @@ def parse_buffer_sizes(log_text: str) -> ReportedBuffers:
 _TRACEBACK_NOISE = re.compile(r"^(\s|Traceback |\^|~|During handling|The above exception)")
 _ACCESS_LOG = re.compile(r"^INFO:\s")
 _USAGE_LINE = re.compile(r"^usage: |^\s+\[--")
+# llama.cpp's abort (GGML_ABORT / GGML_ASSERT): "path/ggml-rpc.cpp:569: Remote RPC server
+# crashed...", followed by a gdb backtrace of the aborting process.
+_GGML_ABORT = re.compile(r"^\S+\.(?:c|cpp|cu|m):\d+: \S")
+_GDB_NOISE = re.compile(
+    r"^(\[New LWP|\[Thread debugging|\[Inferior|Using host libthread_db|#\d+\s|\d+\s|"
+    r"\w+ \(\) at |No stack)"
+)
 _COMPLAINT_WORDS = re.compile(r"error|invalid|failed|cannot|can't|unable|no such", re.IGNORECASE)
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 _COMPLAINT_WINDOW = 8
@@ -94,16 +101,26 @@ def engine_complaint(log_text: str) -> str:
     lines = [line.strip() for line in log_text.splitlines() if _is_meaningful(line)]
     if not lines:
         return "(the engine's log is empty)"
+    aborts = [line for line in lines if _GGML_ABORT.match(line)]
+    if aborts:  # what llama.cpp said as it aborted; what follows is its backtrace
+        return _PRINTABLE.sub("?", _short_path(aborts[-1]))[:_MAX_COMPLAINT_CHARS]
     window = lines[-_COMPLAINT_WINDOW:]
     cause = next((line for line in window if _COMPLAINT_WORDS.search(line)), window[-1])
     said = window[-1] if cause == window[-1] else f"{cause} ... {window[-1]}"
     return _PRINTABLE.sub("?", said)[:_MAX_COMPLAINT_CHARS]
 
 
+def _short_path(line: str) -> str:
+    """``/long/build/path/ggml-rpc.cpp:569: msg`` -> ``ggml-rpc.cpp:569: msg``."""
+    location, _, message = line.partition(": ")
+    return f"{location.rsplit('/', 1)[-1]}: {message}"
+
+
 def _is_meaningful(line: str) -> bool:
     if not line.strip():
         return False
-    return not (_TRACEBACK_NOISE.match(line) or _ACCESS_LOG.match(line) or _USAGE_LINE.match(line))
+    noise = (_TRACEBACK_NOISE, _ACCESS_LOG, _USAGE_LINE, _GDB_NOISE)
+    return not any(pattern.match(line) for pattern in noise)
 
 
 _PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from yoyu.cli.node import NodeOpt
 from yoyu.cli.output import console
 from yoyu.config import read_document
 from yoyu.errors import ConfigError
@@ -56,9 +57,12 @@ def serve_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the startup summary as one JSON line.")
     ] = False,
+    node: NodeOpt = None,
 ) -> None:
     """Serve models over the OpenAI API, loading each only when memory allows."""
-    gateway = load_gateway_config(config, model or [], host, port, api_key_env)
+    if node and not model:
+        raise ConfigError("--node splits the --model files; in yoyu.toml give [served.ID] nodes")
+    gateway = load_gateway_config(config, model or [], host, port, api_key_env, node or [])
     api_key(gateway.server)  # refuse a bad bind before anything starts
     if not gateway.served:
         raise ConfigError(
@@ -85,6 +89,7 @@ def load_gateway_config(
     host: str | None,
     port: int | None,
     api_key_env: str | None,
+    nodes: list[str] | None = None,
 ) -> GatewayConfig:
     """The config file (``--config``, else the usual one if it exists) with flags on top."""
     env = {"YOYU_CONFIG": str(path)} if path else None
@@ -92,7 +97,9 @@ def load_gateway_config(
         raise ConfigError(f"--config {path}: no such file")
     source, document = read_document(env)
     config = parse_gateway_config(document, source if source.is_file() else None)
-    return with_flags(config, models=models, host=host, port=port, api_key_env=api_key_env)
+    return with_flags(
+        config, models=models, host=host, port=port, api_key_env=api_key_env, nodes=nodes or ()
+    )
 
 
 def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:

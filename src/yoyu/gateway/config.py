@@ -59,6 +59,7 @@ from typing import Any
 from yoyu.errors import ConfigError
 from yoyu.guard.policy import GuardPolicy, policy_from_config
 from yoyu.machine.machine_file import SIZE_HINT, parse_size
+from yoyu.node.status import parse_node_address
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORT = 8040
@@ -119,6 +120,7 @@ class ServedModel:
     pinned: bool = False
     private: bool = False
     memory_bytes: int | None = None
+    nodes: tuple[str, ...] = ()  # `yoyu node` status addresses: split over llama.cpp RPC
 
     @property
     def managed(self) -> bool:
@@ -165,7 +167,7 @@ _SERVER_KEYS = {
     "cors_origins", "request_timeout_s",
 }  # fmt: skip
 _SERVED_KEYS = {
-    "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory",
+    "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory", "nodes",
 }  # fmt: skip
 _ROUTE_KEYS = {"chain", "private"}
 
@@ -265,7 +267,19 @@ def _served(model_id: str, table: Any, where: str) -> ServedModel:
         pinned=_typed(table, "pinned", bool, False, section, where),
         private=_typed(table, "private", bool, False, section, where),
         memory_bytes=None if memory is None else _size(memory, section, where),
+        nodes=_nodes(table.get("nodes", []), section, where),
     )
+
+
+def _nodes(value: Any, section: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(
+            f'{where}: nodes in [{section}] must be a list like ["10.0.0.2:50053"] '
+            "(the status addresses `yoyu node` prints)"
+        )
+    for address in value:
+        parse_node_address(address)  # a typo is a one-line error now, not at first request
+    return tuple(value)
 
 
 def _aliases(body: Mapping[str, Any], where: str) -> dict[str, str]:
@@ -373,11 +387,13 @@ def with_flags(
     host: str | None = None,
     port: int | None = None,
     api_key_env: str | None = None,
+    nodes: Sequence[str] = (),
 ) -> GatewayConfig:
-    """``config`` with the command line on top: flags win over the file."""
+    """``config`` with the command line on top: flags win over the file; ``nodes``
+    split every ``--model`` over those `yoyu node` workers."""
     served = dict(config.served)
     for model in (parse_model_flag(flag) for flag in models):
-        served[model.id] = model
+        served[model.id] = dataclasses.replace(model, nodes=tuple(nodes))
     backends = dict(config.backends)
     if models and QUICK_START_BACKEND not in backends:
         backends[QUICK_START_BACKEND] = BackendConfig(QUICK_START_BACKEND, MANAGED_KIND)

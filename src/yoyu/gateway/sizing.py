@@ -13,24 +13,30 @@ without a chat template is loaded with its family's format (logged once).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from yoyu.backends.llamacpp_python_server import template_problem
+from yoyu.errors import ConfigError
+from yoyu.estimate.engine import LLAMA_SERVER_NAME
 from yoyu.estimate.types import RunSettings
 from yoyu.gateway.config import ServedModel
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.chat_format import choose_chat_format
 from yoyu.models.resolve import read_model_path
-from yoyu.plan.emit.llama_cpp import engine_load_settings
+from yoyu.node.client import read_nodes
+from yoyu.node.status import with_nodes
+from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.planner import make_plan
 from yoyu.plan.settings import for_engine, settings_from_load_settings, with_serving_slots
 from yoyu.plan.types import PlanRequest
 
 DEFAULT_CTX = 4096
+API_KEY_ENV = "YOYU_API_KEY"  # the key `yoyu node` workers were started with
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +78,13 @@ class PlanSizer:
             return Sizing(0, None, "config", model.settings)
         if self._machine is None:
             self._machine = self._machine_source()
+        machine = self._with_nodes(model, engine_kind)
         spec = read_model_path(model.path)
         settings = served_settings(model.settings, spec.context_length, engine_kind)
-        plan = make_plan(spec, self._machine, PlanRequest(settings=settings, propose_moves=False))
+        plan = make_plan(spec, machine, PlanRequest(settings=settings, propose_moves=False))
         planned = {**engine_load_settings(plan.settings), **model.settings}
+        if endpoints := rpc_endpoints(machine):
+            planned["rpc"] = endpoints
         problem = template_problem(engine_kind, spec.chat_template_text)
         chat = choose_chat_format(spec, engine_kind, problem)
         if chat.chat_format is not None and "chat_format" not in planned:
@@ -87,6 +96,18 @@ class PlanSizer:
             n_ctx=_cells_per_sequence(plan.estimate.n_ctx, plan.settings),
             longest_token_bytes=spec.longest_token_bytes,
         )  # fmt: skip
+
+    def _with_nodes(self, model: ServedModel, engine_kind: str) -> Machine:
+        """This machine, with the model's `yoyu node` workers as they are now."""
+        assert self._machine is not None
+        if not model.nodes:
+            return self._machine
+        if engine_kind != LLAMA_SERVER_NAME:
+            raise ConfigError(
+                f"{model.id} is split over nodes, which needs llama-server; its backend runs "
+                f"{engine_kind} (run `yoyu engine install` or set server_binary)"
+            )
+        return with_nodes(self._machine, read_nodes(model.nodes, os.environ.get(API_KEY_ENV)))
 
 
 def served_settings(
