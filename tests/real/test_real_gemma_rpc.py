@@ -10,14 +10,16 @@ dies mid-answer fails the request with its address and leaves no head engine beh
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from openai import OpenAI
 
 from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend
-from yoyu.backends.protocol import ChatMessage, ChatRequest
+from yoyu.backends.protocol import ChatMessage, ChatRequest, ModelRef
 from yoyu.errors import BackendCrashedError
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.types import RunSettings
@@ -28,9 +30,13 @@ from yoyu.models.gguf_spec import read_gguf_model
 from yoyu.node.client import read_nodes
 from yoyu.node.status import with_nodes
 from yoyu.node.worker import NodeOptions, NodeWorker
+from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
+from yoyu.plan.planner import make_plan
+from yoyu.plan.types import PlanRequest, Verdict
 from yoyu.runner import ModelRun, RunConfig, SettlePolicy
 from yoyu.testing.gateway_process import GatewayProcess, free_port
-from yoyu.units import MIB
+from yoyu.testing.sparse_models import write_sparse_model
+from yoyu.units import GIB, MIB
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +46,30 @@ FAST_SETTLE = SettlePolicy(tolerance_bytes=2 * MIB, window_s=0.3, cap_s=5.0)
 QUESTION = [ChatMessage("user", "Name three colours of the rainbow.")]
 
 
-@pytest.fixture
-def nodes(built_rpc_server: Path, tmp_path: Path) -> Iterator[list[NodeWorker]]:
-    workers = []
+@contextmanager
+def started_nodes(
+    budgets: tuple[int, ...], rpc_server: Path, logs: Path
+) -> Iterator[list[NodeWorker]]:
+    """`yoyu node` workers on 127.0.0.1, one per budget, closed on the way out."""
+    workers: list[NodeWorker] = []
     try:
-        for budget_mib in BUDGETS_MIB:
+        for budget in budgets:
             options = NodeOptions(
-                rpc_port=free_port(), status_port=free_port(), budget_bytes=budget_mib * MIB,
-                rpc_server=str(built_rpc_server), log_dir=tmp_path / "nodes", threads=1,
+                rpc_port=free_port(), status_port=free_port(), budget_bytes=budget,
+                rpc_server=str(rpc_server), log_dir=logs, threads=1,
             )  # fmt: skip
             workers.append(NodeWorker(options).start())
         yield workers
     finally:
         for worker in workers:
             worker.close()
+
+
+@pytest.fixture
+def nodes(built_rpc_server: Path, tmp_path: Path) -> Iterator[list[NodeWorker]]:
+    budgets = tuple(budget_mib * MIB for budget_mib in BUDGETS_MIB)
+    with started_nodes(budgets, built_rpc_server, tmp_path / "nodes") as workers:
+        yield workers
 
 
 def cluster(workers: list[NodeWorker]) -> Machine:
@@ -149,13 +165,13 @@ chain = ["split", "alone"]
 """,
         encoding="utf-8",
     )
-    question = [{"role": "user", "content": QUESTION[0].content}]
+    question: list[Any] = [{"role": "user", "content": "Name three colours of the rainbow."}]
     with GatewayProcess(["--config", str(config)], log_path=tmp_path / "serve.log") as gateway:
         client = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
         first = client.chat.completions.with_raw_response.create(
             model="auto",
             messages=question,
-            max_tokens=8,  # type: ignore[arg-type]
+            max_tokens=8,
         )
         assert first.headers["x-yoyu-route"] == "split"
         assert nodes[1].engine is not None
@@ -168,9 +184,37 @@ chain = ["split", "alone"]
         after = client.chat.completions.with_raw_response.create(
             model="auto",
             messages=question,
-            max_tokens=8,  # type: ignore[arg-type]
+            max_tokens=8,
         )
         assert after.headers["x-yoyu-route"] == "alone"
         assert after.parse().choices[0].message.content
     assert direct.status_code >= 500
     assert f"127.0.0.1:{nodes[1].options.rpc_port}" in direct.json()["error"]["message"]
+
+
+def test_a_full_size_8b_shape_over_two_nodes_is_held_as_planned(
+    tmp_path: Path, built_llama_server: Path, built_rpc_server: Path
+) -> None:
+    """Llama 3.1 8B Q4_K_M's real tensor table (data a sparse hole: the nodes still
+    allocate and receive every byte), 4.6 GiB over two workers of 7 and 9 GiB."""
+    model = write_sparse_model(tmp_path, "llama-3.1-8b-q4_k_m").paths[0]
+    spec = read_gguf_model(model)
+    with started_nodes((7 * GIB, 9 * GIB), built_rpc_server, tmp_path / "nodes") as workers:
+        machine = cluster(workers)
+        request = PlanRequest(settings=RunSettings(n_ctx=4096, engine="llama-server"))
+        plan = make_plan(spec, machine, request)
+        settings = {**engine_load_settings(plan.settings), "rpc": rpc_endpoints(machine)}
+        backend = server(tmp_path, built_llama_server)
+        try:
+            buffers = backend.load(ModelRef("big", model), settings).buffers
+            held = [worker.status().engine_rss_bytes for worker in workers]
+        finally:
+            backend.close()
+    assert plan.verdict is Verdict.FITS and buffers is not None
+    devices = [d for d in plan.estimate.devices if d.name.startswith("RPC[")]
+    assert [len(d.layers) for d in devices] == [14, 19]  # 33 slots split by the offers
+    for device, rss in zip(devices, held, strict=True):
+        assert abs(buffers.device("model", device.name) - device.weights_bytes) <= MIB // 100
+        assert buffers.device("kv", device.name) == device.kv_bytes
+        assert abs(buffers.device("compute", device.name) - device.compute_bytes) <= MIB // 10
+        assert rss <= device.total_bytes + 32 * MIB  # + rpc-server's own process
