@@ -97,6 +97,7 @@ def test_an_answer_over_two_uneven_nodes_is_the_single_machine_answer_and_as_pla
         loaded_rss = [worker.status().engine_rss_bytes for worker in nodes]
         buffers = run.loaded.buffers if run.loaded else None
         settings = run.prediction.settings if run.prediction else None
+        shares = run.report()["nodes"]  # what `yoyu run --node` prints
     with greedy_run(real_gemma, server(tmp_path, built_llama_server), None) as single:
         alone = single.ask(QUESTION, max_tokens=24, temperature=0.0)
     assert over_nodes.text and over_nodes.text == alone.text
@@ -116,6 +117,8 @@ def test_an_answer_over_two_uneven_nodes_is_the_single_machine_answer_and_as_pla
         assert 0 < loaded - idle <= device.total_bytes
         assert device.total_bytes <= worker.status().offer_bytes
     assert layers[0] < layers[1]  # the bigger offer holds more of the model
+    assert [share["layers"] for share in shares] == layers
+    assert all(abs(s["printed_bytes"] - s["planned_bytes"]) < MIB // 10 for s in shares)
 
 
 def test_a_node_that_dies_mid_answer_fails_the_request_naming_it(

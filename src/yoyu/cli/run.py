@@ -8,7 +8,7 @@ profile table (``profile_table``, shared with ``chat`` and ``runs show``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,10 +140,25 @@ def print_profile(report: Mapping[str, Any]) -> None:
     """The phase table and the predicted-vs-measured table of a run's report."""
     console.print(profile_table(report))
     console.print(prediction_table(report))
+    if report.get("nodes"):
+        console.print(node_table(report["nodes"]))
     stabilize_s = report.get("stabilize_s")
     if stabilize_s is not None:
         settled = "settled" if report.get("stabilized_settled", True) else "did not settle"
         console.print(f"[dim]memory {settled} {stabilize_s:.2f} s after the answer[/]")
+
+
+def node_table(nodes: Sequence[Mapping[str, Any]]) -> Table:
+    """Each `yoyu node`'s share: what the plan put there, what llama.cpp says it did."""
+    table = Table(title="Nodes (MiB)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("node", "layers", "planned", "llama.cpp"):
+        table.add_column(column, justify="left" if column == "node" else "right")
+    for node in nodes:
+        table.add_row(
+            node["node"], str(node["layers"]),
+            _mib_number(node["planned_bytes"]), _mib_number(node["printed_bytes"]),
+        )  # fmt: skip
+    return table
 
 
 def profile_table(report: Mapping[str, Any]) -> Table:

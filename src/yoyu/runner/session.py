@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from yoyu.backends.llamacpp_log import ReportedBuffers
 from yoyu.backends.llamacpp_python_server import template_problem
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend
 from yoyu.backends.protocol import (
@@ -39,6 +40,8 @@ from yoyu.backends.protocol import (
     summarize_stream,
 )
 from yoyu.errors import ModelNotFoundError, YoyuError
+from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.types import MemoryEstimate
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
@@ -63,6 +66,8 @@ from yoyu.runner.options import RunConfig
 from yoyu.runner.prediction import Prediction, engine_settings, predict
 from yoyu.runner.result import TurnResult, measured_speed
 from yoyu.runner.watchers import WatchContext, Watcher
+
+_NODE_BUFFERS = ("model", "kv", "compute")  # what llama.cpp puts on an RPC device
 
 UNLOAD = "unload"
 UNLOADED = "unloaded"
@@ -97,6 +102,7 @@ class ModelRun:
         self.spec: ModelSpec | None = None
         self.prediction: Prediction | None = None
         self.load_settings: dict[str, Any] = {}
+        self._node_plan: MemoryEstimate | None = None  # per device, when split over nodes
         self.loaded: LoadedModel | None = None
         self.run_id: int | None = None
         self.turns: list[TurnResult] = []
@@ -124,6 +130,7 @@ class ModelRun:
         self.load_settings = engine_settings(self.prediction.settings, self._seed)
         if endpoints := rpc_endpoints(machine):  # a split over `yoyu node` workers
             self.load_settings["rpc"] = endpoints
+            self._node_plan = estimate_memory(self.spec, machine, self.prediction.settings)
         self._choose_chat_format(self.spec, settings.engine)
         store = self._store = self._store or RunStore()
         self.run_id = store.create_run(
@@ -312,7 +319,26 @@ class ModelRun:
             "engine_buffers": {kind: buffers.total(kind) for kind in buffers.by_kind}
             if buffers
             else None,
+            "nodes": self._node_shares(buffers),
         }
+
+    def _node_shares(self, buffers: ReportedBuffers | None) -> list[dict[str, Any]] | None:
+        """Each node's planned bytes beside what llama.cpp says it put there."""
+        if self._node_plan is None:
+            return None
+        shares = []
+        for device in self._node_plan.devices:
+            if not device.name.startswith("RPC["):
+                continue
+            printed = None
+            if buffers is not None:
+                printed = sum(buffers.device(kind, device.name) for kind in _NODE_BUFFERS)
+            planned = device.weights_bytes + device.kv_bytes + device.compute_bytes
+            shares.append(
+                {"node": device.name[4:-1], "layers": len(device.layers),
+                 "planned_bytes": planned, "printed_bytes": printed}
+            )  # fmt: skip
+        return shares
 
     def turn_notices(self, turn: TurnResult | None = None) -> list[str]:
         """The run's notices, and the turn's own (an empty answer) after them."""
