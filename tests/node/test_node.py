@@ -56,6 +56,20 @@ def test_nodes_become_rpc_devices_in_front_of_the_heads_own() -> None:
         with_nodes(HEAD, [LiveNode("10.0.0.4", stopped)])
 
 
+def test_a_split_that_fits_the_offers_is_safe_and_uses_every_node(real_gemma: Path) -> None:
+    """The offers already keep each node's floor: no GPU headroom is taken off again."""
+    spec = read_gguf_model(real_gemma)
+    roomy = [  # offers of 300 and 500 MiB
+        LiveNode("127.0.0.1", status(budget=4 * GIB + 300 * MIB)),
+        LiveNode("127.0.0.2", status(budget=4 * GIB + 500 * MIB)),
+    ]
+    settings = RunSettings(n_ctx=2048, engine="llama-server")
+    plan = make_plan(spec, with_nodes(HEAD, roomy), PlanRequest(settings=settings))
+    assert plan.verdict is Verdict.FITS and plan.risk.value == "safe"
+    layers = [len(device.layers) for device in plan.estimate.devices[1:]]
+    assert sum(layers) == spec.n_layers + 1 and layers[0] < layers[1]  # all of it, by offer
+
+
 def test_a_model_nodes_and_head_cannot_hold_is_refused_with_the_figures(
     real_gemma: Path,
 ) -> None:

@@ -47,6 +47,8 @@ def crowded_device(
     past it slowly, so a plan up to it still runs, with nothing to spare.
     """
     for device, owner in gpu_pairs(estimate, budget):
+        if device.name.startswith("RPC["):
+            continue  # a node's offer is already net of the floor its guard keeps
         room = owner.usable_bytes - device.total_bytes
         if room < headroom_bytes and owner.usable_bytes > 0:
             share = device.total_bytes / owner.usable_bytes
