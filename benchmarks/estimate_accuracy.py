@@ -17,22 +17,42 @@ Three parts, each a prediction beside a measurement taken in the same run:
 3. Decode and prefill speed through llama-cpp-python's server on the real Gemma
    and a generated 1 GB F16 model, beside the prediction from the RAM
    bandwidth yoyu measures once (``yoyu.machine.bandwidth``).
+4. llama.cpp's own estimator as a peer, when ``yoyu engine install`` built it:
+   ``llama-fit-params --fit-print on`` (the code behind ``llama-server --fit``)
+   for every configuration of part 1, and per device for the real Gemma over two
+   rpc-servers (llama.cpp treats each as a GPU and prints its buffers), loaded by
+   llama-server; then the placement each chooses for two small device budgets.
 
     PYTHONPATH=src python benchmarks/estimate_accuracy.py [--quick] [--keep DIR]
-        [--llama-server PATH] [--no-sparse]
+        [--llama-server PATH] [--no-sparse] [--no-peer]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import functools
 import random
+import re
+import socket
 import statistics
+import subprocess
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from yoyu.backends.llamacpp_build import found_program
+from yoyu.backends.llamacpp_fit import (
+    FittedArguments,
+    estimate_with_llama_cpp,
+    fit_params_program,
+    fit_with_llama_cpp,
+)
+from yoyu.backends.llamacpp_log import ReportedBuffers
 from yoyu.backends.llamacpp_measure import measure_load
 from yoyu.backends.llamacpp_server import LlamaCppEngine, LlamaCppServerBackend, python_engine
 from yoyu.backends.protocol import (
@@ -45,16 +65,20 @@ from yoyu.backends.protocol import (
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.estimate.weights import RPC_VENDOR, rpc_device_name
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
-from yoyu.machine.types import Machine
+from yoyu.machine.types import GpuInfo, Machine
 from yoyu.models.gguf_spec import read_gguf_model
 from yoyu.monitor.procfs import ProcFs
 from yoyu.plan.emit.llama_cpp import engine_load_settings, llama_cpp_python_kwargs
+from yoyu.plan.planner import make_plan
+from yoyu.plan.types import PlanRequest
+from yoyu.testing.gateway_process import free_port
 from yoyu.testing.real_models import GEMMA3_270M, real_model_path
 from yoyu.testing.sparse_models import write_sparse_model
 from yoyu.testing.tiny_models import write_tiny_model
-from yoyu.units import MIB
+from yoyu.units import GIB, MIB
 
 BASE = {"n_layers": 4, "n_embd": 256, "n_head": 8, "n_head_kv": 2, "n_ff": 512, "vocab_size": 259}
 SPARSE = ("deepseek-r1-distill-qwen-7b-q4_k_m", "llama-3.1-8b-q4_k_m", "gemma-3-12b-q4_k_m")
@@ -338,12 +362,266 @@ def print_speed(machine: Machine, folder: Path) -> None:
         print(f"  {'':18s} [{predicted.bound}]")
 
 
+# -- 4. llama.cpp's own estimate as a peer -----------------------------------------
+
+PEER_PARTS = ("model", "context", "compute")  # llama.cpp's breakdown: weights, KV, compute
+PEER_BUDGETS_MIB = (250, 450)  # two small devices: the placement each estimator picks
+DEVICE_SPLITS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("ctx4096 ngl10, one device", {"n_ctx": 4096, "n_gpu_layers": 10}),
+    ("ctx4096 all layers, even split", {"n_ctx": 4096, "n_gpu_layers": -1}),
+    ("ctx4096 all layers, split 1:3", {"n_ctx": 4096, "n_gpu_layers": -1,
+                                       "tensor_split": (1.0, 3.0)}),
+    ("ctx2048 all layers, fa, np4 unified", {"n_ctx": 2048, "n_gpu_layers": -1,
+                                              "flash_attn": True, "n_parallel": 4,
+                                              "kv_unified": True}),
+    ("ctx8192 ngl12 fa, q8_0 KV", {"n_ctx": 8192, "n_gpu_layers": 12, "flash_attn": True,
+                                   "type_k": "q8_0", "type_v": "q8_0"}),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One device (or the whole model): yoyu's plan, llama-fit-params' and the printed bytes
+    per part, and yoyu asked with the peer's assumption (every token's logits)."""
+
+    label: str
+    yoyu: dict[str, int]
+    peer: dict[str, int]
+    printed: dict[str, int]
+    yoyu_all_logits: int  # yoyu's compute bytes with logits for a whole ubatch
+
+
+def _parts(weights: int, kv: int, compute: int) -> dict[str, int]:
+    return {"model": weights, "context": kv, "compute": compute}
+
+
+def _all_logits(settings: RunSettings) -> RunSettings:
+    """``settings`` as llama-fit-params sizes them: it cannot be told llama-server's
+    n_outputs_max, so its compute holds the logits of every token of a ubatch. (yoyu
+    reserves every token's row for ``logits_all``, a llama-cpp-python setting, or for
+    embeddings, which change nothing else it compares here.)"""
+    if settings.engine == "llama-server":
+        return dataclasses.replace(settings, embeddings=True)
+    return dataclasses.replace(settings, logits_all=True)
+
+
+def peer_whole_model(
+    config: Config, row: Row, machine: Machine, folder: Path, program: str
+) -> PeerRow:
+    """Part 1's configuration through llama-fit-params, beside part 1's figures."""
+    path = config.model(folder)
+    peer = estimate_with_llama_cpp(program, path, engine_load_settings(config.settings))
+    spec = read_gguf_model(path)
+    all_logits = estimate_memory(spec, machine, _all_logits(config.settings))
+    untold = f" (not told: {' '.join(peer.unexpressed)})" if peer.unexpressed else ""
+    peer_parts = (sum(getattr(d, f"{part}_bytes") for d in peer.devices) for part in PEER_PARTS)
+    return PeerRow(
+        label=config.label + untold,
+        yoyu=_parts(row.predicted["weights"] + row.predicted["repack"], row.predicted["kv"],
+                    row.predicted["compute"]),
+        peer=_parts(*peer_parts),
+        printed=_parts(row.measured["weights"] + row.measured["repack"], row.measured["kv"],
+                       row.measured["compute"]),
+        yoyu_all_logits=all_logits.total("compute_bytes"),
+    )  # fmt: skip
+
+
+def print_peer(title: str, rows: list[PeerRow]) -> None:
+    print(f"\n{title}")
+    print("MiB, yoyu / llama-fit-params / printed by llama.cpp; last column: yoyu's compute when "
+          "asked for every token's logits, as the peer sizes it")  # fmt: skip
+    print(f"{'':52s} " + " ".join(f"{part:>27s}" for part in PEER_PARTS) + f"{'all logits':>12s}")
+    for row in rows:
+        cells = [
+            f"{row.yoyu[p] / MIB:8.2f}/{row.peer[p] / MIB:8.0f}/{row.printed[p] / MIB:8.2f}"
+            for p in PEER_PARTS
+        ]
+        print(f"{row.label[:52]:52s} " + " ".join(f"{c:>27s}" for c in cells)
+              + f"{row.yoyu_all_logits / MIB:12.2f}")  # fmt: skip
+    for part in PEER_PARTS:
+        yoyu_off = [abs(r.yoyu[part] - r.printed[part]) / MIB for r in rows]
+        peer_off = [abs(r.peer[part] - r.printed[part]) / MIB for r in rows]
+        print(
+            f"  {part:8s} max |off| yoyu {max(yoyu_off):8.2f} MiB   "
+            f"llama-fit-params {max(peer_off):8.2f} MiB (it prints whole MiB, rounded down)"
+        )
+    logits_off = [abs(r.yoyu_all_logits - r.peer["compute"]) / MIB for r in rows]
+    print(
+        f"  compute with every token's logits: yoyu vs llama-fit-params max |off| "
+        f"{max(logits_off):.2f} MiB"
+    )
+
+
+def _rpc_machine(machine: Machine, endpoints: list[str]) -> Machine:
+    """``machine`` with each rpc-server as a device offering 24 GiB: the shares then
+    follow ``tensor_split`` (or split evenly), as llama.cpp splits them."""
+    rpc = tuple(
+        GpuInfo(vendor=RPC_VENDOR, index=index, name=endpoint, total_bytes=24 * GIB,
+                free_bytes=24 * GIB, used_bytes=0)
+        for index, endpoint in enumerate(endpoints)
+    )  # fmt: skip
+    return dataclasses.replace(machine, gpus=(*rpc, *machine.gpus))
+
+
+@contextlib.contextmanager
+def rpc_servers(program: str, count: int, logs: Path) -> Iterator[list[str]]:
+    """``count`` rpc-servers on 127.0.0.1, stopped on the way out."""
+    processes: list[subprocess.Popen[bytes]] = []
+    endpoints = []
+    try:
+        for index in range(count):
+            port = free_port()
+            log = (logs / f"rpc-{index}.log").open("wb")
+            processes.append(subprocess.Popen([program, "-p", str(port)], stdout=log, stderr=log))
+            endpoints.append(f"127.0.0.1:{port}")
+        for endpoint in endpoints:
+            _wait_for_port(endpoint)
+        yield endpoints
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_port(endpoint: str) -> None:
+    host, port = endpoint.rsplit(":", 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"rpc-server at {endpoint} never listened")
+
+
+def device_rows(
+    machine: Machine, llama_server: str, program: str, endpoints: list[str], logs: Path
+) -> list[PeerRow]:
+    """The real Gemma split over the rpc-servers: per device, the three estimates."""
+    model = real_model_path(GEMMA3_270M)
+    spec = read_gguf_model(model)
+    cluster = _rpc_machine(machine, endpoints)
+    rows = []
+    for label, fields in DEVICE_SPLITS:
+        settings = RunSettings(engine="llama-server", **fields)
+        load = engine_load_settings(settings) | {"rpc": endpoints}
+        estimate = estimate_memory(spec, cluster, settings)
+        all_logits = estimate_memory(spec, cluster, _all_logits(settings))
+        peer = estimate_with_llama_cpp(program, model, load)
+        buffers = _printed_buffers(llama_server, model, load, logs)
+        for device in estimate.devices:
+            peer_device = peer.device(device.name)
+            if peer_device is None:
+                continue
+            printed_model = buffers.device("model", device.name)
+            if device.name == "CPU":
+                printed_model += buffers.device("model", "CPU_Mapped") + buffers.device(
+                    "model", "CPU_REPACK"
+                )
+            rows.append(PeerRow(
+                label=f"{label}: {device.name}",
+                yoyu=_parts(device.weights_bytes + device.repack_bytes, device.kv_bytes,
+                            device.compute_bytes),
+                peer=_parts(peer_device.model_bytes, peer_device.context_bytes,
+                            peer_device.compute_bytes),
+                printed=_parts(printed_model, buffers.device("kv", device.name),
+                               buffers.device("compute", device.name)),
+                yoyu_all_logits=all_logits.device(device.name).compute_bytes,
+            ))  # fmt: skip
+    return rows
+
+
+def _printed_buffers(
+    llama_server: str, model: Path, load: dict[str, Any], logs: Path, extra: tuple[str, ...] = ()
+) -> ReportedBuffers:
+    backend = LlamaCppServerBackend(
+        engine=LlamaCppEngine("llama-server", llama_server), log_dir=logs
+    )
+    try:
+        loaded = backend.load(ModelRef("m", model), load | {"extra_argv": list(extra)})
+    finally:
+        backend.close()
+    if loaded.buffers is None:
+        raise SystemExit("llama-server printed no buffer sizes")
+    return loaded.buffers
+
+
+def print_placements(
+    machine: Machine, llama_server: str, program: str, endpoints: list[str], logs: Path
+) -> None:
+    """Two devices with small budgets: where yoyu's plan, llama-fit-params and llama-server's
+    own ``--fit`` put the real Gemma's layers, and what each device then holds."""
+    model = real_model_path(GEMMA3_270M)
+    spec = read_gguf_model(model)
+    budgets = [budget * MIB for budget in PEER_BUDGETS_MIB]
+    cluster = dataclasses.replace(machine, gpus=tuple(
+        dataclasses.replace(gpu, total_bytes=budget, free_bytes=budget)
+        for gpu, budget in zip(_rpc_machine(machine, endpoints).gpus, budgets, strict=False)
+    ))  # fmt: skip
+    base = RunSettings(engine="llama-server", n_ctx=2048)
+    plan = make_plan(spec, cluster, PlanRequest(settings=base))
+    # llama.cpp's margin is what stays free: the device's free memory less the budget.
+    free_mib = _rpc_free_mib(program, endpoints)
+    margins = [
+        max(0, free - budget) for free, budget in zip(free_mib, PEER_BUDGETS_MIB, strict=True)
+    ]
+    # no -ngl: llama.cpp's fit only changes what the caller left unset
+    load = {k: v for k, v in engine_load_settings(base).items() if k != "n_gpu_layers"}
+    load["rpc"] = endpoints
+    fitted = fit_with_llama_cpp(program, model, load, margins, min_ctx=2048)
+    fit_argv = ("--fit", "on", "-fitt", ",".join(map(str, margins)), "-fitc", "2048")
+    plan_load = engine_load_settings(plan.estimate.settings) | {"rpc": endpoints}
+    named = " / ".join(f"{budget} MiB" for budget in PEER_BUDGETS_MIB)
+    print(f"\nPlacement for device budgets {named} (real Gemma 3 270M, ctx 2048); "
+          "what each device then held, printed by llama-server:")  # fmt: skip
+    answers = [
+        ("yoyu plan", _layers_text(plan.estimate), plan_load, ()),
+        ("llama-fit-params", fitted.printed or "no fit", _fitted_load(load, fitted), ()),
+        ("llama-server --fit on", "(its own choice)", load, fit_argv),
+    ]
+    for name, chosen, settings, extra in answers:
+        buffers = _printed_buffers(llama_server, model, settings, logs, extra)
+        held = [
+            sum(buffers.device(kind, rpc_device_name(e)) for kind in ("model", "kv", "compute"))
+            for e in endpoints
+        ]
+        over = any(h > b for h, b in zip(held, budgets, strict=True))
+        print(f"  {name:22s} {chosen:40s} " + " / ".join(f"{h / MIB:7.2f}" for h in held)
+              + " MiB" + ("  over a budget" if over else ""))  # fmt: skip
+
+
+def _layers_text(estimate: MemoryEstimate) -> str:
+    return (
+        "layers "
+        + " / ".join(f"{len(device.layers)}" for device in estimate.devices if device.name != "CPU")
+        + f", ts {','.join(f'{s:g}' for s in estimate.settings.tensor_split)}"
+    )
+
+
+def _fitted_load(load: dict[str, Any], fitted: FittedArguments) -> dict[str, Any]:
+    if not fitted.fits or fitted.n_gpu_layers is None:
+        return load
+    chosen = {**load, "n_gpu_layers": fitted.n_gpu_layers}
+    if fitted.tensor_split:
+        chosen["tensor_split"] = [float(share) for share in fitted.tensor_split]
+    return chosen
+
+
+def _rpc_free_mib(program: str, endpoints: list[str]) -> list[int]:
+    """Each rpc-server's free memory as llama.cpp reads it (``--list-devices``)."""
+    listed = subprocess.run(
+        [program, "--rpc", ",".join(endpoints), "--list-devices"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return [int(free) for free in re.findall(r"(\d+) MiB free", listed.stdout + listed.stderr)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few configurations only")
     parser.add_argument("--keep", type=Path, help="write the models here instead of a temp dir")
     parser.add_argument("--llama-server", help="also measure this llama-server binary")
     parser.add_argument("--no-sparse", action="store_true", help="skip the 7B-12B real shapes")
+    parser.add_argument("--no-peer", action="store_true", help="skip llama-fit-params (part 4)")
     args = parser.parse_args()
     machine = probe_machine()
     chosen = [
@@ -353,7 +631,30 @@ def main() -> None:
         folder = args.keep or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
         print(f"{len(chosen)} configurations; machine: {machine.cpu.model}\n")
-        print_components([component_row(config, machine, folder) for config in chosen])
+        rows = [component_row(config, machine, folder) for config in chosen]
+        print_components(rows)
+        peer = None if args.no_peer else fit_params_program()
+        if peer is not None:
+            pairs = zip(chosen, rows, strict=True)
+            print_peer(
+                "Whole model: yoyu, llama.cpp's own estimate (llama-fit-params --fit-print on), "
+                "printed",
+                [peer_whole_model(config, row, machine, folder, peer) for config, row in pairs],
+            )
+        llama_server = args.llama_server or found_program("llama-server")
+        rpc_server = found_program("rpc-server")
+        if peer is not None and llama_server and rpc_server:
+            logs = folder / "logs"
+            logs.mkdir(exist_ok=True)
+            with rpc_servers(rpc_server, 2, logs) as endpoints:
+                print_peer(
+                    "Per device, the real Gemma over two rpc-servers (llama-server loads it):",
+                    device_rows(machine, llama_server, peer, endpoints, logs),
+                )
+                print_placements(machine, llama_server, peer, endpoints, logs)
+        elif not args.no_peer:
+            print("\n(part 4 skipped: run `yoyu engine install` for llama-fit-params, "
+                  "llama-server and rpc-server)")  # fmt: skip
         print_engine_peaks(machine, args.llama_server, args.quick)
         print_speed(machine, folder)
 

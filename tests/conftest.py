@@ -74,6 +74,15 @@ def built_rpc_server(built_llama_server: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def built_fit_params(built_llama_server: Path) -> Path:
+    """llama-fit-params from the same build (llama.cpp's own estimator and fit)."""
+    program = built_llama_server.parent / "llama-fit-params"
+    if not program.exists():
+        pytest.fail(f"{program} is missing from the build beside llama-server")
+    return program
+
+
+@pytest.fixture(scope="session")
 def real_gemma() -> Path:
     """The real Gemma 3 270M Q4_K_M, assembled from its PyPI package into the test cache
     (outside the repository; found before the home is isolated) and hash-checked."""

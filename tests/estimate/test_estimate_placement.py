@@ -194,3 +194,34 @@ def test_several_devices_holding_every_layer_keep_four_copies_of_their_inputs() 
         spec, rpc_machine(("a:1", "b:1")), dataclasses.replace(settings, n_gpu_layers=3)
     )
     assert all(d.compute_bytes <= one_device_compute for d in partial.devices[1:])  # no pipeline
+
+
+def apple_machine() -> Machine:
+    gpu = GpuInfo("apple", 0, "Apple M2 Max", 24 * GIB, 24 * GIB, 0)
+    return dataclasses.replace(machine(simd=("neon", "dotprod")), gpus=(gpu,))
+
+
+def test_cpu_layers_beside_metal_or_rpc_devices_are_repacked_but_not_beside_cuda() -> None:
+    """llama.cpp puts CPU weights in the first device's pinned host buffer when it has
+    one (CUDA/HIP, SYCL/Vulkan); Metal and RPC have none, so CPU_REPACK is used."""
+    settings = RunSettings(n_gpu_layers=2)  # blocks 0-2 stay on the CPU
+    for beside in (rpc_machine(("a:1",)), apple_machine()):
+        cpu = estimate_memory(tiny_spec(), beside, settings).device("CPU")
+        assert cpu.repack_bytes > 0
+    assert estimate_memory(tiny_spec(), machine(gpus=1), settings).device("CPU").repack_bytes == 0
+
+
+def test_a_device_of_sliding_window_layers_only_attends_to_the_window() -> None:
+    """Its compute does not grow with the context; the device with a full-attention
+    layer does (each device holds the masks of its own layers' caches)."""
+    spec = dataclasses.replace(tiny_spec(n_layers=4), sliding_window=128, swa_layers=(0, 1, 2))
+    nodes = rpc_machine(("a:1", "b:1"))
+
+    def compute(n_ctx: int) -> tuple[int, int]:
+        settings = RunSettings(n_ctx=n_ctx, n_gpu_layers=-1, engine="llama-server")
+        estimate = estimate_memory(spec, nodes, settings)
+        assert place_layers(spec, settings, nodes).blocks == ("RPC[a:1]",) * 3 + ("RPC[b:1]",)
+        return estimate.device("RPC[a:1]").compute_bytes, estimate.device("RPC[b:1]").compute_bytes
+
+    (window_4k, full_4k), (window_16k, full_16k) = compute(4096), compute(16384)
+    assert window_16k == window_4k and full_16k > full_4k

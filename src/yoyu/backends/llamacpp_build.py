@@ -133,6 +133,20 @@ def installed_for(version: str, root: Path | None = None) -> EngineBuild | None:
     return next((build for build in installed(root) if build.version == version), None)
 
 
+def found_program(name: str) -> str | None:
+    """``name`` on PATH, else the one ``yoyu engine install`` built for the installed
+    llama-cpp-python (the same tree the library runs), else None."""
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    try:
+        build = installed_for(installed_version())
+    except EngineBuildError:
+        return None
+    program = build.program(name) if build is not None else None
+    return str(program) if program is not None else None
+
+
 def install(
     options: BuildOptions,
     root: Path | None = None,

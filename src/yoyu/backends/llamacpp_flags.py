@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ def find_engine(server_binary: str | None = None) -> LlamaCppEngine:
     install`` built for this llama-cpp-python, then llama-cpp-python's own server."""
     if server_binary:
         return LlamaCppEngine("llama-server", server_binary)
-    found = shutil.which("llama-server") or _built_server()
+    found = llamacpp_build.found_program("llama-server")
     if found:
         return LlamaCppEngine("llama-server", found)
     return python_engine()
@@ -138,15 +137,6 @@ def choose_engine(name: str | None, server_binary: str | None = None) -> LlamaCp
             "run `yoyu engine install` or set server_binary"
         )
     return found
-
-
-def _built_server() -> str | None:
-    try:
-        build = llamacpp_build.installed_for(llamacpp_build.installed_version())
-    except llamacpp_build.EngineBuildError:
-        return None
-    server = build.program("llama-server") if build is not None else None
-    return str(server) if server is not None else None
 
 
 def python_engine() -> LlamaCppEngine:

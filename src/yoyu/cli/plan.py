@@ -8,8 +8,7 @@ fit, 2 for bad input (through the CLI boundary).
 from __future__ import annotations
 
 import shlex
-import shutil
-import subprocess
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +16,11 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from yoyu.backends.llamacpp_fit import (
+    estimate_with_llama_cpp,
+    fit_params_program,
+    fit_with_llama_cpp,
+)
 from yoyu.backends.llamacpp_server import find_engine
 from yoyu.cli.node import is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
@@ -31,19 +35,22 @@ from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec, resolve_model
 from yoyu.models.catalog import catalog_entries, catalog_spec
 from yoyu.plan.emit.cluster import exo_commands, rpc_commands
-from yoyu.plan.emit.llama_cpp import llama_cpp_python_kwargs, llama_server_argv
+from yoyu.plan.emit.llama_cpp import (
+    engine_load_settings,
+    llama_cpp_python_kwargs,
+    llama_server_argv,
+    rpc_endpoints,
+)
 from yoyu.plan.emit.ollama import ollama_config
 from yoyu.plan.emit.vllm import vllm_command
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
-from yoyu.units import format_bytes, format_mib
+from yoyu.units import MIB, format_bytes, format_mib
 
 DEFAULT_CTX = (
     8192  # a working chat/code context; sizing at a model's 128k maximum is a peer mistake
 )
 EMIT_TARGETS = ("llama-server", "llama-cpp-python", "ollama", "vllm", "exo", "rpc")
-FIT_PARAMS_BINARY = "llama-fit-params"
-FIT_PARAMS_TIMEOUT_S = 120
 
 
 def register(app: typer.Typer) -> None:
@@ -98,6 +105,14 @@ def plan_command(
     emit: Annotated[
         str | None, typer.Option(help=f"Print launch settings: {', '.join(EMIT_TARGETS)}.")
     ] = None,
+    llama_fit: Annotated[
+        bool,
+        typer.Option(
+            "--llama-fit",
+            help="Also ask llama.cpp's own estimator and fit (llama-fit-params, from `yoyu "
+            "engine install`) and print its figures beside yoyu's.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
@@ -124,7 +139,7 @@ def plan_command(
     catalog = [catalog_spec(entry) for entry in catalog_entries()]
     plan = make_plan(spec, target, request, nodes=nodes or None, catalog=catalog)
     emitted = _emitted(emit, plan, spec, model, target, request) if emit else None
-    fit_params = llama_fit_params(spec, plan)
+    fit_params = llama_cpp_peer(spec, plan, target) if llama_fit else None
     if as_json:
         emit_json = emitted[0] if emitted else None
         print_json({**plan.to_dict(), "emit": emit_json, "llama_fit_params": fit_params})
@@ -201,23 +216,25 @@ def _print_emitted(plan: Plan, target: str, text: str) -> None:
     console.print(escape(text.rstrip("\n")), soft_wrap=True)
 
 
-# --- llama-fit-params, when installed ---------------------------------------------
+# --- llama.cpp's own estimate and fit, when asked --------------------------------------
 
 
-def llama_fit_params(spec: ModelSpec, plan: Plan) -> str | None:
-    """llama.cpp's own fitted parameters for the same file, when its tool is on PATH."""
-    binary = shutil.which(FIT_PARAMS_BINARY)
-    if binary is None or not spec.paths:
-        return None
-    argv = [binary, "-m", spec.paths[0], "-c", str(plan.estimate.n_ctx)]
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=FIT_PARAMS_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"{FIT_PARAMS_BINARY} failed: {error}"
-    lines = [line for line in (done.stdout or done.stderr).splitlines() if line.strip()]
-    return lines[-1] if lines else f"{FIT_PARAMS_BINARY} printed nothing (exit {done.returncode})"
+def llama_cpp_peer(spec: ModelSpec, plan: Plan, machine: Machine) -> dict[str, Any]:
+    """llama-fit-params on the same file and settings: its estimate for the plan's
+    placement and the placement its own fit picks (llama-server ``--fit``'s code)."""
+    program = fit_params_program()
+    if program is None:
+        raise SettingsError("--llama-fit needs llama-fit-params; run `yoyu engine install`")
+    if not spec.paths or not spec.paths[0].endswith(".gguf"):
+        raise SettingsError("--llama-fit needs a GGUF file (llama.cpp reads nothing else)")
+    load = engine_load_settings(plan.estimate.settings)
+    endpoints = rpc_endpoints(machine)
+    if endpoints:
+        load["rpc"] = endpoints
+    model_path = Path(spec.paths[0])
+    estimate = estimate_with_llama_cpp(program, model_path, load)
+    fitted = fit_with_llama_cpp(program, model_path, load)
+    return {"estimate": estimate.to_dict(), "fit": fitted.to_dict()}
 
 
 # --- output ---------------------------------------------------------------------
@@ -230,7 +247,7 @@ _VERDICT_STYLE = {
 _RISK_STYLE = {"safe": "green", "tight": "yellow", "caution": "yellow", "abort": "red"}
 
 
-def print_plan(plan: Plan, fit_params: str | None) -> None:
+def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
     console.print(f"[bold]{escape(plan.model)}[/] on [bold]{escape(plan.machine)}[/]")
     _print_verdict(plan)
     console.print(_settings_line(plan))
@@ -240,11 +257,38 @@ def print_plan(plan: Plan, fit_params: str | None) -> None:
     _print_reasons(plan)
     _print_speed(plan)
     if fit_params:
-        console.print(f"[bold]llama-fit-params[/] {escape(fit_params)}")
+        _print_llama_cpp_peer(plan, fit_params)
     if plan.moves:
         console.print(moves_table(plan))
     for note in plan.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
+    """llama.cpp's figures (whole MiB, rounded down) beside yoyu's, per device."""
+    table = Table(title="llama.cpp's own estimate (llama-fit-params), MiB", box=box.SIMPLE)
+    for heading in ("device", "weights yoyu/llama.cpp", "KV", "compute"):
+        table.add_column(heading, justify="left" if heading == "device" else "right")
+    for row in peer["estimate"]["devices"]:
+        device = next((d for d in plan.estimate.devices if d.name == row["device"]), None)
+        theirs = (row["model_bytes"], row["context_bytes"], row["compute_bytes"])
+        ours = (device.weights_bytes, device.kv_bytes, device.compute_bytes) if device else None
+        cells = [
+            f"{ours[index] / MIB:.2f} / {figure // MIB}" if ours else f"- / {figure // MIB}"
+            for index, figure in enumerate(theirs)
+        ]
+        table.add_row(escape(row["device"]), *cells)
+    console.print(table)
+    console.print(
+        "[dim]llama-fit-params leaves out the CPU_REPACK copy and sizes compute for every "
+        "token's logits (it cannot be told llama-server's one row per slot)[/]"
+    )
+    fit = peer["fit"]
+    answer = fit["printed"] if fit["fits"] else f"no placement fits ({fit['printed']})"
+    console.print(f"[bold]llama.cpp's fit[/] {escape(answer)}")
+    untold = sorted({*peer["estimate"]["unexpressed"], *fit["unexpressed"]})
+    if untold:
+        console.print(f"[dim]llama-fit-params has no flag for: {escape(' '.join(untold))}[/]")
 
 
 def _print_verdict(plan: Plan) -> None:

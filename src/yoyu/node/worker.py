@@ -19,7 +19,6 @@ import dataclasses
 import ipaddress
 import json
 import os
-import shutil
 import socket
 import threading
 from collections.abc import Sequence
@@ -95,17 +94,10 @@ def find_rpc_server(configured: str | None = None) -> str:
     """A configured rpc-server, else one on PATH, else the one ``yoyu engine install`` built."""
     if configured:
         return configured
-    found = shutil.which("rpc-server")
-    if found:
-        return found
-    try:
-        build = llamacpp_build.installed_for(llamacpp_build.installed_version())
-    except llamacpp_build.EngineBuildError:
-        build = None
-    program = build.program("rpc-server") if build is not None else None
+    program = llamacpp_build.found_program("rpc-server")
     if program is None:
         raise ConfigError("no rpc-server found; run `yoyu engine install` (it builds one)")
-    return str(program)
+    return program
 
 
 def rpc_server_devices(log_text: str) -> tuple[str, ...]:
