@@ -121,3 +121,29 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_help_lists_json(isolated_home: Path) -> None:
     result = run_plan("--help", home=isolated_home)
     assert result.returncode == 0 and "--json" in result.stdout
+
+
+def test_llama_fit_puts_llama_cpps_own_figures_beside_the_plan(
+    built_fit_params: Path, real_gemma: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", f"{built_fit_params.parent}{os.pathsep}{os.environ['PATH']}")
+    args = (str(real_gemma), "--ctx", "4096", "--engine", "llama-server", "--compare-fit")
+    result = run_plan(*args, "--json", home=isolated_home)
+    assert result.returncode == 0, result.stderr
+    data = plan_json(result)
+    peer = data["llama_fit_params"]
+    (host,) = peer["estimate"]["devices"]
+    cpu = next(device for device in data["devices"] if device["name"] == "CPU")
+    assert host["device"] == "CPU" and host["context_bytes"] // 2**20 == cpu["kv_bytes"] // 2**20
+    assert peer["fit"]["fits"] and peer["fit"]["printed"].startswith("-c 4096 -ngl")
+    shown = run_plan(*args, home=isolated_home)
+    assert "llama.cpp's own estimate" in shown.stdout and "llama.cpp's fit -c 4096" in shown.stdout
+
+
+def test_llama_fit_without_the_program_is_one_line_and_exit_2(
+    real_gemma: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{Path(sys.executable).parent}")
+    result = run_plan(str(real_gemma), "--compare-fit", home=isolated_home)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "yoyu engine install" in result.stderr

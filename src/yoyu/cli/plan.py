@@ -105,10 +105,10 @@ def plan_command(
     emit: Annotated[
         str | None, typer.Option(help=f"Print launch settings: {', '.join(EMIT_TARGETS)}.")
     ] = None,
-    llama_fit: Annotated[
+    compare_fit: Annotated[
         bool,
         typer.Option(
-            "--llama-fit",
+            "--compare-fit",
             help="Also ask llama.cpp's own estimator and fit (llama-fit-params, from `yoyu "
             "engine install`) and print its figures beside yoyu's.",
         ),
@@ -139,7 +139,7 @@ def plan_command(
     catalog = [catalog_spec(entry) for entry in catalog_entries()]
     plan = make_plan(spec, target, request, nodes=nodes or None, catalog=catalog)
     emitted = _emitted(emit, plan, spec, model, target, request) if emit else None
-    fit_params = llama_cpp_peer(spec, plan, target) if llama_fit else None
+    fit_params = llama_cpp_peer(spec, plan, target) if compare_fit else None
     if as_json:
         emit_json = emitted[0] if emitted else None
         print_json({**plan.to_dict(), "emit": emit_json, "llama_fit_params": fit_params})
@@ -224,9 +224,9 @@ def llama_cpp_peer(spec: ModelSpec, plan: Plan, machine: Machine) -> dict[str, A
     placement and the placement its own fit picks (llama-server ``--fit``'s code)."""
     program = fit_params_program()
     if program is None:
-        raise SettingsError("--llama-fit needs llama-fit-params; run `yoyu engine install`")
+        raise SettingsError("--compare-fit needs llama-fit-params; run `yoyu engine install`")
     if not spec.paths or not spec.paths[0].endswith(".gguf"):
-        raise SettingsError("--llama-fit needs a GGUF file (llama.cpp reads nothing else)")
+        raise SettingsError("--compare-fit needs a GGUF file (llama.cpp reads nothing else)")
     load = engine_load_settings(plan.estimate.settings)
     endpoints = rpc_endpoints(machine)
     if endpoints:
