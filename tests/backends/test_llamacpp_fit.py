@@ -90,6 +90,10 @@ def test_yoyus_settings_become_the_flags_llama_fit_params_takes() -> None:
     assert set(flags.unexpressed) == {"--kv-unified", "--no-mmap"}
     for_a_fit = fit_flags(load, placement=False).argv
     assert "-ngl" not in for_a_fit and "-c" in for_a_fit
+    experts = fit_flags(load | {"n_cpu_moe": 4})
+    assert experts.argv[experts.argv.index("--n-cpu-moe") + 1] == "4"
+    # a fit places experts itself (it refuses overrides the user set)
+    assert "--n-cpu-moe" not in fit_flags(load | {"n_cpu_moe": 4}, placement=False).argv
 
 
 # -- the real program on the real model ------------------------------------------------

@@ -426,6 +426,13 @@ def test_settings_become_each_engines_flags() -> None:
         llama_server_flags({"logits_all": True})
 
 
+def test_moe_experts_on_the_cpu_are_a_llama_server_flag_only() -> None:
+    assert llama_server_flags({"n_cpu_moe": 3})[-2:] == ["--n-cpu-moe", "3"]
+    with pytest.raises(SettingsError, match="cannot set n_cpu_moe=3"):
+        python_server_flags({"n_cpu_moe": 3})
+    assert "--n_cpu_moe" not in python_server_flags({"n_cpu_moe": 0})
+
+
 def test_backend_defaults_match_the_estimates() -> None:
     """The backend cannot import the estimate (layering), so its copies are checked here."""
     defaults = RunSettings()

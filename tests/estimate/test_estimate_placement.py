@@ -95,7 +95,11 @@ def test_cpu_mapped_span_covers_gpu_tensors_between_cpu_ones() -> None:
     spec = tiny_spec(n_layers=4)
     cpu_only = estimate_memory(spec, machine(), RunSettings())
     tensors = spec.tensors
-    assert cpu_only.mapped_bytes == tensors[-1].offset + tensors[-1].n_bytes - tensors[0].offset
+    # output.weight (last, Q4_0) lives in the CPU_REPACK copy; the mapping ends at output_norm
+    assert tensors[-1].name == "output.weight" and tensors[-2].name == "output_norm.weight"
+    assert cpu_only.mapped_bytes == tensors[-2].offset + tensors[-2].n_bytes - tensors[0].offset
+    unrepacked = estimate_memory(spec, machine(), RunSettings(repack=False))
+    assert unrepacked.mapped_bytes == tensors[-1].offset + tensors[-1].n_bytes - tensors[0].offset
     offloaded = estimate_memory(spec, machine(gpus=1), RunSettings(n_gpu_layers=-1))
     assert offloaded.mapped_bytes == tensors[0].n_bytes  # token_embd only
 

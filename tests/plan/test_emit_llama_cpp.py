@@ -51,6 +51,9 @@ def test_load_settings_carry_each_engines_own_memory_settings() -> None:
     assert (server["ctx_checkpoints"], server["cache_ram_mib"]) == (3, 0)
     assert (server["n_seq_max"], server["kv_unified"]) == (1, False)  # -np, always
     assert "logits_all" not in server and "n_outputs_max" not in server
+    assert "n_cpu_moe" not in server  # only when asked: the flag turns off pipelining
+    experts = engine_load_settings(RunSettings(engine="llama-server", n_cpu_moe=6))
+    assert experts["n_cpu_moe"] == 6
     with pytest.raises(SettingsError, match="llama-cpp-python setting"):
         RunSettings(engine="llama-server", logits_all=True)
 
@@ -80,6 +83,9 @@ def test_llama_server_argv() -> None:
     ):
         assert flag in joined
     assert "--no-mmap" in argv and "--kv-unified" not in argv and "--swa-full" not in argv
+    assert "--n-cpu-moe" not in argv
+    experts = llama_server_argv(RunSettings(engine="llama-server", n_cpu_moe=6), "/m")
+    assert "--n-cpu-moe 6" in " ".join(experts)
     all_layers = llama_server_argv(
         RunSettings(n_gpu_layers=-1, kv_unified=True, flash_attn=True), "/m"
     )

@@ -38,13 +38,13 @@ TIMEOUT_S = 120.0  # a fit loads the tensor table once per trial placement
 HOST = "CPU"  # llama.cpp's "Host" row: every host buffer, as yoyu's CPU device
 # llama-server flags that llama-fit-params takes as they are; value flags take one argument
 _TAKEN_VALUE_FLAGS = {"-c", "-b", "-ub", "-t", "-tb", "-np", "-ngl", "-ctk", "-ctv", "-fa",
-                      "-ts", "--rpc", "-mg"}  # fmt: skip
+                      "-ts", "--rpc", "-mg", "--n-cpu-moe"}  # fmt: skip
 _TAKEN_SWITCHES = {"-nkvo", "--swa-full"}
 # llama-server flags that change nothing llama.cpp allocates, or that yoyu sets itself
 _IGNORED_VALUE_FLAGS = {"--fit", "-lv", "-s", "--chat-template", "--ctx-checkpoints",
                         "--cache-ram"}  # fmt: skip
 _IGNORED_SWITCHES = {"--no-jinja", "--mlock"}
-_PLACEMENT_FLAGS = {"-ngl", "-ts"}  # what a fit decides, so it is not passed to one
+_PLACEMENT_FLAGS = {"-ngl", "-ts", "--n-cpu-moe"}  # what a fit decides, so it is not passed to one
 _ESTIMATE_LINE = re.compile(
     r"^(?P<device>\S+) (?P<model>\d+) (?P<context>\d+) (?P<compute>\d+)\s*$"
 )

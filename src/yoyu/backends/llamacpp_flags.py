@@ -38,7 +38,10 @@ _GGML_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_
 _GGML_TYPE_NAMES |= {20: "iq4_nl", 30: "bf16"}
 
 # llama-cpp-python's server has no flag for these; it runs with the library's value.
-_PYTHON_SERVER_IMPLIED: dict[str, object] = {"swa_full": True, "n_seq_max": 1, "kv_unified": False}
+_PYTHON_SERVER_IMPLIED: dict[str, object] = {
+    "swa_full": True, "n_seq_max": 1, "kv_unified": False,
+    "n_cpu_moe": 0,  # ``Llama`` takes no tensor placement: MoE experts go with their layer
+}  # fmt: skip
 PYTHON_SERVER_MODULE = "yoyu.backends.llamacpp_python_server"  # llama_cpp.server, leak closed
 _RESERVED = {"model", "model_alias", "host", "port", "extra_argv"}
 # Unless the settings say otherwise. llama-cpp-python's server turns logits_all on, an
@@ -66,6 +69,7 @@ _LLAMA_SERVER_VALUE_FLAGS = {
     "n_ctx": "-c", "n_batch": "-b", "n_ubatch": "-ub", "n_threads": "-t",
     "n_threads_batch": "-tb", "n_seq_max": "-np", "seed": "-s", "main_gpu": "-mg",
     "ctx_checkpoints": "--ctx-checkpoints", "cache_ram_mib": "--cache-ram",
+    "n_cpu_moe": "--n-cpu-moe",
 }  # fmt: skip
 _LLAMA_SERVER_SWITCHES = {
     # setting: (flag when the setting differs from llama-server's default, that default)

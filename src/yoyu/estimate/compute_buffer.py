@@ -192,18 +192,30 @@ def compute_bytes(
     blocks: bool = True,
     output: bool = True,
     layers: tuple[int, ...] | None = None,
+    experts: bool = True,
 ) -> int:
     """Peak bytes of one backend's compute buffer holding blocks and/or the output
-    (``layers``: the blocks it runs, when not every one; see ``cache_kv_lengths``)."""
+    (``layers``: the blocks it runs, when not every one; see ``cache_kv_lengths``;
+    ``experts`` False: the CPU runs those blocks' experts, ``cpu_experts_bytes``)."""
     dims = GraphDims.of(spec)
     kv_lengths = cache_kv_lengths(spec, cells, layers)
     inputs = input_values(dims, kv_lengths, settings.flash_attn)
     n_tokens = cells.n_tokens_reserved
-    phases: list[float] = [(inputs + dims.n_embd) * n_tokens]  # the input embeddings at least
+    # the input embeddings at least; a MoE graph keeps one more row (measured on three
+    # generated MoE shapes with every block offloaded: the CPU's buffer is n_embd per
+    # token above a dense model's)
+    embedding_rows = 2 if dims.n_expert else 1
+    phases: list[float] = [(inputs + embedding_rows * dims.n_embd) * n_tokens]
     if blocks:
         attention = attention_values(dims, max(kv_lengths), settings.flash_attn)
-        phases.append((inputs + attention) * n_tokens)
-        phases.append((inputs + ffn_values(dims, settings.flash_attn)) * n_tokens)
+        if experts or not dims.n_expert:
+            phases.append((inputs + attention) * n_tokens)
+            phases.append((inputs + ffn_values(dims, settings.flash_attn)) * n_tokens)
+        else:
+            # the experts run on the CPU; the device keeps the router's hidden state beside
+            # attention (a ceiling: measured 0.25 MiB under the attention phase alone on a
+            # device of such blocks beside another, n_embd 256, ubatch 512)
+            phases.append((inputs + attention + dims.n_embd) * n_tokens)
     if output:
         phases.append(output_values(dims, settings.flash_attn) * reserved_outputs(settings, cells))
     return int(max(phases) * _F32)
@@ -227,14 +239,31 @@ def n_outputs_max(settings: RunSettings) -> int:
     return settings.n_batch if settings.logits_all or settings.embeddings else settings.n_parallel
 
 
+def cpu_experts_bytes(
+    spec: ModelSpec, settings: RunSettings, cells: ContextCells, devices: int = 1
+) -> int:
+    """The CPU's buffer when it runs the expert FFN of offloaded blocks (``--n-cpu-moe``):
+    the graph inputs beside gate, up and the SwiGLU product of the used experts and one
+    ``n_embd`` row, one more when the blocks are on several ``devices`` (the hidden
+    state arrives from each). Measured on three generated MoE shapes over one to three
+    rpc-servers (n_embd 256-512, experts 4-16, 2-4 used, ubatch 256-512, flash
+    attention on and off): within 0.03 MiB of llama.cpp's printed CPU compute buffer."""
+    dims = GraphDims.of(spec)
+    inputs = input_values(dims, cache_kv_lengths(spec, cells), settings.flash_attn)
+    rows = 2 if devices > 1 else 1
+    return int((inputs + 3 * dims.ffn_width + rows * dims.n_embd) * cells.n_tokens_reserved * _F32)
+
+
 def split_compute(
     spec: ModelSpec,
     settings: RunSettings,
     cells: ContextCells,
     block_devices: tuple[str, ...],
     output_device: str,
+    cpu_expert_layers: tuple[int, ...] = (),
 ) -> ComputeSplit:
-    """One buffer per backend that runs part of the graph (CPU always has one)."""
+    """One buffer per backend that runs part of the graph (CPU always has one);
+    ``cpu_expert_layers``: offloaded blocks whose experts the CPU runs."""
     gpu_bytes: dict[str, int] = {}
     gpu_inputs: dict[str, int] = {}  # one copy of the inputs each device's layers read
     for device in dict.fromkeys((*block_devices, output_device)):
@@ -243,7 +272,7 @@ def split_compute(
         own = tuple(il for il, name in enumerate(block_devices) if name == device) or None
         gpu_bytes[device] = compute_bytes(
             spec, settings, cells, blocks=own is not None, output=device == output_device,
-            layers=own,
+            layers=own, experts=not set(own or ()) <= set(cpu_expert_layers),
         )  # fmt: skip
         gpu_inputs[device] = compute_bytes(
             spec, settings, cells, blocks=False, output=False, layers=own
@@ -251,6 +280,9 @@ def split_compute(
     cpu_blocks = "CPU" in block_devices
     cpu_output = output_device == "CPU"
     cpu_bytes = compute_bytes(spec, settings, cells, blocks=cpu_blocks, output=cpu_output)
+    if cpu_expert_layers:
+        devices = len({name for name in block_devices if name != "CPU"})
+        cpu_bytes = max(cpu_bytes, cpu_experts_bytes(spec, settings, cells, devices))
     if not pipelined(settings, gpu_bytes, cpu_blocks or cpu_output):
         return ComputeSplit(cpu_bytes=cpu_bytes, gpu_bytes=gpu_bytes)
     extra_copies = PIPELINE_COPIES - 1
@@ -265,5 +297,11 @@ def split_compute(
 
 def pipelined(settings: RunSettings, gpu_bytes: dict[str, int], cpu_runs_layers: bool) -> bool:
     """llama.cpp's rule for pipeline parallelism (``llama_context``): several devices,
-    every layer and the output on them, the KV cache beside its layers."""
-    return len(gpu_bytes) > 1 and not cpu_runs_layers and settings.offload_kqv
+    every layer and the output on them, the KV cache beside its layers, no tensor
+    placed by a pattern (``has_tensor_overrides``: ``--n-cpu-moe`` sets one)."""
+    return (
+        len(gpu_bytes) > 1
+        and not cpu_runs_layers
+        and settings.offload_kqv
+        and not settings.n_cpu_moe  # an override pattern, even one that matches nothing
+    )

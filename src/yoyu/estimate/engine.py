@@ -60,6 +60,7 @@ class EngineProfile:
     has_logits_array: bool  # can keep every token's logits (``logits_all``)
     has_ctx_checkpoints: bool  # keeps sliding-window checkpoints per slot
     prompt_cache: bool  # can keep a host-memory prompt cache
+    tensor_overrides: bool  # can keep chosen tensors on the CPU (``--n-cpu-moe``, ``-ot``)
 
 
 LLAMA_CPP_PYTHON_SERVER = EngineProfile(
@@ -74,6 +75,7 @@ LLAMA_CPP_PYTHON_SERVER = EngineProfile(
     has_logits_array=True,
     has_ctx_checkpoints=False,
     prompt_cache=True,
+    tensor_overrides=False,  # ``Llama`` takes no tensor_buft_overrides
 )
 
 LLAMA_SERVER = EngineProfile(
@@ -88,6 +90,7 @@ LLAMA_SERVER = EngineProfile(
     has_logits_array=False,
     has_ctx_checkpoints=True,
     prompt_cache=True,
+    tensor_overrides=True,
 )
 
 # Ollama's runner is llama.cpp (or its Go port of the same graphs) in a Go process: no
@@ -106,6 +109,7 @@ OLLAMA = EngineProfile(
     has_logits_array=False,
     has_ctx_checkpoints=False,
     prompt_cache=False,
+    tensor_overrides=False,  # no Modelfile parameter or variable places tensors
 )
 
 ENGINES: dict[str, EngineProfile] = {

@@ -52,6 +52,7 @@ class RunSettings:
     flash_attn: bool = False
     n_gpu_layers: int = 0  # ALL_LAYERS (-1) = every block plus the output layer
     tensor_split: tuple[float, ...] = ()  # share of offloaded layers per GPU; () = by free memory
+    n_cpu_moe: int = 0  # MoE experts of the first N blocks stay on the CPU (--n-cpu-moe)
     use_mmap: bool = True
     repack: bool | None = None
     offload_kqv: bool = True
@@ -80,6 +81,7 @@ class RunSettings:
             all(share >= 0 for share in self.tensor_split),
             "tensor split shares must not be negative",
         )
+        _require(self.n_cpu_moe >= 0, f"n_cpu_moe must be 0 or more, not {self.n_cpu_moe}")
         _require(self.ctx_checkpoints >= 0, "ctx checkpoints must not be negative")
         _require(self.prompt_cache_mib >= 0, "the prompt cache size must not be negative")
         self._check_engine(engine_profile(self.engine))
@@ -95,6 +97,11 @@ class RunSettings:
             profile.max_parallel is None or self.n_parallel <= profile.max_parallel,
             f"{profile.program} serves {profile.max_parallel} sequence at a time, not "
             f"{self.n_parallel}; use the llama-server engine for parallel slots",
+        )
+        _require(
+            profile.tensor_overrides or not self.n_cpu_moe,
+            f"{profile.program} cannot keep MoE experts on the CPU (n_cpu_moe); use the "
+            "llama-server engine for it, or fewer GPU layers",
         )
         _require(
             profile.has_logits_array or not self.logits_all,

@@ -22,6 +22,7 @@ which only the CPU tensors' pages become resident.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from yoyu.models.ggml_types import ggml_type_named
 from yoyu.models.spec import ModelSpec, TensorInfo
 
 CPU = "CPU"
+# llama.cpp common.h LLM_FFN_EXPS_REGEX: what --n-cpu-moe / --cpu-moe keep on the CPU
+_CPU_MOE_PATTERN = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 RPC_VENDOR = "rpc"  # a GpuInfo that is a llama.cpp rpc-server: its name is host:port
 CPU_ALIGNMENT = 32  # TENSOR_ALIGNMENT in ggml-cpu
 CUDA_ALIGNMENT = 128  # ggml_backend_cuda_buffer_type_get_alignment
@@ -45,9 +48,12 @@ class LayerPlacement:
     blocks: tuple[str, ...]
     output: str
     gpu_names: tuple[str, ...]
+    cpu_expert_blocks: int = 0  # blocks whose expert tensors stay on the CPU (--n-cpu-moe)
 
     def device_of(self, tensor: TensorInfo) -> str:
         if tensor.layer is not None and 0 <= tensor.layer < len(self.blocks):
+            if tensor.layer < self.cpu_expert_blocks and moved_by_cpu_moe(tensor.name):
+                return CPU
             return self.blocks[tensor.layer]
         if tensor.name.startswith(_OUTPUT_TENSORS):
             return self.output
@@ -100,7 +106,24 @@ def place_layers(spec: ModelSpec, settings: RunSettings, machine: Machine) -> La
             share = (slot - first_gpu_slot) / n_gpu
             index = min(bisect.bisect_right(splits, share), len(gpu_names) - 1)
             names.append(gpu_names[index])
-    return LayerPlacement(blocks=tuple(names[:-1]), output=names[-1], gpu_names=gpu_names)
+    return LayerPlacement(
+        blocks=tuple(names[:-1]), output=names[-1], gpu_names=gpu_names,
+        cpu_expert_blocks=min(settings.n_cpu_moe, spec.n_layers) if spec.is_moe else 0,
+    )  # fmt: skip
+
+
+def moved_by_cpu_moe(name: str) -> bool:
+    """A MoE expert stack that ``--n-cpu-moe`` keeps on the CPU, matched as llama.cpp
+    matches it (its biases too; the shared experts and the router stay with the block)."""
+    return _CPU_MOE_PATTERN.search(name) is not None
+
+
+def cpu_expert_layers(placement: LayerPlacement) -> tuple[int, ...]:
+    """Blocks placed on a GPU whose expert FFN still runs on the CPU."""
+    return tuple(
+        il for il, device in enumerate(placement.blocks[: placement.cpu_expert_blocks])
+        if device != CPU
+    )  # fmt: skip
 
 
 def _cumulative_splits(shares: tuple[float, ...], machine: Machine, n_gpus: int) -> list[float]:

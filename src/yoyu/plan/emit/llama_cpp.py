@@ -4,7 +4,7 @@ Names and defaults: llama-cpp-python ``llama_cpp/llama.py`` (``Llama.__init__``:
 ``type_k``/``type_v`` take ggml type ids, ``flash_attn`` is a bool that maps to
 enabled/disabled, never auto) and llama.cpp ``common/arg.cpp`` (``-c``, ``-b``,
 ``-ub``, ``-ngl``, ``-ctk``, ``-ctv``, ``-fa on|off``, ``-np``, ``--kv-unified``,
-``--no-mmap``, ``-ts``, ``--swa-full``, ``--no-repack``, ``-nkvo``).
+``--no-mmap``, ``-ts``, ``--n-cpu-moe``, ``--swa-full``, ``--no-repack``, ``-nkvo``).
 
 Every setting that changes memory is written out explicitly, even at its
 default, because the two front ends disagree on defaults: llama-cpp-python
@@ -92,6 +92,8 @@ def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
         kwargs |= {"n_seq_max": settings.n_parallel, "kv_unified": settings.kv_unified}
         kwargs["ctx_checkpoints"] = settings.ctx_checkpoints
         kwargs["cache_ram_mib"] = settings.prompt_cache_mib
+        if settings.n_cpu_moe:
+            kwargs["n_cpu_moe"] = settings.n_cpu_moe
     elif settings.prompt_cache_mib:
         kwargs |= {
             "cache": True,
@@ -117,6 +119,8 @@ def llama_server_argv(
         argv.append("--no-mmap")
     if settings.tensor_split:
         argv += ["-ts", ",".join(f"{share:g}" for share in settings.tensor_split)]
+    if settings.n_cpu_moe:
+        argv += ["--n-cpu-moe", str(settings.n_cpu_moe)]
     if settings.swa_cache_full:
         argv.append("--swa-full")
     if settings.repack is False:
