@@ -43,6 +43,7 @@ from yoyu.plan.emit.llama_cpp import (
 )
 from yoyu.plan.emit.ollama import ollama_config
 from yoyu.plan.emit.vllm import vllm_command
+from yoyu.plan.placement import experts_phrase
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.units import MIB, format_bytes, format_mib
@@ -315,8 +316,13 @@ def _settings_line(plan: Plan) -> str:
     return (
         f"ctx {plan.estimate.n_ctx} · KV {settings.type_k} · batch {settings.n_batch}/"
         f"{settings.n_ubatch} · parallel {settings.n_parallel} · flash attention {flash} · "
-        f"{plan.n_gpu_layers}/{plan.n_layers_total} layers on the GPU"
+        f"{plan.n_gpu_layers}/{plan.n_layers_total} layers on the GPU{_experts_note(plan)}"
     )
+
+
+def _experts_note(plan: Plan) -> str:
+    blocks = plan.settings.n_cpu_moe if plan.verdict is not Verdict.CPU_ONLY else 0
+    return f", {experts_phrase(blocks)}" if blocks else ""
 
 
 def device_table(plan: Plan) -> Table:

@@ -43,6 +43,7 @@ class RunFlags:
     kv_type: str
     flash_attn: bool
     gpu_layers: int | None  # None: the most the plan fits
+    n_cpu_moe: int = 0  # 0: the plan keeps experts on the CPU only when that is faster
     force: bool = False
 
     def settings(self, n_ctx: int | None = None, **more: Any) -> RunSettings:
@@ -53,7 +54,8 @@ class RunFlags:
         return RunSettings(
             n_ctx=context,
             n_batch=self.batch, n_ubatch=min(self.ubatch, self.batch),
-            type_k=self.kv_type, type_v=self.kv_type, flash_attn=self.flash_attn, **more,
+            type_k=self.kv_type, type_v=self.kv_type, flash_attn=self.flash_attn,
+            n_cpu_moe=self.n_cpu_moe, **more,
         )  # fmt: skip
 
     def run_config(self, model: str) -> RunConfig:
@@ -100,6 +102,11 @@ def _options(ctx_default: int | None, ctx_help: str, force: bool) -> list[inspec
         ("gpu_layers", Annotated[
             int | None, typer.Option(help="n_gpu_layers (-1 all; default: the most the plan fits).")
         ], None),
+        ("n_cpu_moe", Annotated[int, typer.Option(
+            "--n-cpu-moe", min=0,
+            help="Keep the MoE experts of the first N blocks on the CPU (llama-server). "
+            "Default: the plan does so when it decodes faster than fewer GPU layers.",
+        )], 0),
     ]  # fmt: skip
     if force:
         table.append(("force", ForceOpt, False))

@@ -14,7 +14,13 @@ from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import MachineBudget, machine_budget
 from yoyu.plan.fit import crowded_device, system_free_after
-from yoyu.plan.placement import EstimateFn, Placement, n_layers_total, place
+from yoyu.plan.placement import (
+    EstimateFn,
+    Placement,
+    cpu_expert_blocks,
+    n_layers_total,
+    place,
+)
 from yoyu.plan.types import PlanRequest, Risk, Verdict
 from yoyu.plan.verdict import VERDICT_RANK, classify_risk, placement_verdict, swap_raised_risk
 from yoyu.units import format_bytes
@@ -63,7 +69,10 @@ def assess(
     free_after = system_free_after(placement.estimate, budget)
     if not placement.fits:
         return Assessment(spec, placement, budget, Verdict.DOES_NOT_FIT, Risk.ABORT, free_after)
-    verdict = placement_verdict(placement.n_gpu_layers, n_layers_total(spec), bool(budget.gpus))
+    experts_on_cpu = cpu_expert_blocks(spec, placement.settings) > 0
+    verdict = placement_verdict(
+        placement.n_gpu_layers, n_layers_total(spec), bool(budget.gpus), experts_on_cpu
+    )
     risk = swap_raised_risk(classify_risk(free_after, request.thresholds), budget.swap_used_bytes)
     reason = f"{format_bytes(free_after)} of system memory free after load"
     crowded = crowded_device(placement.estimate, budget, request.thresholds.gpu_margin_bytes)

@@ -19,12 +19,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from yoyu.estimate.engine import LLAMA_SERVER_NAME, engine_profile
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
 from yoyu.plan.assess import Assessment, assess
 from yoyu.plan.multinode import plan_nodes
-from yoyu.plan.placement import EstimateFn, n_layers_total
+from yoyu.plan.placement import (
+    EstimateFn,
+    cpu_expert_blocks,
+    decode_tps,
+    experts_phrase,
+    n_layers_total,
+)
 from yoyu.plan.types import Move, PlanRequest, Risk, Verdict
 from yoyu.units import format_bytes
 
@@ -68,6 +75,7 @@ def fitting_moves(
         _reduce_ctx(current, request, judge),
         _quantize_kv(current, request, judge),
         _reduce_batch(current, request, judge),
+        _experts_on_cpu(current, machine, request, judge),
         _fewer_gpu_layers(current, request, judge),
         _smaller_quant(current, request, judge),
         _smaller_model(current, request, judge, catalog),
@@ -122,12 +130,41 @@ def _reduce_batch(current: Assessment, request: PlanRequest, judge: Assess) -> C
     return _best_step("reduce_batch", current, request, judge, options)
 
 
+def _experts_on_cpu(
+    current: Assessment, machine: Machine, request: PlanRequest, judge: Assess
+) -> Candidate | None:
+    """A MoE model on an engine that offloads whole layers only (llama-cpp-python, Ollama):
+    what llama-server would do with every layer on the GPU and some experts on the CPU."""
+    settings = current.placement.settings
+    if (
+        not current.spec.is_moe
+        or engine_profile(settings.engine).tensor_overrides
+        or request.n_gpu_layers is not None
+        or current.verdict is not Verdict.PARTIAL_OFFLOAD
+    ):
+        return None
+    server = dataclasses.replace(
+        _asked(current, request), engine=LLAMA_SERVER_NAME, swa_full=None, logits_all=False
+    )
+    result = judge(current.spec, request, server)
+    blocks = cpu_expert_blocks(result.spec, result.placement.settings)
+    if not blocks or not improves(result, current):
+        return None
+    change = {"engine": LLAMA_SERVER_NAME, "n_cpu_moe": blocks}
+    speeds = [decode_tps(current.spec, machine, found.placement) for found in (result, current)]
+    label = (
+        f"{settings.engine} -> llama-server (decode {speeds[0]:.0f} tok/s predicted, "
+        f"{speeds[1]:.0f} now)"
+    )
+    return _candidate("experts_on_cpu", label, change, result)
+
+
 def _fewer_gpu_layers(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
     """Only meaningful when the user forced a layer count: let the search pick it."""
     if request.n_gpu_layers is None:
         return None
     automatic = dataclasses.replace(request, n_gpu_layers=None)
-    result = judge(current.spec, automatic, _asked(current))
+    result = judge(current.spec, automatic, _asked(current, request))
     layers = result.placement.n_gpu_layers
     if layers >= request.n_gpu_layers or not improves(result, current):
         return None
@@ -145,7 +182,9 @@ def _best_step(
     """The first option (least drastic) that is ideal, else the best one that improves."""
     best: tuple[str, dict[str, Any], Assessment] | None = None
     for label, change in options:
-        result = judge(current.spec, request, dataclasses.replace(_asked(current), **change))
+        result = judge(
+            current.spec, request, dataclasses.replace(_asked(current, request), **change)
+        )
         if best is None or result.rank() < best[2].rank():
             best = (label, change, result)
         if result.is_ideal:
@@ -160,9 +199,13 @@ def improves(result: Assessment, current: Assessment) -> bool:
     return result.fits and result.rank() < current.rank()
 
 
-def _asked(current: Assessment) -> RunSettings:
-    """The assessed settings without the placement's own choices."""
-    return dataclasses.replace(current.placement.settings, n_gpu_layers=0, tensor_split=())
+def _asked(current: Assessment, request: PlanRequest) -> RunSettings:
+    """The assessed settings without the placement's own choices (layers, split, the
+    experts it kept on the CPU unless the request asked for them)."""
+    return dataclasses.replace(
+        current.placement.settings, n_gpu_layers=0, tensor_split=(),
+        n_cpu_moe=request.settings.n_cpu_moe,
+    )  # fmt: skip
 
 
 # --- a different file or model ------------------------------------------------------
@@ -177,7 +220,7 @@ def _smaller_quant(current: Assessment, request: PlanRequest, judge: Assess) -> 
     best: Candidate | None = None
     for name, target in options:
         smaller = requantized(spec, name, target / bits)
-        result = judge(smaller, request, _asked(current))
+        result = judge(smaller, request, _asked(current, request))
         label = (
             f"quant {spec.quantization or '?'} -> {name} (estimated at {target} bits per weight)"
         )
@@ -233,7 +276,7 @@ def _smaller_model(
 ) -> Candidate | None:
     best: Candidate | None = None
     for smaller in smaller_relatives(current.spec, catalog):
-        result = judge(smaller, request, _asked(current))
+        result = judge(smaller, request, _asked(current, request))
         label = f"a smaller model of the {_relation(current.spec, smaller)}: {smaller.name}"
         candidate = _candidate("smaller_model", label, {"model": smaller.name}, result)
         if result.fits and (best is None or result.rank() < _rank(best)):
@@ -275,7 +318,7 @@ def _cluster(
     """How many machines like this one would hold the model, split by layers."""
     if current.fits:
         return None
-    settings = _asked(current)
+    settings = _asked(current, request)
     for count in range(2, MAX_CLUSTER_NODES + 1):
         shares = plan_nodes(current.spec, [machine] * count, request, settings, estimate)
         if all(share.fits for share in shares):
@@ -342,9 +385,13 @@ def outcome(result: Assessment) -> str:
     """What an assessment means, in one phrase with its figures."""
     total = n_layers_total(result.spec)
     layers = result.placement.n_gpu_layers
+    experts = cpu_expert_blocks(result.spec, result.placement.settings)
+    partial = f"{layers}/{total} layers on the GPU" + (
+        f", {experts_phrase(experts)}" * bool(experts)
+    )
     where = {
         Verdict.FITS: f"all {total} layers on the GPU" if result.budget.gpus else "fits on the CPU",
-        Verdict.PARTIAL_OFFLOAD: f"{layers}/{total} layers on the GPU",
+        Verdict.PARTIAL_OFFLOAD: partial,
         Verdict.CPU_ONLY: "runs on the CPU only",
     }.get(result.verdict, "still does not fit")
     return (

@@ -7,6 +7,15 @@ against the budget, and the largest count whose GPUs keep their margin wins
 with every offloaded layer, so a binary search needs about log2(layers)
 estimates. Several GPUs share the offloaded layers in proportion to what each
 may hold, as llama.cpp's default split does.
+
+A mixture-of-experts model has a better partial placement than fewer layers:
+every layer on the GPU with the routed experts of the first N blocks on the
+CPU (llama-server's ``--n-cpu-moe N``; llama.cpp's own ``--fit`` tries it
+before it drops layers). A token reads only the experts it is routed to, so
+the CPU's share of each token is small while attention and the shared parts
+stay on the GPU. When the engine can place tensors (llama-server) and the
+settings leave the choice open, both searches run and the placement with the
+faster predicted decode wins.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from yoyu.estimate.engine import engine_profile
+from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
@@ -64,7 +75,68 @@ def place(
     if forced_gpu_layers is not None:
         layers = min(forced_gpu_layers, n_layers_total(spec))
         return evaluate(spec, machine, settings, budget, estimate, layers)
-    return search_gpu_layers(spec, machine, settings, budget, estimate)
+    by_layers = search_gpu_layers(spec, machine, settings, budget, estimate)
+    if by_layers.n_gpu_layers == n_layers_total(spec) or not may_move_experts(spec, settings):
+        return by_layers
+    by_experts = search_cpu_experts(spec, machine, settings, budget, estimate)
+    if by_experts is None or decode_tps(spec, machine, by_experts) <= decode_tps(
+        spec, machine, by_layers
+    ):
+        return by_layers
+    return by_experts
+
+
+def may_move_experts(spec: ModelSpec, settings: RunSettings) -> bool:
+    """A MoE model, an engine that places tensors, and no expert count chosen already."""
+    places_tensors = engine_profile(settings.engine).tensor_overrides
+    return spec.is_moe and places_tensors and not settings.n_cpu_moe
+
+
+def search_cpu_experts(
+    spec: ModelSpec,
+    machine: Machine,
+    settings: RunSettings,
+    budget: MachineBudget,
+    estimate: EstimateFn,
+) -> Placement | None:
+    """Every layer on the GPU with the fewest blocks' experts on the CPU that lets the GPUs
+    keep their margin (binary search: each block's experts moved frees GPU memory);
+    None when even every block's experts on the CPU is too much for them."""
+    total = n_layers_total(spec)
+
+    def with_experts_on_cpu(blocks: int) -> Placement:
+        moved = dataclasses.replace(settings, n_cpu_moe=blocks)
+        return evaluate(spec, machine, moved, budget, estimate, total)
+
+    low, high = 0, spec.n_layers  # invariant: `low` blocks overfill a GPU, `high` do not
+    best = with_experts_on_cpu(high)
+    if _gpu_failures(best, budget):
+        return None
+    over: Placement | None = None
+    while high - low > 1:
+        middle = (low + high) // 2
+        candidate = with_experts_on_cpu(middle)
+        if _gpu_failures(candidate, budget):
+            low, over = middle, candidate
+        else:
+            high, best = middle, candidate
+    over = over or with_experts_on_cpu(low)
+    return dataclasses.replace(best, limit_reasons=_gpu_failures(over, budget))
+
+
+def cpu_expert_blocks(spec: ModelSpec, settings: RunSettings) -> int:
+    """Blocks whose MoE experts the placement keeps on the CPU (0 for a dense model)."""
+    return min(settings.n_cpu_moe, spec.n_layers) if spec.is_moe else 0
+
+
+def experts_phrase(blocks: int) -> str:
+    """The placement's expert offload in words, with the flag that asks for it."""
+    plural = "block" if blocks == 1 else "blocks"
+    return f"MoE experts of the first {blocks} {plural} on the CPU (--n-cpu-moe {blocks})"
+
+
+def decode_tps(spec: ModelSpec, machine: Machine, placement: Placement) -> float:
+    return predict_speed(spec, placement.estimate, machine).decode_tps
 
 
 def evaluate(

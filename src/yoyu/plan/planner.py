@@ -22,7 +22,7 @@ from yoyu.plan.assess import Assessment, assess
 from yoyu.plan.fit import device_budgets
 from yoyu.plan.moves import Candidate, fitting_moves
 from yoyu.plan.multinode import node_names, node_spec, plan_nodes
-from yoyu.plan.placement import EstimateFn, n_layers_total
+from yoyu.plan.placement import EstimateFn, cpu_expert_blocks, n_layers_total
 from yoyu.plan.types import (
     DeviceRow,
     NodeShare,
@@ -142,11 +142,18 @@ def _reasons(asked: Assessment, chosen: Assessment) -> tuple[Reason, ...]:
 
 
 def _one_more_layer(assessment: Assessment) -> tuple[Reason, ...]:
-    """Why the search stopped: the GPU figures of one more offloaded layer."""
-    layers = f"{assessment.placement.n_gpu_layers + 1}/{n_layers_total(assessment.spec)}"
+    """Why the search stopped: the GPU figures of one more offloaded layer (or of one
+    block's experts fewer on the CPU)."""
+    placement = assessment.placement
+    experts_on_cpu = cpu_expert_blocks(assessment.spec, placement.settings)
+    if experts_on_cpu:
+        where = f"with the MoE experts of {experts_on_cpu - 1} blocks on the CPU"
+    else:
+        layers = f"{placement.n_gpu_layers + 1}/{n_layers_total(assessment.spec)}"
+        where = f"with {layers} layers on the GPU"
     return tuple(
-        dataclasses.replace(reason, message=f"with {layers} layers on the GPU: {reason.message}")
-        for reason in assessment.placement.limit_reasons
+        dataclasses.replace(reason, message=f"{where}: {reason.message}")
+        for reason in placement.limit_reasons
     )
 
 

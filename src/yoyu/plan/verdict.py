@@ -15,11 +15,14 @@ from yoyu.units import MIB
 SWAP_IN_USE_BYTES = 256 * MIB
 
 
-def placement_verdict(n_gpu_layers: int, n_layers_total: int, has_gpu: bool) -> Verdict:
-    """FITS when every layer sits on the GPU (or a GPU-less machine holds it all)."""
+def placement_verdict(
+    n_gpu_layers: int, n_layers_total: int, has_gpu: bool, experts_on_cpu: bool = False
+) -> Verdict:
+    """FITS when every layer sits on the GPU (or a GPU-less machine holds it all);
+    layers whose MoE experts stay on the CPU are a partial offload."""
     if not has_gpu:
         return Verdict.CPU_ONLY
-    if n_gpu_layers >= n_layers_total:
+    if n_gpu_layers >= n_layers_total and not experts_on_cpu:
         return Verdict.FITS
     return Verdict.PARTIAL_OFFLOAD if n_gpu_layers > 0 else Verdict.CPU_ONLY
 

@@ -66,7 +66,27 @@ def ollama_modelfile(plan: Plan, source: str, machine: Machine) -> str:
         "num_thread": thread_count(machine),
     }
     lines = [f"FROM {source}", *(f"PARAMETER {key} {value}" for key, value in parameters.items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*_experts_comment(plan), *lines]) + "\n"
+
+
+def _experts_comment(plan: Plan) -> list[str]:
+    """Ollama has no setting that keeps MoE experts on the CPU (llama.cpp's --n-cpu-moe):
+    ``num_gpu`` offloads whole layers. Say so where a user reads the Modelfile."""
+    if plan.settings.n_cpu_moe:
+        return [
+            f"# The plan keeps the MoE experts of the first {plan.settings.n_cpu_moe} blocks on "
+            "the CPU; Ollama cannot,",
+            "# so num_gpu below offloads whole layers instead: plan with --engine ollama for "
+            "its own figures.",
+        ]
+    move = next((move for move in plan.moves if move.action == "experts_on_cpu"), None)
+    if move is None:
+        return []
+    return [
+        "# Ollama offloads whole layers (num_gpu). This MoE model keeps every layer on the GPU "
+        "with llama-server:",
+        f"# {move.description}",
+    ]
 
 
 def ollama_environment(plan: Plan) -> dict[str, str]:
