@@ -38,6 +38,9 @@ def main() -> None:
         set_name(args.name)
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A shell's background job starts with SIGINT ignored and its children inherit that;
+    # the unload tests stop the hog with SIGINT, so it must take it whoever ran pytest.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if args.spawn:
         child = subprocess.Popen(args.spawn, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         report(f"child {child.pid}")

@@ -165,10 +165,7 @@ class _UnloadingTarget:
 def test_abort_unloads_first_when_the_target_can(
     start_hog: Callable[..., Hog], tmp_path: Path
 ) -> None:
-    # It stops growing between the abort floor (768 MiB taken) and the kill floor (896):
-    # past the kill floor the guard rightly sends SIGTERM without waiting for the unload,
-    # and on a busy machine a hog growing to 1 GiB got there before its SIGINT landed.
-    hog = start_hog(1024, "--limit", str(ABORT_CROSSING // MIB + 64), "--wait-stdin")
+    hog = start_hog(1024, "--limit", "1024", "--wait-stdin")
     assert hog.read_line() == "waiting"
     target = _UnloadingTarget(hog)
     with Guard(target, budget_policy(), audit=AuditLog(tmp_path / "guard.jsonl")) as guard:
