@@ -431,6 +431,9 @@ def test_moe_experts_on_the_cpu_are_a_llama_server_flag_only() -> None:
     with pytest.raises(SettingsError, match="cannot set n_cpu_moe=3"):
         python_server_flags({"n_cpu_moe": 3})
     assert "--n_cpu_moe" not in python_server_flags({"n_cpu_moe": 0})
+    assert llama_server_flags({"repack": False})[-1] == "--no-repack"
+    with pytest.raises(SettingsError, match="cannot set repack=False"):
+        python_server_flags({"repack": False})
 
 
 def test_backend_defaults_match_the_estimates() -> None:

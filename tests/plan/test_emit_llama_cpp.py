@@ -54,6 +54,8 @@ def test_load_settings_carry_each_engines_own_memory_settings() -> None:
     assert "n_cpu_moe" not in server  # only when asked: the flag turns off pipelining
     experts = engine_load_settings(RunSettings(engine="llama-server", n_cpu_moe=6))
     assert experts["n_cpu_moe"] == 6
+    assert "repack" not in server  # llama.cpp's own choice, as planned
+    assert engine_load_settings(RunSettings(engine="llama-server", repack=False))["repack"] is False
     with pytest.raises(SettingsError, match="llama-cpp-python setting"):
         RunSettings(engine="llama-server", logits_all=True)
 

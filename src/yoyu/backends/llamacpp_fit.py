@@ -39,7 +39,7 @@ HOST = "CPU"  # llama.cpp's "Host" row: every host buffer, as yoyu's CPU device
 # llama-server flags that llama-fit-params takes as they are; value flags take one argument
 _TAKEN_VALUE_FLAGS = {"-c", "-b", "-ub", "-t", "-tb", "-np", "-ngl", "-ctk", "-ctv", "-fa",
                       "-ts", "--rpc", "-mg", "--n-cpu-moe"}  # fmt: skip
-_TAKEN_SWITCHES = {"-nkvo", "--swa-full"}
+_TAKEN_SWITCHES = {"-nkvo", "--swa-full", "--no-repack"}
 # llama-server flags that change nothing llama.cpp allocates, or that yoyu sets itself
 _IGNORED_VALUE_FLAGS = {"--fit", "-lv", "-s", "--chat-template", "--ctx-checkpoints",
                         "--cache-ram"}  # fmt: skip

@@ -41,6 +41,7 @@ _GGML_TYPE_NAMES |= {20: "iq4_nl", 30: "bf16"}
 _PYTHON_SERVER_IMPLIED: dict[str, object] = {
     "swa_full": True, "n_seq_max": 1, "kv_unified": False,
     "n_cpu_moe": 0,  # ``Llama`` takes no tensor placement: MoE experts go with their layer
+    "repack": True,  # nor the CPU's extra buffer types (llama.cpp's --no-repack)
 }  # fmt: skip
 PYTHON_SERVER_MODULE = "yoyu.backends.llamacpp_python_server"  # llama_cpp.server, leak closed
 _RESERVED = {"model", "model_alias", "host", "port", "extra_argv"}
@@ -76,6 +77,7 @@ _LLAMA_SERVER_SWITCHES = {
     "use_mmap": ("--no-mmap", True), "use_mlock": ("--mlock", False),
     "offload_kqv": ("-nkvo", True), "swa_full": ("--swa-full", False),
     "embedding": ("--embeddings", False), "kv_unified": ("--kv-unified", False),
+    "repack": ("--no-repack", True),
 }  # fmt: skip
 
 

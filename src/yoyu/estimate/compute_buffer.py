@@ -73,6 +73,8 @@ class GraphDims:
     ffn_width: int  # n_ff, or n_ff_exp * n_expert_used for a MoE
     n_expert: int
     n_vocab: int
+    n_expert_used: int = 0
+    expert_biases: bool = False  # experts with bias vectors (gpt-oss)
 
     @classmethod
     def of(cls, spec: ModelSpec) -> GraphDims:
@@ -90,6 +92,8 @@ class GraphDims:
             ffn_width=ffn_width,
             n_expert=spec.n_experts if spec.is_moe else 0,
             n_vocab=spec.vocab_size,
+            n_expert_used=spec.n_experts_used if spec.is_moe else 0,
+            expert_biases=any(t.name.endswith("_exps.bias") for t in spec.tensors),
         )
 
 
@@ -154,6 +158,16 @@ def ffn_values(dims: GraphDims, flash_attn: bool = False) -> int:
     return 3 * dims.ffn_width + beside * dims.n_embd
 
 
+def routed_values(dims: GraphDims) -> int:
+    """A device whose blocks' experts run on the CPU: the experts' outputs come back
+    to it (one ``n_embd`` row per used expert, then weighted) beside its hidden state;
+    its attention phase keeps one more row too. Ceilings fitted over rpc-servers:
+    exact on a generated MoE (n_embd 256, 2 used: 3.51 MiB), 0.4-7 MiB over on gpt-oss
+    shapes with 2-4 used (39.26-562.89 MiB printed), where attention alone was up to
+    8.5 MiB short."""
+    return (2 * dims.n_expert_used + 1) * dims.n_embd
+
+
 def output_values(dims: GraphDims, flash_attn: bool) -> int:
     return dims.n_vocab + (7 * dims.n_embd + 7 if flash_attn else 3 * dims.n_embd + 1)
 
@@ -192,11 +206,13 @@ def compute_bytes(
     blocks: bool = True,
     output: bool = True,
     layers: tuple[int, ...] | None = None,
-    experts: bool = True,
+    experts_here: bool = True,
+    experts_away: bool = False,
 ) -> int:
     """Peak bytes of one backend's compute buffer holding blocks and/or the output
     (``layers``: the blocks it runs, when not every one; see ``cache_kv_lengths``;
-    ``experts`` False: the CPU runs those blocks' experts, ``cpu_experts_bytes``)."""
+    ``experts_here``: some of its blocks run their own experts; ``experts_away``: the
+    CPU runs the experts of some of them, ``cpu_experts_bytes``)."""
     dims = GraphDims.of(spec)
     kv_lengths = cache_kv_lengths(spec, cells, layers)
     inputs = input_values(dims, kv_lengths, settings.flash_attn)
@@ -208,14 +224,12 @@ def compute_bytes(
     phases: list[float] = [(inputs + embedding_rows * dims.n_embd) * n_tokens]
     if blocks:
         attention = attention_values(dims, max(kv_lengths), settings.flash_attn)
-        if experts or not dims.n_expert:
-            phases.append((inputs + attention) * n_tokens)
+        away = experts_away and dims.n_expert > 0
+        phases.append((inputs + attention + away * dims.n_embd) * n_tokens)
+        if experts_here or not dims.n_expert:
             phases.append((inputs + ffn_values(dims, settings.flash_attn)) * n_tokens)
-        else:
-            # the experts run on the CPU; the device keeps the router's hidden state beside
-            # attention (a ceiling: measured 0.25 MiB under the attention phase alone on a
-            # device of such blocks beside another, n_embd 256, ubatch 512)
-            phases.append((inputs + attention + dims.n_embd) * n_tokens)
+        if away:
+            phases.append((inputs + routed_values(dims)) * n_tokens)
     if output:
         phases.append(output_values(dims, settings.flash_attn) * reserved_outputs(settings, cells))
     return int(max(phases) * _F32)
@@ -247,10 +261,13 @@ def cpu_experts_bytes(
     ``n_embd`` row, one more when the blocks are on several ``devices`` (the hidden
     state arrives from each). Measured on three generated MoE shapes over one to three
     rpc-servers (n_embd 256-512, experts 4-16, 2-4 used, ubatch 256-512, flash
-    attention on and off): within 0.03 MiB of llama.cpp's printed CPU compute buffer."""
+    attention on and off) and three gpt-oss shapes (expert width 1440-5760, 2-4 used):
+    within 0.03 MiB of llama.cpp's printed CPU compute buffer."""
     dims = GraphDims.of(spec)
     inputs = input_values(dims, cache_kv_lengths(spec, cells), settings.flash_attn)
-    rows = 2 if devices > 1 else 1
+    # one more row over several devices; one more for biased experts (measured on gpt-oss
+    # shapes: +n_embd per token whatever the expert width or count used)
+    rows = 1 + (devices > 1) + dims.expert_biases
     return int((inputs + 3 * dims.ffn_width + rows * dims.n_embd) * cells.n_tokens_reserved * _F32)
 
 
@@ -272,7 +289,8 @@ def split_compute(
         own = tuple(il for il, name in enumerate(block_devices) if name == device) or None
         gpu_bytes[device] = compute_bytes(
             spec, settings, cells, blocks=own is not None, output=device == output_device,
-            layers=own, experts=not set(own or ()) <= set(cpu_expert_layers),
+            layers=own, experts_here=not set(own or ()) <= set(cpu_expert_layers),
+            experts_away=bool(set(own or ()) & set(cpu_expert_layers)),
         )  # fmt: skip
         gpu_inputs[device] = compute_bytes(
             spec, settings, cells, blocks=False, output=False, layers=own

@@ -85,6 +85,8 @@ def rpc_endpoints(machine: Machine) -> list[str]:
 def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
     """The managed backend's load settings for the engine ``settings`` are planned for."""
     kwargs = llama_cpp_python_kwargs(settings)
+    if settings.repack is False:  # llama-cpp-python's server refuses it: it always repacks
+        kwargs["repack"] = False
     if settings.engine == LLAMA_SERVER_NAME:
         del kwargs["logits_all"]  # llama-server keeps no such array; the settings refuse True
         del kwargs["n_outputs_max"]  # llama-server derives the same from -np and --embeddings
