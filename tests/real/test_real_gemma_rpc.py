@@ -10,7 +10,6 @@ dies mid-answer fails the request with its address and leaves no head engine beh
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,15 @@ from yoyu.errors import BackendCrashedError
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.types import RunSettings
 from yoyu.estimate.weights import rpc_device_name
-from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models.gguf_spec import read_gguf_model
-from yoyu.node.client import read_nodes
-from yoyu.node.status import with_nodes
-from yoyu.node.worker import NodeOptions, NodeWorker
+from yoyu.node.worker import NodeWorker
 from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import PlanRequest, Verdict
 from yoyu.runner import ModelRun, RunConfig, SettlePolicy
-from yoyu.testing.gateway_process import GatewayProcess, free_port
+from yoyu.testing.gateway_process import GatewayProcess
+from yoyu.testing.nodes import cluster, started_nodes
 from yoyu.testing.sparse_models import write_sparse_model
 from yoyu.units import GIB, MIB
 
@@ -46,35 +43,11 @@ FAST_SETTLE = SettlePolicy(tolerance_bytes=2 * MIB, window_s=0.3, cap_s=5.0)
 QUESTION = [ChatMessage("user", "Name three colours of the rainbow.")]
 
 
-@contextmanager
-def started_nodes(
-    budgets: tuple[int, ...], rpc_server: Path, logs: Path
-) -> Iterator[list[NodeWorker]]:
-    """`yoyu node` workers on 127.0.0.1, one per budget, closed on the way out."""
-    workers: list[NodeWorker] = []
-    try:
-        for budget in budgets:
-            options = NodeOptions(
-                rpc_port=free_port(), status_port=free_port(), budget_bytes=budget,
-                rpc_server=str(rpc_server), log_dir=logs, threads=1,
-            )  # fmt: skip
-            workers.append(NodeWorker(options).start())
-        yield workers
-    finally:
-        for worker in workers:
-            worker.close()
-
-
 @pytest.fixture
 def nodes(built_rpc_server: Path, tmp_path: Path) -> Iterator[list[NodeWorker]]:
     budgets = tuple(budget_mib * MIB for budget_mib in BUDGETS_MIB)
     with started_nodes(budgets, built_rpc_server, tmp_path / "nodes") as workers:
         yield workers
-
-
-def cluster(workers: list[NodeWorker]) -> Machine:
-    addresses = [f"127.0.0.1:{worker.status_port}" for worker in workers]
-    return with_nodes(probe_machine(), read_nodes(addresses))
 
 
 def server(tmp_path: Path, built_llama_server: Path) -> LlamaCppServerBackend:
