@@ -1,6 +1,6 @@
 """How close yoyu's memory estimate comes to what llama.cpp and its engine really hold.
 
-Three parts, each a prediction beside a measurement taken in the same run:
+Five parts, each a prediction beside a measurement taken in the same run:
 
 1. Components on generated shapes (five architectures, ctx / ubatch / KV type /
    flash attention / parallel sequences varied) and on real shapes: the real
@@ -22,6 +22,9 @@ Three parts, each a prediction beside a measurement taken in the same run:
    for every configuration of part 1, and per device for the real Gemma over two
    rpc-servers (llama.cpp treats each as a GPU and prints its buffers), loaded by
    llama-server; then the placement each chooses for two small device budgets.
+5. MoE experts of the first N blocks on the CPU (``--n-cpu-moe``) beside one or
+   two rpc-servers, the same three ways: a generated Q4_0 MoE and, without
+   ``--quick``, gpt-oss-20b's real tensor table.
 
     PYTHONPATH=src python benchmarks/estimate_accuracy.py [--quick] [--keep DIR]
         [--llama-server PATH] [--no-sparse] [--no-peer]
@@ -366,16 +369,33 @@ def print_speed(machine: Machine, folder: Path) -> None:
 
 PEER_PARTS = ("model", "context", "compute")  # llama.cpp's breakdown: weights, KV, compute
 PEER_BUDGETS_MIB = (250, 450)  # two small devices: the placement each estimator picks
-DEVICE_SPLITS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("ctx4096 ngl10, one device", {"n_ctx": 4096, "n_gpu_layers": 10}),
-    ("ctx4096 all layers, even split", {"n_ctx": 4096, "n_gpu_layers": -1}),
-    ("ctx4096 all layers, split 1:3", {"n_ctx": 4096, "n_gpu_layers": -1,
-                                       "tensor_split": (1.0, 3.0)}),
-    ("ctx2048 all layers, fa, np4 unified", {"n_ctx": 2048, "n_gpu_layers": -1,
-                                              "flash_attn": True, "n_parallel": 4,
-                                              "kv_unified": True}),
-    ("ctx8192 ngl12 fa, q8_0 KV", {"n_ctx": 8192, "n_gpu_layers": 12, "flash_attn": True,
-                                   "type_k": "q8_0", "type_v": "q8_0"}),
+# (label, rpc-servers used, settings); every row runs on llama-server
+DeviceSplit = tuple[str, int, dict[str, Any]]
+DEVICE_SPLITS: tuple[DeviceSplit, ...] = (
+    ("ctx4096 ngl10, one device", 2, {"n_ctx": 4096, "n_gpu_layers": 10}),
+    ("ctx4096 all layers, even split", 2, {"n_ctx": 4096, "n_gpu_layers": -1}),
+    ("ctx4096 all layers, split 1:3", 2, {"n_ctx": 4096, "n_gpu_layers": -1,
+                                          "tensor_split": (1.0, 3.0)}),
+    ("ctx2048 all layers, fa, np4 unified", 2, {"n_ctx": 2048, "n_gpu_layers": -1,
+                                                 "flash_attn": True, "n_parallel": 4,
+                                                 "kv_unified": True}),
+    ("ctx8192 ngl12 fa, q8_0 KV", 2, {"n_ctx": 8192, "n_gpu_layers": 12, "flash_attn": True,
+                                      "type_k": "q8_0", "type_v": "q8_0"}),
+)  # fmt: skip
+# MoE experts of the first N blocks on the CPU (llama-server --n-cpu-moe N)
+MOE_SPLITS: tuple[DeviceSplit, ...] = (
+    ("ncm2 all layers", 1, {"n_ctx": 1024, "n_gpu_layers": -1, "n_cpu_moe": 2}),
+    ("ncm4 all layers", 1, {"n_ctx": 1024, "n_gpu_layers": -1, "n_cpu_moe": 4}),
+    ("ncm1 ngl3", 1, {"n_ctx": 1024, "n_gpu_layers": 3, "n_cpu_moe": 1}),
+    ("ncm3 fa, split 1:1", 2, {"n_ctx": 1024, "n_gpu_layers": -1, "n_cpu_moe": 3,
+                               "flash_attn": True, "tensor_split": (1.0, 1.0)}),
+    ("ncm1 ub256, split 1:1", 2, {"n_ctx": 1024, "n_gpu_layers": -1, "n_cpu_moe": 1,
+                                  "n_ubatch": 256, "tensor_split": (1.0, 1.0)}),
+)  # fmt: skip
+GPT_OSS_SPLITS: tuple[DeviceSplit, ...] = (  # MXFP4 experts; repack off (an 8 GiB copy)
+    ("ncm20", 1, {"n_ctx": 4096, "n_gpu_layers": -1, "n_cpu_moe": 20, "repack": False}),
+    ("ncm20 fa", 1, {"n_ctx": 4096, "n_gpu_layers": -1, "n_cpu_moe": 20, "repack": False,
+                     "flash_attn": True}),
 )  # fmt: skip
 
 
@@ -494,16 +514,21 @@ def _wait_for_port(endpoint: str) -> None:
 
 
 def device_rows(
-    machine: Machine, llama_server: str, program: str, endpoints: list[str], logs: Path
+    machine: Machine,
+    llama_server: str,
+    program: str,
+    endpoints: list[str],
+    logs: Path,
+    model: Path,
+    splits: tuple[DeviceSplit, ...],
 ) -> list[PeerRow]:
-    """The real Gemma split over the rpc-servers: per device, the three estimates."""
-    model = real_model_path(GEMMA3_270M)
+    """``model`` split over the rpc-servers each way: per device, the three estimates."""
     spec = read_gguf_model(model)
-    cluster = _rpc_machine(machine, endpoints)
     rows = []
-    for label, fields in DEVICE_SPLITS:
+    for label, devices, fields in splits:
+        cluster = _rpc_machine(machine, endpoints[:devices])
         settings = RunSettings(engine="llama-server", **fields)
-        load = engine_load_settings(settings) | {"rpc": endpoints}
+        load = engine_load_settings(settings) | {"rpc": endpoints[:devices]}
         estimate = estimate_memory(spec, cluster, settings)
         all_logits = estimate_memory(spec, cluster, _all_logits(settings))
         peer = estimate_with_llama_cpp(program, model, load)
@@ -527,6 +552,28 @@ def device_rows(
                                buffers.device("compute", device.name)),
                 yoyu_all_logits=all_logits.device(device.name).compute_bytes,
             ))  # fmt: skip
+    return rows
+
+
+def moe_rows(
+    machine: Machine,
+    llama_server: str,
+    program: str,
+    endpoints: list[str],
+    folder: Path,
+    quick: bool,
+) -> list[PeerRow]:
+    """Experts kept on the CPU beside one or two rpc-servers: a generated MoE (8 experts,
+    2 used, Q4_0 so the CPU repacks them) and, unless ``quick``, gpt-oss-20b's tensor
+    table (MXFP4 experts, biases; 2.8 GiB reach the rpc-server)."""
+    logs = folder / "logs"
+    generated = tiny("moe", "Q4_0", n_experts=8, n_experts_used=2)(folder)
+    rows = device_rows(machine, llama_server, program, endpoints, logs, generated, MOE_SPLITS)
+    if not quick:
+        gpt_oss = sparse("gpt-oss-20b-mxfp4")(folder)
+        rows += device_rows(
+            machine, llama_server, program, endpoints, logs, gpt_oss, GPT_OSS_SPLITS
+        )
     return rows
 
 
@@ -647,11 +694,18 @@ def main() -> None:
             logs = folder / "logs"
             logs.mkdir(exist_ok=True)
             with rpc_servers(rpc_server, 2, logs) as endpoints:
+                gemma = real_model_path(GEMMA3_270M)
                 print_peer(
                     "Per device, the real Gemma over two rpc-servers (llama-server loads it):",
-                    device_rows(machine, llama_server, peer, endpoints, logs),
-                )
+                    device_rows(machine, llama_server, peer, endpoints, logs, gemma,
+                                DEVICE_SPLITS),
+                )  # fmt: skip
                 print_placements(machine, llama_server, peer, endpoints, logs)
+                print_peer(
+                    "Part 5. MoE experts on the CPU (--n-cpu-moe), per device: a generated "
+                    "Q4_0 MoE" + ("" if args.quick else " and gpt-oss-20b's tensor table"),
+                    moe_rows(machine, llama_server, peer, endpoints, folder, args.quick),
+                )
         elif not args.no_peer:
             print("\n(part 4 skipped: run `yoyu engine install` for llama-fit-params, "
                   "llama-server and rpc-server)")  # fmt: skip
