@@ -22,7 +22,7 @@ from yoyu.backends.llamacpp_fit import (
     fit_with_llama_cpp,
 )
 from yoyu.backends.llamacpp_server import find_engine
-from yoyu.cli.node import is_node_address, machine_with_nodes
+from yoyu.cli.node import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
@@ -103,6 +103,7 @@ def plan_command(
             "`yoyu node` worker's HOST:PORT: its live memory, split over llama.cpp RPC."
         ),
     ] = None,
+    rpc: RpcOpt = None,
     emit: Annotated[
         str | None, typer.Option(help=f"Print launch settings: {', '.join(EMIT_TARGETS)}.")
     ] = None,
@@ -124,8 +125,10 @@ def plan_command(
     if live and len(live) != len(node or []):
         raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
     nodes = [] if live else [load_machine(name) for name in node or []]
-    target = machine_with_nodes(live) or (nodes[0] if nodes else _machine(machine))
-    engine = engine or ("llama-server" if live else _default_engine(emit))
+    if rpc and nodes:
+        raise SettingsError("--rpc adds devices to this machine; give --node presets or --rpc")
+    target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else _machine(machine))
+    engine = engine or ("llama-server" if live or rpc else _default_engine(emit))
     settings = flags.settings(
         _context(spec, flags.ctx), n_parallel=parallel, engine=engine,
         logits_all=logits_all,

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
-from yoyu.cli.node import NodeOpt, machine_with_nodes
+from yoyu.cli.node import NodeOpt, RpcOpt, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
@@ -62,13 +62,14 @@ def run_command(
     no_guard: NoGuardOpt = False,
     budget: BudgetOpt = None,
     node: NodeOpt = None,
+    rpc: RpcOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
     guard = run_guard(no_guard, budget)
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
-    machine = machine_with_nodes(node or [])
+    machine = machine_with_nodes(node or [], rpc or [])
     run = guarded_run(flags.run_config(model), guard, "run", seed, machine)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)

@@ -21,6 +21,7 @@ from typing import Any
 from yoyu.errors import ConfigError
 from yoyu.estimate.weights import RPC_VENDOR
 from yoyu.machine.types import GpuInfo, Machine
+from yoyu.node.rpc_protocol import RpcDevice
 
 STATUS_PATH = "/status"
 
@@ -108,6 +109,32 @@ def with_nodes(head: Machine, nodes: Sequence[LiveNode]) -> Machine:
         for index, node in enumerate(nodes)
     )
     return dataclasses.replace(head, gpus=(*rpc, *head.gpus))
+
+
+def with_rpc_servers(head: Machine, devices: Sequence[RpcDevice]) -> Machine:
+    """``head`` with raw rpc-servers as devices, after its nodes and before its GPUs: each
+    offers what it reports free (an rpc-server on a CPU reports its machine's total as
+    free; run `yoyu node` there for an offer that keeps a floor)."""
+    by_endpoint: dict[str, list[RpcDevice]] = {}
+    for device in devices:
+        by_endpoint.setdefault(device.endpoint, []).append(device)
+    for endpoint, found in by_endpoint.items():
+        if len(found) != 1:
+            raise ConfigError(
+                f"rpc-server at {endpoint} has {len(found)} devices; yoyu plans one device "
+                "per endpoint: start one rpc-server per device (rpc-server -d NAME -p PORT)"
+            )
+    taken = sum(1 for gpu in head.gpus if gpu.vendor == RPC_VENDOR)
+    rpc = tuple(
+        GpuInfo(
+            vendor=RPC_VENDOR, index=taken + index, name=device.endpoint,
+            total_bytes=device.total_bytes, free_bytes=device.free_bytes, used_bytes=0,
+        )
+        for index, device in enumerate(devices)
+    )  # fmt: skip
+    nodes = tuple(gpu for gpu in head.gpus if gpu.vendor == RPC_VENDOR)
+    own = tuple(gpu for gpu in head.gpus if gpu.vendor != RPC_VENDOR)
+    return dataclasses.replace(head, gpus=(*nodes, *rpc, *own))
 
 
 def parse_node_address(text: str) -> tuple[str, int]:
