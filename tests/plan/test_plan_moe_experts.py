@@ -18,11 +18,12 @@ from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import machine_budget
 from yoyu.plan.emit.llama_cpp import llama_server_argv
 from yoyu.plan.emit.ollama import ollama_modelfile
+from yoyu.plan.engine_defaults import llama_server_defaults
 from yoyu.plan.placement import decode_tps, search_gpu_layers
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.testing.sparse_models import write_sparse_model
-from yoyu.units import GIB
+from yoyu.units import GIB, format_bytes
 
 GPU_FREE = 8 * GIB  # a 16 GB card with a desktop and a browser on it
 
@@ -103,3 +104,22 @@ def test_a_dense_model_is_never_given_experts_on_the_cpu(tmp_path: Path, card: M
     chosen = plan(dense, card, "llama-server")
     assert chosen.verdict is Verdict.PARTIAL_OFFLOAD and chosen.settings.n_cpu_moe == 0
     assert all(move.action != "experts_on_cpu" for move in plan(dense, card, "ollama").moves)
+
+
+def test_a_llama_server_plan_says_what_its_own_defaults_would_hold(
+    gpt_oss: ModelSpec, card: Machine
+) -> None:
+    """--parallel auto, the trained context, 8 GiB of prompt cache, 32 checkpoints: the
+    note gives their figure, computed by the same estimator."""
+    chosen = plan(gpt_oss, card, "llama-server")
+    [note] = [note for note in chosen.notes if "llama-server's own defaults" in note]
+    defaults = estimate_memory(gpt_oss, card, llama_server_defaults(chosen.settings, gpt_oss))
+    assert defaults.n_ctx == gpt_oss.context_length == 131072 and "ctx 131072" in note
+    assert format_bytes(defaults.total_bytes - chosen.estimate.total_bytes) in note
+    assert "--fit off" in note
+    for engine in ("llama-cpp-python", "ollama"):
+        assert not any("own defaults" in note for note in plan(gpt_oss, card, engine).notes)
+    quiet = make_plan(
+        gpt_oss, card, PlanRequest(settings=chosen.settings, propose_moves=False)
+    )  # what `yoyu run` plans: no extra estimate
+    assert not any("own defaults" in note for note in quiet.notes)

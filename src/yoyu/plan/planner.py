@@ -19,6 +19,7 @@ from yoyu.estimate.types import MemoryEstimate
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.assess import Assessment, assess
+from yoyu.plan.engine_defaults import defaults_note
 from yoyu.plan.fit import device_budgets
 from yoyu.plan.moves import Candidate, fitting_moves
 from yoyu.plan.multinode import node_names, node_spec, plan_nodes
@@ -68,6 +69,11 @@ def make_plan(
     adopted = _adoptable(asked, candidates)
     chosen = adopted.assessment if adopted and adopted.assessment else asked
     plan = _plan_from(spec, machine, chosen, asked, candidates, speed)
+    defaults = (
+        defaults_note(spec, machine, plan.estimate, estimate) if request.propose_moves else None
+    )
+    if defaults:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, defaults))
     if nodes and len(nodes) > 1:
         plan = dataclasses.replace(plan, notes=(*plan.notes, ONE_NODE_NOTE))
     if adopted is None:
