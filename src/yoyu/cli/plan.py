@@ -7,6 +7,7 @@ fit, 2 for bad input (through the CLI boundary).
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES
+from yoyu.estimate.estimator import estimate_memory
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
@@ -43,9 +45,17 @@ from yoyu.plan.emit.llama_cpp import (
 )
 from yoyu.plan.emit.ollama import ollama_config
 from yoyu.plan.emit.vllm import vllm_command
+from yoyu.plan.history import (
+    History,
+    history_notes,
+    residual_of,
+    same_settings_run,
+    with_residual,
+)
 from yoyu.plan.placement import experts_phrase
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
+from yoyu.runner.history import measured_runs
 from yoyu.units import MIB, format_bytes, format_mib
 
 DEFAULT_CTX = (
@@ -115,6 +125,14 @@ def plan_command(
             "engine install`) and print its figures beside yoyu's.",
         ),
     ] = False,
+    no_history: Annotated[
+        bool,
+        typer.Option(
+            "--no-history",
+            help="Leave out what earlier runs measured (the figure for these settings, and the "
+            "correction for this engine and architecture).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
@@ -141,12 +159,26 @@ def plan_command(
         gpu_free_bytes=_size("--gpu-free", gpu_free),
     )
     catalog = [catalog_spec(entry) for entry in catalog_entries()]
-    plan = make_plan(spec, target, request, nodes=nodes or None, catalog=catalog)
+    runs = [] if no_history else measured_runs()
+    residual = residual_of(spec, settings.engine, runs)
+    plan = make_plan(
+        spec, target, request, nodes=nodes or None, catalog=catalog,
+        estimate=with_residual(estimate_memory, residual),
+    )  # fmt: skip
+    history = (
+        None if no_history else History(same_settings_run(spec, plan.settings, runs), residual)
+    )
+    if history is not None:
+        plan = dataclasses.replace(plan, notes=(*plan.notes, *history_notes(history)))
     emitted = _emitted(emit, plan, spec, model, target, request) if emit else None
     fit_params = llama_cpp_peer(spec, plan, target) if compare_fit else None
     if as_json:
         emit_json = emitted[0] if emitted else None
-        print_json({**plan.to_dict(), "emit": emit_json, "llama_fit_params": fit_params})
+        history_json = history.to_dict() if history else None
+        print_json(
+            {**plan.to_dict(), "emit": emit_json, "llama_fit_params": fit_params,
+             "history": history_json}
+        )  # fmt: skip
     else:
         print_plan(plan, fit_params)
         if emit is not None and emitted is not None:

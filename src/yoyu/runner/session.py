@@ -134,7 +134,7 @@ class ModelRun:
         self._choose_chat_format(self.spec, settings.engine)
         store = self._store = self._store or RunStore()
         self.run_id = store.create_run(
-            self.spec.name, self.mode, self._stored_settings(), self.prediction.to_dict()
+            self.spec.name, self.mode, self._stored_settings(), self._stored_prediction()
         )
         try:
             return self._load(store)
@@ -348,6 +348,17 @@ class ModelRun:
     def summary(self) -> dict[str, Any]:
         """What the store keeps as the run's result: the last turn's report and every turn."""
         return {**self.report(), "turns": [turn.to_dict() for turn in self.turns]}
+
+    def _stored_prediction(self) -> dict[str, Any]:
+        """The prediction, with what a later plan matches it by (``yoyu.runner.history``):
+        the settings planned, the model file's size and architecture."""
+        assert self.prediction is not None and self.spec is not None
+        return {
+            **self.prediction.to_dict(),
+            "settings": self.prediction.settings.to_dict(),
+            "file_bytes": self.spec.file_bytes,
+            "architecture": self.spec.architecture,
+        }
 
     def _stored_settings(self) -> dict[str, Any]:
         return (
