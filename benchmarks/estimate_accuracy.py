@@ -636,6 +636,49 @@ def print_placements(
               + " MiB" + ("  over a budget" if over else ""))  # fmt: skip
 
 
+MOE_BUDGET_MIB = 4096  # one device too small for gpt-oss-20b: some experts must go
+
+
+def print_moe_placement(
+    machine: Machine, llama_server: str, program: str, endpoint: str, folder: Path
+) -> None:
+    """gpt-oss-20b on one device of ``MOE_BUDGET_MIB``: which experts yoyu's plan and
+    llama-fit-params keep on the CPU, and what the device then held, printed by
+    llama-server (repack off: the MXFP4 experts' CPU copy would take 8 GiB and 40 s)."""
+    model = sparse("gpt-oss-20b-mxfp4")(folder)
+    spec = read_gguf_model(model)
+    budget = MOE_BUDGET_MIB * MIB
+    device = dataclasses.replace(
+        _rpc_machine(machine, [endpoint]).gpus[0], total_bytes=budget, free_bytes=budget
+    )
+    cluster = dataclasses.replace(machine, gpus=(device,))
+    base = RunSettings(n_ctx=4096, engine="llama-server", flash_attn=True, repack=False)
+    plan = make_plan(spec, cluster, PlanRequest(settings=base))
+    [free_mib] = _rpc_free_mib(program, [endpoint])
+    load = {k: v for k, v in engine_load_settings(base).items() if k != "n_gpu_layers"}
+    load["rpc"] = [endpoint]
+    fitted = fit_with_llama_cpp(
+        program, model, load, [max(0, free_mib - MOE_BUDGET_MIB)], min_ctx=4096
+    )
+    overrides = ("-ot", ",".join(fitted.overrides)) if fitted.overrides else ()
+    print(f"\nMoE placement for one {MOE_BUDGET_MIB} MiB device (gpt-oss-20b's tensor table, "
+          "ctx 4096, fa): what the device then held, printed by llama-server")  # fmt: skip
+    answers = [
+        ("yoyu plan", f"--n-cpu-moe {plan.settings.n_cpu_moe}",
+         engine_load_settings(plan.estimate.settings) | {"rpc": [endpoint]}, ()),
+        ("llama-fit-params", f"-ngl {fitted.n_gpu_layers}, {len(fitted.overrides)} -ot patterns",
+         _fitted_load(load, fitted), overrides),
+    ]  # fmt: skip
+    for name, chosen, settings, extra in answers:
+        buffers = _printed_buffers(llama_server, model, settings, folder / "logs", extra)
+        name_of = rpc_device_name(endpoint)
+        held = sum(buffers.device(kind, name_of) for kind in ("model", "kv", "compute"))
+        experts_on_cpu = buffers.device("model", "CPU_Mapped")
+        print(f"  {name:18s} {chosen:34s} device {held / MIB:8.2f} MiB"
+              f"{'  over the budget' if held > budget else ''}; CPU_Mapped "
+              f"{experts_on_cpu / MIB:8.2f} MiB")  # fmt: skip
+
+
 def _layers_text(estimate: MemoryEstimate) -> str:
     return (
         "layers "
@@ -706,6 +749,8 @@ def main() -> None:
                     "Q4_0 MoE" + ("" if args.quick else " and gpt-oss-20b's tensor table"),
                     moe_rows(machine, llama_server, peer, endpoints, folder, args.quick),
                 )
+                if not args.quick:
+                    print_moe_placement(machine, llama_server, peer, endpoints[0], folder)
         elif not args.no_peer:
             print("\n(part 4 skipped: run `yoyu engine install` for llama-fit-params, "
                   "llama-server and rpc-server)")  # fmt: skip

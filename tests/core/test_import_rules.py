@@ -36,7 +36,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     # node: a worker (rpc-server from backends, under the guard) and the head's view
     # of it, a machine description with the node as an RPC device (estimate's name).
     "node": {"backends", "guard", "monitor", "machine", "estimate"},
-    "testing": {"models", "machine"},
+    # testing: shapes and models the tests and benchmarks write, and real yoyu parts
+    # they start (testing/nodes.py: `yoyu node` workers for RPC splits)
+    "testing": {"models", "machine", "node"},
 }
 CORE = {"machine", "models", "estimate", "plan"}
 FORBIDDEN_IN_CORE = {

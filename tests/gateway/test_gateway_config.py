@@ -56,6 +56,9 @@ private = true
 """
 
 
+SERVED_M = '[backends.x]\nkind = "llama.cpp"\n[served.m]\nbackend = "x"\npath = "m.gguf"\n'
+
+
 @pytest.fixture
 def parse(tmp_path: Path) -> Callable[[str], GatewayConfig]:
     def parse_text(text: str) -> GatewayConfig:
@@ -94,6 +97,14 @@ def test_a_full_config_is_read_into_plain_values(parse: Callable[[str], GatewayC
         ('[server]\nmemory_floor = "lots"', "not a size"),
         ('[backends.x]\nhost = "a"', "needs a kind"),
         ('[guard]\nabortt = "1 GiB"', "unknown key 'abortt' in [guard]"),
+        (
+            SERVED_M + 'rpc = "10.0.0.4:50052"',
+            "must be a list",
+        ),
+        (
+            SERVED_M + 'rpc = ["10.0.0.4"]',
+            "'10.0.0.4' is not HOST:PORT",
+        ),
     ],
 )
 def test_mistakes_are_named(
@@ -108,6 +119,17 @@ def test_without_a_floor_the_guards_abort_floor_applies(
 ) -> None:
     assert parse("").floor_bytes(total_bytes=64 * GIB) == 2 * GIB  # the guard's default
     assert parse('[guard]\nabort = "3 GiB"').floor_bytes(total_bytes=64 * GIB) == 3 * GIB
+
+
+def test_a_served_model_names_its_rpc_servers_and_the_flag_gives_them_to_every_model(
+    parse: Callable[[str], GatewayConfig], tmp_path: Path
+) -> None:
+    text = SERVED_M + 'rpc = ["10.0.0.4:50052", "[fd00::5]:50052"]'
+    assert parse(text).served["m"].rpc == ("10.0.0.4:50052", "[fd00::5]:50052")
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    flagged = with_flags(GatewayConfig(), models=[str(model)], rpc=["127.0.0.1:50052"])
+    assert flagged.served["tiny"].rpc == ("127.0.0.1:50052",)
 
 
 def test_model_flags_need_no_config_file(tmp_path: Path) -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+from openai import OpenAI
 
 from yoyu.errors import BackendUnavailableError, ConfigError
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import GpuInfo
 from yoyu.node.rpc_protocol import RpcDevice, read_rpc_devices
 from yoyu.node.status import with_rpc_servers
-from yoyu.testing.gateway_process import free_port
+from yoyu.testing.gateway_process import GatewayProcess, free_port
 from yoyu.testing.waiting import wait_until
 
 GIB = 1024**3
@@ -177,3 +178,32 @@ def test_yoyu_run_rpc_starts_llama_server_over_it_and_reports_its_share(
     [share] = json.loads(result.stdout)["nodes"]
     assert share["node"] == endpoint and share["layers"] == 19  # every block and the output
     assert abs(share["printed_bytes"] - share["planned_bytes"]) < 2 * MIB
+
+
+def test_yoyu_serve_rpc_splits_a_served_model_over_it(
+    built_llama_server: Path, built_rpc_server: Path, real_gemma: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "yoyu.toml"
+    with rpc_server(built_rpc_server) as endpoint:
+        config.write_text(
+            f'[backends.server]\nkind = "llama.cpp"\nserver_binary = "{built_llama_server}"\n'
+            f'[served.split]\nbackend = "server"\npath = "{real_gemma}"\nrpc = ["{endpoint}"]\n'
+            "settings = { n_ctx = 2048 }\n",
+            encoding="utf-8",
+        )
+        rpc_pid = next(
+            c.pid for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == int(endpoint.rsplit(":", 1)[1]) and c.pid
+        )  # fmt: skip
+        idle = psutil.Process(rpc_pid).memory_info().rss
+        with GatewayProcess(["--config", str(config)], log_path=tmp_path / "serve.log") as gw:
+            client = OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+            answer = client.chat.completions.create(
+                model="split", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+            engine = psutil.Process(gw.engine_pids()[0])
+            argv = " ".join(" ".join(p.cmdline()) for p in [engine, *engine.children(True)])
+            held = psutil.Process(rpc_pid).memory_info().rss - idle
+    assert answer.choices[0].message.content is not None
+    assert f"--rpc {endpoint}" in argv
+    assert held > 100 * MIB  # the model's blocks live in the rpc-server now

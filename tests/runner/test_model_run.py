@@ -68,7 +68,11 @@ def test_one_shot_run_profiles_stores_and_unloads(tiny: TinyModel, tmp_path: Pat
     record = store.get_run(run.run_id)
     assert record.mode == "run" and record.finished is not None
     assert record.result is not None and record.result["text"] == turn.text
-    assert record.prediction == report["predicted"]
+    assert record.prediction is not None
+    stored = {k: v for k, v in record.prediction.items() if k in report["predicted"]}
+    assert stored == report["predicted"]  # and what a later plan matches runs by:
+    assert record.prediction["settings"]["n_ctx"] == report["settings"]["n_ctx"]
+    assert record.prediction["file_bytes"] == tiny.path.stat().st_size
     kinds = [event.kind for event in store.events(run.run_id)]
     assert kinds == [
         "load_start", "load_end", "generation_start", "generation_end", "stabilized",

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from yoyu.cli.node import NodeOpt
+from yoyu.cli.node import NodeOpt, RpcOpt
 from yoyu.cli.output import console
 from yoyu.config import read_document
 from yoyu.errors import ConfigError
@@ -58,11 +58,16 @@ def serve_command(
         bool, typer.Option("--json", help="Print the startup summary as one JSON line.")
     ] = False,
     node: NodeOpt = None,
+    rpc: RpcOpt = None,
 ) -> None:
     """Serve models over the OpenAI API, loading each only when memory allows."""
-    if node and not model:
-        raise ConfigError("--node splits the --model files; in yoyu.toml give [served.ID] nodes")
-    gateway = load_gateway_config(config, model or [], host, port, api_key_env, node or [])
+    if (node or rpc) and not model:
+        raise ConfigError(
+            "--node and --rpc split the --model files; in yoyu.toml give [served.ID] nodes or rpc"
+        )
+    gateway = load_gateway_config(
+        config, model or [], host, port, api_key_env, node or [], rpc or []
+    )
     api_key(gateway.server)  # refuse a bad bind before anything starts
     if not gateway.served:
         raise ConfigError(
@@ -90,6 +95,7 @@ def load_gateway_config(
     port: int | None,
     api_key_env: str | None,
     nodes: list[str] | None = None,
+    rpc: list[str] | None = None,
 ) -> GatewayConfig:
     """The config file (``--config``, else the usual one if it exists) with flags on top."""
     env = {"YOYU_CONFIG": str(path)} if path else None
@@ -98,8 +104,9 @@ def load_gateway_config(
     source, document = read_document(env)
     config = parse_gateway_config(document, source if source.is_file() else None)
     return with_flags(
-        config, models=models, host=host, port=port, api_key_env=api_key_env, nodes=nodes or ()
-    )
+        config, models=models, host=host, port=port, api_key_env=api_key_env, nodes=nodes or (),
+        rpc=rpc or (),
+    )  # fmt: skip
 
 
 def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:

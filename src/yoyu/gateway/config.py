@@ -56,9 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yoyu.errors import ConfigError
+from yoyu.errors import ConfigError, YoyuError
 from yoyu.guard.policy import GuardPolicy, policy_from_config
 from yoyu.machine.machine_file import SIZE_HINT, parse_size
+from yoyu.node.rpc_protocol import parse_endpoint
 from yoyu.node.status import parse_node_address
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -121,6 +122,7 @@ class ServedModel:
     private: bool = False
     memory_bytes: int | None = None
     nodes: tuple[str, ...] = ()  # `yoyu node` status addresses: split over llama.cpp RPC
+    rpc: tuple[str, ...] = ()  # raw rpc-servers (HOST:PORT), after the nodes
 
     @property
     def managed(self) -> bool:
@@ -168,6 +170,7 @@ _SERVER_KEYS = {
 }  # fmt: skip
 _SERVED_KEYS = {
     "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory", "nodes",
+    "rpc",
 }  # fmt: skip
 _ROUTE_KEYS = {"chain", "private"}
 
@@ -268,6 +271,7 @@ def _served(model_id: str, table: Any, where: str) -> ServedModel:
         private=_typed(table, "private", bool, False, section, where),
         memory_bytes=None if memory is None else _size(memory, section, where),
         nodes=_nodes(table.get("nodes", []), section, where),
+        rpc=_rpc(table.get("rpc", []), section, where),
     )
 
 
@@ -279,6 +283,20 @@ def _nodes(value: Any, section: str, where: str) -> tuple[str, ...]:
         )
     for address in value:
         parse_node_address(address)  # a typo is a one-line error now, not at first request
+    return tuple(value)
+
+
+def _rpc(value: Any, section: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(
+            f'{where}: rpc in [{section}] must be a list like ["10.0.0.4:50052"] '
+            "(the addresses rpc-server listens on)"
+        )
+    for endpoint in value:
+        try:
+            parse_endpoint(endpoint)
+        except YoyuError as error:
+            raise ConfigError(f"{where}: [{section}] {error}") from None
     return tuple(value)
 
 
@@ -388,12 +406,13 @@ def with_flags(
     port: int | None = None,
     api_key_env: str | None = None,
     nodes: Sequence[str] = (),
+    rpc: Sequence[str] = (),
 ) -> GatewayConfig:
-    """``config`` with the command line on top: flags win over the file; ``nodes``
-    split every ``--model`` over those `yoyu node` workers."""
+    """``config`` with the command line on top: flags win over the file; ``nodes`` and
+    ``rpc`` split every ``--model`` over those `yoyu node` workers and rpc-servers."""
     served = dict(config.served)
     for model in (parse_model_flag(flag) for flag in models):
-        served[model.id] = dataclasses.replace(model, nodes=tuple(nodes))
+        served[model.id] = dataclasses.replace(model, nodes=tuple(nodes), rpc=tuple(rpc))
     backends = dict(config.backends)
     if models and QUICK_START_BACKEND not in backends:
         backends[QUICK_START_BACKEND] = BackendConfig(QUICK_START_BACKEND, MANAGED_KIND)

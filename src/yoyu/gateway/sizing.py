@@ -29,7 +29,8 @@ from yoyu.machine.types import Machine
 from yoyu.models.chat_format import choose_chat_format
 from yoyu.models.resolve import read_model_path
 from yoyu.node.client import read_nodes
-from yoyu.node.status import with_nodes
+from yoyu.node.rpc_protocol import read_rpc_devices
+from yoyu.node.status import with_nodes, with_rpc_servers
 from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.planner import make_plan
 from yoyu.plan.settings import for_engine, settings_from_load_settings, with_serving_slots
@@ -98,16 +99,20 @@ class PlanSizer:
         )  # fmt: skip
 
     def _with_nodes(self, model: ServedModel, engine_kind: str) -> Machine:
-        """This machine, with the model's `yoyu node` workers as they are now."""
+        """This machine, with the model's `yoyu node` workers and rpc-servers as they are
+        now."""
         assert self._machine is not None
-        if not model.nodes:
+        if not model.nodes and not model.rpc:
             return self._machine
         if engine_kind != LLAMA_SERVER_NAME:
             raise ConfigError(
-                f"{model.id} is split over nodes, which needs llama-server; its backend runs "
+                f"{model.id} is split over nodes or rpc-servers, which needs llama-server; its "
+                "backend runs "
                 f"{engine_kind} (run `yoyu engine install` or set server_binary)"
             )
-        return with_nodes(self._machine, read_nodes(model.nodes, os.environ.get(API_KEY_ENV)))
+        nodes = read_nodes(model.nodes, os.environ.get(API_KEY_ENV))
+        devices = [device for endpoint in model.rpc for device in read_rpc_devices(endpoint)]
+        return with_rpc_servers(with_nodes(self._machine, nodes), devices)
 
 
 def served_settings(
