@@ -109,8 +109,8 @@ def test_parallel_sequences_split_the_context_unless_unified() -> None:
 def test_one_sequence_engines_refuse_parallel_slots() -> None:
     with pytest.raises(SettingsError, match="1 sequence at a time, not 4; use the llama-server"):
         RunSettings(n_parallel=4, engine="llama-cpp-python")
-    with pytest.raises(SettingsError, match="unknown engine 'vllm'"):
-        RunSettings(engine="vllm")
+    with pytest.raises(SettingsError, match="unknown engine 'sglang'"):
+        RunSettings(engine="sglang")
 
 
 def test_layers_without_kv_heads_have_no_cache() -> None:

@@ -42,6 +42,7 @@ from yoyu.units import MIB
 LLAMA_CPP_PYTHON = "llama-cpp-python"
 LLAMA_SERVER_NAME = "llama-server"
 OLLAMA_NAME = "ollama"
+VLLM_NAME = "vllm"
 VOCAB_ENTRY_BYTES = 176  # llama.cpp's token tables, per vocabulary entry, measured
 
 
@@ -112,8 +113,25 @@ OLLAMA = EngineProfile(
     tensor_overrides=False,  # no Modelfile parameter or variable places tensors
 )
 
+# vLLM is not llama.cpp: its bytes come from ``yoyu.estimate.vllm`` (a pool it takes at
+# start, three processes); this profile only says what the settings may ask of it.
+VLLM = EngineProfile(
+    name=VLLM_NAME,
+    program="vLLM (API server, EngineCore and Worker processes)",
+    swa_full=False,
+    swa_full_settable=False,
+    max_parallel=None,
+    serving_slots=1,
+    process_bytes=0,  # in yoyu.estimate.vllm.VLLM_PROCESS_BYTES
+    vocab_entry_bytes=0,
+    has_logits_array=False,
+    has_ctx_checkpoints=False,
+    prompt_cache=False,  # its prefix cache lives in the KV pool
+    tensor_overrides=False,
+)
+
 ENGINES: dict[str, EngineProfile] = {
-    profile.name: profile for profile in (LLAMA_CPP_PYTHON_SERVER, LLAMA_SERVER, OLLAMA)
+    profile.name: profile for profile in (LLAMA_CPP_PYTHON_SERVER, LLAMA_SERVER, OLLAMA, VLLM)
 }
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from yoyu.estimate.compute_buffer import cpu_matmul_work_bytes, split_compute
 from yoyu.estimate.context import ContextCells, resolve_context
-from yoyu.estimate.engine import engine_profile
+from yoyu.estimate.engine import VLLM_NAME, engine_profile
 from yoyu.estimate.kv_cache import is_mla_vless, kv_layer_bytes
 from yoyu.estimate.output_buffer import output_buffer_bytes
 from yoyu.estimate.overhead import (
@@ -24,6 +24,7 @@ from yoyu.estimate.overhead import (
 )
 from yoyu.estimate.repack import repack_bytes, repacked_tensors
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
+from yoyu.estimate.vllm import estimate_vllm_memory
 from yoyu.estimate.weights import (
     CPU,
     LayerPlacement,
@@ -39,7 +40,10 @@ from yoyu.units import format_bytes
 
 
 def estimate_memory(spec: ModelSpec, machine: Machine, settings: RunSettings) -> MemoryEstimate:
-    """Predict what llama.cpp allocates on each device for ``spec`` under ``settings``."""
+    """Predict what llama.cpp allocates on each device for ``spec`` under ``settings``
+    (or, for the vLLM engine, what vLLM takes: ``yoyu.estimate.vllm``)."""
+    if settings.engine == VLLM_NAME:
+        return estimate_vllm_memory(spec, machine, settings)
     cells = resolve_context(spec, settings)
     kv_by_layer = kv_layer_bytes(spec, settings, cells)
     placement = place_layers(spec, settings, machine)

@@ -53,6 +53,8 @@ class RunSettings:
     n_gpu_layers: int = 0  # ALL_LAYERS (-1) = every block plus the output layer
     tensor_split: tuple[float, ...] = ()  # share of offloaded layers per GPU; () = by free memory
     n_cpu_moe: int = 0  # MoE experts of the first N blocks stay on the CPU (--n-cpu-moe)
+    kv_cache_bytes: int | None = None  # vLLM: the KV pool asked for (None: its own rule)
+    gpu_memory_utilization: float | None = None  # vLLM: share of a GPU's total it takes
     use_mmap: bool = True
     repack: bool | None = None
     offload_kqv: bool = True
@@ -82,6 +84,14 @@ class RunSettings:
             "tensor split shares must not be negative",
         )
         _require(self.n_cpu_moe >= 0, f"n_cpu_moe must be 0 or more, not {self.n_cpu_moe}")
+        _require(
+            self.kv_cache_bytes is None or self.kv_cache_bytes > 0,
+            f"the KV cache space must be positive, not {self.kv_cache_bytes} bytes",
+        )
+        _require(
+            self.gpu_memory_utilization is None or 0 < self.gpu_memory_utilization <= 1,
+            f"gpu_memory_utilization is a share of the GPU, not {self.gpu_memory_utilization}",
+        )
         _require(self.ctx_checkpoints >= 0, "ctx checkpoints must not be negative")
         _require(self.prompt_cache_mib >= 0, "the prompt cache size must not be negative")
         self._check_engine(engine_profile(self.engine))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
+from yoyu.estimate.engine import VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import SpeedPrediction, predict_speed
 from yoyu.estimate.types import MemoryEstimate
@@ -209,8 +210,8 @@ def device_rows(chosen: Assessment) -> tuple[DeviceRow, ...]:
 def _speed(
     spec: ModelSpec, estimate: MemoryEstimate, machine: Machine, speed: SpeedFn | None
 ) -> SpeedFigures | None:
-    if speed is None:
-        return None
+    if speed is None or estimate.settings.engine == VLLM_NAME:
+        return None  # the speed model is llama.cpp's kernels; vLLM's is not modelled
     prediction = speed(spec, estimate, machine)
     return SpeedFigures(prediction.decode_tps, prediction.prefill_tps, prediction.bound)
 

