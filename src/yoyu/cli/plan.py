@@ -84,7 +84,7 @@ def plan_command(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="Engine to plan for: llama-cpp-python, llama-server or ollama (default: the "
+            help="Engine to plan for: llama-cpp-python, llama-server, ollama or vllm (default: the "
             "--emit target when it is one, else the one yoyu run starts here). Its process, "
             "SWA cache and arrays are counted."
         ),
