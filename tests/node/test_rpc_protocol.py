@@ -132,7 +132,7 @@ def test_a_busy_or_silent_server_times_out_and_nothing_listening_is_refused() ->
         read_rpc_devices(endpoint, timeout_s=0.3)
     with pytest.raises(BackendUnavailableError, match="cannot be reached"):
         read_rpc_devices(f"127.0.0.1:{free_port()}")
-    with pytest.raises(BackendUnavailableError, match="not HOST:PORT"):
+    with pytest.raises(ConfigError, match="not HOST:PORT"):
         read_rpc_devices("127.0.0.1")
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,25 +276,26 @@ def _served(model_id: str, table: Any, where: str) -> ServedModel:
 
 
 def _nodes(value: Any, section: str, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(
-            f'{where}: nodes in [{section}] must be a list like ["10.0.0.2:50053"] '
-            "(the status addresses `yoyu node` prints)"
-        )
-    for address in value:
-        parse_node_address(address)  # a typo is a one-line error now, not at first request
-    return tuple(value)
+    example = '["10.0.0.2:50053"] (the status addresses `yoyu node` prints)'
+    return _addresses(value, "nodes", section, where, example, parse_node_address)
 
 
 def _rpc(value: Any, section: str, where: str) -> tuple[str, ...]:
+    example = '["10.0.0.4:50052"] (the addresses rpc-server listens on)'
+    return _addresses(value, "rpc", section, where, example, parse_endpoint)
+
+
+def _addresses(
+    value: Any, key: str, section: str, where: str, example: str,
+    parse: Callable[[str], tuple[str, int]],
+) -> tuple[str, ...]:  # fmt: skip
+    """A list of HOST:PORT, each checked now (a typo is a one-line error at start, not at
+    the first request)."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(
-            f'{where}: rpc in [{section}] must be a list like ["10.0.0.4:50052"] '
-            "(the addresses rpc-server listens on)"
-        )
-    for endpoint in value:
+        raise ConfigError(f"{where}: {key} in [{section}] must be a list like {example}")
+    for address in value:
         try:
-            parse_endpoint(endpoint)
+            parse(address)
         except YoyuError as error:
             raise ConfigError(f"{where}: [{section}] {error}") from None
     return tuple(value)

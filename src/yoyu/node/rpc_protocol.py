@@ -23,7 +23,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from yoyu.errors import BackendUnavailableError
+from yoyu.errors import BackendUnavailableError, ConfigError
 
 PROTOCOL_MAJOR = 7
 TIMEOUT_S = 5.0
@@ -63,12 +63,20 @@ def read_rpc_devices(endpoint: str, timeout_s: float = TIMEOUT_S) -> list[RpcDev
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too), as llama.cpp's ``--rpc`` takes it."""
-    host, separator, port = endpoint.rpartition(":")
-    host = host.strip("[]")
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BackendUnavailableError(
+    address = split_host_port(endpoint)
+    if address is None:
+        raise ConfigError(
             f"--rpc {endpoint!r} is not HOST:PORT (the address rpc-server listens on)"
         )
+    return address
+
+
+def split_host_port(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` or ``[v6]:PORT`` as (host, port); None when it is neither."""
+    host, separator, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
     return host, int(port)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from yoyu.errors import ConfigError
 from yoyu.estimate.weights import RPC_VENDOR
 from yoyu.machine.types import GpuInfo, Machine
-from yoyu.node.rpc_protocol import RpcDevice
+from yoyu.node.rpc_protocol import RpcDevice, split_host_port
 
 STATUS_PATH = "/status"
 
@@ -139,10 +139,9 @@ def with_rpc_servers(head: Machine, devices: Sequence[RpcDevice]) -> Machine:
 
 def parse_node_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too) of a node's status endpoint."""
-    host, separator, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    address = split_host_port(text)
+    if address is None:
         raise ConfigError(
             f"--node {text!r} is not HOST:PORT (the status address `yoyu node` prints)"
         )
-    return host, int(port)
+    return address
