@@ -122,6 +122,6 @@ def test_a_failing_step_names_its_last_error_and_the_log(tmp_path: Path) -> None
     log_path = tmp_path / "build.log"
     failing = [sys.executable, "-c", "print('compiling'); print('error: no llama.h'); exit(1)"]
     with log_path.open("w") as log, pytest.raises(EngineBuildError) as caught:
-        llamacpp_build._run(failing, log, log_path, "the build failed", lambda s, p: None)
+        llamacpp_build.run_logged(failing, log, log_path, "the build failed", lambda s, p: None)
     assert str(caught.value) == (f"the build failed: error: no llama.h; the full log is {log_path}")
     assert "compiling" in log_path.read_text()

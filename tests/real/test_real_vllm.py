@@ -10,10 +10,11 @@ or on the interpreter ``YOYU_VLLM_PYTHON`` names, and are skipped where there is
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -21,7 +22,7 @@ import pytest
 from openai import OpenAI
 
 import yoyu.testing
-from yoyu.backends.vllm_install import vllm_python
+from yoyu.backends.vllm_install import PYTHON_ENV, vllm_python
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.probe import probe_machine
 from yoyu.models.hf_model import read_hf_model
@@ -113,3 +114,28 @@ def _high_water_mark(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     found = re.search(r"VmHWM:\s+(\d+) kB", status)
     return int(found.group(1)) * 1024 if found else 0
+
+
+def test_yoyu_run_starts_vllm_with_the_planned_pool_and_measures_its_process_tree(
+    served: tuple[Plan, str, int, Path],
+    yoyu_cli: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`yoyu run --engine vllm`: the runner plans for vLLM, starts it with the pool in bytes
+    (measured here: 2157 MiB planned, 2165 MiB peak for the whole tree with a 256 MiB pool)."""
+    log = served[3]
+    assert VLLM_PYTHON is not None
+    monkeypatch.setenv(PYTHON_ENV, VLLM_PYTHON)  # the tests' home has no install of its own
+    model = log.parent / "tiny-llama"  # the fixture's model, beside its server's log
+    code, out, err = yoyu_cli(
+        "run", str(model), "Name three colours", "--engine", "vllm", "--kv-cache-memory",
+        "256MiB", "--ctx", "2048", "--max-tokens", "8", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["settings"]["kv_cache_memory_bytes"] == KV_POOL
+    assert report["settings"]["max_model_len"] == 2048
+    assert report["usage"]["completion_tokens"] > 0
+    peak = report["phases"]["peak"]["process_rss_bytes"]
+    predicted = report["predicted"]["total_bytes"]
+    assert abs(peak - predicted) <= 0.10 * predicted

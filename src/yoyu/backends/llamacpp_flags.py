@@ -24,13 +24,16 @@ from yoyu.backends.ports import LOOPBACK
 from yoyu.backends.protocol import ModelRef
 from yoyu.errors import ConfigError, SettingsError
 
-EngineKind = Literal["llama-cpp-python", "llama-server"]
+EngineKind = Literal["llama-cpp-python", "llama-server", "vllm"]
 
 # Variables the child inherits. pydantic-settings reads llama-cpp-python's
 # settings from the environment (MODEL, PORT, N_CTX... in any case), so the
 # parent's environment is filtered, never passed whole.
 _INHERITED = {"PATH", "HOME", "USER", "LANG", "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "SYSTEMROOT"}
-_INHERITED_PREFIXES = ("LC_", "CUDA_", "HIP_", "ROCR_", "GGML_", "LLAMA_", "OMP_", "LD_", "DYLD_")
+_INHERITED_PREFIXES = (
+    "LC_", "CUDA_", "HIP_", "ROCR_", "GGML_", "LLAMA_", "OMP_", "LD_", "DYLD_",
+    "VLLM_", "HF_",  # vLLM's own settings and the Hugging Face cache it reads
+)  # fmt: skip
 
 # ggml.h ``enum ggml_type`` ids of KV cache types (the plan's emitter holds the
 # same table; backends may not import plan).

@@ -77,6 +77,7 @@ from yoyu.backends.protocol import (
     ModelInfo,
     ModelRef,
 )
+from yoyu.backends.vllm_engine import VLLM_KIND, VllmEngine, is_model_folder, vllm_engine
 from yoyu.errors import (
     BackendCrashedError,
     BackendError,
@@ -117,7 +118,7 @@ class LlamaCppServerBackend:
         self,
         *,
         name: str = "llama.cpp",
-        engine: LlamaCppEngine | str | None = None,
+        engine: LlamaCppEngine | VllmEngine | str | None = None,
         server_binary: str | None = None,
         log_dir: Path | str | None = None,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
@@ -128,11 +129,15 @@ class LlamaCppServerBackend:
     ) -> None:
         self.name = name
         # [backends.X] engine = "llama-server" | "llama-cpp-python", server_binary = PATH
-        self.engine = (
-            engine if isinstance(engine, LlamaCppEngine) else choose_engine(engine, server_binary)
-        )
+        self.engine: LlamaCppEngine | VllmEngine
+        if isinstance(engine, (LlamaCppEngine, VllmEngine)):
+            self.engine = engine
+        elif engine == VLLM_KIND and server_binary is None:
+            self.engine = vllm_engine()
+        else:
+            self.engine = choose_engine(engine, server_binary)
         self.log_dir = Path(log_dir).expanduser() if log_dir else data_dir() / "engine-logs"
-        self.start_timeout_s = start_timeout_s
+        self.start_timeout_s = max(start_timeout_s, getattr(self.engine, "start_timeout_s", 0.0))
         self.stop_grace_s = stop_grace_s
         self._port_picker = port_picker
         self._port_attempts = max(1, port_attempts)
@@ -274,12 +279,21 @@ class LlamaCppServerBackend:
         raise AssertionError("unreachable: the last attempt raises")
 
     def _start(self, model: ModelRef, model_path: Path, settings: Mapping[str, object]) -> _Running:
+        if self.engine.kind == VLLM_KIND and is_model_folder(model_path.parent):
+            model_path = model_path.parent  # a weights file of a folder: vLLM loads the folder
+        if self.engine.kind == VLLM_KIND and not is_model_folder(model_path):
+            raise BackendStartError(
+                f"vLLM loads a Hugging Face folder (config.json and safetensors), not "
+                f"{model_path}; give the model's folder"
+            )
         port = self._port_picker()
         argv = self.engine.argv(model, model_path, port, settings)
         log_path = self.log_dir / f"{_safe_name(model.id)}-{port}.log"
         process = EngineProcess(argv, log_path=log_path, env=engine_environment())
         client = OpenAIHttpClient(
-            f"http://{LOOPBACK}:{port}/v1", label=f"llama.cpp ({model.id})", timeouts=self._timeouts
+            f"http://{LOOPBACK}:{port}/v1",
+            label=f"{self.engine.kind} ({model.id})",
+            timeouts=self._timeouts,
         )
         with self._lock:
             self._starting[process.pid] = process
@@ -299,7 +313,7 @@ class LlamaCppServerBackend:
             pid=process.pid,
             load_s=load_s,
             buffers=parse_buffer_sizes(process.log_text()),
-            size_bytes=model_path.stat().st_size,
+            size_bytes=_size_bytes(model_path),
             log_path=log_path,
         )
         return _Running(loaded, process, client, model_path)
@@ -448,9 +462,16 @@ def _model_path(model: ModelRef) -> Path:
         raise BackendStartError(
             f"the managed llama.cpp backend needs a GGUF file for {model.id!r}; give its path"
         )
-    if not model.path.is_file():
+    if not model.path.is_file() and not is_model_folder(model.path):
         raise BackendStartError(f"model file {model.path} does not exist; check the path")
     return model.path
+
+
+def _size_bytes(model_path: Path) -> int:
+    """A file's size, or the sum of a model folder's files."""
+    if model_path.is_file():
+        return model_path.stat().st_size
+    return sum(path.stat().st_size for path in model_path.rglob("*") if path.is_file())
 
 
 def _died_message(running: _Running, returncode: int, when: str) -> str:

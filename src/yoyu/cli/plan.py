@@ -89,12 +89,6 @@ def plan_command(
             "SWA cache and arrays are counted."
         ),
     ] = None,
-    kv_cache_memory: Annotated[
-        str | None,
-        typer.Option(
-            help="vLLM: the KV pool, e.g. 4GiB (--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE)."
-        ),
-    ] = None,
     gpu_memory_utilization: Annotated[
         float | None,
         typer.Option(help="vLLM: share of each GPU's total memory it takes (default 0.9)."),
@@ -159,8 +153,7 @@ def plan_command(
     engine = engine or ("llama-server" if live or rpc else _default_engine(emit))
     settings = flags.settings(
         _context(spec, flags.ctx), n_parallel=parallel, engine=engine,
-        logits_all=logits_all, kv_cache_bytes=_size("--kv-cache-memory", kv_cache_memory),
-        gpu_memory_utilization=gpu_memory_utilization,
+        logits_all=logits_all, gpu_memory_utilization=gpu_memory_utilization,
     )  # fmt: skip
     request = PlanRequest(
         settings=settings,

@@ -40,6 +40,13 @@ progress_console = Console(stderr=True, highlight=False)  # spinner and notes, n
 ModelArg = Annotated[str, typer.Argument(help="GGUF file, Ollama or installed model name.")]
 MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens to generate per answer.")]
 TemperatureOpt = Annotated[float | None, typer.Option(help="Sampling temperature.")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Engine to start: llama-server, llama-cpp-python or vllm (a Hugging Face folder; "
+        "`yoyu engine install vllm`). Default: llama-server when installed."
+    ),
+]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for the engine and the sampler.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
@@ -63,6 +70,7 @@ def run_command(
     budget: BudgetOpt = None,
     node: NodeOpt = None,
     rpc: RpcOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load MODEL, answer PROMPT (streamed), print the memory profile, unload."""
@@ -70,7 +78,7 @@ def run_command(
     messages = [ChatMessage("system", system)] if system else []
     messages.append(ChatMessage("user", prompt))
     machine = machine_with_nodes(node or [], rpc or [])
-    run = guarded_run(flags.run_config(model), guard, "run", seed, machine)
+    run = guarded_run(flags.run_config(model), guard, "run", seed, machine, engine)
     with guard_verdict(guard):
         open_with_spinner(run, quiet=as_json)
         with run:

@@ -19,7 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
+from yoyu.machine.machine_file import parse_size
 from yoyu.runner import DEFAULT_SETTINGS, RunConfig
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -44,6 +46,7 @@ class RunFlags:
     flash_attn: bool
     gpu_layers: int | None  # None: the most the plan fits
     n_cpu_moe: int = 0  # 0: the plan keeps experts on the CPU only when that is faster
+    kv_cache_memory: str | None = None  # vLLM's KV pool, e.g. "4GiB"
     force: bool = False
 
     def settings(self, n_ctx: int | None = None, **more: Any) -> RunSettings:
@@ -55,8 +58,18 @@ class RunFlags:
             n_ctx=context,
             n_batch=self.batch, n_ubatch=min(self.ubatch, self.batch),
             type_k=self.kv_type, type_v=self.kv_type, flash_attn=self.flash_attn,
-            n_cpu_moe=self.n_cpu_moe, **more,
+            n_cpu_moe=self.n_cpu_moe, kv_cache_bytes=self._kv_cache_bytes(), **more,
         )  # fmt: skip
+
+    def _kv_cache_bytes(self) -> int | None:
+        if self.kv_cache_memory is None:
+            return None
+        try:
+            return int(parse_size(self.kv_cache_memory))
+        except ValueError:
+            raise SettingsError(
+                f"--kv-cache-memory {self.kv_cache_memory!r} is not a size; write e.g. 4GiB"
+            ) from None
 
     def run_config(self, model: str) -> RunConfig:
         """What ``ModelRun`` loads: ``model`` with these settings."""
@@ -107,6 +120,9 @@ def _options(ctx_default: int | None, ctx_help: str, force: bool) -> list[inspec
             help="Keep the MoE experts of the first N blocks on the CPU (llama-server). "
             "Default: the plan does so when it decodes faster than fewer GPU layers.",
         )], 0),
+        ("kv_cache_memory", Annotated[str | None, typer.Option(
+            help="vLLM: its KV pool, e.g. 4GiB (default 4 GiB; --kv-cache-memory-bytes).",
+        )], None),
     ]  # fmt: skip
     if force:
         table.append(("force", ForceOpt, False))

@@ -10,12 +10,14 @@ exit 75 instead of the engine's complaint about a vanished server.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
+from yoyu.backends.llamacpp_server import LlamaCppServerBackend
 from yoyu.errors import GuardStoppedError, SettingsError, YoyuError
 from yoyu.guard import policy_from_settings
 from yoyu.guard.policy import with_overrides
@@ -71,11 +73,17 @@ def guarded_run(
     mode: str,
     seed: int | None,
     machine: Machine | None = None,
+    engine: str | None = None,
 ) -> ModelRun:
     """``config``'s run, planned within the guard's budget and watched by the guard;
-    on ``machine`` when given (this one with its ``yoyu node`` workers), else this one."""
+    on ``machine`` when given (this one with its ``yoyu node`` workers), else this one;
+    on ``engine`` when named (llama-server, llama-cpp-python, vllm), else the default."""
     planned = dataclasses.replace(config, **planned_memory(guard))
-    return ModelRun(planned, mode=mode, seed=seed, watchers=watchers(guard), machine=machine)
+    factory = functools.partial(LlamaCppServerBackend, engine=engine)
+    return ModelRun(
+        planned, mode=mode, seed=seed, watchers=watchers(guard), machine=machine,
+        backend_factory=factory,
+    )  # fmt: skip
 
 
 @contextmanager

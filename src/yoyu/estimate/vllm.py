@@ -26,6 +26,7 @@ GPU was lent to measure it, and the plan says so.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
@@ -136,7 +137,9 @@ def estimate_vllm_memory(
         *_pool_notes(pool),
         "the activation peak and CUDA context are formulas, not measured here (no GPU)",
     )
-    return MemoryEstimate(settings, settings.n_ctx, None, (cpu, device), notes=notes)
+    return MemoryEstimate(
+        _resolved(settings, pool), settings.n_ctx, None, (cpu, device), notes=notes
+    )
 
 
 def _on_the_cpu(spec: ModelSpec, settings: RunSettings) -> MemoryEstimate:
@@ -146,7 +149,14 @@ def _on_the_cpu(spec: ModelSpec, settings: RunSettings) -> MemoryEstimate:
         weights_bytes=spec.tensor_bytes, kv_bytes=pool.kv_bytes,
         overhead_bytes=sum(VLLM_PROCESS_BYTES.values()),
     )  # fmt: skip
-    return MemoryEstimate(settings, settings.n_ctx, None, (cpu,), notes=_pool_notes(pool))
+    resolved = _resolved(settings, pool)
+    return MemoryEstimate(resolved, settings.n_ctx, None, (cpu,), notes=_pool_notes(pool))
+
+
+def _resolved(settings: RunSettings, pool: VllmPool) -> RunSettings:
+    """The settings with the pool in bytes, so vLLM is started with exactly the pool
+    planned (``--kv-cache-memory-bytes``), whatever rule sized it."""
+    return dataclasses.replace(settings, kv_cache_bytes=pool.kv_bytes)
 
 
 def _pool_notes(pool: VllmPool) -> tuple[str, ...]:

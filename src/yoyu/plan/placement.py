@@ -150,7 +150,8 @@ def evaluate(
     """Estimate one layer count and check it against every device's budget."""
     layered = dataclasses.replace(settings, n_gpu_layers=n_gpu_layers)
     memory = estimate(spec, machine, layered)
-    return Placement(layered, memory, n_gpu_layers, fit_failures(memory, budget))
+    # the estimate's settings: what it resolved (vLLM's pool in bytes) is what is launched
+    return Placement(memory.settings, memory, n_gpu_layers, fit_failures(memory, budget))
 
 
 def search_gpu_layers(

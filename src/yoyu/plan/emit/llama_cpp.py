@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from yoyu.estimate.compute_buffer import n_outputs_max
-from yoyu.estimate.engine import LLAMA_SERVER_NAME
+from yoyu.estimate.engine import LLAMA_SERVER_NAME, VLLM_NAME
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.estimate.weights import RPC_VENDOR
 from yoyu.machine.types import Machine
@@ -84,6 +84,8 @@ def rpc_endpoints(machine: Machine) -> list[str]:
 
 def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
     """The managed backend's load settings for the engine ``settings`` are planned for."""
+    if settings.engine == VLLM_NAME:
+        return vllm_load_settings(settings)
     kwargs = llama_cpp_python_kwargs(settings)
     if settings.repack is False:  # llama-cpp-python's server refuses it: it always repacks
         kwargs["repack"] = False
@@ -103,6 +105,20 @@ def engine_load_settings(settings: RunSettings) -> dict[str, Any]:
             "cache_size": settings.prompt_cache_mib * MIB,
         }
     return kwargs
+
+
+def vllm_load_settings(settings: RunSettings) -> dict[str, Any]:
+    """vLLM's: the context, the slots, the KV pool in bytes as planned, eager mode (its
+    torch.compile warm-up adds a minute or more to every start on a CPU)."""
+    load: dict[str, Any] = {
+        "max_model_len": settings.n_ctx, "max_num_seqs": settings.n_parallel,
+        "enforce_eager": True,
+    }  # fmt: skip
+    if settings.kv_cache_bytes is not None:
+        load["kv_cache_memory_bytes"] = settings.kv_cache_bytes
+    if settings.type_k not in ("f16", "bf16", "f32"):
+        load["kv_cache_dtype"] = "fp8"  # the nearest vLLM has
+    return load
 
 
 def llama_server_argv(
