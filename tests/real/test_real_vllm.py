@@ -22,14 +22,18 @@ import pytest
 from openai import OpenAI
 
 import yoyu.testing
+from yoyu.backends.llamacpp_server import LlamaCppServerBackend
+from yoyu.backends.protocol import CompletionRequest, ModelRef
+from yoyu.backends.vllm_engine import VllmEngine
 from yoyu.backends.vllm_install import PYTHON_ENV, vllm_python
+from yoyu.errors import BackendCrashedError
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.probe import probe_machine
 from yoyu.models.hf_model import read_hf_model
 from yoyu.plan.emit.vllm import vllm_command
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest
-from yoyu.testing.gateway_process import free_port
+from yoyu.testing.gateway_process import GatewayProcess, free_port
 from yoyu.testing.waiting import wait_until
 from yoyu.units import GIB, MIB
 
@@ -139,3 +143,57 @@ def test_yoyu_run_starts_vllm_with_the_planned_pool_and_measures_its_process_tre
     peak = report["phases"]["peak"]["process_rss_bytes"]
     predicted = report["predicted"]["total_bytes"]
     assert abs(peak - predicted) <= 0.10 * predicted
+
+
+def test_a_worker_killed_mid_answer_ends_the_stream_with_an_error_and_stops_the_engine(
+    served: tuple[Plan, str, int, Path], tmp_path: Path
+) -> None:
+    """vLLM itself ends such a stream with finish_reason "stop" (a cut answer passed off as
+    a whole one); yoyu asks its /health first and raises instead, and stops what is left."""
+    assert VLLM_PYTHON is not None
+    model = served[3].parent / "tiny-llama"
+    backend = LlamaCppServerBackend(engine=VllmEngine(VLLM_PYTHON), log_dir=tmp_path / "logs")
+    try:
+        settings = {"max_model_len": 2048, "kv_cache_memory_bytes": KV_POOL, "enforce_eager": True}
+        backend.load(ModelRef("tiny", model), settings)
+        tree = psutil.Process(backend.pids()[0]).children(recursive=True)
+        stream = backend.stream_complete(
+            CompletionRequest(model="tiny", prompt="The quick brown", max_tokens=1500)
+        )
+        next(stream)
+        next(member for member in tree if member.name() == "VLLM::Worker").kill()
+        with pytest.raises(BackendCrashedError, match="died while answering"):
+            for _ in stream:
+                pass
+        assert backend.loaded_models() == []
+        wait_until(lambda: not any(member.is_running() for member in tree), 30, "vLLM to end")
+    finally:
+        backend.close()
+
+
+def test_yoyu_serve_answers_from_vllm_and_stops_it_with_itself(
+    served: tuple[Plan, str, int, Path], tmp_path: Path
+) -> None:
+    assert VLLM_PYTHON is not None
+    model = served[3].parent / "tiny-llama"
+    config = tmp_path / "yoyu.toml"
+    config.write_text(
+        '[backends.v]\nkind = "llama.cpp"\nengine = "vllm"\n'
+        f'[served.tiny]\nbackend = "v"\npath = "{model}"\n'
+        f"settings = {{ n_ctx = 2048, kv_cache_bytes = {KV_POOL} }}\n",
+        encoding="utf-8",
+    )
+    environment = {PYTHON_ENV: VLLM_PYTHON}
+    with GatewayProcess(["--config", str(config)], env=environment,
+                        log_path=tmp_path / "serve.log") as gateway:  # fmt: skip
+        client = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0)
+        chat = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=8
+        )
+        completion = client.completions.create(model="tiny", prompt="The quick", max_tokens=8)
+        engines = [psutil.Process(pid) for pid in gateway.engine_pids()]
+        tree = [member for engine in engines for member in engine.children(recursive=True)]
+        assert any(member.name() == "VLLM::Worker" for member in tree)
+    assert chat.usage is not None and chat.usage.completion_tokens > 0
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    wait_until(lambda: not any(member.is_running() for member in tree), 30, "vLLM to end")

@@ -365,15 +365,22 @@ class LlamaCppServerBackend:
     ) -> Iterator[ChatChunk]:
         log_start = running.process.log_size()
         stream = open_stream()
+        ending: list[ChatChunk] = []  # vLLM's finish and after: held until it is known alive
         try:
             for chunk in stream:
                 if chunk.usage is not None and chunk.usage.prompt_tokens is None:
                     chunk = with_log_usage(chunk, running.process.log_text(log_start))
+                if self.engine.kind == VLLM_KIND and (ending or chunk.finish_reason):
+                    ending.append(chunk)
+                    continue
                 yield chunk
         except BackendError as exc:
             raise self._explain_death(running, exc) from exc
         finally:
             stream.close()
+        if ending:
+            self._raise_if_engine_died(running)
+            yield from ending
 
     def _explain_death(self, running: _Running, exc: BackendError) -> BackendError:
         """When the engine died, say so (with its exit status) instead of a socket error."""
@@ -381,9 +388,27 @@ class LlamaCppServerBackend:
         lost_connection = isinstance(exc, (BackendCrashedError, BackendUnavailableError))
         returncode = running.process.wait_exited(_DEATH_WAIT_S if lost_connection else 0)
         if returncode is None:
+            try:
+                self._raise_if_engine_died(running)
+            except BackendCrashedError as died:
+                return died
             return exc
         self._forget(running.loaded.id, running)
         return BackendCrashedError(_died_message(running, returncode, "while answering"))
+
+    def _raise_if_engine_died(self, running: _Running) -> None:
+        """vLLM outlives its engine: when the EngineCore or a Worker dies, the API server
+        ends the streams it was serving with finish_reason "stop" (measured: a Worker
+        SIGKILLed mid-answer) and answers 500 until it exits. Its /health says which;
+        a dead one is stopped here, and the next request starts it again."""
+        if self.engine.kind != VLLM_KIND or _healthy(running.client.base_url):
+            return
+        self._forget(running.loaded.id, running)
+        raise BackendCrashedError(
+            f"vllm's engine for {running.loaded.id} died while answering (its answer was cut "
+            f"short); it was stopped and the next request starts it again "
+            f"(log: {running.process.log_path})"
+        )
 
     def _forget_dead(self) -> None:
         with self._lock:
@@ -430,6 +455,15 @@ def _serves(port: int, model_id: str) -> bool:
     except (httpx.HTTPError, ValueError, AttributeError):
         return False
     return response.status_code == 200 and model_id in ids
+
+
+def _healthy(base_url: str) -> bool:
+    """An OpenAI server's ``/health`` (beside ``/v1``) answers 200."""
+    try:
+        response = httpx.get(base_url.removesuffix("/v1") + "/health", timeout=HEALTH_PROBE_S)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
 
 
 def _named_format(running: _Running) -> str | None:

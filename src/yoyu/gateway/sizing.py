@@ -21,7 +21,7 @@ from typing import Any
 
 from yoyu.backends.llamacpp_python_server import template_problem
 from yoyu.errors import ConfigError
-from yoyu.estimate.engine import LLAMA_SERVER_NAME
+from yoyu.estimate.engine import LLAMA_SERVER_NAME, VLLM_NAME
 from yoyu.estimate.types import RunSettings
 from yoyu.gateway.config import ServedModel
 from yoyu.machine.probe import probe_machine
@@ -33,7 +33,12 @@ from yoyu.node.rpc_protocol import read_rpc_devices
 from yoyu.node.status import with_nodes, with_rpc_servers
 from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.planner import make_plan
-from yoyu.plan.settings import for_engine, settings_from_load_settings, with_serving_slots
+from yoyu.plan.settings import (
+    for_engine,
+    is_memory_setting,
+    settings_from_load_settings,
+    with_serving_slots,
+)
 from yoyu.plan.types import PlanRequest
 
 DEFAULT_CTX = 4096
@@ -83,7 +88,7 @@ class PlanSizer:
         spec = read_model_path(model.path)
         settings = served_settings(model.settings, spec.context_length, engine_kind)
         plan = make_plan(spec, machine, PlanRequest(settings=settings, propose_moves=False))
-        planned = {**engine_load_settings(plan.settings), **model.settings}
+        planned = {**engine_load_settings(plan.settings), **_passed_through(model, engine_kind)}
         if endpoints := rpc_endpoints(machine):
             planned["rpc"] = endpoints
         problem = template_problem(engine_kind, spec.chat_template_text)
@@ -113,6 +118,14 @@ class PlanSizer:
         nodes = read_nodes(model.nodes, os.environ.get(API_KEY_ENV))
         devices = [device for endpoint in model.rpc for device in read_rpc_devices(endpoint)]
         return with_rpc_servers(with_nodes(self._machine, nodes), devices)
+
+
+def _passed_through(model: ServedModel, engine_kind: str) -> dict[str, object]:
+    """The served settings the engine gets as written: all of them for llama.cpp (they are
+    its own names), for vLLM those the plan did not already translate to its flags."""
+    if engine_kind != VLLM_NAME:
+        return dict(model.settings)
+    return {key: value for key, value in model.settings.items() if not is_memory_setting(key)}
 
 
 def served_settings(

@@ -60,11 +60,14 @@ def settings_from_mapping(values: Mapping[str, Any], base: RunSettings) -> RunSe
 def settings_from_load_settings(values: Mapping[str, Any], base: RunSettings) -> RunSettings:
     """``base`` with the memory settings among an engine's load settings applied."""
     memory = {
-        key: _kv_type_name(key, value)
-        for key, value in values.items()
-        if _ALIASES.get(key, key) in _FIELDS or key in _BOTH_KV
+        key: _kv_type_name(key, value) for key, value in values.items() if is_memory_setting(key)
     }
     return settings_from_mapping(memory, base)
+
+
+def is_memory_setting(key: str) -> bool:
+    """A setting the plan reads (and writes back in the engine's own names)."""
+    return _ALIASES.get(key, key) in _FIELDS or key in _BOTH_KV
 
 
 def with_serving_slots(settings: RunSettings, values: Mapping[str, Any]) -> RunSettings:
