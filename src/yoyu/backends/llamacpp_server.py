@@ -103,6 +103,7 @@ class _Running:
     process: EngineProcess
     client: OpenAIHttpClient
     model_path: Path
+    tree: tuple[int, ...] = ()  # the engine's processes once ready (vLLM: three of them)
 
 
 class LlamaCppServerBackend:
@@ -316,7 +317,7 @@ class LlamaCppServerBackend:
             size_bytes=_size_bytes(model_path),
             log_path=log_path,
         )
-        return _Running(loaded, process, client, model_path)
+        return _Running(loaded, process, client, model_path, tuple(_process_tree(process.pid)))
 
     def _start_failure(
         self,
@@ -399,9 +400,10 @@ class LlamaCppServerBackend:
     def _raise_if_engine_died(self, running: _Running) -> None:
         """vLLM outlives its engine: when the EngineCore or a Worker dies, the API server
         ends the streams it was serving with finish_reason "stop" (measured: a Worker
-        SIGKILLed mid-answer) and answers 500 until it exits. Its /health says which;
-        a dead one is stopped here, and the next request starts it again."""
-        if self.engine.kind != VLLM_KIND or _healthy(running.client.base_url):
+        SIGKILLed mid-answer; its /health still says 200 for tens of ms after) and then
+        exits. A process of the tree it had when ready that is gone says so at once; the
+        rest is stopped here, and the next request starts it again."""
+        if self.engine.kind != VLLM_KIND or all(map(_alive, running.tree)):
             return
         self._forget(running.loaded.id, running)
         raise BackendCrashedError(
@@ -457,13 +459,12 @@ def _serves(port: int, model_id: str) -> bool:
     return response.status_code == 200 and model_id in ids
 
 
-def _healthy(base_url: str) -> bool:
-    """An OpenAI server's ``/health`` (beside ``/v1``) answers 200."""
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (a dead child its parent has not reaped yet)."""
     try:
-        response = httpx.get(base_url.removesuffix("/v1") + "/health", timeout=HEALTH_PROBE_S)
-    except httpx.HTTPError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return response.status_code == 200
 
 
 def _named_format(running: _Running) -> str | None:
