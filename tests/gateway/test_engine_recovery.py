@@ -70,3 +70,19 @@ def test_a_healthy_engine_is_left_loaded(service: GatewayService) -> None:
     (status,) = service.health()
     assert status.ok
     assert service.backends["local"].loaded_models() == [engine]
+
+
+def test_an_engine_that_died_between_requests_is_loaded_again_for_the_next_one(
+    service: GatewayService,
+) -> None:
+    """Measured before: the next request got a 502 ("not loaded") and only the one after
+    was answered, with llama-server and with vLLM alike."""
+    assert service.answer(ChatRequest("tiny", HI, max_tokens=2)).response.finish_reason is not None
+    (engine,) = service.backends["local"].loaded_models()
+    assert engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    psutil.Process(engine.pid).wait(10)
+    again = service.answer(ChatRequest("tiny", HI, max_tokens=2))
+    assert again.response.finish_reason is not None
+    (reloaded,) = service.backends["local"].loaded_models()
+    assert reloaded.pid != engine.pid and service.residency.loads == 2

@@ -129,9 +129,15 @@ class Residency:
         while True:
             with self._lock:
                 entry = self._entries.get(model.id)
-                if entry is not None:
+            if entry is not None and not self._engine_alive(model):
+                self._drop(model.id, entry)  # it died since its last request: load it anew
+                continue
+            with self._lock:
+                if entry is not None and self._entries.get(model.id) is entry:
                     entry.in_flight += 1
                     return
+                if self._entries.get(model.id) is not None:
+                    continue  # loaded meanwhile by another request: check that one
                 pending = self._pending.get(model.id)
                 leader = pending is None
                 if pending is None:
@@ -157,6 +163,16 @@ class Residency:
             return Lease(None, lambda: None)
         self.acquire(model)
         return Lease(model.id, lambda: self.release(model))
+
+    def _engine_alive(self, model: ServedModel) -> bool:
+        """Its backend still serves it (an engine that exited is no longer listed)."""
+        loaded = self._backends[model.backend].loaded_models()
+        return any(resident.id == model.id for resident in loaded)
+
+    def _drop(self, model_id: str, entry: _Entry) -> None:
+        with self._lock:
+            if self._entries.get(model_id) is entry:
+                del self._entries[model_id]
 
     def forget(self, model_id: str) -> None:
         """The engine died: drop the record so the next request loads it again."""
