@@ -379,9 +379,9 @@ class LlamaCppServerBackend:
             raise self._explain_death(running, exc) from exc
         finally:
             stream.close()
-        if ending:
-            self._raise_if_engine_died(running)
-            yield from ending
+        if ending and (died := self._engine_died(running)) is not None:
+            raise died
+        yield from ending
 
     def _explain_death(self, running: _Running, exc: BackendError) -> BackendError:
         """When the engine died, say so (with its exit status) instead of a socket error."""
@@ -389,24 +389,20 @@ class LlamaCppServerBackend:
         lost_connection = isinstance(exc, (BackendCrashedError, BackendUnavailableError))
         returncode = running.process.wait_exited(_DEATH_WAIT_S if lost_connection else 0)
         if returncode is None:
-            try:
-                self._raise_if_engine_died(running)
-            except BackendCrashedError as died:
-                return died
-            return exc
+            return self._engine_died(running) or exc
         self._forget(running.loaded.id, running)
         return BackendCrashedError(_died_message(running, returncode, "while answering"))
 
-    def _raise_if_engine_died(self, running: _Running) -> None:
+    def _engine_died(self, running: _Running) -> BackendCrashedError | None:
         """vLLM outlives its engine: when the EngineCore or a Worker dies, the API server
         ends the streams it was serving with finish_reason "stop" (measured: a Worker
         SIGKILLed mid-answer; its /health still says 200 for tens of ms after) and then
         exits. A process of the tree it had when ready that is gone says so at once; the
-        rest is stopped here, and the next request starts it again."""
+        rest is stopped here (the error is returned), and the next request starts it again."""
         if self.engine.kind != VLLM_KIND or all(map(_alive, running.tree)):
-            return
+            return None
         self._forget(running.loaded.id, running)
-        raise BackendCrashedError(
+        return BackendCrashedError(
             f"vllm's engine for {running.loaded.id} died while answering (its answer was cut "
             f"short); it was stopped and the next request starts it again "
             f"(log: {running.process.log_path})"

@@ -93,7 +93,7 @@ class GraphDims:
             n_expert=spec.n_experts if spec.is_moe else 0,
             n_vocab=spec.vocab_size,
             n_expert_used=spec.n_experts_used if spec.is_moe else 0,
-            expert_biases=any(t.name.endswith("_exps.bias") for t in spec.tensors),
+            expert_biases=spec.is_moe and any(t.name.endswith("_exps.bias") for t in spec.tensors),
         )
 
 

@@ -108,8 +108,13 @@ def place_layers(spec: ModelSpec, settings: RunSettings, machine: Machine) -> La
             names.append(gpu_names[index])
     return LayerPlacement(
         blocks=tuple(names[:-1]), output=names[-1], gpu_names=gpu_names,
-        cpu_expert_blocks=min(settings.n_cpu_moe, spec.n_layers) if spec.is_moe else 0,
+        cpu_expert_blocks=cpu_expert_blocks(spec, settings),
     )  # fmt: skip
+
+
+def cpu_expert_blocks(spec: ModelSpec, settings: RunSettings) -> int:
+    """Blocks whose MoE experts stay on the CPU (0 for a dense model)."""
+    return min(settings.n_cpu_moe, spec.n_layers) if spec.is_moe else 0
 
 
 def moved_by_cpu_moe(name: str) -> bool:

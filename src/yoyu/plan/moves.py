@@ -386,9 +386,9 @@ def outcome(result: Assessment) -> str:
     total = n_layers_total(result.spec)
     layers = result.placement.n_gpu_layers
     experts = cpu_expert_blocks(result.spec, result.placement.settings)
-    partial = f"{layers}/{total} layers on the GPU" + (
-        f", {experts_phrase(experts)}" * bool(experts)
-    )
+    partial = f"{layers}/{total} layers on the GPU"
+    if experts:
+        partial += f", {experts_phrase(experts)}"
     where = {
         Verdict.FITS: f"all {total} layers on the GPU" if result.budget.gpus else "fits on the CPU",
         Verdict.PARTIAL_OFFLOAD: partial,

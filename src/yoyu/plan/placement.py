@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from yoyu.estimate.engine import engine_profile
 from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.estimate.weights import cpu_expert_blocks as cpu_expert_blocks  # re-exported to plan
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import MachineBudget, split_by_free_memory
@@ -122,11 +123,6 @@ def search_cpu_experts(
             high, best = middle, candidate
     over = over or with_experts_on_cpu(low)
     return dataclasses.replace(best, limit_reasons=_gpu_failures(over, budget))
-
-
-def cpu_expert_blocks(spec: ModelSpec, settings: RunSettings) -> int:
-    """Blocks whose MoE experts the placement keeps on the CPU (0 for a dense model)."""
-    return min(settings.n_cpu_moe, spec.n_layers) if spec.is_moe else 0
 
 
 def experts_phrase(blocks: int) -> str:
