@@ -11,7 +11,7 @@ from monitor_children import MIB, MemoryChild
 
 from yoyu.errors import SettingsError
 from yoyu.monitor.sampler import Sampler
-from yoyu.monitor.types import Sample
+from yoyu.monitor.types import EngineSample, Sample
 from yoyu.testing.fake_nvml import H100_80G_HBM3, RTX_4090_24G, FakeNvml
 
 
@@ -93,3 +93,23 @@ def test_rate_out_of_range_is_a_one_line_error() -> None:
 
 def sample_at(sampler: Sampler, t_s: float) -> Sample:
     return next(sample for sample in sampler.samples() if sample.t_s == t_s)
+
+
+def test_the_engine_gauge_is_read_once_an_interval_and_carried_between_reads() -> None:
+    readings = iter([EngineSample(0.25, 2, 1), EngineSample(0.5, 4, 0)])
+    calls: list[int] = []
+
+    def engine() -> EngineSample | None:
+        calls.append(1)
+        return next(readings)
+
+    sampler = Sampler(lambda: [os.getpid()], gpus=False, engine=engine, engine_interval_s=3600)
+    first, second = sampler.sample_now(), sampler.mark("generation_start")
+    assert len(calls) == 1
+    assert first.engine == EngineSample(0.25, 2, 1)
+    assert sampler.samples()[-1].t_s == second.t_s
+    assert sampler.samples()[-1].engine == first.engine
+    sampler.engine_at_full_rate(True)
+    assert sampler.sample_now().engine == EngineSample(0.5, 4, 0)
+    assert len(calls) == 2
+    assert Sampler(lambda: [os.getpid()], gpus=False).sample_now().engine is None

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from yoyu.errors import RunStoreError
-from yoyu.monitor.store import SCHEMA_VERSION, RunStore
-from yoyu.monitor.types import Event, GpuSample, ProcessSample, Sample, SystemSample
+from yoyu.monitor.store import MIGRATIONS, SCHEMA_VERSION, RunStore
+from yoyu.monitor.types import (
+    EngineSample,
+    Event,
+    GpuSample,
+    ProcessSample,
+    Sample,
+    SystemSample,
+)
 from yoyu.paths import data_dir
 
 MIB = 1024**2
@@ -43,7 +50,8 @@ def make_sample(t_s: float, with_gpu: bool = True) -> Sample:
         pss_bytes=None,
     )
     gpus = (GpuSample(0, 5000 * MIB, 19000 * MIB, 4800 * MIB), GpuSample(1, 10, 20, None))
-    return Sample(system, process, gpus if with_gpu else ())
+    engine = EngineSample(0.125 + t_s / 100, 3, 1) if t_s > 1 else None  # vLLM's gauge
+    return Sample(system, process, gpus if with_gpu else (), engine)
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
@@ -100,6 +108,31 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None
     connection.close()
     with pytest.raises(RunStoreError, match="newer than this yoyu"):
         RunStore(path)
+
+
+def test_a_store_of_the_first_schema_is_upgraded_and_keeps_its_samples(tmp_path: Path) -> None:
+    """A store written before the engine gauge existed: its runs and samples read back,
+    with no engine reading, and new samples keep theirs."""
+    path = tmp_path / "runs.sqlite"
+    connection = sqlite3.connect(path)
+    MIGRATIONS[0](connection)
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute(
+        "INSERT INTO runs (started, model, mode, settings) VALUES (1.0, 'old', 'chat', '{}')"
+    )
+    connection.execute(
+        "INSERT INTO samples (run_id, t_s, wall_time, total_bytes, available_bytes, used_bytes,"
+        " swap_total_bytes, swap_used_bytes, pids, rss_bytes, gpus)"
+        " VALUES (1, 0.5, 2.0, 100, 60, 40, 0, 0, '[7]', 30, '[]')"
+    )
+    connection.commit()
+    connection.close()
+    with RunStore(path) as store:
+        (old,) = store.samples(1)
+        assert old.process.rss_bytes == 30 and old.engine is None
+        run_id = store.create_run("new", "one-shot", {})
+        store.add_samples(run_id, [make_sample(2.0)])
+        assert store.samples(run_id)[0].engine == EngineSample(0.145, 3, 1)
 
 
 def test_a_file_that_is_not_sqlite_is_a_user_error(tmp_path: Path) -> None:

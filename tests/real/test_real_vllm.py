@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from openai import OpenAI
@@ -126,14 +127,16 @@ def test_yoyu_run_starts_vllm_with_the_planned_pool_and_measures_its_process_tre
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`yoyu run --engine vllm`: the runner plans for vLLM, starts it with the pool in bytes
-    (measured here: 2157 MiB planned, 2165 MiB peak for the whole tree with a 256 MiB pool)."""
+    (measured here: 2157 MiB planned, 2165 MiB peak for the whole tree with a 256 MiB pool);
+    the pool vLLM reports on /metrics is the engine's KV buffer, and the samples carry how
+    full it got while the answer was written."""
     log = served[3]
     assert VLLM_PYTHON is not None
     monkeypatch.setenv(PYTHON_ENV, VLLM_PYTHON)  # the tests' home has no install of its own
     model = log.parent / "tiny-llama"  # the fixture's model, beside its server's log
     code, out, err = yoyu_cli(
         "run", str(model), "Name three colours", "--engine", "vllm", "--kv-cache-memory",
-        "256MiB", "--ctx", "2048", "--max-tokens", "8", "--json",
+        "256MiB", "--ctx", "2048", "--max-tokens", "1500", "--temperature", "0", "--json",
     )  # fmt: skip
     assert code == 0, err
     report = json.loads(out)
@@ -143,6 +146,13 @@ def test_yoyu_run_starts_vllm_with_the_planned_pool_and_measures_its_process_tre
     peak = report["phases"]["peak"]["process_rss_bytes"]
     predicted = report["predicted"]["total_bytes"]
     assert abs(peak - predicted) <= 0.10 * predicted
+    assert report["engine"] == "vllm"
+    assert report["engine_buffers"] == {"kv": KV_POOL}
+    # one sequence holds at most ceil(tokens / 128) of the pool's 1,023 usable blocks
+    tokens = report["usage"]["prompt_tokens"] + report["usage"]["completion_tokens"]
+    assert tokens > 512, "greedy on this model writes 1,010 tokens: too short to fill blocks"
+    kv_used = report["phases"]["peak"]["engine_kv_used_fraction"]
+    assert 0 < kv_used <= -(-tokens // 128) / (KV_POOL // 2048 // 128 - 1)
 
 
 def test_a_worker_killed_mid_answer_ends_the_stream_with_an_error_and_stops_the_engine(
@@ -194,6 +204,10 @@ def test_yoyu_serve_answers_from_vllm_and_stops_it_with_itself(
         engines = [psutil.Process(pid) for pid in gateway.engine_pids()]
         tree = [member for engine in engines for member in engine.children(recursive=True)]
         assert any(member.name() == "VLLM::Worker" for member in tree)
+        scraped = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    # vLLM's own gauge, re-exported per model: the pool is empty again between requests
+    assert 'yoyu_engine_kv_used_ratio{model="tiny"} 0' in scraped
+    assert 'yoyu_engine_requests_running{model="tiny"} 0' in scraped
     assert chat.usage is not None and chat.usage.completion_tokens > 0
     assert completion.usage is not None and completion.usage.completion_tokens > 0
     wait_until(lambda: not any(member.is_running() for member in tree), 30, "vLLM to end")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from yoyu.backends import llamacpp_build
+from yoyu.backends.llamacpp_log import ReportedBuffers, parse_buffer_sizes
 from yoyu.backends.ports import LOOPBACK
 from yoyu.backends.protocol import ModelRef
 from yoyu.errors import ConfigError, SettingsError
@@ -106,6 +107,15 @@ class LlamaCppEngine:
         head = [*_watched_by(self.executable), PYTHON_SERVER_MODULE, "--model", str(model_path)]
         head += ["--model_alias", model.id, "--host", LOOPBACK, "--port", str(port)]
         return head + python_server_flags(settings) + extra
+
+    def reported_buffers(self, log_text: str, port: int) -> ReportedBuffers:
+        """llama.cpp prints one line per buffer it allocates (see ``llamacpp_log``)."""
+        return parse_buffer_sizes(log_text)
+
+    def metrics_url(self, port: int) -> str | None:
+        """None: llama-server's ``/metrics`` counts tokens and requests but no longer says
+        how full its KV cache is, and llama-cpp-python's server has no such endpoint."""
+        return None
 
 
 def watched_program(argv: Sequence[str]) -> list[str]:

@@ -55,7 +55,6 @@ from yoyu.backends.llamacpp_flags import find_engine as find_engine
 from yoyu.backends.llamacpp_flags import python_engine as python_engine
 from yoyu.backends.llamacpp_log import (
     engine_complaint,
-    parse_buffer_sizes,
     with_log_timings,
     with_log_usage,
 )
@@ -313,9 +312,10 @@ class LlamaCppServerBackend:
             settings=dict(settings),
             pid=process.pid,
             load_s=load_s,
-            buffers=parse_buffer_sizes(process.log_text()),
+            buffers=self.engine.reported_buffers(process.log_text(), port),
             size_bytes=_size_bytes(model_path),
             log_path=log_path,
+            metrics_url=self.engine.metrics_url(port),
         )
         return _Running(loaded, process, client, model_path, tuple(_process_tree(process.pid)))
 

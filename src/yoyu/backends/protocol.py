@@ -289,6 +289,7 @@ class LoadedModel:
     size_bytes: int | None = None
     vram_bytes: int | None = None
     log_path: Path | None = None
+    metrics_url: str | None = None  # where the engine reports its own load (vLLM)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 from yoyu.backends.llamacpp_flags import watched_program
+from yoyu.backends.llamacpp_log import ReportedBuffers
 from yoyu.backends.ports import LOOPBACK
 from yoyu.backends.protocol import ModelRef
 from yoyu.backends.vllm_install import vllm_python
+from yoyu.backends.vllm_metrics import cache_config, read_metrics_text, vllm_buffers
 from yoyu.errors import ConfigError, SettingsError
 
 VLLM_KIND: Literal["vllm"] = "vllm"
@@ -54,6 +56,14 @@ class VllmEngine:
         command = [self.executable, "-m", ENTRY_POINT, "--model", str(model_path)]
         command += ["--served-model-name", model.id, "--host", LOOPBACK, "--port", str(port)]
         return watched_program([*command, *vllm_flags(settings), *extra])
+
+    def reported_buffers(self, log_text: str, port: int) -> ReportedBuffers:
+        """The pool vLLM took, from its ``/metrics`` (read once, when it is ready)."""
+        text = read_metrics_text(self.metrics_url(port))
+        return vllm_buffers(cache_config(text) if text else None, log_text)
+
+    def metrics_url(self, port: int) -> str:
+        return f"http://{LOOPBACK}:{port}/metrics"
 
 
 def vllm_engine() -> VllmEngine:

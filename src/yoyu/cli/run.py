@@ -229,11 +229,16 @@ def prediction_table(report: Mapping[str, Any]) -> Table:
     predicted: Mapping[str, Any] = report.get("predicted") or {}
     buffers: Mapping[str, int] = report.get("engine_buffers") or {}
     peak = (report.get("phases") or {}).get("peak") or {}
+    # vLLM prints no buffers; its pool is read from its /metrics (backends.vllm_metrics)
+    source = "vLLM /metrics" if report.get("engine") == "vllm" else "engine log"
     for label, key, kind in (
         ("weights", "weights_bytes", "model"), ("KV cache", "kv_bytes", "kv"),
         ("compute", "compute_bytes", "compute"), ("output", "output_bytes", "output"),
     ):  # fmt: skip
-        table.add_row(label, _mib(predicted.get(key)), _mib(buffers.get(kind)), "engine log")
+        table.add_row(label, _mib(predicted.get(key)), _mib(buffers.get(kind)), source)
+    kv_used = peak.get("engine_kv_used_fraction")
+    if kv_used is not None:
+        table.add_row("KV pool in use", "-", f"{kv_used:.1%}", "vLLM /metrics, at peak")
     for label, key in (("engine arrays", "engine_bytes"), ("process", "overhead_bytes")):
         table.add_row(label, _mib(predicted.get(key)), "-", "in peak RSS")
     table.add_row(

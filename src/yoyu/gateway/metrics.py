@@ -72,8 +72,11 @@ class GatewayMetrics:
                 *_family("yoyu_fallbacks_total", "counter", "Next routes.", self._fallbacks),
                 *self._histogram(),
             ]
-        for gauge in gauges:
-            lines += [f"# HELP {gauge.name} {gauge.help}", f"# TYPE {gauge.name} gauge"]
+        described: set[str] = set()
+        for gauge in sorted(gauges, key=lambda gauge: gauge.name):  # a family's lines together
+            if gauge.name not in described:  # one HELP and TYPE per family, as the format asks
+                described.add(gauge.name)
+                lines += [f"# HELP {gauge.name} {gauge.help}", f"# TYPE {gauge.name} gauge"]
             lines.append(f"{gauge.name}{_labels(gauge.labels)} {gauge.value:g}")
         return "\n".join(lines) + "\n"
 

@@ -46,8 +46,10 @@ from yoyu.backends.protocol import (
     ChatResponse,
     CompletionRequest,
     EmbeddingResponse,
+    LoadedModel,
 )
 from yoyu.backends.registry import create_backend
+from yoyu.backends.vllm_metrics import read_engine_sample
 from yoyu.config import load_settings
 from yoyu.errors import (
     AdmissionError,
@@ -497,7 +499,38 @@ class GatewayService:
             Gauge("yoyu_model_loaded_bytes", "A loaded model.", info.bytes, (("model", info.id),))
             for info in memory.loaded
         ]
+        return gauges + self._engine_gauges()
+
+    def _engine_gauges(self) -> list[Gauge]:
+        """What engines say of their own load (vLLM's KV pool fill), read at scrape time."""
+        gauges = []
+        for loaded in self._local_loaded_models():
+            sample = read_engine_sample(loaded.metrics_url) if loaded.metrics_url else None
+            if sample is None:
+                continue
+            model = (("model", loaded.id),)
+            gauges += [
+                Gauge("yoyu_engine_kv_used_ratio", "Share of the engine's KV pool in use.",
+                      sample.kv_used_fraction, model),
+                Gauge("yoyu_engine_requests_running", "Requests the engine is running.",
+                      sample.requests_running, model),
+                Gauge("yoyu_engine_requests_waiting", "Requests waiting for KV room.",
+                      sample.requests_waiting, model),
+            ]  # fmt: skip
         return gauges
+
+    def _local_loaded_models(self) -> list[LoadedModel]:
+        """Models the engines on this machine hold; a remote API is not asked at each scrape,
+        and a backend that cannot answer just has nothing to report."""
+        found: list[LoadedModel] = []
+        for backend in self.backends.values():
+            if backend.remote:
+                continue
+            try:
+                found += backend.loaded_models()
+            except BackendError:
+                continue
+        return found
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from yoyu.errors import SettingsError
 from yoyu.monitor.types import Event, Sample
@@ -38,6 +38,7 @@ LOAD_END = "load_end"
 GENERATION_START = "generation_start"
 GENERATION_END = "generation_end"
 STABILIZED = "stabilized"
+N = TypeVar("N", int, float)
 PHASE_NAMES = ("baseline", "loaded", "pre_generation", "peak", "post_generation", "stabilized")
 
 
@@ -51,6 +52,7 @@ class PhaseReading:
     process_file_bytes: int | None
     process_swap_bytes: int | None
     gpu_used_bytes: int | None
+    engine_kv_used_fraction: float | None = None  # vLLM's pool fill; None for other engines
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ def reading_of(sample: Sample) -> PhaseReading:
         process_file_bytes=process.file_bytes,
         process_swap_bytes=process.swap_bytes,
         gpu_used_bytes=sample.gpu_used_bytes,
+        engine_kv_used_fraction=sample.engine.kv_used_fraction if sample.engine else None,
     )
 
 
@@ -107,6 +110,7 @@ def peak_reading(samples: Sequence[Sample]) -> PhaseReading:
         process_file_bytes=_max_known([r.process_file_bytes for r in readings]),
         process_swap_bytes=_max_known([r.process_swap_bytes for r in readings]),
         gpu_used_bytes=_max_known([r.gpu_used_bytes for r in readings]),
+        engine_kv_used_fraction=_max_known([r.engine_kv_used_fraction for r in readings]),
     )
 
 
@@ -183,7 +187,7 @@ def _as_tuple(value: int | Sequence[int]) -> tuple[int, ...]:
     return (value,) if isinstance(value, int) else tuple(value)
 
 
-def _max_known(values: Sequence[int | None]) -> int | None:
+def _max_known(values: Sequence[N | None]) -> N | None:
     known = [value for value in values if value is not None]
     return max(known) if known else None
 

@@ -6,6 +6,10 @@ needs directly, finds the tree's members at most once a second, and reads the
 costly ``smaps_rollup`` (USS/PSS) only every ``smaps_interval_s``, or less
 often when one read costs more than 0.2 % of a core over that interval.
 
+An engine that reports its own load (vLLM's KV pool fill on ``/metrics``) is
+read through ``engine`` once a second, and with every sample while the runner
+says an answer is being written; each sample carries the latest reading.
+
 ``mark()`` records an event *and* takes a sample on the spot, in the caller's
 thread: a phase boundary (load finished, generation started) then has a reading
 taken at that instant rather than up to one interval later, and a generation
@@ -29,10 +33,11 @@ from yoyu.errors import SettingsError
 from yoyu.monitor.gpu import NvmlGpus
 from yoyu.monitor.process_tree import ProcessReader, process_reader
 from yoyu.monitor.system import SystemReader, system_reader
-from yoyu.monitor.types import Event, GpuSample, Sample
+from yoyu.monitor.types import EngineSample, Event, GpuSample, Sample
 
 DEFAULT_RATE_HZ = 10.0
 DEFAULT_SMAPS_INTERVAL_S = 5.0
+DEFAULT_ENGINE_INTERVAL_S = 1.0  # an engine's /metrics is an HTTP call: read it at 1 Hz
 DEFAULT_MAX_SAMPLES = 36_000  # one hour at 10 Hz; older samples drop off the front
 # smaps_rollup walks every resident page (about 45 ns each here: 3 ms for 256 MiB, 0.2 s
 # for 20 GiB), so its interval stretches until it costs at most this share of a core.
@@ -54,6 +59,8 @@ class Sampler:
         system: SystemReader | None = None,
         processes: ProcessReader | None = None,
         nvml: Any = None,
+        engine: Callable[[], EngineSample | None] | None = None,
+        engine_interval_s: float = DEFAULT_ENGINE_INTERVAL_S,
     ) -> None:
         if not 0 < rate_hz <= 1000:
             raise SettingsError(f"sampler rate {rate_hz} Hz is out of range; use 0 < rate <= 1000")
@@ -65,6 +72,11 @@ class Sampler:
         self._gpus_opened = False
         self._smaps_interval_s = smaps_interval_s
         self._smaps_due_at = float("-inf")
+        self._engine = engine
+        self._engine_interval_s = engine_interval_s
+        self._engine_due_at = float("-inf")
+        self._engine_latest: EngineSample | None = None
+        self._engine_full_rate = False
         self._on_sample = on_sample
         self._samples: deque[Sample] = deque(maxlen=max_samples)
         self._events: list[Event] = []
@@ -121,6 +133,11 @@ class Sampler:
             latest = self._samples[-1] if self._samples else None
         return latest if latest is not None else self.sample_now()
 
+    def engine_at_full_rate(self, on: bool) -> None:
+        """While an answer is written the engine's pool fills and empties within a second
+        (vLLM wrote 1,010 tokens in 2 s here): read its gauge with every sample then."""
+        self._engine_full_rate = on
+
     def samples(self, since_t_s: float | None = None) -> list[Sample]:
         with self._lock:
             kept = list(self._samples)
@@ -166,7 +183,18 @@ class Sampler:
             self._smaps_due_at = system.t_s + max(self._smaps_interval_s, cost_s / SMAPS_CORE_SHARE)
             if smaps is not None:
                 process = replace(process, uss_bytes=smaps[0], pss_bytes=smaps[1])
-        return Sample(system=system, process=process, gpus=self._read_gpus(process.pids))
+        gpus = self._read_gpus(process.pids)
+        engine = self._read_engine(system.t_s)
+        return Sample(system=system, process=process, gpus=gpus, engine=engine)
+
+    def _read_engine(self, now_s: float) -> EngineSample | None:
+        """The engine's own gauge, read at most once per interval and carried in between."""
+        if self._engine is None:
+            return None
+        if self._engine_full_rate or now_s >= self._engine_due_at:
+            self._engine_due_at = now_s + self._engine_interval_s
+            self._engine_latest = self._engine()
+        return self._engine_latest
 
     def _read_gpus(self, pids: Sequence[int]) -> tuple[GpuSample, ...]:
         """NVML opens on the first reading (it can take a while) and stays open until stop()."""

@@ -24,7 +24,14 @@ from types import TracebackType
 from typing import Any
 
 from yoyu.errors import RunStoreError
-from yoyu.monitor.types import Event, GpuSample, ProcessSample, Sample, SystemSample
+from yoyu.monitor.types import (
+    EngineSample,
+    Event,
+    GpuSample,
+    ProcessSample,
+    Sample,
+    SystemSample,
+)
 from yoyu.paths import data_dir
 
 STORE_FILE_NAME = "runs.sqlite"
@@ -96,8 +103,15 @@ def _create_v1(connection: sqlite3.Connection) -> None:
             connection.execute(statement)
 
 
+def _add_engine_columns_v2(connection: sqlite3.Connection) -> None:
+    """The engine's own gauge (vLLM's KV pool fill, requests running and waiting)."""
+    for column in ("engine_kv_used_fraction REAL", "engine_requests_running INTEGER",
+                   "engine_requests_waiting INTEGER"):  # fmt: skip
+        connection.execute(f"ALTER TABLE samples ADD COLUMN {column}")
+
+
 # MIGRATIONS[n] upgrades a store at user_version n to n + 1, inside one transaction.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _add_engine_columns_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SYSTEM_COLUMNS = (
@@ -108,7 +122,11 @@ _SYSTEM_COLUMNS = (
 _PROCESS_COLUMNS = (
     "rss_bytes", "anon_bytes", "file_bytes", "shmem_bytes", "swap_bytes", "uss_bytes", "pss_bytes",
 )  # fmt: skip
-_SAMPLE_COLUMNS = ("run_id", *_SYSTEM_COLUMNS, "pids", *_PROCESS_COLUMNS, "gpu_used_bytes", "gpus")
+_ENGINE_COLUMNS = ("kv_used_fraction", "requests_running", "requests_waiting")
+_SAMPLE_COLUMNS = (
+    "run_id", *_SYSTEM_COLUMNS, "pids", *_PROCESS_COLUMNS, "gpu_used_bytes", "gpus",
+    *(f"engine_{name}" for name in _ENGINE_COLUMNS),
+)  # fmt: skip
 
 
 def default_store_path() -> Path:
@@ -284,7 +302,10 @@ def _sample_row(run_id: int, sample: Sample) -> tuple[Any, ...]:
         [[g.index, g.used_bytes, g.free_bytes, g.process_used_bytes] for g in sample.gpus]
     )
     pids = json.dumps(list(sample.process.pids))
-    return (run_id, *system, pids, *process, sample.gpu_used_bytes, gpus)
+    engine = tuple(
+        getattr(sample.engine, name) if sample.engine else None for name in _ENGINE_COLUMNS
+    )
+    return (run_id, *system, pids, *process, sample.gpu_used_bytes, gpus, *engine)
 
 
 def _sample_of(row: sqlite3.Row) -> Sample:
@@ -293,4 +314,7 @@ def _sample_of(row: sqlite3.Row) -> Sample:
         pids=tuple(json.loads(row["pids"])), **{name: row[name] for name in _PROCESS_COLUMNS}
     )
     gpus = tuple(GpuSample(*fields) for fields in json.loads(row["gpus"]))
-    return Sample(system=system, process=process, gpus=gpus)
+    engine = None
+    if row["engine_kv_used_fraction"] is not None:
+        engine = EngineSample(**{name: row[f"engine_{name}"] for name in _ENGINE_COLUMNS})
+    return Sample(system=system, process=process, gpus=gpus, engine=engine)

@@ -80,10 +80,21 @@ class GpuSample:
 
 
 @dataclass(frozen=True)
+class EngineSample:
+    """What the engine itself says about its load (vLLM's ``/metrics``): how full its KV
+    pool is, as a share of its blocks, and how many requests run and wait for room."""
+
+    kv_used_fraction: float
+    requests_running: int
+    requests_waiting: int
+
+
+@dataclass(frozen=True)
 class Sample:
     system: SystemSample
     process: ProcessSample
     gpus: tuple[GpuSample, ...] = ()
+    engine: EngineSample | None = None  # the latest reading, at most a second old
 
     @property
     def t_s(self) -> float:

@@ -39,6 +39,7 @@ from yoyu.backends.protocol import (
     ModelRef,
     summarize_stream,
 )
+from yoyu.backends.vllm_metrics import VllmMetricsReader
 from yoyu.errors import ModelNotFoundError, YoyuError
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.types import MemoryEstimate
@@ -60,6 +61,7 @@ from yoyu.monitor.phases import (
 )
 from yoyu.monitor.sampler import Sampler
 from yoyu.monitor.store import RunStore
+from yoyu.monitor.types import EngineSample
 from yoyu.plan.emit.llama_cpp import rpc_endpoints
 from yoyu.plan.settings import for_engine
 from yoyu.runner.options import RunConfig
@@ -108,6 +110,7 @@ class ModelRun:
         self.turns: list[TurnResult] = []
         self.notices: list[str] = []  # one line each, for the user (the CLI prints them)
         self.sampler: Sampler | None = None
+        self._engine_metrics: VllmMetricsReader | None = None
         self._origin_t_s = 0.0
         self._opened = False
         self._closed = False
@@ -155,7 +158,9 @@ class ModelRun:
 
     def _load(self, store: RunStore) -> LoadedModel:
         backend = self.backend
-        self.sampler = Sampler(backend.pids, rate_hz=self.config.rate_hz).start()
+        self.sampler = Sampler(
+            backend.pids, rate_hz=self.config.rate_hz, engine=self._engine_sample
+        ).start()
         assert self.run_id is not None and self.spec is not None
         model = ModelRef(_model_id(self.spec), _model_path(self.spec))
         prediction = self.prediction
@@ -165,8 +170,20 @@ class ModelRun:
             self._exits.enter_context(watcher(context))
         self._origin_t_s = self.sampler.mark(LOAD_START, model.id).t_s
         self.loaded = backend.load(model, self.load_settings)
+        if self.loaded.metrics_url is not None:
+            self._engine_metrics = VllmMetricsReader(self.loaded.metrics_url)
         self.sampler.mark(LOAD_END, f"{self.loaded.load_s or 0:.3f} s")
         return self.loaded
+
+    def _engine_sample(self) -> EngineSample | None:
+        """The engine's own gauge (vLLM's KV pool fill) once it is loaded, for the sampler."""
+        reader = self._engine_metrics
+        return reader.engine_sample() if reader is not None else None
+
+    def _stop_engine_metrics(self) -> None:
+        reader, self._engine_metrics = self._engine_metrics, None
+        if reader is not None:
+            reader.close()
 
     @property
     def backend(self) -> Backend:
@@ -192,6 +209,7 @@ class ModelRun:
         if self.loaded is not None:
             if sampler is not None:
                 sampler.mark(UNLOAD, self.loaded.id)
+            self._stop_engine_metrics()
             self._backend.unload(self.loaded.id)
             if sampler is not None:
                 sampler.mark(UNLOADED, self.loaded.id)
@@ -250,11 +268,13 @@ class ModelRun:
         )  # fmt: skip
         chunks: list[ChatChunk] = []
         sampler.mark(GENERATION_START, f"turn {len(self.turns)}")
+        sampler.engine_at_full_rate(True)
         try:
             for chunk in self.backend.stream_chat(request):
                 chunks.append(chunk)
                 yield chunk
         finally:
+            sampler.engine_at_full_rate(False)
             sampler.mark(GENERATION_END, f"{len(chunks)} chunks")
         self.turns.append(self._finish_turn(sampler, chunks))
 
@@ -316,6 +336,7 @@ class ModelRun:
             "mode": self.mode,
             "settings": self.load_settings,
             "load_s": loaded.load_s if loaded else None,
+            "engine": self._backend.engine_kind if self._backend else None,
             "engine_buffers": {kind: buffers.total(kind) for kind in buffers.by_kind}
             if buffers
             else None,
