@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from yoyu.testing.hf_folders import LLAMA_3_2_1B, write_llama_folder
 from yoyu.testing.sparse_models import write_sparse_model
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "plan.schema.json"
@@ -147,3 +148,23 @@ def test_llama_fit_without_the_program_is_one_line_and_exit_2(
     result = run_plan(str(real_gemma), "--compare-fit", home=isolated_home)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "yoyu engine install" in result.stderr
+
+
+def test_a_vllm_plan_of_a_folder_sizes_the_pool_and_emits_it(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """`yoyu plan FOLDER --engine vllm`: a pool too big for the memory given is the move
+    taken, the JSON (schema-checked) and the emitted command carry the pool it chose."""
+    folder = write_llama_folder(tmp_path / "llama-3.2-1b", LLAMA_3_2_1B)
+    flags = ["--engine", "vllm", "--machine", "linux-cpu-32g", "--free", "10GiB",
+             "--ctx", "8192", "--kv-cache-memory", "8GiB"]  # fmt: skip
+    result = run_plan(str(folder), *flags, "--json", "--emit", "vllm", home=isolated_home)
+    assert result.returncode == 0, result.stderr
+    data = plan_json(result)
+    assert data["verdict"] == "FITS_WITH_CHANGES" and data["applied_move"]["action"] == "kv_pool"
+    pool = data["applied_move"]["settings_change"]["kv_cache_bytes"]
+    argv = data["emit"]["argv"]
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == str(pool) and pool < 8 * 1024**3
+    human = run_plan(str(folder), *flags, home=isolated_home)
+    assert "max_model_len 8192 · KV auto · pool" in human.stdout
+    assert "flash attention" not in human.stdout

@@ -5,11 +5,8 @@ compared in tests/real/test_real_vllm.py)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 from yoyu.errors import SettingsError
 from yoyu.estimate.estimator import estimate_memory
@@ -28,6 +25,7 @@ from yoyu.models.spec import ModelSpec
 from yoyu.plan.emit.vllm import vllm_command
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import PlanRequest
+from yoyu.testing.hf_folders import write_llama_folder
 
 GIB = 1024**3
 # the shape of the model vLLM was measured with: 4 layers, 2 KV heads of 64, hidden 256
@@ -41,24 +39,7 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
-    folder = tmp_path_factory.mktemp("hf") / "tiny"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(CONFIG), encoding="utf-8")
-    embd, ff, kv = 256, 512, 128
-    arrays = {
-        "model.embed_tokens.weight": np.zeros((512, embd), np.float16),
-        "lm_head.weight": np.zeros((512, embd), np.float16),
-    }
-    for layer in range(4):
-        prefix = f"model.layers.{layer}."
-        arrays |= {
-            prefix + "self_attn.q_proj.weight": np.zeros((embd, embd), np.float16),
-            prefix + "self_attn.k_proj.weight": np.zeros((kv, embd), np.float16),
-            prefix + "self_attn.v_proj.weight": np.zeros((kv, embd), np.float16),
-            prefix + "mlp.down_proj.weight": np.zeros((embd, ff), np.float16),
-        }
-    save_file(arrays, str(folder / "model.safetensors"))
-    return read_hf_model(folder)
+    return read_hf_model(write_llama_folder(tmp_path_factory.mktemp("hf") / "tiny", CONFIG))
 
 
 def vllm(**fields: object) -> RunSettings:
@@ -123,7 +104,9 @@ def test_a_vllm_plan_emits_the_pool_it_planned_and_listens_on_loopback(
     slots = make_plan(
         spec, cpu_box, PlanRequest(settings=dataclasses.replace(settings, n_parallel=8))
     )
-    assert "--max-num-seqs" in vllm_command(slots, spec, "/m", cpu_box, GIB).argv
+    slots_argv = vllm_command(slots, spec, "/m", cpu_box, GIB).argv
+    assert slots_argv[slots_argv.index("--max-num-seqs") + 1] == "8"
+    assert argv[argv.index("--max-num-seqs") + 1] == "1"  # not vLLM's default of 256
 
 
 def test_vllm_settings_are_checked() -> None:

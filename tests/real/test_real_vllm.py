@@ -14,12 +14,17 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import psutil
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import CallToolResult
 from openai import OpenAI
 
 import yoyu.testing
@@ -211,3 +216,46 @@ def test_yoyu_serve_answers_from_vllm_and_stops_it_with_itself(
     assert chat.usage is not None and chat.usage.completion_tokens > 0
     assert completion.usage is not None and completion.usage.completion_tokens > 0
     wait_until(lambda: not any(member.is_running() for member in tree), 30, "vLLM to end")
+
+
+def test_mcp_tools_plan_list_and_answer_from_a_vllm_model(
+    served: tuple[Plan, str, int, Path], tmp_path: Path
+) -> None:
+    """`yoyu mcp` with a vLLM-served model: the same tools as for llama.cpp's, the plan is
+    vLLM's (its pool), the answer comes from vLLM."""
+    assert VLLM_PYTHON is not None
+    model = served[3].parent / "tiny-llama"
+    config = tmp_path / "yoyu.toml"
+    config.write_text(
+        '[backends.v]\nkind = "llama.cpp"\nengine = "vllm"\n'
+        f'[served.tiny]\nbackend = "v"\npath = "{model}"\n'
+        f"settings = {{ n_ctx = 2048, kv_cache_bytes = {KV_POOL} }}\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, PYTHON_ENV: VLLM_PYTHON, "YOYU_HOME": str(tmp_path / "home")}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "yoyu", "mcp", "--config", str(config)], env=env
+    )
+    seen = anyio.run(_mcp_session, params)
+    for name, result in seen.items():
+        assert not result.is_error, (name, result.content)
+    plan = seen["plan_model"].structured_content
+    assert plan is not None and plan["settings"]["engine"] == "vllm"
+    assert plan["totals"]["kv_bytes"] == KV_POOL
+    answer = seen["generate"].structured_content
+    assert answer is not None and answer["model"] == "tiny" and answer["completion_tokens"] > 0
+    listing = seen["list_models"].structured_content
+    assert listing is not None
+    assert any(entry["id"] == "tiny" and entry["loaded"] for entry in listing["served"])
+
+
+async def _mcp_session(params: StdioServerParameters) -> dict[str, CallToolResult]:
+    seen = {}
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        seen["plan_model"] = await session.call_tool("plan_model", {"model": "tiny"})
+        seen["generate"] = await session.call_tool(
+            "generate", {"prompt": "The quick brown", "max_tokens": 8}
+        )
+        seen["list_models"] = await session.call_tool("list_models", {"installed": False})
+    return seen

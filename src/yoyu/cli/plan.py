@@ -27,8 +27,9 @@ from yoyu.cli.node import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
-from yoyu.estimate.engine import ENGINES
+from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
@@ -351,6 +352,13 @@ def _risk_reason(plan: Plan) -> str:
 
 def _settings_line(plan: Plan) -> str:
     settings = plan.settings
+    if settings.engine == VLLM_NAME:  # no layers, batches or flash attention to choose
+        where = ", ".join(device.name for device in plan.devices if device.kv_bytes) or "CPU"
+        return (
+            f"max_model_len {plan.estimate.n_ctx} · KV {vllm_kv_type(settings)} · pool "
+            f"{format_bytes(settings.kv_cache_bytes or 0)} · max_num_seqs "
+            f"{settings.n_parallel} · on {where}"
+        )
     flash = "on" if settings.flash_attn else "off"
     return (
         f"ctx {plan.estimate.n_ctx} · KV {settings.type_k} · batch {settings.n_batch}/"

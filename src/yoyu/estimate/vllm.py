@@ -92,10 +92,14 @@ def activation_bytes(spec: ModelSpec, settings: RunSettings) -> int:
     return tokens * widest * 2 + logits
 
 
+def pool_block_tokens(on_gpu: bool) -> int:
+    return GPU_BLOCK_TOKENS if on_gpu else CPU_BLOCK_TOKENS
+
+
 def vllm_pool(spec: ModelSpec, settings: RunSettings, device_total_bytes: int | None) -> VllmPool:
     """The pool: the bytes asked for, else the utilization rule on a GPU (``None``: the
     CPU, where the default space applies), rounded down to whole blocks."""
-    per_token = kv_bytes_per_token(spec, _vllm_kv_type(settings))
+    per_token = kv_bytes_per_token(spec, vllm_kv_type(settings))
     if settings.kv_cache_bytes is not None:
         asked = settings.kv_cache_bytes
     elif device_total_bytes is None:
@@ -104,12 +108,13 @@ def vllm_pool(spec: ModelSpec, settings: RunSettings, device_total_bytes: int | 
         utilization = settings.gpu_memory_utilization or DEFAULT_GPU_UTILIZATION
         taken = spec.tensor_bytes + activation_bytes(spec, settings) + CUDA_CONTEXT_BYTES
         asked = max(0, int(utilization * device_total_bytes) - taken)
-    block = GPU_BLOCK_TOKENS if device_total_bytes is not None else CPU_BLOCK_TOKENS
+    block = pool_block_tokens(device_total_bytes is not None)
     tokens = asked // per_token // block * block if per_token else 0
     return VllmPool(tokens * per_token, tokens, per_token, settings.n_ctx)
 
 
-def _vllm_kv_type(settings: RunSettings) -> str:
+def vllm_kv_type(settings: RunSettings) -> str:
+    """vLLM's ``--kv-cache-dtype`` for the plan's KV type: any quantized type is fp8."""
     return "fp8" if settings.type_k in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1") else "auto"
 
 

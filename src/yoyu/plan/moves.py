@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yoyu.estimate.engine import LLAMA_SERVER_NAME, engine_profile
+from yoyu.estimate.engine import LLAMA_SERVER_NAME, VLLM_NAME, engine_profile
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
@@ -33,6 +33,7 @@ from yoyu.plan.placement import (
     n_layers_total,
 )
 from yoyu.plan.types import Move, PlanRequest, Risk, Verdict
+from yoyu.plan.vllm_moves import vllm_moves
 from yoyu.units import format_bytes
 
 CTX_LADDER = (131072, 65536, 32768, 16384, 8192, 4096, 2048)
@@ -70,6 +71,8 @@ def fitting_moves(
     def judge(model: ModelSpec, plan_request: PlanRequest, settings: RunSettings) -> Assessment:
         return assess(model, machine, plan_request, settings, estimate)
 
+    if current.placement.settings.engine == VLLM_NAME:
+        return _vllm_candidates(current, machine, request, judge)
     found = [
         _flash_attention(current, request, judge),
         _reduce_ctx(current, request, judge),
@@ -83,6 +86,20 @@ def fitting_moves(
         _remote(),
     ]
     return tuple(candidate for candidate in found if candidate is not None)
+
+
+def _vllm_candidates(
+    current: Assessment, machine: Machine, request: PlanRequest, judge: Assess
+) -> tuple[Candidate, ...]:
+    """vLLM sizes a pool at start: its moves size the pool (``vllm_moves``); the model
+    comes as a folder, so no smaller GGUF quant or llama.cpp cluster is offered."""
+
+    def judge_settings(settings: RunSettings) -> Assessment:
+        return judge(current.spec, request, settings)
+
+    found = vllm_moves(current, machine, judge_settings)
+    remote = _remote()
+    return (*(_candidate(action, *move) for action, move in found), remote)
 
 
 # --- settings of the same model ------------------------------------------------

@@ -38,7 +38,10 @@ from yoyu.plan.types import (
 from yoyu.units import format_bytes
 
 SpeedFn = Callable[[ModelSpec, MemoryEstimate, Machine], SpeedPrediction]
-SETTINGS_MOVES = ("flash_attn", "reduce_ctx", "quantize_kv", "reduce_batch", "fewer_gpu_layers")
+SETTINGS_MOVES = (
+    "flash_attn", "reduce_ctx", "quantize_kv", "reduce_batch", "fewer_gpu_layers",
+    "kv_pool", "fewer_seqs",  # vLLM's (plan.vllm_moves)
+)  # fmt: skip
 _RISK_ORDER = (Risk.SAFE, Risk.TIGHT, Risk.CAUTION, Risk.ABORT)
 ONE_NODE_NOTE = "the first node holds the whole model; no split across nodes is needed"
 

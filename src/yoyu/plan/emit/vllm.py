@@ -57,8 +57,8 @@ def vllm_command(
         argv += ["--kv-cache-memory-bytes", str(settings.kv_cache_bytes)]
     else:
         argv += ["--gpu-memory-utilization", f"{utilization:.2f}"]
-    if settings.n_parallel > 1:
-        argv += ["--max-num-seqs", str(settings.n_parallel)]
+    # always: vLLM's own default (256 on a GPU) is not what the plan sized the logits for
+    argv += ["--max-num-seqs", str(settings.n_parallel)]
     tensor_parallel = tensor_parallel_size(len(_cuda_gpus(machine)), spec.n_head)
     if tensor_parallel > 1:
         argv += ["--tensor-parallel-size", str(tensor_parallel)]
