@@ -17,7 +17,8 @@ from rich.table import Table
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import print_profile
 from yoyu.monitor.phases import LOAD_START, phase_profile
-from yoyu.monitor.store import RunRecord, RunStore
+from yoyu.monitor.store import RunRecord, RunStore, run_state
+from yoyu.monitor.types import Sample
 from yoyu.units import format_mib
 
 runs_app = typer.Typer(
@@ -76,7 +77,7 @@ def show_command(
     if as_json:
         print_json(shown)
         return
-    _print_record(record, len(samples))
+    _print_record(record, samples)
     result = record.result or {}
     report = {**result, "phases": phases, "stabilize_s": profile.stabilize_s,
               "predicted": record.prediction}  # fmt: skip
@@ -86,6 +87,7 @@ def show_command(
 def _record_dict(record: RunRecord) -> dict[str, Any]:
     return {
         "id": record.id,
+        "state": run_state(record),
         "started": record.started,
         "finished": record.finished,
         "model": record.model,
@@ -120,18 +122,29 @@ def _peak(record: RunRecord) -> str:
 
 def _outcome(record: RunRecord) -> str:
     result = record.result
-    if record.finished is None or result is None:
-        return "unfinished"
+    state = run_state(record)
+    if state == "interrupted":
+        return "[red]interrupted[/] (its yoyu ended before the run did)"
+    if state == "running" or result is None:
+        return "running"
     if "error" in result:
         return f"[red]error[/]: {escape(str(result['error'])[:60])}"
     return f"{len(result.get('turns', []))} turn(s)"
 
 
-def _print_record(record: RunRecord, n_samples: int) -> None:
+def _print_record(record: RunRecord, samples: list[Sample]) -> None:
     console.print(
         f"[bold]run {record.id}[/]: {escape(record.model)} ({record.mode}), "
-        f"started {_when(record.started)}, {n_samples} samples"
+        f"started {_when(record.started)}, {len(samples)} samples"
     )
+    if run_state(record) == "interrupted":
+        last = (
+            f"; the last sample was taken {_when(samples[-1].system.wall_time)}" if samples else ""
+        )
+        console.print(
+            f"[red]interrupted[/]: the yoyu that ran it (pid {record.owner_pid}) ended before "
+            f"the run finished (killed, crashed or powered off){last}"
+        )
     settings = ", ".join(f"{k}={v}" for k, v in record.settings.items())
     console.print(f"settings: {escape(settings)}")
     result = record.result or {}

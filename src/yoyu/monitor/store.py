@@ -14,6 +14,7 @@ and a file from a newer yoyu is refused rather than misread.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -21,7 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+
+import psutil
 
 from yoyu.errors import RunStoreError
 from yoyu.monitor.types import (
@@ -47,6 +50,25 @@ class RunRecord:
     settings: dict[str, Any]
     prediction: dict[str, Any] | None
     result: dict[str, Any] | None
+    owner_pid: int | None = None  # the yoyu process that wrote the run
+    owner_started: float | None = None  # its start time, so a reused pid is not mistaken
+
+
+RunState = Literal["finished", "running", "interrupted"]
+
+
+def run_state(record: RunRecord) -> RunState:
+    """Finished; still being written by a live yoyu; or interrupted: its writer is gone
+    (killed, crashed, the machine lost power) before it finished the run."""
+    if record.finished is not None:
+        return "finished"
+    if record.owner_pid is None or record.owner_started is None:
+        return "interrupted"  # a run of a yoyu that did not record its writer
+    try:
+        started = psutil.Process(record.owner_pid).create_time()
+    except psutil.Error:
+        return "interrupted"
+    return "running" if abs(started - record.owner_started) < 1.0 else "interrupted"
 
 
 _SCHEMA_V1 = """
@@ -110,8 +132,16 @@ def _add_engine_columns_v2(connection: sqlite3.Connection) -> None:
         connection.execute(f"ALTER TABLE samples ADD COLUMN {column}")
 
 
+def _add_owner_columns_v3(connection: sqlite3.Connection) -> None:
+    """Which process writes a run, so a run whose writer died reads as interrupted."""
+    connection.execute("ALTER TABLE runs ADD COLUMN owner_pid INTEGER")
+    connection.execute("ALTER TABLE runs ADD COLUMN owner_started REAL")
+
+
 # MIGRATIONS[n] upgrades a store at user_version n to n + 1, inside one transaction.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _add_engine_columns_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_v1, _add_engine_columns_v2, _add_owner_columns_v3,
+)  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SYSTEM_COLUMNS = (
@@ -153,26 +183,32 @@ class RunStore:
         started: float | None = None,
     ) -> int:
         row = (started or time.time(), model, mode, json.dumps(settings), _json_or_none(prediction))
+        owner = (os.getpid(), psutil.Process().create_time())
         with self._lock, self._connection:
             cursor = self._connection.execute(
-                "INSERT INTO runs (started, model, mode, settings, prediction) VALUES (?,?,?,?,?)",
-                row,
+                "INSERT INTO runs (started, model, mode, settings, prediction, owner_pid, "
+                "owner_started) VALUES (?,?,?,?,?,?,?)",
+                (*row, *owner),
             )
         return int(cursor.lastrowid or 0)
 
     def add_samples(self, run_id: int, samples: Iterable[Sample]) -> None:
         """Write a batch in one transaction (readers see all of it or none of it)."""
+        self.add_batch(run_id, samples, ())
+
+    def add_event(self, run_id: int, event: Event) -> None:
+        self.add_batch(run_id, (), (event,))
+
+    def add_batch(self, run_id: int, samples: Iterable[Sample], events: Iterable[Event]) -> None:
+        """Samples and events in one transaction: a crash keeps all of it or none of it."""
         rows = [_sample_row(run_id, sample) for sample in samples]
+        marks = [(run_id, event.t_s, event.kind, event.detail) for event in events]
         placeholders = ",".join("?" * len(_SAMPLE_COLUMNS))
         sql = f"INSERT INTO samples ({','.join(_SAMPLE_COLUMNS)}) VALUES ({placeholders})"
         with self._lock, self._connection:
             self._connection.executemany(sql, rows)
-
-    def add_event(self, run_id: int, event: Event) -> None:
-        with self._lock, self._connection:
-            self._connection.execute(
-                "INSERT INTO events (run_id, t_s, kind, detail) VALUES (?,?,?,?)",
-                (run_id, event.t_s, event.kind, event.detail),
+            self._connection.executemany(
+                "INSERT INTO events (run_id, t_s, kind, detail) VALUES (?,?,?,?)", marks
             )
 
     def finish_run(
@@ -292,6 +328,8 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
         settings=json.loads(row["settings"]),
         prediction=json.loads(row["prediction"]) if row["prediction"] else None,
         result=json.loads(row["result"]) if row["result"] else None,
+        owner_pid=row["owner_pid"],
+        owner_started=row["owner_started"],
     )
 
 

@@ -7,10 +7,13 @@
 
 The order of effects, each marked in the sampler (so each has an exact reading)::
 
-    resolve + plan -> store.create_run -> sampler.start -> watchers enter
+    resolve + plan -> store.create_run -> sampler.start, recorder.start -> watchers enter
     -> load_start, backend.load, load_end
     -> per answer: generation_start, stream, generation_end, settle, stabilized
-    -> watchers exit -> unload, unloaded -> sampler.stop -> samples/events/result stored
+    -> watchers exit -> unload, unloaded -> sampler.stop -> last samples/events, result stored
+
+The recorder commits samples and marks once a second while the run goes on
+(``monitor.recorder``): a run killed mid-way keeps them up to its last second.
 
 A failed load is stored too (its result names the error) before the error
 goes on to the caller. The plan is made for the engine the backend starts
@@ -59,6 +62,7 @@ from yoyu.monitor.phases import (
     settling_figures,
     stabilize,
 )
+from yoyu.monitor.recorder import RunRecorder
 from yoyu.monitor.sampler import Sampler
 from yoyu.monitor.store import RunStore
 from yoyu.monitor.types import EngineSample
@@ -111,6 +115,7 @@ class ModelRun:
         self.notices: list[str] = []  # one line each, for the user (the CLI prints them)
         self.sampler: Sampler | None = None
         self._engine_metrics: VllmMetricsReader | None = None
+        self._recorder: RunRecorder | None = None
         self._origin_t_s = 0.0
         self._opened = False
         self._closed = False
@@ -162,6 +167,8 @@ class ModelRun:
             backend.pids, rate_hz=self.config.rate_hz, engine=self._engine_sample
         ).start()
         assert self.run_id is not None and self.spec is not None
+        # written as they come, so a run killed mid-way keeps its evidence
+        self._recorder = RunRecorder(store, self.run_id, self.sampler).start()
         model = ModelRef(_model_id(self.spec), _model_path(self.spec))
         prediction = self.prediction
         host_bytes = prediction.total_bytes - prediction.gpu_bytes if prediction else None
@@ -221,11 +228,9 @@ class ModelRun:
         try:
             if sampler is not None:
                 sampler.stop()
+            if self._recorder is not None:
+                self._recorder.stop()  # the samples and marks since its last commit
             if store is not None and self.run_id is not None:
-                if sampler is not None:
-                    store.add_samples(self.run_id, sampler.samples())
-                    for event in sampler.events():
-                        store.add_event(self.run_id, event)
                 store.finish_run(self.run_id, dict(result or self.summary()))
         finally:
             if store is not None and self._owns_store:
