@@ -119,7 +119,7 @@ def _message(entry: object, index: int) -> ChatMessage:
     if not isinstance(entry, dict):
         raise BadRequestError(f"{where} must be an object with a role", param=where)
     role = entry.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a list or object is unhashable
         raise BadRequestError(
             f"{where}.role {role!r} is not a role; use one of {', '.join(sorted(ROLES))}",
             param=f"{where}.role",
