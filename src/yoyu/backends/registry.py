@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from yoyu.backends.options import check_option_types
 from yoyu.backends.protocol import Backend
 from yoyu.errors import ConfigError
 
@@ -61,6 +62,7 @@ def _lazy_factory(target: str) -> BackendFactory:
 
     def make(**options: Any) -> Backend:
         factory: BackendFactory = getattr(importlib.import_module(module_name), attribute)
+        check_option_types(factory, options)  # base_url = [] is one line, not a traceback
         return factory(**options)
 
     return make

@@ -50,7 +50,9 @@ Every unknown key is a ConfigError that names it and the file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +175,7 @@ _SERVED_KEYS = {
     "rpc",
 }  # fmt: skip
 _ROUTE_KEYS = {"chain", "private"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def parse_gateway_config(document: Mapping[str, Any], source: Path | None = None) -> GatewayConfig:
@@ -189,6 +192,12 @@ def parse_gateway_config(document: Mapping[str, Any], source: Path | None = None
     )
     check_references(config)
     return config
+
+
+def toml_key(name: str) -> str:
+    """``name`` as it is written in TOML: bare when it can be, else quoted, so a message
+    that names it stays on one line whatever characters it holds."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
 
 
 def _table(document: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
@@ -234,7 +243,7 @@ def _server(body: Mapping[str, Any], where: str) -> ServerConfig:
 def _backends(body: Mapping[str, Any], where: str) -> dict[str, BackendConfig]:
     backends = {}
     for name, table in body.items():
-        section = f"backends.{name}"
+        section = f"backends.{toml_key(name)}"
         if not isinstance(table, Mapping) or not isinstance(table.get("kind"), str):
             raise ConfigError(f'{where}: [{section}] needs a kind, e.g. kind = "llama.cpp"')
         options = {key: value for key, value in table.items() if key != "kind"}
@@ -247,7 +256,7 @@ def _served_models(body: Mapping[str, Any], where: str) -> dict[str, ServedModel
 
 
 def _served(model_id: str, table: Any, where: str) -> ServedModel:
-    section = f"served.{model_id}"
+    section = f"served.{toml_key(model_id)}"
     if not isinstance(table, Mapping):
         raise ConfigError(f'{where}: [{section}] must be a table with backend = "NAME"')
     _reject_unknown(table, _SERVED_KEYS, section, where)
@@ -304,14 +313,16 @@ def _addresses(
 def _aliases(body: Mapping[str, Any], where: str) -> dict[str, str]:
     for name, target in body.items():
         if not isinstance(target, str):
-            raise ConfigError(f'{where}: alias {name!r} must name a model, e.g. {name} = "id"')
+            raise ConfigError(
+                f'{where}: alias {name!r} must name a model, e.g. {toml_key(name)} = "id"'
+            )
     return dict(body)
 
 
 def _routes(body: Mapping[str, Any], where: str) -> dict[str, Route]:
     routes = {}
     for name, value in body.items():
-        section = f"routes.{name}"
+        section = f"routes.{toml_key(name)}"
         table = {"chain": value} if isinstance(value, list) else value
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: route {name!r} must be a list of model ids or a table")

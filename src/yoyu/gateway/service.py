@@ -64,7 +64,7 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
-from yoyu.gateway.config import GatewayConfig, ServedModel
+from yoyu.gateway.config import GatewayConfig, ServedModel, toml_key
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.residency import Lease, Residency, ResidentInfo
@@ -262,7 +262,7 @@ def _create(name: str, kind: str, options: dict[str, Any]) -> Backend:
     try:
         return create_backend(kind, name=name, **options)
     except TypeError as error:  # an unknown option: the factory's signature says which
-        raise ConfigError(f"[backends.{name}]: {error}; check its keys") from None
+        raise ConfigError(f"[backends.{toml_key(name)}]: {error}; check its keys") from None
 
 
 class GatewayService:
