@@ -12,6 +12,11 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - yoyu depends on tomli below 3.11
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 PROXIES = {"litellm", "langchain", "openai-proxy"}  # packages that call out on their own
 _PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)(?:\s*;\s*([^\\]+?))?\s*\\?$")
