@@ -18,6 +18,8 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp_checks import LOAD_SETTINGS, check_schemas, error_text, structured
@@ -250,3 +252,66 @@ def test_api_key_guards_the_endpoint(tmp_path: Path) -> None:
         server.should_exit = True
         thread.join(timeout=15)
         service.close()
+
+
+# -- hostile arguments ----------------------------------------------------------
+
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+_PARAMETERS = {
+    "generate": ["prompt", "model", "max_tokens", "temperature", "raw", "private", "typo"],
+    "chat": ["messages", "model", "max_tokens", "temperature", "private", "typo"],
+    "list_models": ["installed", "typo"],
+    "switch_model": ["alias", "target", "typo"],
+    "health_check": ["typo"],
+    "plan_model": ["model", "machine", "ctx", "kv_type", "typo"],
+    "memory_status": ["typo"],
+}
+_VALUES = {  # plausible values beside junk, so calls get past the schema too
+    "prompt": st.text(max_size=20), "model": st.sampled_from(["tiny", "coder", "nope", ""]),
+    "max_tokens": st.integers(-2, 6), "messages": st.lists(st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "robot"]), "content": st.text(max_size=10)}),
+        max_size=2),
+    "alias": st.sampled_from(["fuzz-a", "fuzz-b", "tiny"]),  # never the module's own aliases
+    "target": st.sampled_from(["tiny", "nope", "dead"]), "machine": st.sampled_from(
+        ["linux-cpu-32g", "no-such-machine"]), "ctx": st.integers(-1, 4096),
+}  # fmt: skip
+_CALL = st.sampled_from(sorted(_PARAMETERS)).flatmap(
+    lambda tool: st.tuples(
+        st.just(tool),
+        st.dictionaries(
+            st.sampled_from(_PARAMETERS[tool]),
+            st.deferred(lambda: _JUNK),
+            max_size=3,
+        ).flatmap(
+            lambda junk: st.fixed_dictionaries(
+                {}, optional={name: _VALUES[name] for name in _PARAMETERS[tool] if name in _VALUES}
+            ).map(lambda plausible: {**junk, **plausible})
+        ),
+    )
+)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(calls=st.lists(_CALL, min_size=40, max_size=40))
+def test_any_tool_arguments_get_a_result_or_a_tool_error_and_the_server_goes_on(
+    served: Served, calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Every call returns (a result or a tool error without a traceback), and the same
+    session answers a plain call afterwards."""
+
+    async def use(opened: ClientSession) -> Any:
+        await opened.list_tools()
+        for tool, arguments in calls:
+            result = await opened.call_tool(tool, arguments)
+            text = error_text(result)
+            assert "Traceback" not in text and "site-packages" not in text, (tool, arguments)
+            assert result.is_error or result.structured_content is not None, (tool, arguments)
+        return await opened.call_tool("health_check", {})
+
+    assert not session(served.url, use).is_error
