@@ -190,14 +190,7 @@ def test_yoyu_serve_answers_from_vllm_and_stops_it_with_itself(
     served: tuple[Plan, str, int, Path], tmp_path: Path
 ) -> None:
     assert VLLM_PYTHON is not None
-    model = served[3].parent / "tiny-llama"
-    config = tmp_path / "yoyu.toml"
-    config.write_text(
-        '[backends.v]\nkind = "llama.cpp"\nengine = "vllm"\n'
-        f'[served.tiny]\nbackend = "v"\npath = "{model}"\n'
-        f"settings = {{ n_ctx = 2048, kv_cache_bytes = {KV_POOL} }}\n",
-        encoding="utf-8",
-    )
+    config = _served_vllm_config(tmp_path, served[3].parent / "tiny-llama")
     environment = {PYTHON_ENV: VLLM_PYTHON}
     with GatewayProcess(["--config", str(config)], env=environment,
                         log_path=tmp_path / "serve.log") as gateway:  # fmt: skip
@@ -224,14 +217,7 @@ def test_mcp_tools_plan_list_and_answer_from_a_vllm_model(
     """`yoyu mcp` with a vLLM-served model: the same tools as for llama.cpp's, the plan is
     vLLM's (its pool), the answer comes from vLLM."""
     assert VLLM_PYTHON is not None
-    model = served[3].parent / "tiny-llama"
-    config = tmp_path / "yoyu.toml"
-    config.write_text(
-        '[backends.v]\nkind = "llama.cpp"\nengine = "vllm"\n'
-        f'[served.tiny]\nbackend = "v"\npath = "{model}"\n'
-        f"settings = {{ n_ctx = 2048, kv_cache_bytes = {KV_POOL} }}\n",
-        encoding="utf-8",
-    )
+    config = _served_vllm_config(tmp_path, served[3].parent / "tiny-llama")
     env = {**os.environ, PYTHON_ENV: VLLM_PYTHON, "YOYU_HOME": str(tmp_path / "home")}
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "yoyu", "mcp", "--config", str(config)], env=env
@@ -259,3 +245,15 @@ async def _mcp_session(params: StdioServerParameters) -> dict[str, CallToolResul
         )
         seen["list_models"] = await session.call_tool("list_models", {"installed": False})
     return seen
+
+
+def _served_vllm_config(folder: Path, model: Path) -> Path:
+    """A yoyu.toml serving the fixture's model as "tiny" on a vLLM backend, 256 MiB pool."""
+    config = folder / "yoyu.toml"
+    config.write_text(
+        '[backends.v]\nkind = "llama.cpp"\nengine = "vllm"\n'
+        f'[served.tiny]\nbackend = "v"\npath = "{model}"\n'
+        f"settings = {{ n_ctx = 2048, kv_cache_bytes = {KV_POOL} }}\n",
+        encoding="utf-8",
+    )
+    return config

@@ -30,7 +30,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
-from yoyu.machine.types import Machine
+from yoyu.machine.types import GpuInfo, Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.units import GIB, MIB, format_bytes
 
@@ -123,7 +123,7 @@ def estimate_vllm_memory(
 ) -> MemoryEstimate:
     """Per device: the Worker's weights and pool on its device, the other processes on
     the CPU. With no CUDA/ROCm GPU, vLLM's CPU backend holds everything in RAM."""
-    gpus = [gpu for gpu in machine.gpus if gpu.vendor in ("nvidia", "amd")]
+    gpus = vllm_gpus(machine)
     if not gpus:
         return _on_the_cpu(spec, settings)
     gpu = gpus[0]
@@ -145,6 +145,11 @@ def estimate_vllm_memory(
     return MemoryEstimate(
         _resolved(settings, pool), settings.n_ctx, None, (cpu, device), notes=notes
     )
+
+
+def vllm_gpus(machine: Machine) -> list[GpuInfo]:
+    """The devices vLLM runs on: CUDA or ROCm GPUs (an Apple GPU leaves it on the CPU)."""
+    return [gpu for gpu in machine.gpus if gpu.vendor in ("nvidia", "amd")]
 
 
 def _on_the_cpu(spec: ModelSpec, settings: RunSettings) -> MemoryEstimate:

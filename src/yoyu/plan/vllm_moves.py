@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable
 
 from yoyu.estimate.types import RunSettings
-from yoyu.estimate.vllm import kv_bytes_per_token, pool_block_tokens, vllm_kv_type
+from yoyu.estimate.vllm import kv_bytes_per_token, pool_block_tokens, vllm_gpus, vllm_kv_type
 from yoyu.machine.types import Machine
 from yoyu.plan.assess import Assessment
 from yoyu.units import format_bytes
@@ -146,7 +146,7 @@ def _pool_detail(current: Assessment, machine: Machine, settings: RunSettings,
     sequences = pool / per_token / settings.n_ctx if per_token and settings.n_ctx else 0.0
     detail = f" ({sequences:.1f} sequences of {settings.n_ctx:,} tokens at once"
     gpu = next((d for d in result.placement.estimate.devices if d.kind == "gpu"), None)
-    totals = [g.total_bytes for g in machine.gpus if g.vendor in ("nvidia", "amd")]
+    totals = [device.total_bytes for device in vllm_gpus(machine)]
     if gpu is not None and totals:
         detail += f"; --gpu-memory-utilization {gpu.total_bytes / totals[0]:.2f}"
     return detail + ")"
