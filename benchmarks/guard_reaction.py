@@ -2,7 +2,7 @@
 
     python benchmarks/guard_reaction.py [--rates 200,1024,4096] [--repeats 3] [--budget-mib 1024]
 
-Scenario: a real process (tests/guard/memory_hog.py) takes memory at a set rate
+Scenario: a real process (yoyu/testing/memory_hog.py) takes memory at a set rate
 (MiB/s; the rate it achieved is printed too, since a small machine may not reach
 the fastest). Neither guard is allowed to act on the real 24 GiB: both are given
 a budget B, "act as if only B were available when you started".
@@ -48,8 +48,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from yoyu.guard import AuditLog, Guard, GuardPolicy, ProcessTarget
+from yoyu.testing import memory_hog
 
-HOG = Path(__file__).resolve().parents[1] / "tests" / "guard" / "memory_hog.py"
+HOG = Path(memory_hog.__file__)
 MIB = 1024**2
 HOLD_LIMIT_MIB = 4096  # a hog nobody stops takes this much, then holds (and the run times out)
 RUN_TIMEOUT_S = 30.0

@@ -11,9 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from yoyu.testing import memory_hog
 from yoyu.testing.waiting import wait_until
 
-HOG = Path(__file__).resolve().parents[1] / "guard" / "memory_hog.py"
+HOG = Path(memory_hog.__file__)
 GUARD_STOPPED_EXIT = 75
 
 

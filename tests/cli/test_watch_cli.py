@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-HOG = Path(__file__).resolve().parents[1] / "guard" / "memory_hog.py"
+from yoyu.testing import memory_hog
+
+HOG = Path(memory_hog.__file__)
 MIB = 1024**2
 
 

@@ -37,8 +37,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     # of it, a machine description with the node as an RPC device (estimate's name).
     "node": {"backends", "guard", "monitor", "machine", "estimate"},
     # testing: shapes and models the tests and benchmarks write, and real yoyu parts
-    # they start (testing/nodes.py: `yoyu node` workers for RPC splits)
-    "testing": {"models", "machine", "node"},
+    # they start (testing/nodes.py: `yoyu node` workers for RPC splits; testing/chaos.py
+    # sizes its memory budget with the gateway's own sizer, so the budget is the one
+    # `yoyu serve` admits against)
+    "testing": {"models", "machine", "node", "gateway"},
 }
 CORE = {"machine", "models", "estimate", "plan"}
 FORBIDDEN_IN_CORE = {

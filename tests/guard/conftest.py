@@ -1,4 +1,4 @@
-"""Real memory-taking children for the guard tests (see memory_hog.py)."""
+"""Real memory-taking children for the guard tests (see yoyu/testing/memory_hog.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from yoyu.testing import memory_hog
 from yoyu.testing.waiting import WaitTimeout, wait_until
 
-HOG = Path(__file__).with_name("memory_hog.py")
+HOG = Path(memory_hog.__file__)
 MIB = 1024**2
 
 

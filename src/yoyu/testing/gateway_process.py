@@ -77,16 +77,21 @@ class GatewayProcess:
             return []
         return [child.pid for child in children if child.is_running()]
 
-    def stop(self) -> int | None:
+    def terminate(self) -> int | None:
+        """SIGTERM and wait (SIGKILL after STOP_TIMEOUT_S); what it leaves running stays."""
         if self.process is None:
             return None
-        engines = self.engine_pids()
         self.process.terminate()
         try:
-            code = self.process.wait(STOP_TIMEOUT_S)
+            return self.process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            code = self.process.wait()
+            return self.process.wait()
+
+    def stop(self) -> int | None:
+        """``terminate()``, then kill any engine the gateway failed to stop."""
+        engines = self.engine_pids()
+        code = self.terminate()
         for pid in engines:  # a gateway that failed to stop its engines is a bug; tidy anyway
             if psutil.pid_exists(pid):
                 psutil.Process(pid).kill()

@@ -32,6 +32,7 @@ class StubBehaviour:
     reply: str = "Hello from the stub."
     stream_chunks: int = 4
     fail_status: int | None = None  # answer every generation with this status
+    fail_every: int | None = None  # answer every Nth generation with a 500 (1-based)
     die_after_chunks: int | None = None  # shut the socket after this many chunks
     tool_call: tuple[str, str] = ("mul", '{"a": 6, "b": 7}')  # (name, arguments) when tools given
 
@@ -54,6 +55,7 @@ class OpenAIStub:
         self.requests: list[RecordedRequest] = []
         self._record = record
         self._lock = threading.Lock()
+        self._generations = 0
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
@@ -95,6 +97,13 @@ class OpenAIStub:
             with self._lock:
                 self.requests.append(request)
 
+    def _fails_next_generation(self) -> bool:
+        """Count one generation; whether ``fail_every`` makes this one fail."""
+        every = self.behaviour.fail_every
+        with self._lock:
+            self._generations += 1
+            return every is not None and self._generations % every == 0
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -132,8 +141,10 @@ class _StubHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         self.owner._remember(RecordedRequest("POST", self.path, body, dict(self.headers)))
         behaviour = self.owner.behaviour
-        if behaviour.fail_status is not None:
-            self._json(behaviour.fail_status, {"error": {"message": "stub told to fail"}})
+        failing = self.owner._fails_next_generation()
+        if behaviour.fail_status is not None or failing:
+            status = behaviour.fail_status or 500
+            self._json(status, {"error": {"message": "stub told to fail"}})
             return
         kind = "chat" if self.path.endswith("/chat/completions") else "completion"
         if self.path.endswith("/embeddings"):

@@ -1,10 +1,12 @@
-"""A real process that takes memory at a set rate: the guard's test subject.
+"""A real process that takes memory at a set rate: the guard's test subject, and the
+other application that eats memory in a chaos run.
 
-    python memory_hog.py RATE_MIB_S [--limit MIB] [--chunk MIB] [--ignore-term]
-                         [--wait-stdin] [--name NAME] [--spawn PROGRAM ARG...]
+    python memory_hog.py RATE_MIB_S [--limit MIB] [--leave MIB] [--hold S] [--chunk MIB]
+                         [--ignore-term] [--wait-stdin] [--name NAME] [--spawn PROGRAM ARG...]
 
 Takes ``--chunk`` MiB at a time (written, so resident at once), paced to
-RATE MiB/s, until ``--limit`` MiB (then holds forever). After each chunk it
+RATE MiB/s, until ``--limit`` MiB, or until the machine has only ``--leave``
+MiB available, then holds them (forever, or ``--hold`` seconds and exits). After each chunk it
 prints ``<time.monotonic()> <bytes taken>`` on stdout, so a reader knows when
 each level was reached (CLOCK_MONOTONIC is one clock for every process on
 Linux). ``--ignore-term`` ignores SIGTERM; ``--spawn`` first starts a child
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 MIB = 1024**2
 
@@ -28,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("rate", type=float, help="MiB per second")
     parser.add_argument("--limit", type=float, default=1e12, help="MiB, then hold")
+    parser.add_argument("--leave", type=float, default=0.0, help="MiB to leave available")
+    parser.add_argument("--hold", type=float, default=None, help="seconds to hold, then exit")
     parser.add_argument("--chunk", type=float, default=8.0, help="MiB per allocation")
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--wait-stdin", action="store_true", help="start on a line of input")
@@ -47,16 +52,19 @@ def main() -> None:
     if args.wait_stdin:
         report("waiting")
         sys.stdin.readline()
-    grow(int(args.chunk * MIB), args.rate * MIB, int(args.limit * MIB))
+    grow(int(args.chunk * MIB), args.rate * MIB, int(args.limit * MIB), int(args.leave * MIB))
+    if args.hold is not None:
+        time.sleep(args.hold)  # holding memory for a while is the point of a hog
+        return
     while True:
         time.sleep(3600)
 
 
-def grow(chunk: int, rate: float, limit: int) -> None:
+def grow(chunk: int, rate: float, limit: int, leave: int = 0) -> None:
     blocks: list[bytes] = []
     taken, start = 0, time.monotonic()
     report(f"{start:.6f} 0")
-    while taken + chunk <= limit:
+    while taken + chunk <= limit and (not leave or available_bytes() - chunk > leave):
         delay = start + (taken + chunk) / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -64,6 +72,15 @@ def grow(chunk: int, rate: float, limit: int) -> None:
         taken += chunk
         report(f"{time.monotonic():.6f} {taken}")
     globals()["_kept"] = blocks
+
+
+def available_bytes() -> int:
+    """MemAvailable, read without psutil so the hog starts fast and needs nothing."""
+    with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no MemAvailable")
 
 
 def set_name(name: str) -> None:

@@ -1,0 +1,54 @@
+"""The chaos benchmark, short: `yoyu serve` keeps its promises while engines die under it.
+
+The real Gemma and two tiny models behind one budget that holds two of them,
+a remote API that fails every 5th request, routes with fallback and an alias;
+four clients, whole and streamed requests, while an engine is SIGKILLed every
+second or so, a memory hog eats into the guard's caution zone, and some
+clients hang up mid-stream (``benchmarks/chaos.py`` is the long run).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from yoyu.testing.chaos import ChaosModels, ChaosSettings, run_chaos
+from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.units import GIB
+
+pytestmark = pytest.mark.slow
+
+SHORT = ChaosSettings(
+    requests=160,
+    clients=4,
+    kill_every_s=1.0,
+    hog_every_s=1.5,
+    hog_hold_s=1.0,
+    leave_share=0.2,
+    room_bytes=3 * GIB // 2,
+    time_limit_s=120.0,
+)
+
+
+def test_under_chaos_every_failure_is_clean_and_nothing_is_left_behind(
+    real_gemma: Path, tmp_path: Path
+) -> None:
+    tiny = (write_tiny_model(tmp_path / "a.gguf").path, write_tiny_model(tmp_path / "b.gguf").path)
+    report = run_chaos(ChaosModels(tiny, real_gemma), SHORT, tmp_path)
+
+    # the faults really happened, and the load really ran through them
+    assert report.engine_kills >= 2 and report.hogs >= 1 and report.left >= 1
+    assert report.sent == SHORT.requests
+    assert report.answered > report.sent // 2
+    assert report.fallbacks >= 1  # the remote fails every 5th request: cloud-first falls back
+    assert {"gemma", "tiny-a", "tiny-b", "cloud"} <= set(report.routes)
+    # every failure was a well-formed OpenAI error or a clean stream error event
+    assert report.unclean == {}, report.clean_errors
+    assert all(re.fullmatch(r"[45]\d\d [a-z_]+|stream error: [a-z_]+", k) for k in report.clean_errors)
+    # what the gateway promises under faults
+    assert report.floor_crossings == 0, f"least headroom {report.least_headroom_bytes}"
+    assert report.orphan_engines == 0
+    assert report.leases_leaked == 0
+    assert report.tracebacks_in_log == 0
