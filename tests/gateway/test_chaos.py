@@ -19,6 +19,7 @@ from yoyu.testing.tiny_models import write_tiny_model
 from yoyu.units import GIB
 
 pytestmark = pytest.mark.slow
+CLEAN_ERROR = r"[45]\d\d [a-z_]+|stream error: [a-z_]+"  # a status or event, and its type
 
 SHORT = ChaosSettings(
     requests=160,
@@ -46,7 +47,7 @@ def test_under_chaos_every_failure_is_clean_and_nothing_is_left_behind(
     assert {"gemma", "tiny-a", "tiny-b", "cloud"} <= set(report.routes)
     # every failure was a well-formed OpenAI error or a clean stream error event
     assert report.unclean == {}, report.clean_errors
-    assert all(re.fullmatch(r"[45]\d\d [a-z_]+|stream error: [a-z_]+", k) for k in report.clean_errors)
+    assert all(re.fullmatch(CLEAN_ERROR, kind) for kind in report.clean_errors)
     # what the gateway promises under faults
     assert report.floor_crossings == 0, f"least headroom {report.least_headroom_bytes}"
     assert report.orphan_engines == 0

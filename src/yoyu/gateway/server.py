@@ -17,6 +17,7 @@ import uvicorn
 
 from yoyu.gateway.app import Extension, create_app
 from yoyu.gateway.config import GatewayConfig, api_key
+from yoyu.gateway.malloc_arenas import limit_malloc_arenas
 from yoyu.gateway.service import GatewayService
 
 
@@ -80,7 +81,11 @@ def build_server(
 
 
 def serve(config: GatewayConfig, extend: Extend | None = None) -> None:
-    """Serve in the foreground until interrupted; the engines yoyu started stop with it."""
+    """Serve in the foreground until interrupted; the engines yoyu started stop with it.
+
+    The process is the gateway's own, so its allocator is set for a long life
+    (``malloc_arenas``) before any worker thread exists."""
+    limit_malloc_arenas()
     server, service = build_server(config, extend)
     try:
         server.run()

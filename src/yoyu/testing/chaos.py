@@ -46,6 +46,7 @@ from yoyu.gateway.config import ServedModel
 from yoyu.gateway.sizing import PlanSizer
 from yoyu.guard.audit import AUDIT_FILE_NAME, read_audit
 from yoyu.monitor.leak import LeakCheck, check_leak
+from yoyu.monitor.procfs import ProcFs
 from yoyu.testing import memory_hog
 from yoyu.testing.chaos_client import ANSWERED, LEFT, UNCLEAN, ChaosRequest, Outcome, send
 from yoyu.testing.gateway_process import GatewayProcess
@@ -57,7 +58,7 @@ ROUTE_HEADER = "x-yoyu-route"
 HOG = Path(memory_hog.__file__)
 HOG_RATE_MIB_S = 2048  # another application's fast start: a 50 Hz guard sees it in steps
 WATCH_INTERVAL_S = 0.05  # memory and engine pids at 20 Hz
-RSS_EVERY_TICKS = 10  # the gateway's RSS at 2 Hz
+MEMORY_EVERY_TICKS = 10  # the gateway's own memory at 2 Hz
 CAUTION_GAP_BYTES = 1 * GIB  # caution floor above the abort floor
 SETTLE_TIMEOUT_S = 10.0
 WARM_UP_ROUNDS = 3  # for leases to be released after the last answer
@@ -115,8 +116,9 @@ class ChaosReport:
     orphan_engines: int  # engine processes alive after the gateway stopped
     leases_leaked: int  # requests still counted in flight once all were answered
     tracebacks_in_log: int
-    gateway_rss: LeakCheck  # the gateway process's RSS over the run
-    gateway_rss_mib: tuple[float, float]  # first and last sample
+    gateway_growth: LeakCheck  # the gateway's anonymous + swapped memory, second half of the run
+    gateway_settling: LeakCheck  # the same over the first half, while its allocator settles
+    gateway_rss_mib: tuple[float, float]  # its RSS at the first and the last sample
     answer_p50_s: float
     answer_p95_s: float
     duration_s: float
@@ -263,7 +265,8 @@ def _report(
         orphan_engines=0,
         leases_leaked=leases,
         tracebacks_in_log=0,
-        gateway_rss=check_leak(watch.rss_points),
+        gateway_growth=check_leak(watch.growth_points[len(watch.growth_points) // 2 :]),
+        gateway_settling=check_leak(watch.growth_points[: len(watch.growth_points) // 2]),
         gateway_rss_mib=watch.rss_ends_mib(),
         answer_p50_s=_percentile(answered, 0.50),
         answer_p95_s=_percentile(answered, 0.95),
@@ -299,7 +302,16 @@ class _Background:
 
 class _Watch(_Background):
     """Available memory against the floor and the engines the gateway starts, at 20 Hz;
-    the gateway's RSS at 2 Hz."""
+    the gateway's own memory at 2 Hz: anonymous + swapped (what a leak grows, as
+    ``yoyu.monitor.leak`` fits it: RSS also moves with code and file pages) and RSS.
+
+    The leak verdict is fitted to the second half of the run. The first half is
+    the C allocator settling, which is growth with an end: measured here, 400
+    engine load/unload cycles in one gateway process grew its anonymous memory
+    3.3 MiB over the first 100 cycles and 0.04 MiB over the next 300 (glibc's
+    per-thread arenas fill and fragment, then are reused). A leak keeps growing
+    with the work; it shows in the second half as much as in the first.
+    """
 
     def __init__(self, gateway: GatewayProcess, floor: int) -> None:
         super().__init__()
@@ -308,27 +320,29 @@ class _Watch(_Background):
         self.crossings = 0
         self.least_headroom = psutil.virtual_memory().available - floor
         self.engines: set[Engine] = set()
-        self.rss_points: list[tuple[float, int]] = []
+        self.growth_points: list[tuple[float, int]] = []
+        self.rss_mib: list[float] = []
 
     def loops(self) -> list[Callable[[], None]]:
         return [self._loop]
 
     def rss_ends_mib(self) -> tuple[float, float]:
-        if not self.rss_points:
-            return (0.0, 0.0)
-        return (self.rss_points[0][1] / MIB, self.rss_points[-1][1] / MIB)
+        return (self.rss_mib[0], self.rss_mib[-1]) if self.rss_mib else (0.0, 0.0)
 
     def _loop(self) -> None:
         assert self.gateway.process is not None
-        gateway = psutil.Process(self.gateway.process.pid)
+        procfs, pid = ProcFs(), self.gateway.process.pid
         started, tick = time.monotonic(), 0
         while not self.stop.wait(WATCH_INTERVAL_S):
             headroom = psutil.virtual_memory().available - self.floor
             self.least_headroom = min(self.least_headroom, headroom)
             self.crossings += headroom < 0
             self.engines.update(_identities(self.gateway.engine_pids()))
-            if tick % RSS_EVERY_TICKS == 0:
-                self.rss_points.append((time.monotonic() - started, gateway.memory_info().rss))
+            status = procfs.status(pid) if tick % MEMORY_EVERY_TICKS == 0 else None
+            if status is not None:
+                growth = status.anon_bytes + status.swap_bytes
+                self.growth_points.append((time.monotonic() - started, growth))
+                self.rss_mib.append(status.rss_bytes / MIB)
             tick += 1
 
 
