@@ -95,6 +95,9 @@ def _print(
     print(f"clean errors (chaos): {chaos.clean_errors or 'none'}")
     print(f"answers by route (chaos): {chaos.routes}")
     print(f"gateway anonymous memory, second half (chaos): {chaos.gateway_growth.reason}")
+    for name, report in (("calm", calm), ("chaos", chaos)):
+        if report.first_traceback:
+            print(f"first traceback in the gateway's log ({name}):\n{report.first_traceback}")
     share = (_share(chaos) / _share(calm)) if _share(calm) else float("nan")
     print(f"ratio chaos/calm: answered share {share:.3f}", end="")
     if calm.answer_p50_s and calm.answer_p95_s:

@@ -31,7 +31,7 @@ from yoyu.backends.llamacpp_flags import (
 )
 from yoyu.backends.llamacpp_log import engine_complaint, parse_request_timings
 from yoyu.backends.llamacpp_server import LlamaCppServerBackend
-from yoyu.backends.openai_http import HttpTimeouts
+from yoyu.backends.openai_http import HttpTimeouts, OpenAIHttpClient
 from yoyu.backends.ports import free_loopback_port
 from yoyu.backends.protocol import (
     Backend,
@@ -572,3 +572,24 @@ def test_an_engine_ends_when_the_yoyu_that_started_it_is_killed(
         parent.kill()  # SIGKILL: no atexit, no close(); only the engine's own watch is left
     _gone, alive = psutil.wait_procs([engine], timeout=30)
     assert alive == [], "the engine outlived the process that started it"
+
+
+@pytest.mark.slow
+def test_an_engine_unloaded_while_its_health_probe_is_out_is_no_problem(
+    tiny: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = make_backend(tmp_path)
+    try:
+        backend.load(ModelRef("tiny", tiny.path), SETTINGS)
+        probe = OpenAIHttpClient.list_model_ids
+
+        def unloaded_first(client: OpenAIHttpClient, timeout_s: float | None = None) -> Any:
+            backend.unload("tiny")  # a request or the guard, on another thread, meanwhile
+            return probe(client, timeout_s=timeout_s)
+
+        monkeypatch.setattr(OpenAIHttpClient, "list_model_ids", unloaded_first)
+        health = backend.health()
+        assert health.ok, health.detail
+        assert backend.loaded_models() == []
+    finally:
+        backend.close()

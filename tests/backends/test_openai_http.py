@@ -335,3 +335,20 @@ def test_a_finished_stream_gives_its_connection_back_for_the_next_request() -> N
             client.close()
     assert texts == ["tok0 tok1 tok2 tok3 "] * 3
     assert len(accepted) == 1
+
+
+def test_a_client_closed_under_its_caller_is_an_unavailable_backend() -> None:
+    """Measured in a chaos run: a health probe met an engine unloaded meanwhile and
+    httpx's RuntimeError killed the gateway's maintenance thread."""
+    with OpenAIStub() as stub:
+        client = OpenAIHttpClient(stub.base_url, label="engine (tiny)")
+        client.close()
+        body = chat_body(ChatRequest("m", (ChatMessage("user", "hi"),)), stream=True)
+        calls: list[Callable[[], object]] = [
+            lambda: client.get_json("/models"),
+            lambda: client.post_json("/chat/completions", body),
+            lambda: list(client.stream_lines("/chat/completions", body)),
+        ]
+        for call in calls:
+            with pytest.raises(BackendUnavailableError, match="unloaded meanwhile"):
+                call()

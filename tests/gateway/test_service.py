@@ -15,12 +15,14 @@ import pytest
 from yoyu.backends.protocol import ChatMessage, ChatRequest
 from yoyu.errors import AdmissionError, BackendRequestError
 from yoyu.estimate.engine import LLAMA_CPP_PYTHON
+from yoyu.gateway import service as service_module
 from yoyu.gateway.config import BackendConfig, GatewayConfig, Route, ServedModel, ServerConfig
 from yoyu.gateway.service import GatewayService, build_backends
 from yoyu.gateway.sizing import PlanSizer
 from yoyu.testing.gateway_process import free_port
 from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
 from yoyu.testing.tiny_models import write_tiny_model
+from yoyu.testing.waiting import wait_until
 from yoyu.units import GIB
 
 FLOOR = 2 * GIB
@@ -206,5 +208,33 @@ def test_unloading_reports_what_happened_and_counts_each_unload_once(
         assert service.backends["local"].loaded_models() == []
         assert service.unload("tiny") is False  # already gone
         assert service.residency.unloads == 1
+    finally:
+        service.close()
+
+
+def test_the_maintenance_thread_outlives_a_bug_in_a_health_check(
+    tmp_path: Path, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run: one RuntimeError ended the thread, and with it the TTL
+    reaper and every later health check for the rest of the gateway's life."""
+    monkeypatch.setattr(service_module, "MAINTENANCE_TICK_S", 0.01)
+    config = GatewayConfig(
+        server=ServerConfig(memory_floor_bytes=FLOOR, health_interval_s=0.01, guard=False),
+        backends={"lan": BackendConfig("lan", "openai", {"base_url": stub.base_url})},
+        served={"small": ServedModel("small", "lan", upstream="stub-model")},
+    )
+    service = GatewayService(
+        config, build_backends(config), available_bytes=lambda: GIB, total_bytes=lambda: GIB
+    )
+    checks: list[int] = []
+
+    def failing_health() -> object:
+        checks.append(1)
+        raise RuntimeError("a bug in a health check")
+
+    monkeypatch.setattr(service.backends["lan"], "health", failing_health)
+    service.start()
+    try:
+        wait_until(lambda: len(checks) >= 3, 10, "health checks after the first failure")
     finally:
         service.close()

@@ -210,11 +210,18 @@ class LlamaCppServerBackend:
             try:
                 each.client.list_model_ids(timeout_s=HEALTH_PROBE_S)
             except BackendError as exc:
-                problems[each.loaded.id] = str(exc)
+                if self._still_running(each):
+                    problems[each.loaded.id] = str(exc)
         if problems:
             return BackendHealth(False, "; ".join(problems.values()), None, tuple(problems))
         detail = f"{len(running)} model(s) loaded" if running else "no model loaded"
         return BackendHealth(True, detail, time.perf_counter() - started)
+
+    def _still_running(self, running: _Running) -> bool:
+        """False once ``running`` was unloaded (by a request or the guard, while a health
+        probe was out): its failure is then no engine's trouble."""
+        with self._lock:
+            return self._running.get(running.loaded.id) is running
 
     # -- requests ----------------------------------------------------------
 

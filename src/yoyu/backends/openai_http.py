@@ -165,7 +165,7 @@ class OpenAIHttpClient:
         """GET ``path`` below the base URL and return its JSON body; ``timeout_s``
         bounds the whole exchange (a probe), instead of the client's phase limits."""
         timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
-        with self._masked(), map_http_errors(self.label, self.base_url + path):
+        with self._masked(), map_http_errors(self.label, self.base_url + path), self._while_open():
             response = self._client.get(path, timeout=timeout)
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
@@ -174,7 +174,11 @@ class OpenAIHttpClient:
         self, path: str, body: Mapping[str, object], cancel: Cancellation | None = None
     ) -> Any:
         """POST ``body`` as JSON to ``path`` and return the JSON answer."""
-        with self._masked(), map_http_errors(self.label, self.base_url + path, cancel):
+        with (
+            self._masked(),
+            map_http_errors(self.label, self.base_url + path, cancel),
+            self._while_open(),
+        ):
             response = self._client.post(path, json=body, extensions=_cancellable(cancel))
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
@@ -191,6 +195,7 @@ class OpenAIHttpClient:
         with (
             self._masked(),
             map_http_errors(self.label, self.base_url + path, cancel),
+            self._while_open(),
             self._client.stream(
                 "POST", path, json=body, extensions=_cancellable(cancel)
             ) as response,
@@ -248,6 +253,19 @@ class OpenAIHttpClient:
             _drain(lines)
         finally:
             lines.close()
+
+    @contextlib.contextmanager
+    def _while_open(self) -> Iterator[None]:
+        """A client closed under a caller (its model was unloaded while a health probe or
+        request was on its way) is an unavailable backend, not httpx's RuntimeError."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if not self._client.is_closed:
+                raise
+            raise BackendUnavailableError(
+                f"{self.label}: its connection was closed (the model was unloaded meanwhile)"
+            ) from exc
 
     @contextlib.contextmanager
     def _masked(self) -> Iterator[None]:

@@ -569,6 +569,8 @@ class GatewayService:
                     next_health = time.monotonic() + self.config.server.health_interval_s
             except YoyuError as error:
                 log.warning("gateway maintenance: %s", error)
+            except Exception:  # a bug; the reaper and health checks must outlive it
+                log.exception("gateway maintenance failed; it goes on at the next tick")
 
     def _stop_runaway_engines(self) -> None:
         """Stop a managed engine that keeps a core busy with no request in flight."""

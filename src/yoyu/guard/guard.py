@@ -13,6 +13,7 @@ thread, so a command started after ``start()`` is counted from nothing.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -43,6 +44,7 @@ from yoyu.monitor.types import Sample
 
 TREND_WINDOW_S = 0.3  # long enough for a few samples, short enough to see a ramp start
 AUDIT_SAMPLES = 20  # trigger samples kept per decision
+RECENT_ACTIONS = 64  # decisions kept in memory (guard.actions)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ class Guard:
         self.baseline: Baseline | None = None
         self.thresholds: Thresholds | None = None
         self.state: GuardState | None = None
-        self.actions: list[AuditRecord] = []
+        # The latest decisions, for the caller to read; the audit log keeps every one. A
+        # gateway's guard lives for weeks and each record holds its trigger samples
+        # (~25 KiB): kept unbounded, they were a chaos run's gateway growing 1.5 MiB a minute.
+        self.actions: collections.deque[AuditRecord] = collections.deque(maxlen=RECENT_ACTIONS)
         self.first_stop: Trigger | None = None  # what made the guard stop the target
 
     @property

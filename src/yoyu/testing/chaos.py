@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,8 +42,14 @@ from yoyu.gateway.config import ServedModel
 from yoyu.gateway.sizing import PlanSizer
 from yoyu.guard.audit import AUDIT_FILE_NAME, read_audit
 from yoyu.monitor.leak import LeakCheck, check_leak
-from yoyu.monitor.procfs import ProcFs
-from yoyu.testing import memory_hog
+from yoyu.testing.chaos_background import (
+    CAUTION_GAP_BYTES,
+    Engine,
+    Faults,
+    Watch,
+    identities,
+    kill_engine,
+)
 from yoyu.testing.chaos_client import ANSWERED, LEFT, UNCLEAN, ChaosRequest, Outcome, send
 from yoyu.testing.gateway_process import GatewayProcess
 from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
@@ -55,13 +57,8 @@ from yoyu.testing.waiting import WaitTimeout, wait_until
 from yoyu.units import GIB, MIB
 
 ROUTE_HEADER = "x-yoyu-route"
-HOG = Path(memory_hog.__file__)
-HOG_RATE_MIB_S = 2048  # another application's fast start: a 50 Hz guard sees it in steps
-WATCH_INTERVAL_S = 0.05  # memory and engine pids at 20 Hz
-MEMORY_EVERY_TICKS = 10  # the gateway's own memory at 2 Hz
-CAUTION_GAP_BYTES = 1 * GIB  # caution floor above the abort floor
-SETTLE_TIMEOUT_S = 10.0
-WARM_UP_ROUNDS = 3  # for leases to be released after the last answer
+SETTLE_TIMEOUT_S = 10.0  # for leases to be released after the last answer
+WARM_UP_ROUNDS = 3
 TINY_SETTINGS = {"n_ctx": 256, "n_batch": 64, "n_ubatch": 64, "seed": 1}
 REAL_SETTINGS = {"n_ctx": 512, "seed": 1}
 
@@ -124,6 +121,7 @@ class ChaosReport:
     duration_s: float
     budget_bytes: int = 0
     needs_bytes: dict[str, int] = field(default_factory=dict)
+    first_traceback: str = ""  # the first one in the gateway's log, to read when there is one
 
     @property
     def unclean_total(self) -> int:
@@ -160,6 +158,7 @@ def run_chaos(models: ChaosModels, settings: ChaosSettings, folder: Path) -> Cha
         report,
         guard_actions={k: kinds[k] for k in ("warn", "unload", "terminate", "kill") if kinds[k]},
         tracebacks_in_log=gateway.log_text().count("Traceback"),
+        first_traceback=_first_traceback(gateway.log_text()),
         budget_bytes=budget,
         needs_bytes=needs,
     )
@@ -177,17 +176,14 @@ def plan_requests(models: ChaosModels, settings: ChaosSettings) -> list[ChaosReq
     return requests
 
 
-Engine = tuple[int, float]  # (pid, create time): pids are reused
-
-
 def _drive(
     gateway: GatewayProcess, models: ChaosModels, settings: ChaosSettings, floor: int
 ) -> tuple[ChaosReport, set[Engine]]:
     """Warm up, then the clients and the faults together; the figures before the stop,
     and every engine process the gateway ran meanwhile."""
     _warm_up(gateway, models, settings)
-    watch = _Watch(gateway, floor)
-    faults = _Faults(gateway, settings, floor)
+    watch = Watch(gateway, floor)
+    faults = Faults(gateway, settings, floor)
     started = time.monotonic()
     with watch.running(), faults.running():
         outcomes = _load(gateway, plan_requests(models, settings), settings)
@@ -235,8 +231,8 @@ def _load(
 
 def _report(
     outcomes: Sequence[Outcome],
-    watch: _Watch,
-    faults: _Faults,
+    watch: Watch,
+    faults: Faults,
     floor: int,
     duration: float,
     *,
@@ -272,134 +268,6 @@ def _report(
         answer_p95_s=_percentile(answered, 0.95),
         duration_s=duration,
     )
-
-
-# -- what runs beside the clients ----------------------------------------------
-
-
-class _Background:
-    """Threads that loop until ``running()`` ends: the watcher and the faults."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def loops(self) -> list[Callable[[], None]]:
-        raise NotImplementedError
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        self._threads = [threading.Thread(target=loop, daemon=True) for loop in self.loops()]
-        for thread in self._threads:
-            thread.start()
-        try:
-            yield
-        finally:
-            self.stop.set()
-            for thread in self._threads:
-                thread.join()
-
-
-class _Watch(_Background):
-    """Available memory against the floor and the engines the gateway starts, at 20 Hz;
-    the gateway's own memory at 2 Hz: anonymous + swapped (what a leak grows, as
-    ``yoyu.monitor.leak`` fits it: RSS also moves with code and file pages) and RSS.
-
-    The leak verdict is fitted to the second half of the run. The first half is
-    the C allocator settling, which is growth with an end: measured here, 400
-    engine load/unload cycles in one gateway process grew its anonymous memory
-    3.3 MiB over the first 100 cycles and 0.04 MiB over the next 300 (glibc's
-    per-thread arenas fill and fragment, then are reused). A leak keeps growing
-    with the work; it shows in the second half as much as in the first.
-    """
-
-    def __init__(self, gateway: GatewayProcess, floor: int) -> None:
-        super().__init__()
-        self.gateway = gateway
-        self.floor = floor
-        self.crossings = 0
-        self.least_headroom = psutil.virtual_memory().available - floor
-        self.engines: set[Engine] = set()
-        self.growth_points: list[tuple[float, int]] = []
-        self.rss_mib: list[float] = []
-
-    def loops(self) -> list[Callable[[], None]]:
-        return [self._loop]
-
-    def rss_ends_mib(self) -> tuple[float, float]:
-        return (self.rss_mib[0], self.rss_mib[-1]) if self.rss_mib else (0.0, 0.0)
-
-    def _loop(self) -> None:
-        assert self.gateway.process is not None
-        procfs, pid = ProcFs(), self.gateway.process.pid
-        started, tick = time.monotonic(), 0
-        while not self.stop.wait(WATCH_INTERVAL_S):
-            headroom = psutil.virtual_memory().available - self.floor
-            self.least_headroom = min(self.least_headroom, headroom)
-            self.crossings += headroom < 0
-            self.engines.update(_identities(self.gateway.engine_pids()))
-            status = procfs.status(pid) if tick % MEMORY_EVERY_TICKS == 0 else None
-            if status is not None:
-                growth = status.anon_bytes + status.swap_bytes
-                self.growth_points.append((time.monotonic() - started, growth))
-                self.rss_mib.append(status.rss_bytes / MIB)
-            tick += 1
-
-
-class _Faults(_Background):
-    """The engine killer and the memory hog, seeded, each on its own thread."""
-
-    def __init__(self, gateway: GatewayProcess, settings: ChaosSettings, floor: int) -> None:
-        super().__init__()
-        self.gateway = gateway
-        self.settings = settings
-        self.floor = floor
-        self.kills = 0
-        self.hogs = 0
-        self._dice = random.Random(settings.seed + 1)
-
-    def loops(self) -> list[Callable[[], None]]:
-        loops = []
-        if self.settings.kill_every_s > 0:
-            loops.append(self._kill_loop)
-        if self.settings.hog_every_s > 0:
-            loops.append(self._hog_loop)
-        return loops
-
-    def _kill_loop(self) -> None:
-        while not self.stop.wait(self.settings.kill_every_s * self._dice.uniform(0.5, 1.5)):
-            engines = self.gateway.engine_pids()
-            if engines:
-                self.kills += _kill(self._dice.choice(engines))
-
-    def _hog_loop(self) -> None:
-        while not self.stop.wait(self.settings.hog_every_s):
-            leave = self.floor + CAUTION_GAP_BYTES // 2  # inside the caution zone
-            command = [
-                sys.executable, str(HOG), str(HOG_RATE_MIB_S), "--chunk", "64",
-                "--leave", str(leave // MIB), "--limit", str(self.settings.room_bytes // MIB),
-                "--hold", str(self.settings.hog_hold_s),
-            ]  # fmt: skip
-            hog = subprocess.run(command, capture_output=True, check=False)
-            self.hogs += hog.returncode == 0
-
-
-def _kill(pid: int) -> int:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:  # it stopped on its own meanwhile
-        return 0
-    return 1
-
-
-def _identities(pids: Sequence[int]) -> set[Engine]:
-    found = set()
-    for pid in pids:
-        try:
-            found.add((pid, psutil.Process(pid).create_time()))
-        except psutil.NoSuchProcess:
-            continue
-    return found
 
 
 # -- the gateway's own figures, and its stop ------------------------------------
@@ -438,11 +306,11 @@ def _leases_after(gateway: GatewayProcess) -> int:
 def _stop_and_count_orphans(gateway: GatewayProcess, seen: set[Engine]) -> int:
     """Stop the gateway as a user's Ctrl-C would; any engine it ran that is still alive
     afterwards is an orphan."""
-    engines = seen | _identities(gateway.engine_pids())
+    engines = seen | identities(gateway.engine_pids())
     gateway.terminate()
     orphans = [pid for pid, created in engines if _alive(pid, created)]
     for pid in orphans:  # counted; now tidied, so one bad run does not haunt the next
-        _kill(pid)
+        kill_engine(pid)
     return len(orphans)
 
 
@@ -452,6 +320,15 @@ def _alive(pid: int, created: float) -> bool:
         return process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _first_traceback(log: str, most_lines: int = 40) -> str:
+    """The first traceback in ``log`` and the lines just before it (what was being done)."""
+    lines = log.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), None)
+    if start is None:
+        return ""
+    return "\n".join(lines[max(0, start - 3) : start + most_lines])
 
 
 def _percentile(values: Sequence[float], share: float) -> float:
