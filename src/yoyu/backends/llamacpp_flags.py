@@ -17,13 +17,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from yoyu.backends import llamacpp_build
-from yoyu.backends.llamacpp_log import ReportedBuffers, parse_buffer_sizes
 from yoyu.backends.ports import LOOPBACK
-from yoyu.backends.protocol import ModelRef
 from yoyu.errors import ConfigError, SettingsError
+
+if TYPE_CHECKING:  # `yoyu plan` asks find_engine() without loading the log parser
+    from yoyu.backends.llamacpp_log import ReportedBuffers
+    from yoyu.backends.protocol import ModelRef
 
 EngineKind = Literal["llama-cpp-python", "llama-server", "vllm"]
 
@@ -110,6 +112,8 @@ class LlamaCppEngine:
 
     def reported_buffers(self, log_text: str, port: int) -> ReportedBuffers:
         """llama.cpp prints one line per buffer it allocates (see ``llamacpp_log``)."""
+        from yoyu.backends.llamacpp_log import parse_buffer_sizes
+
         return parse_buffer_sizes(log_text)
 
     def metrics_url(self, port: int) -> str | None:

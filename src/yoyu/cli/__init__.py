@@ -2,7 +2,9 @@
 
 This module only wires the groups together and draws the one boundary where
 a ``YoyuError`` becomes a one-line message and exit code 2. Commands print;
-the library underneath never does.
+the library underneath never does. The groups are known by name
+(``yoyu.cli.registry``) and each module is imported only when its command
+runs, so a quick command does not pay for the server, MCP or plotting stacks.
 """
 
 from __future__ import annotations
@@ -13,33 +15,15 @@ from typing import Annotated
 import typer
 
 from yoyu import __version__
-from yoyu.cli import (
-    chat,
-    doctor,
-    engine,
-    guard,
-    inspect,
-    machine,
-    mcp,
-    migrate,
-    models,
-    node,
-    plan,
-    profile,
-    run,
-    runs,
-    serve,
-    soak,
-    watch,
-)
+from yoyu.cli.registry import APP_SETTINGS, LazyCommandGroup
 from yoyu.errors import YoyuError
 
 app = typer.Typer(
     name="yoyu",
+    cls=LazyCommandGroup,
     help="Run local LLMs with room to spare: what fits, how to place it, what it really uses.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
 
 
@@ -59,12 +43,6 @@ def _options(
     ] = False,
 ) -> None:
     """Run local LLMs with room to spare: what fits, how to place it, what it really uses."""
-
-
-for command_module in (doctor, machine, inspect, models, plan, guard, watch, serve):
-    command_module.register(app)
-for command_module in (run, chat, profile, soak, runs, mcp, migrate, engine, node):
-    command_module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.backends.llamacpp_server import find_engine
+from yoyu.backends.llamacpp_flags import find_engine
 from yoyu.cli.output import console, print_json
 from yoyu.config import load_settings
 from yoyu.errors import YoyuError

@@ -26,7 +26,6 @@ from yoyu.cli.output import console
 from yoyu.cli.serve import load_gateway_config
 from yoyu.gateway.config import GatewayConfig
 from yoyu.gateway.service import GatewayService
-from yoyu.mcp import create_mcp_server, serve_stdio
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,8 @@ def mcp_command(
         return
     if not gateway.served:
         log.warning("no model is served: pass --model PATH.gguf or a --config with [served.ID]")
+    from yoyu.mcp import serve_stdio  # the MCP SDK, once the flags and config are good
+
     service = GatewayService.from_config(gateway)
     signal.signal(signal.SIGTERM, functools.partial(_stop_now, service))
     serve_stdio(service)
@@ -80,6 +81,8 @@ def _stop_now(service: GatewayService, signum: int, frame: FrameType | None) -> 
 
 
 def _print_check(gateway: GatewayConfig, json_output: bool) -> None:
+    from yoyu.mcp import create_mcp_server
+
     service = GatewayService.from_config(gateway)
     try:
         tools = [tool.name for tool in anyio.run(create_mcp_server(service).list_tools)]

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
+from yoyu.cli.node_flags import API_KEY_ENV
 from yoyu.cli.output import console, print_json
 from yoyu.guard.policy import parse_size
-from yoyu.machine.bandwidth import with_measured_bandwidth
-from yoyu.machine.probe import probe_machine
-from yoyu.machine.types import Machine
-from yoyu.node.client import read_nodes
-from yoyu.node.rpc_protocol import read_rpc_devices
-from yoyu.node.status import with_nodes, with_rpc_servers
 from yoyu.node.worker import (
     DEFAULT_RPC_PORT,
     UNAUTHENTICATED_FLAG,
@@ -29,8 +23,6 @@ from yoyu.node.worker import (
     NodeWorker,
 )
 from yoyu.units import format_bytes
-
-API_KEY_ENV = "YOYU_API_KEY"
 
 
 def register(app: typer.Typer) -> None:
@@ -96,42 +88,3 @@ def _print_started(address: str, rpc_port: int, offer_bytes: int, open_bind: boo
             "[bold red]warning[/bold red]: rpc-server has no authentication; "
             "anyone who reaches its port can use this machine"
         )
-
-
-NodeOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--node",
-        help="A `yoyu node` worker's status address HOST:PORT (repeat): split the model "
-        "over them with llama.cpp RPC (needs llama-server).",
-    ),
-]
-
-
-RpcOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--rpc",
-        help="A llama.cpp rpc-server's HOST:PORT (repeat; as llama-server's --rpc): a device "
-        "of the plan, asked for its memory over the RPC protocol (needs llama-server).",
-    ),
-]
-
-
-def is_node_address(value: str) -> bool:
-    """``HOST:PORT`` of a live node, as opposed to a machine preset or TOML file."""
-    host, separator, port = value.rpartition(":")
-    return bool(separator and host and port.isdigit())
-
-
-def machine_with_nodes(
-    addresses: Sequence[str], rpc_endpoints: Sequence[str] = ()
-) -> Machine | None:
-    """This machine with each worker, then each raw rpc-server, as an RPC device
-    (llama-server's ``--rpc`` order), or ``None`` without either."""
-    if not addresses and not rpc_endpoints:
-        return None
-    nodes = read_nodes(addresses, os.environ.get(API_KEY_ENV) or None)
-    devices = [device for endpoint in rpc_endpoints for device in read_rpc_devices(endpoint)]
-    head = with_nodes(with_measured_bandwidth(probe_machine()), nodes)
-    return with_rpc_servers(head, devices)

@@ -17,13 +17,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.backends.llamacpp_fit import (
-    estimate_with_llama_cpp,
-    fit_params_program,
-    fit_with_llama_cpp,
-)
-from yoyu.backends.llamacpp_server import find_engine
-from yoyu.cli.node import RpcOpt, is_node_address, machine_with_nodes
+from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
@@ -37,15 +32,12 @@ from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec, resolve_model
 from yoyu.models.catalog import catalog_entries, catalog_spec
-from yoyu.plan.emit.cluster import exo_commands, rpc_commands
 from yoyu.plan.emit.llama_cpp import (
     engine_load_settings,
     llama_cpp_python_kwargs,
     llama_server_argv,
     rpc_endpoints,
 )
-from yoyu.plan.emit.ollama import ollama_config
-from yoyu.plan.emit.vllm import vllm_command
 from yoyu.plan.history import (
     History,
     history_notes,
@@ -229,6 +221,10 @@ def _emitted(
     target: str, plan: Plan, spec: ModelSpec, ref: str, machine: Machine, request: PlanRequest
 ) -> tuple[dict[str, Any], str]:
     """The launch settings as JSON and as text to paste."""
+    from yoyu.plan.emit.cluster import exo_commands, rpc_commands  # only with --emit
+    from yoyu.plan.emit.ollama import ollama_config
+    from yoyu.plan.emit.vllm import vllm_command
+
     path = spec.paths[0] if spec.paths else ref
     if target in ("exo", "rpc") and not plan.nodes:
         raise SettingsError(f"--emit {target} needs a cluster plan: give two or more --node")
@@ -263,6 +259,12 @@ def _print_emitted(plan: Plan, target: str, text: str) -> None:
 def llama_cpp_peer(spec: ModelSpec, plan: Plan, machine: Machine) -> dict[str, Any]:
     """llama-fit-params on the same file and settings: its estimate for the plan's
     placement and the placement its own fit picks (llama-server ``--fit``'s code)."""
+    from yoyu.backends.llamacpp_fit import (  # only with --compare-fit
+        estimate_with_llama_cpp,
+        fit_params_program,
+        fit_with_llama_cpp,
+    )
+
     program = fit_params_program()
     if program is None:
         raise SettingsError("--compare-fit needs llama-fit-params; run `yoyu engine install`")

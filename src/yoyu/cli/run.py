@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
-from yoyu.cli.node import NodeOpt, RpcOpt, machine_with_nodes
+from yoyu.cli.node_flags import NodeOpt, RpcOpt, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (

@@ -22,7 +22,7 @@ import typer
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
 from yoyu.machine.machine_file import parse_size
-from yoyu.runner import DEFAULT_SETTINGS, RunConfig
+from yoyu.runner.options import DEFAULT_SETTINGS, RunConfig
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from yoyu.cli.node import NodeOpt, RpcOpt
+from yoyu.cli.node_flags import NodeOpt, RpcOpt
 from yoyu.cli.output import console
 from yoyu.config import read_document
 from yoyu.errors import ConfigError
@@ -26,7 +26,6 @@ from yoyu.gateway.app import Extension
 from yoyu.gateway.config import GatewayConfig, api_key, parse_gateway_config, with_flags
 from yoyu.gateway.server import serve
 from yoyu.gateway.service import GatewayService
-from yoyu.mcp.http_app import MCP_PATH, create_mcp_http_app
 
 
 def register(app: typer.Typer) -> None:
@@ -84,6 +83,8 @@ def serve_command(
 
 def _mount_mcp(service: GatewayService, key: str | None) -> Extension:
     """The MCP endpoint over the same service, behind the same key."""
+    from yoyu.mcp.http_app import create_mcp_http_app  # the MCP SDK: not with --no-mcp
+
     mcp_http = create_mcp_http_app(service, api_key=key, host=service.config.server.host)
     return Extension(routes=mcp_http.routes, lifespan=mcp_http.lifespan)
 
@@ -113,7 +114,7 @@ def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
     server = gateway.server
     url = f"http://{server.host}:{server.port}/v1"
     names = [*gateway.served, *gateway.routes, *gateway.aliases]
-    mcp_url = f"http://{server.host}:{server.port}{MCP_PATH}" if mcp else None
+    mcp_url = _mcp_url(server.host, server.port) if mcp else None
     if json_output:
         summary = {"url": url, "mcp": mcp_url, "models": names, "api_key_env": server.api_key_env}
         sys.stdout.write(json.dumps(summary) + "\n")
@@ -122,3 +123,9 @@ def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
     console.print(
         f"yoyu serving {', '.join(names)} at {url}" + (f" (MCP: {mcp_url})" if mcp_url else "")
     )
+
+
+def _mcp_url(host: str, port: int) -> str:
+    from yoyu.mcp.http_app import MCP_PATH  # the MCP SDK: not with --no-mcp
+
+    return f"http://{host}:{port}{MCP_PATH}"

@@ -33,11 +33,10 @@ figures ``yoyu watch`` shows).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from yoyu.config import read_document
 from yoyu.errors import ConfigError
-from yoyu.guard.audit import AuditLog, AuditRecord, default_audit_path, read_audit
-from yoyu.guard.command import GUARD_STOPPED_EXIT, GuardedRun, run_guarded, watch_pid
 from yoyu.guard.decide import (
     Action,
     GuardState,
@@ -51,7 +50,6 @@ from yoyu.guard.decide import (
     seconds_to_floor,
     slope_bytes_per_s,
 )
-from yoyu.guard.guard import Baseline, Guard, effective_available, observe
 from yoyu.guard.policy import (
     DEFAULT_PROTECTED,
     Floor,
@@ -62,7 +60,23 @@ from yoyu.guard.policy import (
     policy_from_config,
     with_overrides,
 )
-from yoyu.guard.targets import BackendTarget, GuardTarget, ProcessTarget
+from yoyu.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from yoyu.guard.audit import AuditLog, AuditRecord, default_audit_path, read_audit
+    from yoyu.guard.command import GUARD_STOPPED_EXIT, GuardedRun, run_guarded, watch_pid
+    from yoyu.guard.guard import Baseline, Guard, effective_available, observe
+    from yoyu.guard.targets import BackendTarget, GuardTarget, ProcessTarget
+else:  # policy and decide are small and eager (``decide`` also names a submodule)
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "yoyu.guard.audit": ("AuditLog", "AuditRecord", "default_audit_path", "read_audit"),
+            "yoyu.guard.command": ("GUARD_STOPPED_EXIT", "GuardedRun", "run_guarded", "watch_pid"),
+            "yoyu.guard.guard": ("Baseline", "Guard", "effective_available", "observe"),
+            "yoyu.guard.targets": ("BackendTarget", "GuardTarget", "ProcessTarget"),
+        },
+    )
 
 
 def policy_from_settings(env: Mapping[str, str] | None = None) -> GuardPolicy:

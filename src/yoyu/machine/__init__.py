@@ -8,19 +8,43 @@ list_presets()                  built-in presets and the user's own
 
 from __future__ import annotations
 
-from yoyu.machine.bandwidth import with_measured_bandwidth
-from yoyu.machine.machine_file import parse_rate, parse_size
-from yoyu.machine.presets import PresetRef, list_presets, load_machine
-from yoyu.machine.probe import probe_machine
-from yoyu.machine.types import (
-    AppleSiliconInfo,
-    CpuInfo,
-    GpuInfo,
-    Machine,
-    MemoryInfo,
-    OsInfo,
-    RuntimeInfo,
-)
+from typing import TYPE_CHECKING
+
+from yoyu.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from yoyu.machine.bandwidth import with_measured_bandwidth
+    from yoyu.machine.machine_file import parse_rate, parse_size
+    from yoyu.machine.presets import PresetRef, list_presets, load_machine
+    from yoyu.machine.probe import probe_machine
+    from yoyu.machine.types import (
+        AppleSiliconInfo,
+        CpuInfo,
+        GpuInfo,
+        Machine,
+        MemoryInfo,
+        OsInfo,
+        RuntimeInfo,
+    )
+else:  # each submodule is imported when one of its names is first used
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "yoyu.machine.bandwidth": ("with_measured_bandwidth",),
+            "yoyu.machine.machine_file": ("parse_rate", "parse_size"),
+            "yoyu.machine.presets": ("PresetRef", "list_presets", "load_machine"),
+            "yoyu.machine.probe": ("probe_machine",),
+            "yoyu.machine.types": (
+                "AppleSiliconInfo",
+                "CpuInfo",
+                "GpuInfo",
+                "Machine",
+                "MemoryInfo",
+                "OsInfo",
+                "RuntimeInfo",
+            ),
+        },
+    )
 
 __all__ = [
     "AppleSiliconInfo",

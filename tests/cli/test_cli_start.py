@@ -1,0 +1,116 @@
+"""Start-up of the ``yoyu`` command: quick commands import only what they use.
+
+Each light command runs as a user runs it (``python -m yoyu ...``, a fresh
+process) under ``-X importtime``, whose log names every module imported; the
+test fails when one of them is a server, MCP, plotting or engine-binding
+stack (each costs 0.1 to 0.4 s before the command prints anything). The
+registry that lets ``yoyu --help`` list commands without importing them must
+say of each command what the command itself says.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from yoyu.cli import app
+from yoyu.cli.registry import COMMANDS, load_command
+from yoyu.testing.tiny_models import write_tiny_model
+
+CLI_SOURCE = Path(__file__).resolve().parents[2] / "src" / "yoyu" / "cli"
+
+# Top-level packages no light command needs (pydantic and rich stay: typer uses them).
+HEAVY = {
+    "mcp", "starlette", "uvicorn", "matplotlib", "llama_cpp", "numpy", "gguf", "httpx",
+    "anyio", "openai",
+}  # fmt: skip
+# yoyu's own layers above the core that no light command needs.
+HEAVY_YOYU = ("yoyu.gateway", "yoyu.mcp", "yoyu.rollout", "yoyu.runner.session", "yoyu.node")
+
+
+def imported_modules(*args: str) -> list[str]:
+    """Every module ``python -m yoyu ARGS`` imports, in order; the command must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "yoyu", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    log = result.stderr.splitlines()
+    errors = [line for line in log if not line.startswith("import time:")]
+    assert result.returncode == 0, "\n".join(errors)
+    return [line.split("|")[-1].strip() for line in log if line.startswith("import time:")][1:]
+
+
+def heavy_among(modules: list[str]) -> list[str]:
+    return [name for name in modules if name.split(".")[0] in HEAVY or name.startswith(HEAVY_YOYU)]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("start") / "tiny.gguf", "llama").path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("machine",),
+        ("machine", "--json"),
+        ("inspect", "{gguf}"),
+        ("inspect", "{gguf}", "--json"),
+        ("plan", "{gguf}"),
+        ("plan", "{gguf}", "--json"),
+        ("watch", "--once"),
+        ("watch", "--json"),
+    ],
+    ids=" ".join,
+)
+def test_a_light_command_imports_no_heavy_module(args: tuple[str, ...], tiny_gguf: Path) -> None:
+    argv = [arg.format(gguf=tiny_gguf) for arg in args]
+    assert heavy_among(imported_modules(*argv)) == []
+
+
+@pytest.mark.slow
+def test_help_lists_every_command_without_importing_one() -> None:
+    modules = imported_modules("--help")
+    commands = [name for name in modules if name.startswith("yoyu.cli.")]
+    assert commands == ["yoyu.cli.registry"]
+
+
+@pytest.mark.slow
+def test_a_command_imports_its_own_module_only() -> None:
+    modules = imported_modules("machine", "--json")
+    assert {name for name in modules if name.startswith("yoyu.cli.")} == {
+        "yoyu.cli.registry", "yoyu.cli.machine", "yoyu.cli.output",
+    }  # fmt: skip
+
+
+def test_the_registry_help_is_each_commands_own_first_paragraph() -> None:
+    for entry in COMMANDS:
+        command = load_command(entry)
+        text = command.short_help or command.help or ""
+        assert entry.help == inspect.cleandoc(text).split("\n\n")[0], entry.name
+
+
+def test_the_registry_names_every_module_that_registers_a_command() -> None:
+    registering = {
+        f"yoyu.cli.{path.stem}"
+        for path in CLI_SOURCE.glob("*.py")
+        if "\ndef register(" in path.read_text(encoding="utf-8")
+    }
+    assert {entry.module for entry in COMMANDS} == registering
+
+
+def test_each_command_is_built_as_the_top_level_app_builds_it() -> None:
+    group = typer.main.get_group(app)
+    context = typer.Context(group)
+    for entry in COMMANDS:
+        command = group.get_command(context, entry.name)
+        assert command is not None and command.name == entry.name
+        assert group.get_command(context, entry.name) is command  # built once per group
+    assert group.get_command(context, "no-such-command") is None
