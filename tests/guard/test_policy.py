@@ -76,6 +76,7 @@ def test_config_section_sets_every_key() -> None:
             "grace": 3,
             "lead_time": 0.5,
             "interval": 0.05,
+            "idle_interval": 0.5,
             "protected": ["my-agent"],
         }
     )
@@ -85,6 +86,7 @@ def test_config_section_sets_every_key() -> None:
     assert policy.gpu_free_floor_bytes == 256 * MIB
     assert (policy.psi_some, policy.psi_full, policy.macos_pressure) == (30.0, 50.5, "warn")
     assert (policy.grace_s, policy.lead_time_s, policy.interval_s) == (3.0, 0.5, 0.05)
+    assert policy.idle_interval_s == 0.5
     assert "my-agent" in policy.protected and policy.protected >= DEFAULT_PROTECTED
 
 
@@ -96,7 +98,8 @@ def test_config_unknown_key_is_named() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [("caution", "lots"), ("grace", -1), ("psi_full", 150), ("protected", "vim"),
-     ("macos_pressure", "high"), ("interval", 0), ("budget", True)],
+     ("macos_pressure", "high"), ("interval", 0), ("idle_interval", 60),
+     ("idle_interval", "fast"), ("budget", True)],
 )  # fmt: skip
 def test_config_bad_values_name_key_and_value(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"\[guard\] {key} = "):

@@ -14,6 +14,7 @@ three promises:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,8 +101,11 @@ class Residency:
         floor_bytes: int,
         load_settings: Callable[[ServedModel], Mapping[str, Any]] | None = None,
         clock: Clock = time.monotonic,
+        watch_load: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
     ) -> None:
         self._backends = backends
+        # Entered around each load: the gateway's guard samples fast while a model loads.
+        self._watch_load = watch_load or contextlib.nullcontext
         self._server = server
         self._need_bytes = need_bytes
         self._load_settings = load_settings or (lambda model: model.settings)
@@ -274,7 +278,8 @@ class Residency:
             raise AdmissionError(f"not loading {model.id}: the models to unload stayed busy")
         log.info("loading %s (%s)", model.id, decision.reason)
         backend = self._backends[model.backend]
-        backend.load(ModelRef(model.id, model.path), self._load_settings(model))
+        with self._watch_load():
+            backend.load(ModelRef(model.id, model.path), self._load_settings(model))
         self._check_floor_after_load(model, backend)
         now = self._clock()
         with self._lock:

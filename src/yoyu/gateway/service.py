@@ -30,6 +30,7 @@ the caller caused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -296,6 +297,7 @@ class GatewayService:
             available_bytes=self._available,
             floor_bytes=config.floor_bytes(self._total()),
             clock=clock,
+            watch_load=self._guard_loading,
         )
         self._last_health: list[BackendStatus] = []
         self._runaway = RunawayWatch()
@@ -544,6 +546,10 @@ class GatewayService:
                 target=self._maintain, name="yoyu-gateway-maintenance", daemon=True
             )
             self._maintainer.start()
+
+    def _guard_loading(self) -> contextlib.AbstractContextManager[object]:
+        """The guard samples fast while a model loads (nothing to do with the guard off)."""
+        return self.guard.loading() if self.guard is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """Stop the maintenance thread, the engines yoyu started and connections; idempotent."""

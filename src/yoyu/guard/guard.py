@@ -1,11 +1,16 @@
 """The guard thread: sample, ``decide``, act, log; around any target with ``pids()``.
 
-Each tick (``policy.interval_s``, 20 ms by default) takes one sample of the
+Each tick takes one sample of the
 machine and the guarded tree, turns it into an ``Observation`` (the budget
 applied, the trend of the last ``TREND_WINDOW_S``), asks the pure ``decide``
 for the next step and carries it out. Signals are sent at once; an unload runs
 in its own thread so sampling goes on while an engine shuts down, and a hung
 unload is overtaken by SIGTERM after the grace period.
+
+Ticks come every ``policy.interval_s`` (20 ms by default) while memory needs
+watching: a load under way (``loading()``), an episode, memory falling, or
+memory near the caution floor; otherwise every ``policy.idle_interval_s``
+(250 ms). The pure ``yoyu.guard.pace`` says which; the thread only applies it.
 
 The budget is measured from a baseline taken in ``start()``, in the caller's
 thread, so a command started after ``start()`` is counted from nothing.
@@ -18,7 +23,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -36,6 +41,7 @@ from yoyu.guard.decide import (
     decide,
     unload_finished,
 )
+from yoyu.guard.pace import needs_watching, next_interval
 from yoyu.guard.policy import GuardPolicy, Thresholds
 from yoyu.guard.signals import SignalReport, kill_tree, terminate_tree
 from yoyu.guard.targets import GuardTarget, can_unload
@@ -112,6 +118,7 @@ class Guard:
     record as it is written (the CLI prints them). ``planned_bytes`` is what the
     plan says the target will hold at its peak: a load is not mistaken for a
     runaway while it stays within it (``Observation.planned_low_bytes``).
+    ``with guard.loading(): ...`` around a load keeps sampling fast while it runs.
     """
 
     def __init__(
@@ -136,6 +143,11 @@ class Guard:
             max_samples=max(64, int(TREND_WINDOW_S / self.policy.interval_s) * 4),
         )
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # cuts an idle wait short: a load began, or stop()
+        self._loads = 0
+        self._loads_lock = threading.Lock()
+        self._watched_at = 0.0  # when memory last needed fast sampling
+        self.interval_s = self.policy.interval_s  # the wait before the next tick
         self._thread: threading.Thread | None = None
         self._unload_done = threading.Event()
         self._error: BaseException | None = None
@@ -173,6 +185,7 @@ class Guard:
             )  # fmt: skip
             self.planned_low_bytes = start.available_bytes - self.planned_bytes
         self.state = GuardState(self.thresholds, can_unload=can_unload(self.target))
+        self._watched_at = first.t_s  # fast while the first trend fills
         self._record("start", first.t_s, "guard started", detail=self._settings(), samples=[first])
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="yoyu-guard", daemon=True)
@@ -183,6 +196,7 @@ class Guard:
         """Stop watching (the target is left as it is); an error in the thread is raised here."""
         if self._thread is not None:
             self._stopping.set()
+            self._wake.set()
             self._thread.join()
             self._thread = None
             self._record("end", time.monotonic(), "guard stopped")
@@ -202,16 +216,37 @@ class Guard:
     ) -> None:
         self.stop()
 
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Sample fast while the body runs (a model loading), from its first instant."""
+        with self._loads_lock:
+            self._loads += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            with self._loads_lock:
+                self._loads -= 1
+
+    @property
+    def is_loading(self) -> bool:
+        return self._loads > 0
+
+    def samples(self) -> list[Sample]:
+        """The latest samples, oldest first: the last 64 at least (1.3 s at 50 Hz)."""
+        return self._sampler.samples()
+
     # -- the loop ----------------------------------------------------------------
 
     def _run(self) -> None:
-        interval = self.policy.interval_s
         due_at = time.monotonic()
         try:
             while not self._stopping.is_set():
                 self.tick()
-                due_at = max(due_at + interval, time.monotonic())
-                self._stopping.wait(due_at - time.monotonic())
+                due_at = max(due_at + self.interval_s, time.monotonic())
+                if self._wake.wait(due_at - time.monotonic()):
+                    self._wake.clear()
+                    due_at = time.monotonic()
         except BaseException as error:  # raised by stop() in the owner's thread
             self._error = error
 
@@ -222,7 +257,8 @@ class Guard:
             self._unload_done.clear()
             self.state = unload_finished(self.state)
         sample = self._sampler.sample_now()
-        trend = self._sampler.samples(since_t_s=sample.t_s - TREND_WINDOW_S)
+        kept = self._sampler.samples()
+        trend = [s for s in kept if s.t_s > sample.t_s - TREND_WINDOW_S]
         observation = observe(
             sample,
             self.baseline,
@@ -235,7 +271,26 @@ class Guard:
         self.state = advance(self.state, observation, action)
         if action is not None:
             self._act(action, observation, trend)
+        self._pace(observation, kept)
         return action
+
+    def _pace(self, observation: Observation, kept: Sequence[Sample]) -> None:
+        """Set the wait before the next tick from what this one saw (``yoyu.guard.pace``)."""
+        assert self.state is not None
+        idle_s = self.policy.idle_interval_s
+        span = [s for s in kept if s.t_s >= observation.t_s - 2 * idle_s]  # an idle gap or more
+        recent = [(s.t_s, self._available(s)) for s in (span if len(span) >= 2 else kept[-2:])]
+        if needs_watching(
+            self.state, observation, recent, loading=self.is_loading, idle_interval_s=idle_s
+        ):
+            self._watched_at = observation.t_s
+        quiet_s = observation.t_s - self._watched_at
+        self.interval_s = next_interval(self.policy.interval_s, idle_s, quiet_s)
+
+    def _available(self, sample: Sample) -> int:
+        assert self.baseline is not None
+        budget, of_tree = self.policy.budget_bytes, self.policy.budget_of_tree
+        return effective_available(sample, self.baseline, budget, of_tree)
 
     def _act(self, action: Action, observation: Observation, trend: Sequence[Sample]) -> None:
         if self.first_stop is None and _stops(action):
@@ -313,6 +368,7 @@ class Guard:
             "grace_s": self.thresholds.grace_s,
             "lead_time_s": self.thresholds.lead_time_s,
             "interval_s": self.policy.interval_s,
+            "idle_interval_s": self.policy.idle_interval_s,
         }
 
 

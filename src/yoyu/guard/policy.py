@@ -22,7 +22,8 @@ alarm. ``[guard]`` keys::
     macos_pressure = "critical"  # the level that aborts ("warn" or "critical")
     grace = 5.0                # seconds from SIGTERM (or unload) to SIGKILL
     lead_time = 1.0            # act when the trend reaches abort within this
-    interval = 0.02            # seconds between samples
+    interval = 0.02            # seconds between samples while memory moves or loads
+    idle_interval = 0.25       # seconds between samples while all is still (= interval: off)
     protected = ["my-agent"]   # process names never signalled (added to the defaults)
 """
 
@@ -45,6 +46,7 @@ DEFAULT_PSI_FULL = 60.0
 DEFAULT_GRACE_S = 5.0
 DEFAULT_LEAD_TIME_S = 1.0
 DEFAULT_INTERVAL_S = 0.02  # 50 Hz: a 4 GiB/s ramp moves 80 MiB between samples
+DEFAULT_IDLE_INTERVAL_S = 0.25  # 4 Hz while nothing moves, far from the floors (see pace.py)
 MACOS_LEVELS = ("normal", "warn", "critical")
 
 # Never signalled: editors, terminals, agents and the session around them. Matched
@@ -105,6 +107,7 @@ class GuardPolicy:
     grace_s: float = DEFAULT_GRACE_S
     lead_time_s: float = DEFAULT_LEAD_TIME_S
     interval_s: float = DEFAULT_INTERVAL_S
+    idle_interval_s: float = DEFAULT_IDLE_INTERVAL_S
     protected: frozenset[str] = field(default=DEFAULT_PROTECTED)
 
     def resolve(self, total_bytes: int) -> Thresholds:
@@ -270,10 +273,10 @@ def _names(value: Any) -> frozenset[str]:
     return frozenset(value)
 
 
-def _interval(value: Any) -> float:
-    seconds = _non_negative(value, "interval")
+def _interval(value: Any, name: str = "interval") -> float:
+    seconds = _non_negative(value, name)
     if not 0.001 <= seconds <= 10:
-        raise SettingsError("interval must be between 0.001 and 10 seconds")
+        raise SettingsError(f"{name} must be between 0.001 and 10 seconds")
     return seconds
 
 
@@ -289,5 +292,6 @@ _CONFIG_KEYS: dict[str, tuple[str, Any]] = {
     "grace": ("grace_s", lambda v: _non_negative(v, "grace")),
     "lead_time": ("lead_time_s", lambda v: _non_negative(v, "lead_time")),
     "interval": ("interval_s", _interval),
+    "idle_interval": ("idle_interval_s", lambda v: _interval(v, "idle_interval")),
     "protected": ("protected", _names),
 }
