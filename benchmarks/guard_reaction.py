@@ -1,6 +1,7 @@
 """How fast the guard stops a memory ramp, beside earlyoom on the same ramp.
 
     python benchmarks/guard_reaction.py [--rates 200,1024,4096] [--repeats 3] [--budget-mib 1024]
+                                        [--from-idle]
 
 Scenario: a real process (yoyu/testing/memory_hog.py) takes memory at a set rate
 (MiB/s; the rate it achieved is printed too, since a small machine may not reach
@@ -8,14 +9,17 @@ the fastest). Neither guard is allowed to act on the real 24 GiB: both are given
 a budget B, "act as if only B were available when you started".
 
 yoyu: ``Guard`` with ``budget=B`` and default floors (caution B/2, abort B/4,
-lead time 1 s, 50 Hz). Its *prediction point* is the moment the hog's memory
-reached ``B - abort - rate x lead``: from there on a trend that reaches the
-abort floor within the lead time exists. Reaction = prediction point -> the
-hog's exit (os.wait4 in the parent); negative when the guard stopped the hog
-before that point (the machine's available memory fell faster than the hog's
-own growth: other processes, kernel overhead). "decision->gone" is the guard's
-own SIGTERM decision -> the hog's exit. "budget left" below 0 means the budget
-was overrun.
+lead time 1 s). It samples at 50 Hz while memory moves or lies within 1 GiB of
+caution, which under the default B always holds, and at 4 Hz otherwise; with
+``--budget-mib 4096 --from-idle`` the hog starts once the guard has slowed down
+to 4 Hz, so the reaction includes catching the ramp from idle. Its *prediction
+point* is the moment the hog's memory reached ``B - abort - rate x lead``: from
+there on a trend that reaches the abort floor within the lead time exists.
+Reaction = prediction point -> the hog's exit (os.wait4 in the parent); negative
+when the guard stopped the hog before that point (the machine's available memory
+fell faster than the hog's own growth: other processes, kernel overhead).
+"decision->gone" is the guard's own SIGTERM decision -> the hog's exit. "budget
+left" below 0 means the budget was overrun.
 
 earlyoom (Debian's 1.7, installed with apt-get): its documented defaults are
 SIGTERM below 10 % available and SIGKILL below 5 % (PERCENT/2), of total memory.
@@ -99,11 +103,13 @@ def hog_argv(rate_mib_s: int) -> list[str]:
             "--name", "memhog"]  # fmt: skip
 
 
-def run_yoyu(rate_mib_s: int, budget: int, audit_dir: Path) -> RunResult:
+def run_yoyu(rate_mib_s: int, budget: int, audit_dir: Path, from_idle: bool) -> RunResult:
     policy = GuardPolicy(budget_bytes=budget, grace_s=1.0)
     floors = policy.resolve(budget * 2)
     target = ProcessTarget()
     with Guard(target, policy, audit=AuditLog(audit_dir / "guard.jsonl")) as guard:
+        if from_idle:
+            _wait_idle(guard)
         process = subprocess.Popen(hog_argv(rate_mib_s), stdout=subprocess.PIPE)
         target.set_pids(process.pid)
         lines, status, peak, gone = _wait_reading(process)
@@ -113,6 +119,16 @@ def run_yoyu(rate_mib_s: int, budget: int, audit_dir: Path) -> RunResult:
     decided = next((r.t_s for r in guard.actions if r.kind in ("terminate", "kill")), None)
     result = _result("yoyu", rate_mib_s, levels, max(0.0, trigger), peak, gone, status)
     return replace(result, decision_to_gone_s=None if decided is None else gone - decided)
+
+
+def _wait_idle(guard: Guard) -> None:
+    """Until the guard samples at its idle pace (it starts fast); a RuntimeError if it
+    stays fast, as it does while memory moves or lies near the caution floor."""
+    deadline = time.monotonic() + 10.0
+    while guard.interval_s != guard.policy.idle_interval_s:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the guard never slowed down: raise --budget-mib")
+        time.sleep(0.05)
 
 
 def run_earlyoom(rate_mib_s: int, budget: int) -> RunResult:
@@ -216,6 +232,9 @@ def main() -> None:
     parser.add_argument("--rates", default="200,1024,4096", help="MiB/s, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget-mib", type=int, default=1024)
+    parser.add_argument(
+        "--from-idle", action="store_true", help="start each ramp once the guard is idle"
+    )
     args = parser.parse_args()
     budget = args.budget_mib * MIB
     rates = [int(rate) for rate in args.rates.split(",")]
@@ -226,7 +245,7 @@ def main() -> None:
     with TemporaryDirectory() as folder:
         for rate in rates:
             for _ in range(args.repeats):
-                results.append(run_yoyu(rate, budget, Path(folder)))
+                results.append(run_yoyu(rate, budget, Path(folder), args.from_idle))
                 if has_earlyoom:
                     results.append(run_earlyoom(rate, budget))
     print_table(results, budget, rates)
