@@ -2,9 +2,9 @@
 
 The real Gemma and two tiny models behind one budget that holds two of them,
 a remote API that fails every 5th request, routes with fallback and an alias;
-four clients, whole and streamed requests, while an engine is SIGKILLed every
-second or so, a memory hog eats into the guard's caution zone, and some
-clients hang up mid-stream (``benchmarks/chaos.py`` is the long run).
+four clients, whole and streamed requests for 15 s at least, while an engine
+is SIGKILLed every ~2 s, a memory hog eats into the guard's caution zone every
+3 s, and some clients hang up mid-stream (``benchmarks/chaos.py`` is the long run).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ CLEAN_ERROR = r"[45]\d\d [a-z_]+|stream error: [a-z_]+"  # a status or event, an
 SHORT = ChaosSettings(
     requests=160,
     clients=4,
-    kill_every_s=1.0,
-    hog_every_s=1.5,
+    min_duration_s=15.0,  # at least ~7 kills and 4 hogs, however fast the answers come
+    kill_every_s=2.0,
+    hog_every_s=3.0,
     hog_hold_s=1.0,
     leave_share=0.2,
     room_bytes=3 * GIB // 2,
@@ -41,7 +42,7 @@ def test_under_chaos_every_failure_is_clean_and_nothing_is_left_behind(
 
     # the faults really happened, and the load really ran through them
     assert report.engine_kills >= 2 and report.hogs >= 1 and report.left >= 1
-    assert report.sent == SHORT.requests
+    assert report.sent >= SHORT.requests
     assert report.answered > report.sent // 3, report
     assert report.fallbacks >= 1  # the remote fails every 5th request: cloud-first falls back
     assert {"gemma", "tiny-a", "tiny-b", "cloud"} <= set(report.routes)

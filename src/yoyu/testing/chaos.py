@@ -24,7 +24,7 @@ prints it against a calm run of the same mix, and a test runs a short one.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
+import itertools
 import random
 import statistics
 import threading
@@ -80,6 +80,7 @@ class ChaosModels:
 class ChaosSettings:
     requests: int = 300
     clients: int = 6
+    min_duration_s: float = 0.0  # keep sending past ``requests`` until this long
     time_limit_s: float = 240.0  # requests not sent by then are not sent
     kill_every_s: float = 4.0  # mean seconds between engine SIGKILLs; 0: none
     hog_every_s: float = 12.0  # seconds between memory hogs; 0: none
@@ -164,16 +165,14 @@ def run_chaos(models: ChaosModels, settings: ChaosSettings, folder: Path) -> Cha
     )
 
 
-def plan_requests(models: ChaosModels, settings: ChaosSettings) -> list[ChaosRequest]:
-    """The seeded mix: every served name, route and alias; half streamed."""
+def request_mix(models: ChaosModels, settings: ChaosSettings) -> Iterator[ChaosRequest]:
+    """The seeded mix, without end: every served name, route and alias; half streamed."""
     dice = random.Random(settings.seed)
     names = _names(models)
-    requests = []
-    for index in range(settings.requests):
+    for index in itertools.count():
         stream = dice.random() < 0.5
         leave = stream and dice.random() < settings.leave_share
-        requests.append(ChaosRequest(index, dice.choice(names), stream, leave))
-    return requests
+        yield ChaosRequest(index, dice.choice(names), stream, leave)
 
 
 def _drive(
@@ -186,7 +185,7 @@ def _drive(
     faults = Faults(gateway, settings, floor)
     started = time.monotonic()
     with watch.running(), faults.running():
-        outcomes = _load(gateway, plan_requests(models, settings), settings)
+        outcomes = _load(gateway, request_mix(models, settings), settings)
     duration = time.monotonic() - started
     report = _report(
         outcomes, watch, faults, floor, duration,
@@ -206,27 +205,35 @@ def _warm_up(gateway: GatewayProcess, models: ChaosModels, settings: ChaosSettin
 
 
 def _load(
-    gateway: GatewayProcess, requests: Sequence[ChaosRequest], settings: ChaosSettings
+    gateway: GatewayProcess, requests: Iterator[ChaosRequest], settings: ChaosSettings
 ) -> list[Outcome]:
-    """Every request from ``settings.clients`` threads, each with its own keep-alive client."""
-    deadline = time.monotonic() + settings.time_limit_s
-    local = threading.local()
-    clients: list[httpx.Client] = []
+    """``settings.clients`` threads, each with its own keep-alive client, taking the next
+    request of the mix until ``requests`` are sent and ``min_duration_s`` has passed (so
+    the faults get their time however fast the answers come), or ``time_limit_s``."""
+    started = time.monotonic()
+    lock = threading.Lock()
+    outcomes: list[Outcome] = []
 
-    def one(request: ChaosRequest) -> Outcome | None:
-        if time.monotonic() > deadline:
-            return None
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=gateway.url, timeout=settings.request_timeout_s)
-            clients.append(local.client)
-        return send(local.client, request, ROUTE_HEADER)
+    def next_request() -> ChaosRequest | None:
+        with lock:
+            elapsed = time.monotonic() - started
+            request = next(requests)
+            enough = request.index >= settings.requests and elapsed >= settings.min_duration_s
+            return None if enough or elapsed > settings.time_limit_s else request
 
-    try:
-        with concurrent.futures.ThreadPoolExecutor(settings.clients) as pool:
-            return [outcome for outcome in pool.map(one, requests) if outcome is not None]
-    finally:
-        for client in clients:
-            client.close()
+    def client_loop() -> None:
+        with httpx.Client(base_url=gateway.url, timeout=settings.request_timeout_s) as client:
+            while (request := next_request()) is not None:
+                outcome = send(client, request, ROUTE_HEADER)
+                with lock:
+                    outcomes.append(outcome)
+
+    clients = [threading.Thread(target=client_loop) for _ in range(settings.clients)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    return outcomes
 
 
 def _report(
