@@ -124,7 +124,7 @@ def run_yoyu(rate_mib_s: int, budget: int, audit_dir: Path, from_idle: bool) -> 
 def _wait_idle(guard: Guard) -> None:
     """Until the guard samples at its idle pace (it starts fast); a RuntimeError if it
     stays fast, as it does while memory moves or lies near the caution floor."""
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + 30.0
     while guard.interval_s != guard.policy.idle_interval_s:
         if time.monotonic() > deadline:
             raise RuntimeError("the guard never slowed down: raise --budget-mib")
