@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/chaos.py [--requests 1500] [--clients 6]
         [--engine llama-server|llama-cpp-python] [--tiny-only] [--quick] [--json]
+        [--time-limit 240] [--chaos-only]
 
 One real ``yoyu serve`` on 127.0.0.1 serves the real Gemma 3 270M and two tiny
 models (one budget holds two of the three at once), a remote API that fails
@@ -37,7 +38,9 @@ from yoyu.units import GIB, MIB
 
 def main() -> None:
     args = _arguments()
-    settings = ChaosSettings(requests=args.requests, clients=args.clients)
+    settings = ChaosSettings(
+        requests=args.requests, clients=args.clients, time_limit_s=args.time_limit
+    )
     if args.quick:
         settings = dataclasses.replace(
             settings, requests=150, kill_every_s=1.5, hog_every_s=3.0, hog_hold_s=1.0
@@ -45,14 +48,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="yoyu-chaos-") as scratch:
         folder = Path(scratch)
         models = _models(folder, args.engine, args.tiny_only)
-        reports = {}
-        for name, run_settings in (("calm", settings.calm()), ("chaos", settings)):
+        reports: dict[str, ChaosReport] = {}
+        runs = [("calm", settings.calm()), ("chaos", settings)]
+        for name, run_settings in runs[1:] if args.chaos_only else runs:
             (folder / name).mkdir()
             reports[name] = run_chaos(models, run_settings, folder / name)
     if args.json:
         print(json.dumps({k: dataclasses.asdict(r) for k, r in reports.items()}, indent=2))
         return
-    _print(models, settings, reports["calm"], reports["chaos"])
+    _print(models, settings, reports)
 
 
 def _arguments() -> argparse.Namespace:
@@ -63,6 +67,8 @@ def _arguments() -> argparse.Namespace:
         "--engine", choices=["llama-server", "llama-cpp-python"], default="llama-server"
     )
     parser.add_argument("--tiny-only", action="store_true", help="leave the real Gemma out")
+    parser.add_argument("--time-limit", type=float, default=240.0, help="seconds per run")
+    parser.add_argument("--chaos-only", action="store_true", help="no calm run (a long soak)")
     parser.add_argument("--quick", action="store_true", help="150 requests, faults every 1-3 s")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
@@ -80,32 +86,30 @@ def _models(folder: Path, engine: str, tiny_only: bool) -> ChaosModels:
     return ChaosModels(tiny, real, Path(binary) if binary else None)
 
 
-def _print(
-    models: ChaosModels, settings: ChaosSettings, calm: ChaosReport, chaos: ChaosReport
-) -> None:
+def _print(models: ChaosModels, settings: ChaosSettings, reports: dict[str, ChaosReport]) -> None:
+    """A column per run (calm, chaos), then the chaos run's details and the ratios."""
+    chaos, calm = reports["chaos"], reports.get("calm")
     print(f"engine {models.engine_kind}; {settings.clients} clients; seed {settings.seed}")
     print(
         "needs (the gateway's plans): "
         + ", ".join(f"{name} {size / MIB:.0f} MiB" for name, size in chaos.needs_bytes.items())
         + f"; budget {chaos.budget_bytes / MIB:.0f} MiB; floor {chaos.floor_bytes / GIB:.2f} GiB"
     )
-    print(f"{'':28}{'calm':>14}{'chaos':>14}")
+    print(f"{'':28}" + "".join(f"{name:>14}" for name in reports))
     for label, figure in _rows():
-        print(f"{label:28}{figure(calm):>14}{figure(chaos):>14}")
+        print(f"{label:28}" + "".join(f"{figure(report)!s:>14}" for report in reports.values()))
     print(f"clean errors (chaos): {chaos.clean_errors or 'none'}")
     print(f"answers by route (chaos): {chaos.routes}")
     print(f"gateway anonymous memory, second half (chaos): {chaos.gateway_growth.reason}")
-    for name, report in (("calm", calm), ("chaos", chaos)):
+    for name, report in reports.items():
         if report.first_traceback:
             print(f"first traceback in the gateway's log ({name}):\n{report.first_traceback}")
-    share = (_share(chaos) / _share(calm)) if _share(calm) else float("nan")
-    print(f"ratio chaos/calm: answered share {share:.3f}", end="")
-    if calm.answer_p50_s and calm.answer_p95_s:
-        p50 = chaos.answer_p50_s / calm.answer_p50_s
-        p95 = chaos.answer_p95_s / calm.answer_p95_s
-        print(f", answer p50 {p50:.2f}x, p95 {p95:.2f}x")
-    else:
-        print()
+    if calm is not None and _share(calm) and calm.answer_p50_s and calm.answer_p95_s:
+        share = _share(chaos) / _share(calm)
+        p50, p95 = chaos.answer_p50_s / calm.answer_p50_s, chaos.answer_p95_s / calm.answer_p95_s
+        print(
+            f"ratio chaos/calm: answered share {share:.3f}, answer p50 {p50:.2f}x, p95 {p95:.2f}x"
+        )
 
 
 Figure = Callable[[ChaosReport], object]
