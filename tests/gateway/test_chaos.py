@@ -43,9 +43,10 @@ def test_under_chaos_every_failure_is_clean_and_nothing_is_left_behind(
     # the faults really happened, and the load really ran through them
     assert report.engine_kills >= 2 and report.hogs >= 1 and report.left >= 1
     assert report.sent >= SHORT.requests
-    # refusals answer in a millisecond and answers take ~0.1 s, so a share would measure
-    # the hog's timing; 15 s of four clients answer 500 or more here
-    assert report.answered >= 100, report
+    # refusals answer in a millisecond and answers take 0.1-0.4 s, so a share would measure
+    # the hog's timing; 15 s of four clients answered 97 on a busy CI machine, 500+ here,
+    # and a gateway that stopped answering after the first kill (~2 s) would give ~20
+    assert report.answered >= 50, report
     assert report.fallbacks >= 1  # the remote fails every 5th request: cloud-first falls back
     assert {"gemma", "tiny-a", "tiny-b", "cloud"} <= set(report.routes)
     # every failure was a well-formed OpenAI error or a clean stream error event

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 
-_POLL_S = 0.5
+PARENT_POLL_S = 0.5
 ORPHAN_GRACE_S = 5.0  # an orphaned engine has this long to stop by itself after SIGTERM
 _EXEC = "--exec"
 _NOT_STARTED = 127  # the shell's status for a program that could not be run
@@ -42,7 +42,7 @@ _USAGE = (
 
 
 def watch_parent(
-    parent_pid: int, on_orphaned: Callable[[], None] | None = None, poll_s: float = _POLL_S
+    parent_pid: int, on_orphaned: Callable[[], None] | None = None, poll_s: float = PARENT_POLL_S
 ) -> None:
     """Block until the parent is gone, then call ``on_orphaned`` (default: end this process)."""
     while os.getppid() == parent_pid:

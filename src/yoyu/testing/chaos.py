@@ -24,6 +24,7 @@ prints it against a calm run of the same mix, and a test runs a short one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import random
 import statistics
@@ -37,6 +38,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from yoyu.backends.engine_main import ORPHAN_GRACE_S, PARENT_POLL_S
 from yoyu.estimate.engine import LLAMA_CPP_PYTHON, LLAMA_SERVER_NAME
 from yoyu.gateway.config import ServedModel
 from yoyu.gateway.sizing import PlanSizer
@@ -312,10 +314,20 @@ def _leases_after(gateway: GatewayProcess) -> int:
 
 def _stop_and_count_orphans(gateway: GatewayProcess, seen: set[Engine]) -> int:
     """Stop the gateway as a user's Ctrl-C would; any engine it ran that is still alive
-    afterwards is an orphan."""
+    once an orphaned engine's own watchdog has had its time is an orphan.
+
+    The gateway stops the engines it holds; an engine it was still starting when the
+    signal came is left to the engine's watchdog (``engine_main``: the parent gone, it
+    stops itself within ``ORPHAN_GRACE_S``), which is the promise measured here."""
     engines = seen | identities(gateway.engine_pids())
     gateway.terminate()
-    orphans = [pid for pid, created in engines if _alive(pid, created)]
+
+    def alive() -> list[int]:
+        return [pid for pid, created in engines if _alive(pid, created)]
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not alive(), ORPHAN_GRACE_S + 2 * PARENT_POLL_S, "engines to stop")
+    orphans = alive()
     for pid in orphans:  # counted; now tidied, so one bad run does not haunt the next
         kill_engine(pid)
     return len(orphans)
