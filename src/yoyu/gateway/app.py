@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -202,8 +202,10 @@ class _Handlers:
         return JSONResponse({"status": "ok", "backends": backends, "models": models})
 
     async def metrics(self, request: Request) -> Response:
-        text = await self.offload.run(lambda: self.service.metrics.render(self.service.gauges()))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        """Prometheus text, or OpenMetrics when the scraper's Accept header asks for it."""
+        accept = request.headers.get("accept")
+        body, content_type = await self.offload.run(lambda: self.service.metrics.render(accept))
+        return Response(body, headers={"Content-Type": content_type})
 
     # -- generation ------------------------------------------------------------
 
