@@ -8,6 +8,8 @@ filled by state, not by timing.
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -90,7 +92,7 @@ def test_a_full_line_answers_429_with_retry_after_and_the_route_falls_back(
     gateway: tuple[GatewayProcess, OpenAIStub], hold: threading.Event
 ) -> None:
     server, busy = gateway
-    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=30)
     with ThreadPoolExecutor(2) as pool:
         answers: list[Future[object]] = []
         for expected_waiting in (0, 1):  # one answering (held upstream), one in line
@@ -130,7 +132,7 @@ def test_a_streaming_client_waits_in_line_and_frees_its_slot_when_done(
     gateway: tuple[GatewayProcess, OpenAIStub], hold: threading.Event
 ) -> None:
     server, busy = gateway
-    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=30)
 
     def stream_text() -> str:
         chunks = client.chat.completions.create(model="slow", messages=HI, stream=True)
@@ -146,3 +148,34 @@ def test_a_streaming_client_waits_in_line_and_frees_its_slot_when_done(
         hold.set()
         assert first.result(timeout=30) and second.result(timeout=30)
     wait_until(lambda: samples(server).get(("yoyu_queue_running", "slow")) == 0, 10, "slots freed")
+
+
+def test_a_streaming_client_that_leaves_while_in_line_never_reaches_the_engine(
+    gateway: tuple[GatewayProcess, OpenAIStub], hold: threading.Event
+) -> None:
+    server, busy = gateway
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=30)
+    with ThreadPoolExecutor(1) as pool:
+        answering = pool.submit(client.chat.completions.create, model="slow", messages=HI)
+        try:
+            wait_until(lambda: len(busy.generation_requests()) == 1, 10, "one request upstream")
+            body = json.dumps({"model": "slow", "messages": HI, "stream": True}).encode()
+            port = int(server.base_url.split(":")[2].split("/")[0])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as leaving:
+                leaving.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode() + b"\r\n\r\n" + body
+                )  # fmt: skip
+                wait_until(
+                    lambda: samples(server).get(("yoyu_queue_waiting", "slow")) == 1, 10, "in line"
+                )
+            # the client hung up while its stream waited in line
+            wait_until(
+                lambda: samples(server).get(("yoyu_queue_waiting", "slow")) == 0, 10, "line left"
+            )
+        finally:
+            hold.set()
+        assert answering.result(timeout=30) is not None
+    assert len(busy.generation_requests()) == 1  # the stream that left never went upstream
+    assert samples(server)[("yoyu_queue_running", "slow")] == 0
