@@ -1,16 +1,35 @@
-"""What every command shares when it prints: the console and JSON output."""
+"""What every command shares when it prints: the console, JSON output, shown words."""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from typing import Any
 
 from rich.console import Console
 
+from yoyu.i18n import N_, _
+
 console = Console(highlight=False)
+
+# Verdict, risk and state words as the tables show them; ``--json`` keeps the values.
+_SHOWN_WORDS = {
+    word: word
+    for word in (
+        N_("FITS"), N_("FITS_WITH_CHANGES"), N_("PARTIAL_OFFLOAD"), N_("CPU_ONLY"),
+        N_("NEEDS_CLUSTER"), N_("DOES_NOT_FIT"),
+        N_("safe"), N_("tight"), N_("caution"), N_("abort"),
+    )
+}  # fmt: skip
 
 
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout (``--json`` on every command)."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def shown_word(value: enum.Enum | str) -> str:
+    """A verdict or risk word in the user's language (an unknown word as it is)."""
+    text = str(value.value) if isinstance(value, enum.Enum) else value
+    return _(text) if text in _SHOWN_WORDS else text

@@ -134,7 +134,10 @@ def plan_command(
 ) -> None:
     """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
     if emit is not None and emit not in EMIT_TARGETS:
-        raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
+        raise SettingsError.from_message(
+            "unknown --emit {emit!r}; choose one of {known}",
+            emit=emit, known=", ".join(EMIT_TARGETS),
+        )  # fmt: skip
     spec = resolve_model(model)
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
@@ -206,11 +209,15 @@ def _size(flag: str, text: str | None) -> int | None:
     if text is None:
         return None
     if text.strip().startswith("-"):
-        raise SettingsError(f"{flag} must not be negative, got {text!r}; write e.g. 11GiB")
+        raise SettingsError.from_message(
+            "{flag} must not be negative, got {text!r}; write e.g. 11GiB", flag=flag, text=text
+        )
     try:
         size: int = parse_size(text)
     except ValueError:
-        raise SettingsError(f"{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB") from None
+        raise SettingsError.from_message(
+            "{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB", flag=flag, text=text
+        ) from None
     return size
 
 

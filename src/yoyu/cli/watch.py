@@ -44,7 +44,9 @@ def watch_command(
 ) -> None:
     """Memory, engines, GPUs and the guard's floors, refreshing in place."""
     if not 0.05 <= interval <= 3600:
-        raise SettingsError(f"--interval {interval} is out of range; use 0.05 to 3600 seconds")
+        raise SettingsError.from_message(
+            "--interval {interval} is out of range; use 0.05 to 3600 seconds", interval=interval
+        )
     policy = with_overrides(policy_from_settings(), caution=caution, abort=abort)
     gpus = NvmlGpus()
     reader = WatchReader(policy, pid, gpus=gpus if gpus.open() else None)

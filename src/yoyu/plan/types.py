@@ -85,7 +85,9 @@ class PlanRequest:
             if value is not None and value < 0:
                 raise SettingsError(f"{label} must not be negative, not {value} bytes")
         if self.n_gpu_layers is not None and self.n_gpu_layers < 0:
-            raise SettingsError(f"gpu layers must be 0 or more, not {self.n_gpu_layers}")
+            raise SettingsError.from_message(
+                "gpu layers must be 0 or more, not {value}", value=self.n_gpu_layers
+            )
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,12 @@ def predict(
     )  # fmt: skip
     plan = make_plan(spec, machine, request)
     if plan.verdict is Verdict.DOES_NOT_FIT and not force:
-        raise DoesNotFitError(
-            f"the plan says {spec.name} does not fit on {machine.name} at ctx {plan.estimate.n_ctx}"
-            f": {_shortfall(plan)}; lower --ctx, or pass --force to try anyway"
-        )
+        raise DoesNotFitError.from_message(
+            "the plan says {model} does not fit on {machine} at ctx {ctx}: {shortfall}; "
+            "lower --ctx, or pass --force to try anyway",
+            model=spec.name, machine=machine.name, ctx=plan.estimate.n_ctx,
+            shortfall=_shortfall(plan),
+        )  # fmt: skip
     return prediction_of(plan)
 
 
