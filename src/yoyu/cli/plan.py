@@ -19,12 +19,13 @@ from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, shown_word
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.vllm import vllm_kv_type
+from yoyu.i18n import N_, _, ngettext
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
@@ -45,7 +46,6 @@ from yoyu.plan.history import (
     same_settings_run,
     with_residual,
 )
-from yoyu.plan.placement import experts_phrase
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.runner.history import measured_runs
@@ -254,9 +254,10 @@ def _emitted(
 
 
 def _print_emitted(plan: Plan, target: str, text: str) -> None:
-    console.print(f"\n[bold]Launch settings ({target})[/]")
+    console.print("\n[bold]" + _("Launch settings ({target})").format(target=target) + "[/]")
     if plan.verdict is Verdict.DOES_NOT_FIT:
-        console.print("[red]# the plan does not fit: these settings would fail to load[/]")
+        warning = _("# the plan does not fit: these settings would fail to load")
+        console.print(f"[red]{escape(warning)}[/]")
     console.print(escape(text.rstrip("\n")), soft_wrap=True)
 
 
@@ -298,7 +299,11 @@ _RISK_STYLE = {"safe": "green", "tight": "yellow", "caution": "yellow", "abort":
 
 
 def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
-    console.print(f"[bold]{escape(plan.model)}[/] on [bold]{escape(plan.machine)}[/]")
+    console.print(
+        _("{model} on {machine}").format(
+            model=f"[bold]{escape(plan.model)}[/]", machine=f"[bold]{escape(plan.machine)}[/]"
+        )
+    )
     _print_verdict(plan)
     console.print(_settings_line(plan))
     console.print(device_table(plan))
@@ -311,14 +316,16 @@ def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
     if plan.moves:
         console.print(moves_table(plan))
     for note in plan.notes:
-        console.print(f"[dim]note: {escape(note)}[/]")
+        console.print(f"[dim]{escape(_('note: {note}').format(note=note))}[/]")
 
 
 def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
     """llama.cpp's figures (whole MiB, rounded down) beside yoyu's, per device."""
-    table = Table(title="llama.cpp's own estimate (llama-fit-params), MiB", box=box.SIMPLE)
-    for heading in ("device", "weights yoyu/llama.cpp", "KV", "compute"):
-        table.add_column(heading, justify="left" if heading == "device" else "right")
+    title = _("llama.cpp's own estimate (llama-fit-params), MiB")
+    table = Table(title=title, box=box.SIMPLE)
+    table.add_column(_("device"))
+    for heading in (_("weights yoyu/llama.cpp"), "KV", _("compute")):
+        table.add_column(heading, justify="right")
     for row in peer["estimate"]["devices"]:
         device = next((d for d in plan.estimate.devices if d.name == row["device"]), None)
         theirs = (row["model_bytes"], row["context_bytes"], row["compute_bytes"])
@@ -329,33 +336,47 @@ def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
         ]
         table.add_row(escape(row["device"]), *cells)
     console.print(table)
-    console.print(
-        "[dim]llama-fit-params leaves out the CPU_REPACK copy and sizes compute for every "
-        "token's logits (it cannot be told llama-server's one row per slot)[/]"
+    caveat = _(
+        "llama-fit-params leaves out the CPU_REPACK copy and sizes compute for every "
+        "token's logits (it cannot be told llama-server's one row per slot)"
     )
+    console.print(f"[dim]{escape(caveat)}[/]")
     fit = peer["fit"]
-    answer = fit["printed"] if fit["fits"] else f"no placement fits ({fit['printed']})"
-    console.print(f"[bold]llama.cpp's fit[/] {escape(answer)}")
+    answer = (
+        fit["printed"]
+        if fit["fits"]
+        else _("no placement fits ({printed})").format(printed=fit["printed"])
+    )
+    heading = escape(_("llama.cpp's fit"))
+    console.print(f"[bold]{heading}[/] {escape(answer)}")
     untold = sorted({*peer["estimate"]["unexpressed"], *fit["unexpressed"]})
     if untold:
-        console.print(f"[dim]llama-fit-params has no flag for: {escape(' '.join(untold))}[/]")
+        untold_line = _("llama-fit-params has no flag for: {flags}").format(flags=" ".join(untold))
+        console.print(f"[dim]{escape(untold_line)}[/]")
 
 
 def _print_verdict(plan: Plan) -> None:
     verdict_style = _VERDICT_STYLE.get(plan.verdict, "yellow")
     risk_style = _RISK_STYLE[plan.risk.value]
+    verdict = f"[bold {verdict_style}]{escape(shown_word(plan.verdict))}[/]"
+    risk = f"[bold {risk_style}]{escape(shown_word(plan.risk))}[/]"
+    reason = escape(_risk_reason(plan))
     console.print(
-        f"Verdict [bold {verdict_style}]{plan.verdict.value}[/], risk "
-        f"[bold {risk_style}]{plan.risk.value}[/]: {escape(_risk_reason(plan))}"
+        _("Verdict {verdict}, risk {risk}: {reason}").format(
+            verdict=verdict, risk=risk, reason=reason
+        )
     )
     if plan.applied_move is not None:
-        console.print(f"Changed: {escape(plan.applied_move.description)}")
+        changed = _("Changed: {move}").format(move=plan.applied_move.description)
+        console.print(escape(changed))
 
 
 def _risk_reason(plan: Plan) -> str:
     if plan.nodes or not plan.risk_reason:
-        where = "the tightest node" if plan.nodes else "system memory"
-        return f"{format_bytes(plan.free_after_bytes)} of {where} free after load"
+        free = format_bytes(plan.free_after_bytes)
+        if plan.nodes:
+            return _("{free} of the tightest node free after load").format(free=free)
+        return _("{free} of system memory free after load").format(free=free)
     return plan.risk_reason
 
 
@@ -363,49 +384,61 @@ def _settings_line(plan: Plan) -> str:
     settings = plan.settings
     if settings.engine == VLLM_NAME:  # no layers, batches or flash attention to choose
         where = ", ".join(device.name for device in plan.devices if device.kv_bytes) or "CPU"
-        return (
-            f"max_model_len {plan.estimate.n_ctx} · KV {vllm_kv_type(settings)} · pool "
-            f"{format_bytes(settings.kv_cache_bytes or 0)} · max_num_seqs "
-            f"{settings.n_parallel} · on {where}"
-        )
-    flash = "on" if settings.flash_attn else "off"
-    return (
-        f"ctx {plan.estimate.n_ctx} · KV {settings.type_k} · batch {settings.n_batch}/"
-        f"{settings.n_ubatch} · parallel {settings.n_parallel} · flash attention {flash} · "
-        f"{plan.n_gpu_layers}/{plan.n_layers_total} layers on the GPU{_experts_note(plan)}"
-    )
+        return _(
+            "max_model_len {ctx} · KV {kv} · pool {pool} · max_num_seqs {seqs} · on {where}"
+        ).format(
+            ctx=plan.estimate.n_ctx, kv=vllm_kv_type(settings),
+            pool=format_bytes(settings.kv_cache_bytes or 0), seqs=settings.n_parallel, where=where,
+        )  # fmt: skip
+    flash = _("on") if settings.flash_attn else _("off")
+    line = _(
+        "ctx {ctx} · KV {kv} · batch {batch}/{ubatch} · parallel {parallel} · "
+        "flash attention {flash} · {gpu_layers}/{layers} layers on the GPU"
+    ).format(
+        ctx=plan.estimate.n_ctx, kv=settings.type_k, batch=settings.n_batch,
+        ubatch=settings.n_ubatch, parallel=settings.n_parallel, flash=flash,
+        gpu_layers=plan.n_gpu_layers, layers=plan.n_layers_total,
+    )  # fmt: skip
+    return line + _experts_note(plan)
 
 
 def _experts_note(plan: Plan) -> str:
     blocks = plan.settings.n_cpu_moe if plan.verdict is not Verdict.CPU_ONLY else 0
-    return f", {experts_phrase(blocks)}" if blocks else ""
+    if not blocks:
+        return ""
+    phrase = ngettext(
+        "MoE experts of the first {n} block on the CPU (--n-cpu-moe {n})",
+        "MoE experts of the first {n} blocks on the CPU (--n-cpu-moe {n})",
+        blocks,
+    )
+    return ", " + phrase.format(n=blocks)
 
 
 def device_table(plan: Plan) -> Table:
     """One column per device, components in MiB as llama.cpp logs its buffers."""
-    table = Table(title="Memory per device", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=_("Memory per device"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("")
     for row in plan.devices:
         table.add_column(f"{row.name} ({row.kind})", justify="right")
-    table.add_column("all devices", justify="right", style="bold")
+    table.add_column(_("all devices"), justify="right", style="bold")
     totals = plan.to_dict()["totals"]
     for label, key in _COMPONENTS:
         cells = [format_mib(getattr(row, key)) for row in plan.devices]
-        table.add_row(label, *cells, format_mib(totals[key]))
-    table.add_row("layers", *(str(row.layers) for row in plan.devices), "")
-    table.add_row("may use", *(format_bytes(row.usable_bytes) for row in plan.devices), "")
-    table.add_row("free after", *(_free(row.free_after_bytes) for row in plan.devices), "")
+        table.add_row(_(label), *cells, format_mib(totals[key]))
+    table.add_row(_("layers"), *(str(row.layers) for row in plan.devices), "")
+    table.add_row(_("may use"), *(format_bytes(row.usable_bytes) for row in plan.devices), "")
+    table.add_row(_("free after"), *(_free(row.free_after_bytes) for row in plan.devices), "")
     return table
 
 
 _COMPONENTS = (
-    ("weights", "weights_bytes"),
-    ("KV cache", "kv_bytes"),
-    ("compute", "compute_bytes"),
-    ("output", "output_bytes"),
-    ("engine", "engine_bytes"),
-    ("overhead", "overhead_bytes"),
-    ("total", "total_bytes"),
+    (N_("weights"), "weights_bytes"),
+    (N_("KV cache"), "kv_bytes"),
+    (N_("compute"), "compute_bytes"),
+    (N_("output"), "output_bytes"),
+    (N_("engine"), "engine_bytes"),
+    (N_("overhead"), "overhead_bytes"),
+    (N_("total"), "total_bytes"),
 )
 
 
@@ -415,8 +448,11 @@ def _free(n_bytes: int) -> str:
 
 
 def node_table(plan: Plan) -> Table:
-    table = Table(title="Layer split across nodes", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("node", "role", "layers", "total", "may use", "free after", "risk"):
+    title = _("Layer split across nodes")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in (
+        _("node"), _("role"), _("layers"), _("total"), _("may use"), _("free after"), _("risk"),
+    ):  # fmt: skip
         table.add_column(column)
     for share in plan.nodes:
         table.add_row(
@@ -426,14 +462,14 @@ def node_table(plan: Plan) -> Table:
             format_bytes(share.total_bytes),
             format_bytes(share.usable_bytes),
             _free(share.free_after_bytes),
-            f"[{_RISK_STYLE[share.risk.value]}]{share.risk.value}[/]",
+            f"[{_RISK_STYLE[share.risk.value]}]{escape(shown_word(share.risk))}[/]",
         )
     return table
 
 
 def _print_reasons(plan: Plan) -> None:
     if plan.reasons:
-        console.print("[bold]Why[/]")
+        console.print(f"[bold]{escape(_('Why'))}[/]")
     for reason in plan.reasons:
         console.print(f"  - {escape(reason.message)}")
 
@@ -442,22 +478,23 @@ def _print_speed(plan: Plan) -> None:
     if plan.predicted is None:
         return
     speed = plan.predicted
-    console.print(
-        f"[bold]Predicted[/] decode {speed.decode_tps:.1f} tok/s, prefill "
-        f"{speed.prefill_tps:.0f} tok/s ({escape(speed.bound)})"
+    figures = _("decode {decode} tok/s, prefill {prefill} tok/s ({bound})").format(
+        decode=f"{speed.decode_tps:.1f}", prefill=f"{speed.prefill_tps:.0f}", bound=speed.bound
     )
+    console.print(f"[bold]{escape(_('Predicted'))}[/] {escape(figures)}")
 
 
 def moves_table(plan: Plan) -> Table:
-    table = Table(title="Fitting moves (cheapest first)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("#", "move", "result", "what it takes"):
+    title = _("Fitting moves (cheapest first)")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("#", _("move"), _("result"), _("what it takes")):
         table.add_column(column)
     for index, move in enumerate(plan.moves, start=1):
-        risk = f" / {move.resulting_risk.value}" if move.resulting_risk else ""
+        risk = f" / {shown_word(move.resulting_risk)}" if move.resulting_risk else ""
         table.add_row(
             str(index),
             move.action,
-            f"{move.resulting_verdict.value}{risk}",
+            escape(f"{shown_word(move.resulting_verdict)}{risk}"),
             escape(move.description),
         )
     return table

@@ -303,9 +303,9 @@ class _HeaderReader:
         version = self.u32("GGUF version")
         if version == 1:
             raise self.fail(
-                "GGUF version 1 is no longer supported (llama.cpp dropped it in 2023)",
+                message_of("GGUF version 1 is no longer supported (llama.cpp dropped it in 2023)"),
                 4,
-                "convert the model again with a current llama.cpp",
+                message_of("convert the model again with a current llama.cpp"),
             )
         if version in SUPPORTED_VERSIONS:
             return version
@@ -314,9 +314,11 @@ class _HeaderReader:
             self.endian, self.structs = ">", {}
             return swapped
         raise self.fail(
-            f"unknown GGUF version {version} (yoyu reads versions 2 and 3)",
+            message_of(
+                "unknown GGUF version {version} (yoyu reads versions 2 and 3)", version=version
+            ),
             4,
-            "the file is corrupt or from a newer format; update yoyu or re-convert it",
+            message_of("the file is corrupt or from a newer format; update yoyu or re-convert it"),
         )
 
     def read_metadata(self, kv_count: int) -> tuple[dict[str, MetadataValue], int]:
