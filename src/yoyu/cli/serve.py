@@ -26,6 +26,7 @@ from yoyu.gateway.app import Extension
 from yoyu.gateway.config import GatewayConfig, api_key, parse_gateway_config, with_flags
 from yoyu.gateway.server import serve
 from yoyu.gateway.service import GatewayService
+from yoyu.i18n import _
 
 
 def register(app: typer.Typer) -> None:
@@ -120,9 +121,8 @@ def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
         return
-    console.print(
-        f"yoyu serving {', '.join(names)} at {url}" + (f" (MCP: {mcp_url})" if mcp_url else "")
-    )
+    line = _("yoyu serving {models} at {url}").format(models=", ".join(names), url=url)
+    console.print(line + (f" (MCP: {mcp_url})" if mcp_url else ""), markup=False)
 
 
 def _mcp_url(host: str, port: int) -> str:

@@ -21,10 +21,11 @@ from yoyu.cli.output import console, print_json
 from yoyu.errors import SettingsError
 from yoyu.guard import policy_from_settings, with_overrides
 from yoyu.guard.view import WatchReader, WatchView
+from yoyu.i18n import N_, _
 from yoyu.monitor.gpu import NvmlGpus
 from yoyu.units import format_bytes
 
-_LEVEL_STYLE = {"ok": "green", "caution": "yellow", "abort": "bold red"}
+_LEVEL_STYLE = {N_("ok"): "green", N_("caution"): "yellow", N_("abort"): "bold red"}
 
 
 def register(app: typer.Typer) -> None:
@@ -82,8 +83,11 @@ def render(view: WatchView) -> Group:
 
 def _system_table(view: WatchView) -> Table:
     system, floors = view.system, view.thresholds
-    table = Table(title="memory", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("total", "available", "swap used", "PSI some/full", "caution", "abort", "level"):
+    table = Table(title=_("memory"), box=box.SIMPLE_HEAD, title_justify="left")
+    for column in (
+        _("total"), _("available"), _("swap used"), _("PSI some/full"), _("caution"), _("abort"),
+        _("level"),
+    ):  # fmt: skip
         table.add_column(column)
     psi = (
         f"{system.psi_some_avg10:.1f}% / {system.psi_full_avg10 or 0:.1f}%"
@@ -91,11 +95,15 @@ def _system_table(view: WatchView) -> Table:
         else (system.macos_pressure or "-")
     )
     style = _LEVEL_STYLE[view.level]
-    level = f"[{style}]{view.level}[/]" + (f" {escape(view.reason)}" if view.reason else "")
+    level = f"[{style}]{escape(_(view.level))}[/]" + (
+        f" {escape(view.reason)}" if view.reason else ""
+    )
     table.add_row(
         format_bytes(system.total_bytes),
         format_bytes(system.available_bytes),
-        f"{format_bytes(system.swap_used_bytes)} of {format_bytes(system.swap_total_bytes)}",
+        _("{used} of {total}").format(
+            used=format_bytes(system.swap_used_bytes), total=format_bytes(system.swap_total_bytes)
+        ),
         psi,
         format_bytes(floors.caution_bytes),
         format_bytes(floors.abort_bytes),
@@ -105,11 +113,11 @@ def _system_table(view: WatchView) -> Table:
 
 
 def _trees_table(view: WatchView) -> Table:
-    table = Table(title="engines", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("pid", "name", "processes", "resident", "swapped"):
+    table = Table(title=_("engines"), box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("pid", _("name"), _("processes"), _("resident"), _("swapped")):
         table.add_column(column)
     if not view.trees:
-        table.add_row("-", "no engine running", "", "", "")
+        table.add_row("-", _("no engine running"), "", "", "")
     for tree in view.trees:
         table.add_row(
             str(tree.pid),
@@ -123,7 +131,7 @@ def _trees_table(view: WatchView) -> Table:
 
 def _gpu_table(view: WatchView) -> Table:
     table = Table(title="GPUs", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("gpu", "used", "free", "engines' share"):
+    for column in ("gpu", _("used"), _("free"), _("engines' share")):
         table.add_column(column)
     for gpu in view.gpus:
         table.add_row(
