@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
-from yoyu.cli.output import console, print_json, shown_word
+from yoyu.cli.output import console, print_json, shown_word, styled
 from yoyu.config import load_settings
 from yoyu.errors import YoyuError
 from yoyu.estimate.types import RunSettings
@@ -169,7 +169,7 @@ def _print_models(installed: list[InstalledModel], fits: list[ModelFit]) -> None
 
 def _fit_cells(fit: ModelFit) -> tuple[str, ...]:
     if fit.plan is None:
-        return (f"[red]{_('unreadable')}[/] {_('(below)')}", "", "", "")
+        return (styled("red", _("unreadable")) + " " + escape(_("(below)")), "", "", "")
     plan = fit.plan
     return (
         shown_word(plan.verdict),

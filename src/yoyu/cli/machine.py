@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.i18n import _
 from yoyu.machine import Machine, list_presets, load_machine, probe_machine
 from yoyu.machine.types import AppleSiliconInfo, GpuInfo, RuntimeInfo
@@ -168,7 +168,7 @@ def _runtime_table(runtimes: tuple[RuntimeInfo, ...]) -> Table:
     for column in (_("runtime"), _("found"), _("version"), _("where")):
         table.add_column(column)
     for runtime in runtimes:
-        found = f"[green]{_('yes')}[/green]" if runtime.found else _("no")
+        found = styled("green", _("yes")) if runtime.found else _("no")
         table.add_row(runtime.name, found, runtime.version or "-", runtime.location or "-")
     return table
 

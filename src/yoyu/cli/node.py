@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from yoyu.cli.node_flags import API_KEY_ENV
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.guard.policy import parse_size
 from yoyu.i18n import _
 from yoyu.node.worker import (
@@ -76,7 +76,7 @@ def node_command(
         except KeyboardInterrupt:
             return
         reason = worker.status().stopped_reason or _("rpc-server exited ({code})").format(code=code)
-        console.print(f"[red]{_('node stopped')}[/red]: {escape(reason)}")
+        console.print(styled("red", _("node stopped")) + f": {escape(reason)}")
         raise typer.Exit(1)
 
 
@@ -89,4 +89,4 @@ def _print_started(address: str, rpc_port: int, offer_bytes: int, open_bind: boo
         warning = _(
             "rpc-server has no authentication; anyone who reaches its port can use this machine"
         )
-        console.print(f"[bold red]{_('warning')}[/bold red]: {escape(warning)}")
+        console.print(styled("bold red", _("warning")) + f": {escape(warning)}")

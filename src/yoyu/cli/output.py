@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from yoyu.i18n import N_, _
 
@@ -33,3 +34,8 @@ def shown_word(value: enum.Enum | str) -> str:
     """A verdict or risk word in the user's language (an unknown word as it is)."""
     text = str(value.value) if isinstance(value, enum.Enum) else value
     return _(text) if text in _SHOWN_WORDS else text
+
+
+def styled(style: str, text: str) -> str:
+    """``text`` as rich markup in ``style``, its own brackets escaped."""
+    return f"[{style}]{escape(text)}[/]"

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, print_json, shown_word
+from yoyu.cli.output import console, print_json, shown_word, styled
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
@@ -316,7 +316,7 @@ def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
     if plan.moves:
         console.print(moves_table(plan))
     for note in plan.notes:
-        console.print(f"[dim]{escape(_('note: {note}').format(note=note))}[/]")
+        console.print(styled("dim", _("note: {note}").format(note=note)))
 
 
 def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
@@ -469,7 +469,7 @@ def node_table(plan: Plan) -> Table:
 
 def _print_reasons(plan: Plan) -> None:
     if plan.reasons:
-        console.print(f"[bold]{escape(_('Why'))}[/]")
+        console.print(styled("bold", _("Why")))
     for reason in plan.reasons:
         console.print(f"  - {escape(reason.message)}")
 
@@ -481,7 +481,7 @@ def _print_speed(plan: Plan) -> None:
     figures = _("decode {decode} tok/s, prefill {prefill} tok/s ({bound})").format(
         decode=f"{speed.decode_tps:.1f}", prefill=f"{speed.prefill_tps:.0f}", bound=speed.bound
     )
-    console.print(f"[bold]{escape(_('Predicted'))}[/] {escape(figures)}")
+    console.print(styled("bold", _("Predicted")) + " " + escape(figures))
 
 
 def moves_table(plan: Plan) -> Table:

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.protocol import ChatMessage
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import (
     JsonOpt,
     ModelArg,
@@ -132,7 +132,7 @@ def comparison_table(result: ABResult) -> Table:
 
 def _difference_cells(d: Difference) -> list[str]:
     value = _tps if d.phase == "speed" else _mib
-    real = {None: "?", True: f"[bold]{_('yes')}[/]", False: _("no")}[d.exceeds_noise]
+    real = {None: "?", True: styled("bold", _("yes")), False: _("no")}[d.exceeds_noise]
     return [
         _(_PHASE_TITLES.get(d.phase, d.phase)), _FIGURE_TITLES.get(d.metric, d.metric),
         value(d.a.median), value(d.a.range), value(d.b.median), value(d.b.range),

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
 from yoyu.cli.node_flags import NodeOpt, RpcOpt, machine_with_nodes
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
     BudgetOpt,
@@ -113,7 +113,7 @@ def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:
 
 def print_notice(notice: str) -> None:
     """One line on stderr, so a piped answer stays clean."""
-    progress_console.print(f"[yellow]{_('notice:')}[/] {escape(notice)}")
+    progress_console.print(styled("yellow", _("notice:")) + " " + escape(notice))
 
 
 def print_chunk(chunk: ChatChunk) -> None:

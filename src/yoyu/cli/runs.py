@@ -14,7 +14,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import print_profile
 from yoyu.i18n import _, ngettext
 from yoyu.monitor.phases import LOAD_START, phase_profile
@@ -128,11 +128,13 @@ def _outcome(record: RunRecord) -> str:
     result = record.result
     state = run_state(record)
     if state == "interrupted":
-        return f"[red]{_('interrupted')}[/] " + escape(_("(its yoyu ended before the run did)"))
+        return (
+            styled("red", _("interrupted")) + " " + escape(_("(its yoyu ended before the run did)"))
+        )
     if state == "running" or result is None:
         return _("running")
     if "error" in result:
-        return f"[red]{_('error')}[/]: {escape(str(result['error'])[:60])}"
+        return styled("red", _("error")) + ": " + escape(str(result["error"])[:60])
     turns = len(result.get("turns", []))
     return ngettext("{count} turn", "{count} turns", turns).format(count=turns)
 
@@ -151,7 +153,7 @@ def _print_record(record: RunRecord, samples: list[Sample]) -> None:
     console.print(escape(_("settings: {settings}").format(settings=settings)))
     result = record.result or {}
     if "error" in result:
-        console.print(f"[red]{_('error')}[/]: {escape(str(result['error']))}")
+        console.print(styled("red", _("error")) + ": " + escape(str(result["error"])))
     if result.get("text"):
         answer = str(result["text"])[:200]
         console.print(escape(_("last answer: {text}").format(text=answer)))
@@ -167,4 +169,4 @@ def _print_interrupted(record: RunRecord, samples: list[Sample]) -> None:
         "the yoyu that ran it (pid {pid}) ended before the run finished "
         "(killed, crashed or powered off){last}"
     ).format(pid=record.owner_pid, last=last)
-    console.print(f"[red]{_('interrupted')}[/]: {escape(detail)}")
+    console.print(styled("red", _("interrupted")) + ": " + escape(detail))

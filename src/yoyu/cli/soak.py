@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import (
     JsonOpt,
     ModelArg,
@@ -78,7 +78,7 @@ def soak_command(
             slope=f"{leak.slope_mib_per_min:+.2f}", stderr=stderr, turns=leak.n_points,
             seconds=f"{leak.duration_s:.0f}", reason=leak.reason, run=run.run_id,
         )  # fmt: skip
-        console.print(f"[{style}]{escape(_(leak.verdict))}[/]: {escape(figures)}")
+        console.print(styled(style, _(leak.verdict)) + ": " + escape(figures))
     if leak.verdict == "leak":
         raise typer.Exit(1)
 

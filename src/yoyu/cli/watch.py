@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.errors import SettingsError
 from yoyu.guard import policy_from_settings, with_overrides
 from yoyu.guard.view import WatchReader, WatchView
@@ -95,9 +95,7 @@ def _system_table(view: WatchView) -> Table:
         else (system.macos_pressure or "-")
     )
     style = _LEVEL_STYLE[view.level]
-    level = f"[{style}]{escape(_(view.level))}[/]" + (
-        f" {escape(view.reason)}" if view.reason else ""
-    )
+    level = styled(style, _(view.level)) + (f" {escape(view.reason)}" if view.reason else "")
     table.add_row(
         format_bytes(system.total_bytes),
         format_bytes(system.available_bytes),
