@@ -248,8 +248,12 @@ class _HeaderReader:
         room = (self.file_bytes - self.pos) // max(min_item_bytes, 1)
         if value > room:
             raise self.fail(
-                f"{what} is {value}, more than the {self.file_bytes - self.pos} bytes left "
-                "in the file can hold",
+                message_of(
+                    "{what} is {value}, more than the {left} bytes left in the file can hold",
+                    what=what,
+                    value=value,
+                    left=self.file_bytes - self.pos,
+                ),  # fmt: skip
                 at,
             )
         if value > limit:
@@ -474,8 +478,13 @@ class _HeaderReader:
                 )
             if raw.relative_offset + raw.n_bytes > data_bytes:
                 raise self.fail(
-                    f"tensor {raw.name!r} ({raw.n_bytes} bytes at data offset "
-                    f"{raw.relative_offset}) ends past the end of the file",
+                    message_of(
+                        "tensor {name!r} ({size} bytes at data offset {offset}) ends past the "
+                        "end of the file",
+                        name=raw.name,
+                        size=raw.n_bytes,
+                        offset=raw.relative_offset,
+                    ),  # fmt: skip
                     raw.info_at,
                     _TRUNCATED,
                 )
