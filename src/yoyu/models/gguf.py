@@ -253,7 +253,7 @@ class _HeaderReader:
                     what=what,
                     value=value,
                     left=self.file_bytes - self.pos,
-                ),  # fmt: skip
+                ),
                 at,
             )
         if value > limit:
@@ -484,7 +484,7 @@ class _HeaderReader:
                         name=raw.name,
                         size=raw.n_bytes,
                         offset=raw.relative_offset,
-                    ),  # fmt: skip
+                    ),
                     raw.info_at,
                     _TRUNCATED,
                 )
