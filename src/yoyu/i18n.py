@@ -23,7 +23,6 @@ from __future__ import annotations
 import gettext
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 DOMAIN = "yoyu"
@@ -79,27 +78,35 @@ def N_(message_id: str) -> str:  # noqa: N802 -- the gettext convention for "mar
     return message_id
 
 
-@dataclass(frozen=True)
-class Message:
-    """A message id (the English template) and the values for its ``{fields}``.
+class Message(str):
+    """A message id (the English template) with the values for its ``{fields}``.
 
-    A value may itself be a ``Message`` (an advice clause, a reason); it is
-    rendered in the same language as the message around it.
+    It *is* its English text (a ``str``): logs, JSON, HTTP bodies and code
+    that searches it read English, as before; ``render`` gives the user's
+    language. A value may itself be a ``Message`` (an advice clause, a
+    reason); it renders in the same language as the message around it.
     """
 
     id: str
-    values: Mapping[str, object] = field(default_factory=dict)
+    values: Mapping[str, object]
+
+    def __new__(cls, message_id: str, values: Mapping[str, object] | None = None) -> Message:
+        values = dict(values or {})
+        english = message_id.format(**values)  # a Message value formats as its English text
+        text = super().__new__(cls, english)
+        text.id, text.values = message_id, values
+        return text
+
+    def __getnewargs__(self) -> tuple[str, Mapping[str, object]]:  # type: ignore[override]
+        return (self.id, self.values)
 
     def english(self) -> str:
-        return self.id.format(**{key: _english(value) for key, value in self.values.items()})
+        return str.__str__(self)
 
     def render(self) -> str:
         """The message in the user's language."""
         values = {key: _rendered(value) for key, value in self.values.items()}
         return _(self.id).format(**values)
-
-    def __str__(self) -> str:
-        return self.english()
 
 
 def message_of(message_id: str, /, **values: object) -> Message:
@@ -107,12 +114,13 @@ def message_of(message_id: str, /, **values: object) -> Message:
     return Message(message_id, values)
 
 
-def _english(value: object) -> object:
-    return value.english() if isinstance(value, Message) else value
-
-
 def _rendered(value: object) -> object:
     return value.render() if isinstance(value, Message) else value
+
+
+def render_text(text: str | Message) -> str:
+    """A text that may be a ``Message`` (a plan's reason) in the user's language."""
+    return text.render() if isinstance(text, Message) else text
 
 
 def render_error(error: BaseException) -> str:

@@ -114,7 +114,11 @@ def test_the_language_follows_yoyu_lang_then_posix_order(
 def test_an_error_carries_its_message_id_and_renders_at_the_edge() -> None:
     error = ModelNotFoundError.from_message("{path}: no such file", path="/m/x.gguf")
     assert str(error) == "/m/x.gguf: no such file"  # logs and HTTP bodies: English
-    assert error.message == Message("{path}: no such file", {"path": "/m/x.gguf"})
+    assert isinstance(error.message, Message)
+    assert (error.message.id, error.message.values) == (
+        "{path}: no such file",
+        {"path": "/m/x.gguf"},
+    )
     try:
         use_language("ja")
         assert render_error(error) == "/m/x.gguf: ファイルがありません"

@@ -25,7 +25,7 @@ from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.vllm import vllm_kv_type
-from yoyu.i18n import N_, _, ngettext
+from yoyu.i18n import N_, _, ngettext, render_text
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
@@ -372,12 +372,12 @@ def _print_verdict(plan: Plan) -> None:
 
 
 def _risk_reason(plan: Plan) -> str:
-    if plan.nodes or not plan.risk_reason:
+    if plan.nodes or not str(plan.risk_reason):
         free = format_bytes(plan.free_after_bytes)
         if plan.nodes:
             return _("{free} of the tightest node free after load").format(free=free)
         return _("{free} of system memory free after load").format(free=free)
-    return plan.risk_reason
+    return render_text(plan.risk_reason)
 
 
 def _settings_line(plan: Plan) -> str:
@@ -471,7 +471,7 @@ def _print_reasons(plan: Plan) -> None:
     if plan.reasons:
         console.print(styled("bold", _("Why")))
     for reason in plan.reasons:
-        console.print(f"  - {escape(reason.message)}")
+        console.print(f"  - {escape(render_text(reason.message))}")
 
 
 def _print_speed(plan: Plan) -> None:

@@ -17,6 +17,7 @@ from yoyu.estimate.engine import VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import SpeedPrediction, predict_speed
 from yoyu.estimate.types import MemoryEstimate
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.assess import Assessment, assess
@@ -157,14 +158,20 @@ def _one_more_layer(assessment: Assessment) -> tuple[Reason, ...]:
     placement = assessment.placement
     experts_on_cpu = cpu_expert_blocks(assessment.spec, placement.settings)
     if experts_on_cpu:
-        where = f"with the MoE experts of {experts_on_cpu - 1} blocks on the CPU"
+        where = message_of(
+            "with the MoE experts of {blocks} blocks on the CPU", blocks=experts_on_cpu - 1
+        )
     else:
         layers = f"{placement.n_gpu_layers + 1}/{n_layers_total(assessment.spec)}"
-        where = f"with {layers} layers on the GPU"
+        where = message_of("with {layers} layers on the GPU", layers=layers)
     return tuple(
-        dataclasses.replace(reason, message=f"{where}: {reason.message}")
+        dataclasses.replace(reason, message=_at(where, reason))
         for reason in placement.limit_reasons
     )
+
+
+def _at(where: Message, reason: Reason) -> Message:
+    return message_of("{where}: {reason}", where=where, reason=reason.message)
 
 
 def _as_asked(asked: Assessment) -> tuple[Reason, ...]:
@@ -172,9 +179,9 @@ def _as_asked(asked: Assessment) -> tuple[Reason, ...]:
     if not asked.budget.gpus:
         return asked.placement.failures
     layers = f"{asked.placement.n_gpu_layers}/{n_layers_total(asked.spec)}"
-    where = f"as asked, with {layers} layers on the GPU"
+    where = message_of("as asked, with {layers} layers on the GPU", layers=layers)
     return tuple(
-        dataclasses.replace(reason, message=f"{where}: {reason.message}")
+        dataclasses.replace(reason, message=_at(where, reason))
         for reason in asked.placement.failures
     )
 

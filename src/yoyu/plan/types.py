@@ -16,6 +16,7 @@ from typing import Any
 
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.i18n import Message
 from yoyu.units import GIB
 
 
@@ -97,14 +98,14 @@ class Reason:
     device: str
     needed_bytes: int
     available_bytes: int
-    message: str
+    message: str | Message  # English in JSON, the user's language at the CLI
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "needed_bytes": self.needed_bytes,
             "available_bytes": self.available_bytes,
-            "message": self.message,
+            "message": str(self.message),
         }
 
 
@@ -245,7 +246,7 @@ class Plan:
     nodes: tuple[NodeShare, ...] = ()
     predicted: SpeedFigures | None = None
     notes: tuple[str, ...] = ()
-    risk_reason: str = ""  # the figure behind the risk word, for the user
+    risk_reason: str | Message = ""  # the figure behind the risk word, for the user
 
     @property
     def kv_type(self) -> str:
@@ -257,7 +258,7 @@ class Plan:
             "machine": self.machine,
             "verdict": self.verdict.value,
             "risk": self.risk.value,
-            "risk_reason": self.risk_reason,
+            "risk_reason": str(self.risk_reason),
             "ctx": self.estimate.n_ctx,
             "kv_type": self.kv_type,
             "n_gpu_layers": self.n_gpu_layers,

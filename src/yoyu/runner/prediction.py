@@ -12,6 +12,7 @@ from typing import Any
 
 from yoyu.errors import DoesNotFitError
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.emit.llama_cpp import engine_load_settings
@@ -87,11 +88,11 @@ def predict(
     return prediction_of(plan)
 
 
-def _shortfall(plan: Plan) -> str:
+def _shortfall(plan: Plan) -> str | Message:
     """The first reason with its figures, else the total the plan needs."""
     if plan.reasons:
         return plan.reasons[0].message
-    return f"{format_bytes(plan.estimate.total_bytes)} needed"
+    return message_of("{size} needed", size=format_bytes(plan.estimate.total_bytes))
 
 
 def prediction_of(plan: Plan) -> Prediction:
