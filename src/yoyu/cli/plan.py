@@ -316,7 +316,7 @@ def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
     if plan.moves:
         console.print(moves_table(plan))
     for note in plan.notes:
-        console.print(styled("dim", _("note: {note}").format(note=note)))
+        console.print(styled("dim", _("note: {note}").format(note=render_text(note))))
 
 
 def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
@@ -367,7 +367,7 @@ def _print_verdict(plan: Plan) -> None:
         )
     )
     if plan.applied_move is not None:
-        changed = _("Changed: {move}").format(move=plan.applied_move.description)
+        changed = _("Changed: {move}").format(move=render_text(plan.applied_move.description))
         console.print(escape(changed))
 
 
@@ -479,7 +479,9 @@ def _print_speed(plan: Plan) -> None:
         return
     speed = plan.predicted
     figures = _("decode {decode} tok/s, prefill {prefill} tok/s ({bound})").format(
-        decode=f"{speed.decode_tps:.1f}", prefill=f"{speed.prefill_tps:.0f}", bound=speed.bound
+        decode=f"{speed.decode_tps:.1f}",
+        prefill=f"{speed.prefill_tps:.0f}",
+        bound=render_text(speed.bound),
     )
     console.print(styled("bold", _("Predicted")) + " " + escape(figures))
 
@@ -495,6 +497,6 @@ def moves_table(plan: Plan) -> Table:
             str(index),
             move.action,
             escape(f"{shown_word(move.resulting_verdict)}{risk}"),
-            escape(move.description),
+            escape(render_text(move.description)),
         )
     return table

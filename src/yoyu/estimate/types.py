@@ -217,5 +217,5 @@ class MemoryEstimate:
             "devices": [device.to_dict() for device in self.devices],
             "mapped_bytes": self.mapped_bytes,
             "total_bytes": self.total_bytes,
-            "notes": list(self.notes),
+            "notes": [str(note) for note in self.notes],
         }

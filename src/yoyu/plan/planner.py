@@ -44,7 +44,7 @@ SETTINGS_MOVES = (
     "kv_pool", "fewer_seqs",  # vLLM's (plan.vllm_moves)
 )  # fmt: skip
 _RISK_ORDER = (Risk.SAFE, Risk.TIGHT, Risk.CAUTION, Risk.ABORT)
-ONE_NODE_NOTE = "the first node holds the whole model; no split across nodes is needed"
+ONE_NODE_NOTE = message_of("the first node holds the whole model; no split across nodes is needed")
 
 
 def make_plan(
@@ -95,8 +95,11 @@ def _machine_notes(machine: Machine) -> tuple[str, ...]:
     if assumed is None:
         return ()
     return (
-        f"assumed {format_bytes(assumed)} already in use by the system and apps (the preset's "
-        "typical desktop); give --free with your own figure",
+        message_of(
+            "assumed {size} already in use by the system and apps (the preset's typical "
+            "desktop); give --free with your own figure",
+            size=format_bytes(assumed),
+        ),
     )
 
 
@@ -288,7 +291,7 @@ def _cluster_speed(
     return SpeedFigures(
         decode_tps=_in_series([prediction.decode_tps for prediction in predictions]),
         prefill_tps=_in_series([prediction.prefill_tps for prediction in predictions]),
-        bound=f"{slowest.bound}; nodes in series, network time not counted",
+        bound=message_of("{bound}; nodes in series, network time not counted", bound=slowest.bound),
     )
 
 

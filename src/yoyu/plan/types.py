@@ -130,7 +130,7 @@ class Move:
     def to_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
-            "description": self.description,
+            "description": str(self.description),
             "resulting_verdict": self.resulting_verdict.value,
             "resulting_risk": self.resulting_risk.value if self.resulting_risk else None,
             "settings_change": dict(self.settings_change),
@@ -217,7 +217,7 @@ class SpeedFigures:
         return {
             "decode_tps": round(self.decode_tps, 2),
             "prefill_tps": round(self.prefill_tps, 2),
-            "bound": self.bound,
+            "bound": str(self.bound),
         }
 
 
@@ -272,7 +272,7 @@ class Plan:
             "reasons": [reason.to_dict() for reason in self.reasons],
             "moves": [move.to_dict() for move in self.moves],
             "applied_move": self.applied_move.to_dict() if self.applied_move else None,
-            "notes": list(self.notes),
+            "notes": [str(note) for note in self.notes],
         }
 
 
