@@ -11,8 +11,11 @@ The language: ``YOYU_LANG`` (``ja``/``en``) wins; otherwise the first set of
 ``LC_ALL``, ``LC_MESSAGES``, ``LANG`` (POSIX precedence) chooses Japanese when
 it names ``ja``. English is the default. Only the stdlib ``gettext`` runs
 here (Babel extracts and compiles the catalog in development and tests,
-``yoyu.testing.catalog``); the compiled ``yoyu.mo`` is committed beside its
-``yoyu.po``, and a test checks that the two agree.
+``yoyu.testing.catalog``). The compiled ``yoyu.mo`` is committed beside its
+``yoyu.po`` rather than built by a hatch hook: a checkout, ``pip install -e .``
+and the wheel then all carry it with no build step and no Babel at build
+time (the wheel holds ``yoyu/locale/ja/LC_MESSAGES/yoyu.mo``), and a test
+recompiles the ``.po`` and checks that the committed ``.mo`` matches.
 
 Placeholders are ``str.format`` fields (``{size}``); numbers and units are
 formatted by the caller and inserted as they are.
