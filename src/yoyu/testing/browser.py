@@ -16,6 +16,7 @@ byte, from its fd 3 and writes answers and events to its fd 4.
 from __future__ import annotations
 
 import base64
+import fcntl
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ from typing import Any
 from yoyu.testing.waiting import wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BASH = shutil.which("bash") or "/bin/bash"  # dash's redirections take one-digit fds only
 # A closed network: no sandbox (root in CI), no calls home at start.
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,6 +42,15 @@ COMMAND_TIMEOUT_S = 30.0
 
 class BrowserError(RuntimeError):
     """A DevTools command failed, or the page's script threw."""
+
+
+def _above_four(fd: int) -> int:
+    """``fd`` moved to a number above 4, so redirecting the child's 3 and 4 cannot clobber it."""
+    if fd > 4:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return moved
 
 
 class Browser:
@@ -54,9 +65,10 @@ class Browser:
         self._arrived = threading.Condition()
         commands_in, self._commands = os.pipe()
         self._events, events_out = os.pipe()
+        commands_in, events_out = _above_four(commands_in), _above_four(events_out)
         shell = f'exec "$0" "$@" 3<&{commands_in} 4>&{events_out}'
         self.process = subprocess.Popen(
-            ["/bin/sh", "-c", shell, CHROMIUM, *CHROMIUM_FLAGS, "--remote-debugging-pipe",
+            [BASH, "-c", shell, CHROMIUM, *CHROMIUM_FLAGS, "--remote-debugging-pipe",
              f"--user-data-dir={profile}", f"--window-size={width},{height}"],
             pass_fds=(commands_in, events_out), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -64,6 +76,13 @@ class Browser:
         os.close(commands_in)
         os.close(events_out)
         threading.Thread(target=self._read, name="chromium-devtools", daemon=True).start()
+        try:
+            self._open_page(width, height)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_page(self, width: int, height: int) -> None:
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self._session = attached["sessionId"]
@@ -134,9 +153,14 @@ class Browser:
     def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
         """Wait until ``expression`` is truthy in the page; its value."""
         found: list[Any] = []
+        # an element comes back by value as {}: count it as found
+        probe = f"(() => {{ const v = ({expression}); return v instanceof Node || v; }})()"
 
         def check() -> bool:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(probe)
+            except BrowserError:  # a page mid-navigation has no body yet: not there yet
+                return False
             found[:] = [value]
             return bool(value)
 
@@ -169,7 +193,8 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.call("Browser.close")
+            if self.process.poll() is None:
+                self.call("Browser.close")
         except (BrowserError, OSError):
             self.process.terminate()
         try:

@@ -4,14 +4,18 @@ the guard's new decisions, shared by every open page.
 One thread reads (the machine, the engines, the served models' states, the tail
 of the guard's audit log); each page's event stream only copies what is new
 since it last looked. Ten open tabs cost ten copies, not ten readers.
+
+While a model loads (a served model's state says so, or the dashboard's own Load
+button is at work) it reads four times a second: a load is where memory moves.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,7 @@ from yoyu.guard.audit import AuditRecord, AuditTail
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
+LOADING_TICK_S = 0.25
 HISTORY_POINTS = 900  # the timeline's last 15 minutes at one reading a second
 GUARD_RECORDS = 200  # decisions kept for the timeline's marks
 
@@ -73,6 +78,8 @@ class Feed:
         self._guard_seq = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._loads = 0  # loads the dashboard itself started and still waits on
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -83,11 +90,36 @@ class Feed:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[None]:
+        """Read fast from now until the body (a load) ends."""
+        with self._lock:
+            self._loads += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loads -= 1
+
+    def interval_s(self) -> float:
+        """The wait before the next reading: short while a model loads."""
+        with self._lock:
+            loading = self._loads > 0 or any(
+                model.get("state") == "loading" for model in self._latest_models
+            )
+        return LOADING_TICK_S if loading else self.tick_s
+
     def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.tick()
             except Exception:  # a bug; the pages must outlive it

@@ -125,7 +125,12 @@ class DashboardRoutes:
 
     async def load(self, request: Request) -> Response:
         model_id = request.path_params["model"]
-        return await _json(lambda: models.load_model(self.service, model_id))
+
+        def load() -> Json:
+            with self.feed.loading():  # the timeline reads fast while memory moves
+                return models.load_model(self.service, model_id)
+
+        return await _json(load)
 
     async def unload(self, request: Request) -> Response:
         model_id = request.path_params["model"]

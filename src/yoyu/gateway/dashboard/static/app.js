@@ -68,7 +68,7 @@ function makeChart(key, node, series, data, opts) {
     width: chartWidth(node), height: opts.height || 240, series: [opts.x || {}, ...series],
     axes: [{ stroke: css("--muted"), grid: { stroke: css("--line"), width: 1 }, ticks: { stroke: css("--line") },
              ...(opts.xValues ? { values: opts.xValues } : {}) },
-           axis(opts.yLabel || "", opts.yValues || gib)],
+           axis(opts.yLabel || "", opts.yValues || gib), ...(opts.axes || [])],
     scales: opts.scales || {}, legend: { live: true }, hooks: opts.hooks || {}, bands: opts.bands || [],
     cursor: { drag: { x: false, y: false } },
   };
@@ -107,16 +107,22 @@ function guardMarksHook(u) {
 }
 function memoryChart() {
   const data = memoryData();
+  // The machine (left axis, GiB) and what the engines hold (right axis, its own scale:
+  // a model of 80 MiB would be a flat line on a 24 GiB axis).
   const series = [
     { label: "available", stroke: css("--accent"), width: 2 },
-    { label: "engines resident", stroke: css("--file"), width: 2 },
-    { label: "engines anonymous", stroke: css("--anon"), width: 1.5 },
-    { label: "swap used", stroke: css("--swap"), width: 1.5 },
+    { label: "engines resident", stroke: css("--file"), width: 2, scale: "engines" },
+    { label: "engines anonymous", stroke: css("--anon"), width: 1.5, scale: "engines" },
+    { label: "swap used", stroke: css("--swap"), width: 1.5, scale: "engines" },
     { label: "caution floor", stroke: css("--caution"), dash: [6, 4], width: 1.5 },
     { label: "abort floor", stroke: css("--abort"), dash: [6, 4], width: 1.5 },
   ];
   if (data.length > 7) series.push({ label: "GPU used", stroke: css("--ok"), width: 1.5 });
-  makeChart("memory", $("mem-chart"), series, data, { hooks: { draw: [guardMarksHook] }, height: 260 });
+  const engines = { ...axis("engines, swap", (u, ticks) => ticks.map((v) => v >= GIB ? (v / GIB).toFixed(1) + "G" : (v / MIB).toFixed(0) + "M")),
+    scale: "engines", side: 1, grid: { show: false } };
+  makeChart("memory", $("mem-chart"), series, data, {
+    hooks: { draw: [guardMarksHook] }, height: 260, axes: [engines],
+    scales: { engines: { range: (u, lo, hi) => [0, Math.max(hi * 1.1, 64 * MIB)] } } });
 }
 function renderMemory() {
   const p = state.latest;
@@ -245,12 +251,14 @@ function renderGraph(view) {
   ["aliases", "routes", "models"].forEach((title, i) => add("text", { x: xs[i], y: 18, "font-weight": "bold" }, title));
   const edge = (from, to, label) => {
     if (!where[from] || !where[to]) return;
-    add("line", { x1: where[from][0] + 180, y1: where[from][1] - 4, x2: where[to][0] - 6, y2: where[to][1] - 4, "stroke-width": 1.5 });
+    const [x1, y1, x2, y2] = [where[from][0] + 150, where[from][1] - 4, where[to][0] - 6, where[to][1] - 4];
+    const bend = x2 - x1 > 300 ? -28 : 0;  // an alias straight to a model arcs over the routes
+    add("path", { d: `M${x1},${y1} C${x1 + 60},${y1 + bend} ${x2 - 60},${y2 + bend} ${x2},${y2}`, fill: "none", "stroke-width": 1.5 });
     if (label) add("text", { x: where[to][0] - 22, y: where[to][1] - 8, "font-size": 10 }, label);
   };
   for (const [alias, target] of Object.entries(view.aliases)) edge(alias, target);
   for (const [route, chain] of Object.entries(view.routes)) chain.forEach((m, i) => edge(route, m, String(i + 1)));
-  for (const [name, [x, y]] of Object.entries(where)) add("text", { x, y }, name);
+  for (const [name, [x, y]] of Object.entries(where)) add("text", { x, y, class: "node" }, name);
   replace($("models-graph"), (aliases.length || routes.length) ? svg : h("p", { class: "sub" }, "No routes or aliases: clients name the models themselves."));
 }
 function updateModels() {
@@ -312,8 +320,9 @@ function phasesTable(a, b) {
       const cells = [h("td", {}, name.replace("_", " ")), h("td", {}, label), h("td", { class: "num", "data-run": "a" }, bytes(va))];
       if (b) {
         const diff = va !== null && vb !== null && va !== undefined && vb !== undefined ? vb - va : null;
+        const worse = key === "system_available_bytes" ? diff < 0 : diff > 0;  // less free, more used
         cells.push(h("td", { class: "num", "data-run": "b" }, bytes(vb)),
-          h("td", { class: `num ${diff > 0 ? "up" : diff < 0 ? "down" : ""}` }, signed(diff)));
+          h("td", { class: `num ${diff ? (worse ? "up" : "down") : ""}` }, signed(diff)));
       }
       rows.push(h("tr", { "data-phase": name, "data-figure": key }, cells));
     }
