@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from yoyu.errors import SettingsError, YoyuError
+from yoyu.errors import BadRequestError, ConfigError, ModelFileError, SettingsError, YoyuError
 from yoyu.gateway.service import GatewayService
 from yoyu.gateway.sizing import served_settings
 from yoyu.machine.presets import list_presets, load_machine
@@ -51,6 +51,14 @@ class Planner:
         self._lock = threading.Lock()
 
     def plan(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The plan for the form's choices; a choice that cannot be planned is the asker's
+        mistake (400), as a bad flag is the CLI user's."""
+        try:
+            return self._plan(payload)
+        except (SettingsError, ConfigError, ModelFileError) as error:
+            raise BadRequestError(str(error)) from None
+
+    def _plan(self, payload: dict[str, Any]) -> dict[str, Any]:
         model, machine, nodes, ctx = _parse(payload)
         served = self.service.config.served.get(model)
         ref = str(served.path) if served is not None and served.path else model
@@ -85,16 +93,16 @@ def _parse(payload: dict[str, Any]) -> tuple[str, str | None, Sequence[str], int
     """(model, machine preset or None for this one, cluster presets, ctx) from the form."""
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise SettingsError('name a model: {"model": "a served id, an installed name or a path"}')
+        raise BadRequestError('name a model: {"model": "a served id, an installed name or a path"}')
     machine = payload.get("machine") or None
     nodes = payload.get("nodes") or []
     ctx = payload.get("ctx")
     if machine is not None and not isinstance(machine, str):
-        raise SettingsError('"machine" is a preset name, or empty for this machine')
+        raise BadRequestError('"machine" is a preset name, or empty for this machine')
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-        raise SettingsError('"nodes" is a list of machine presets, the head first')
+        raise BadRequestError('"nodes" is a list of machine presets, the head first')
     if len(nodes) == 1 or len(nodes) > MAX_NODES:
-        raise SettingsError(f"a cluster has 2 to {MAX_NODES} nodes, not {len(nodes)}")
+        raise BadRequestError(f"a cluster has 2 to {MAX_NODES} nodes, not {len(nodes)}")
     if ctx is not None and (isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 0):
-        raise SettingsError('"ctx" is a number of tokens (0: the model\'s own)')
+        raise BadRequestError('"ctx" is a number of tokens (0: the model\'s own)')
     return model.strip(), machine, nodes, ctx

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from yoyu.errors import YoyuError
+from yoyu.errors import GatewayError, RunStoreError, YoyuError
 from yoyu.gateway import wire
 from yoyu.gateway.dashboard import guardlog, models, runs, session
 from yoyu.gateway.dashboard.feed import Feed, Update
@@ -47,6 +47,13 @@ PAGE_HEADERS = {
 }
 MAX_BODY_BYTES = 64 * 1024
 Json = dict[str, Any]
+
+
+class RunNotFoundError(GatewayError):
+    """A run id the store does not hold."""
+
+    http_status = 404
+    error_code = "run_not_found"
 
 
 class DashboardRoutes:
@@ -148,7 +155,10 @@ class DashboardRoutes:
 
         def detail() -> Json:
             with RunStore() as store:
-                record = store.get_run(run_id)
+                try:
+                    record = store.get_run(run_id)
+                except RunStoreError as error:
+                    raise RunNotFoundError(str(error)) from None
                 return runs.run_detail(record, store.samples(run_id), store.events(run_id))
 
         return await _json(detail)
