@@ -67,7 +67,7 @@ function makeChart(key, node, series, data, opts) {
   const options = {
     width: chartWidth(node), height: opts.height || 240, series: [opts.x || {}, ...series],
     axes: [{ stroke: css("--muted"), grid: { stroke: css("--line"), width: 1 }, ticks: { stroke: css("--line") },
-             ...(opts.xValues ? { values: opts.xValues } : {}) },
+             ...(opts.xValues ? { values: opts.xValues } : {}), ...(opts.xIncrs ? { incrs: opts.xIncrs } : {}) },
            axis(opts.yLabel || "", opts.yValues || gib), ...(opts.axes || [])],
     scales: opts.scales || {}, legend: { live: true }, hooks: opts.hooks || {}, bands: opts.bands || [],
     cursor: { drag: { x: false, y: false } },
@@ -122,6 +122,7 @@ function memoryChart() {
     scale: "engines", side: 1, grid: { show: false } };
   makeChart("memory", $("mem-chart"), series, data, {
     hooks: { draw: [guardMarksHook] }, height: 260, axes: [engines],
+    xIncrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], xValues: (u, ticks) => ticks.map(clock),
     scales: { engines: { range: (u, lo, hi) => [0, Math.max(hi * 1.1, 64 * MIB)] } } });
 }
 function renderMemory() {
