@@ -19,13 +19,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from yoyu.gateway.config import BackendConfig, GatewayConfig, ServedModel
 from yoyu.gateway.dashboard.feed import LOADING_TICK_S, TICK_S, Feed
 from yoyu.gateway.dashboard.memory import memory_point, memory_reader, timeline_row
 from yoyu.gateway.dashboard.models import model_states
-from yoyu.gateway.dashboard.routes import STATIC_DIR, _event, _update_json
+from yoyu.gateway.dashboard.routes import STATIC_DIR, _event
 from yoyu.gateway.service import GatewayService
 from yoyu.guard.audit import AuditTail, default_audit_path
 from yoyu.testing.tiny_models import write_tiny_model
@@ -74,7 +75,7 @@ def measure(service: GatewayService, readings: int) -> None:
         guard_s.append(timed(guard.tick))
     engines = len(feed.since(0, 0).latest["engines"])  # type: ignore[index]
     update = feed.since(feed.since(0, 0).seq - 1, 10**9)
-    event_bytes = len(_event("tick", _update_json(update)).encode())
+    event_bytes = len(_event("tick", asdict(update)).encode())
     feed_ms, guard_ms = statistics.median(feed_s) * 1e3, statistics.median(guard_s) * 1e3
     print(f"engines watched: {engines}; {readings} readings each, interleaved (medians)")
     print(f"  dashboard feed reading: {feed_ms:.3f} ms")

@@ -18,14 +18,17 @@ import pytest
 from yoyu.gateway.app import create_app
 from yoyu.gateway.config import GatewayConfig, ServerConfig
 from yoyu.gateway.dashboard.feed import Feed
+from yoyu.gateway.dashboard.memory import memory_point, memory_reader, timeline_row
 from yoyu.gateway.dashboard.routes import STATIC_DIR
 from yoyu.gateway.dashboard.runs import soak_fit
 from yoyu.gateway.service import GatewayService
 from yoyu.gateway.trust import SESSION_COOKIE, TrustPolicy, check_request, session_token
 from yoyu.guard.audit import AuditRecord, AuditTail
+from yoyu.monitor.gpu import NvmlGpus
 from yoyu.monitor.leak import check_leak
 from yoyu.monitor.phases import STABILIZED
 from yoyu.monitor.types import Event, ProcessSample, Sample, SystemSample
+from yoyu.testing.fake_nvml import RTX_4090_24G, RTX_5060_TI_16G, FakeNvml
 
 KEY = "a-long-enough-test-key"
 OWN = {"host": "127.0.0.1:8040"}
@@ -292,3 +295,22 @@ def test_a_run_the_store_lacks_is_not_found(keyed_app: Any) -> None:
     answer = call(keyed_app, "GET", "/dashboard/api/runs/999", headers=cookie(session_token(KEY)))
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "run_not_found"
     assert "999" in answer.json()["error"]["message"]
+
+
+def test_the_memory_reading_has_each_gpu_when_there_are_some() -> None:
+    boards = (RTX_4090_24G, RTX_5060_TI_16G)
+    gpus = NvmlGpus(FakeNvml(gpus=boards))
+    assert gpus.open()
+    service = GatewayService(GatewayConfig(), {})
+    try:
+        reader = memory_reader(service, gpus)
+        point = memory_point(reader.read(), floor_bytes=1 << 30, held_bytes=0)
+    finally:
+        gpus.close()
+        service.close()
+    assert [(g["index"], g["used_bytes"], g["free_bytes"]) for g in point["gpus"]] == [
+        (index, board.used_bytes, board.free_bytes) for index, board in enumerate(boards)
+    ]
+    row = timeline_row(point)
+    assert row[5] == sum(board.used_bytes for board in boards)
+    assert point["floor_bytes"] == 1 << 30 and point["total_bytes"] > 0

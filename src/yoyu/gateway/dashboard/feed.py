@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from yoyu.guard.audit import AuditRecord, AuditTail
+from yoyu.gateway.dashboard.guardlog import guard_mark
+from yoyu.guard.audit import AuditTail
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -40,17 +41,6 @@ class Update:
     guard: list[Json]
     guard_seq: int
     models: list[Json] = field(default_factory=list)
-
-
-def guard_mark(record: AuditRecord) -> Json:
-    """A guard record as the timeline marks it (the samples stay in the log)."""
-    return {
-        "t": record.wall_time,
-        "kind": record.kind,
-        "message": record.message,
-        "target": record.target,
-        "guard_pid": record.guard_pid,
-    }
 
 
 class Feed:

@@ -19,13 +19,21 @@ def guard_log(path: Path | None = None, limit: int = MOST_RECORDS) -> list[dict[
     return [guard_entry(record) for record in reversed(records)]
 
 
-def guard_entry(record: AuditRecord) -> dict[str, Any]:
+def guard_mark(record: AuditRecord) -> dict[str, Any]:
+    """A decision as the timeline marks it (its samples stay in the log)."""
     return {
         "t": record.wall_time,
         "kind": record.kind,
         "message": record.message,
         "target": record.target,
         "guard_pid": record.guard_pid,
+    }
+
+
+def guard_entry(record: AuditRecord) -> dict[str, Any]:
+    """A decision as the log shows it: the mark, the pids, the figures, the samples."""
+    return {
+        **guard_mark(record),
         "pids": list(record.pids),
         "detail": record.detail,
         "samples": sample_rows(record.samples),

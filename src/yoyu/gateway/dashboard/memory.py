@@ -36,6 +36,8 @@ def gateway_engines(service: GatewayService) -> Roots:
 def _backend_roots(name: str, backend: Backend) -> list[tuple[int, str]]:
     try:
         members = backend.pids()
+        if not members:  # nothing of yoyu's runs there (a daemon's engines, or none yet)
+            return []
         loaded = [(model.pid, model.id) for model in backend.loaded_models() if model.pid]
     except YoyuError:
         return []

@@ -11,6 +11,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from yoyu.errors import GatewayError, RunStoreError, YoyuError
 from yoyu.gateway import wire
 from yoyu.gateway.dashboard import guardlog, models, runs, session
-from yoyu.gateway.dashboard.feed import Feed, Update
+from yoyu.gateway.dashboard.feed import Feed
 from yoyu.gateway.dashboard.planning import Planner, plan_choices
 from yoyu.gateway.service import GatewayService
 from yoyu.monitor.store import RunStore
@@ -114,7 +115,7 @@ class DashboardRoutes:
 
     async def _stream(self) -> AsyncIterator[str]:
         update = self.feed.since(0, 0)
-        yield _event("hello", {**_update_json(update), "key_required": self.api_key is not None})
+        yield _event("hello", {**asdict(update), "key_required": self.api_key is not None})
         seq, guard_seq = update.seq, update.guard_seq
         while not self.draining.is_set():
             await asyncio.sleep(self.feed.tick_s)
@@ -123,7 +124,7 @@ class DashboardRoutes:
                 yield ": idle\n\n"  # a comment: finds a client that left
                 continue
             seq, guard_seq = update.seq, update.guard_seq
-            yield _event("tick", _update_json(update))
+            yield _event("tick", asdict(update))
 
     # -- JSON ----------------------------------------------------------------------
 
@@ -197,16 +198,6 @@ def _error(error: YoyuError) -> Response:
     return JSONResponse(
         wire.error_body(error), status_code=error.http_status, headers=wire.error_headers(error)
     )
-
-
-def _update_json(update: Update) -> Json:
-    return {
-        "seq": update.seq,
-        "latest": update.latest,
-        "rows": update.rows,
-        "guard": update.guard,
-        "models": update.models,
-    }
 
 
 def _event(name: str, data: Json) -> str:
