@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,6 +131,12 @@ def text(browser: Browser, selector: str) -> str:
     return str(browser.evaluate(f"({found} || {{}}).textContent"))
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """The kB figures of /proc/PID/status, in bytes."""
+    found = re.findall(r"^(\w+):\s+(\d+) kB$", Path(f"/proc/{pid}/status").read_text(), re.M)
+    return {name: int(value) * 1024 for name, value in found}
+
+
 def test_memory_page_shows_the_machine_and_the_guards_floors(
     site: dict[str, Any], browser: Browser, artifacts: Path
 ) -> None:
@@ -145,6 +152,9 @@ def test_memory_page_shows_the_machine_and_the_guards_floors(
     assert text(browser, "#mem-level") in ("ok", "caution", "abort")
     # The chart has a line for each series and the first readings of the timeline.
     browser.wait_for("yoyu.charts.memory && yoyu.charts.memory.data[0].length >= 2")
+    # The gateway's guard wrote its start to the audit log: the timeline lists it.
+    marks = browser.wait_for("document.getElementById('mem-marks').textContent")
+    assert "guard started" in marks
     assert browser.errors == []
     browser.screenshot(artifacts / "memory.png")
 
@@ -188,6 +198,15 @@ def test_memory_line_moves_while_a_model_loads_and_the_buttons_load_and_unload(
     go(browser, gateway, "memory")
     browser.wait_for("(document.querySelector('#mem-engines tbody td') || {}).textContent"
                      " === 'tiny'")  # fmt: skip
+    # Its resident memory split as the kernel counts it (RssAnon, RssFile of its tree).
+    engine = browser.evaluate("yoyu.state.latest.engines[0]")
+    root = psutil.Process(engine["pid"])
+    kernel = [proc_status(process.pid) for process in [root, *root.children(True)]]
+    for key, field in (("anon_bytes", "RssAnon"), ("file_bytes", "RssFile")):
+        counted = sum(status[field] for status in kernel)
+        assert abs(engine[key] - counted) < max(counted * 0.1, 4 * MIB), key
+    anon_cell = text(browser, "#mem-engines tbody tr td:nth-child(5)")
+    assert anon_cell == shown(engine["anon_bytes"])
     browser.screenshot(artifacts / "memory-loaded.png")
 
     go(browser, gateway, "models")

@@ -8,6 +8,7 @@ sends it) and holds an HMAC of the key, never the key; it lasts the browser sess
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from starlette.requests import Request
@@ -21,6 +22,7 @@ LOGIN_PAGE = "/login"
 LOGIN_PATH = "/dashboard/login"
 LOGOUT_PATH = "/dashboard/logout"
 MAX_LOGIN_BYTES = 4096  # the login is open to all: read no more than a key needs
+WRONG_KEY_DELAY_S = 1.0
 
 
 def session_cookie(token: str, *, secure: bool, clear: bool = False) -> str:
@@ -45,6 +47,7 @@ async def login(request: Request, api_key: str | None) -> Response:
     if api_key is None:  # no key wanted: nothing to sign in to
         return JSONResponse({"signed_in": True, "key_required": False})
     if not hmac.compare_digest(key.encode(), api_key.encode()):
+        await asyncio.sleep(WRONG_KEY_DELAY_S)  # guessing one key after another goes slowly
         return _error(TrustError("wrong API key", 401, "invalid_api_key"))
     response = JSONResponse({"signed_in": True, "key_required": True})
     secure = request.url.scheme == "https"

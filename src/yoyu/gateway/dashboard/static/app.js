@@ -345,7 +345,25 @@ function runsChart(node, a, b) {
     data.push(column(b, "rss_bytes"), column(b, "anon_bytes"));
   }
   makeChart("runs", node, series, data, { x: { label: "s" }, scales: { x: { time: false } }, yValues: mib,
-    xValues: (u, ticks) => ticks.map((v) => v.toFixed(1) + "s") });
+    xValues: (u, ticks) => ticks.map((v) => v.toFixed(1) + "s"), hooks: { draw: [phaseMarks(a)] } });
+}
+const PHASE_MARKS = ["load_start", "load_end", "generation_start", "generation_end", "stabilized"];
+function phaseMarks(run) {
+  // The marks the phases are read at (run A's), as thin lines with their names.
+  return (u) => {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = css("--muted"); ctx.fillStyle = css("--muted");
+    ctx.lineWidth = devicePixelRatio; ctx.font = `${10 * devicePixelRatio}px system-ui`;
+    run.events.filter((e) => PHASE_MARKS.includes(e.kind)).forEach((event, i) => {
+      const x = Math.round(u.valToPos(event.t_s, "x", true));
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+      ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+      const y = u.bbox.top + (12 + 12 * (i % 4)) * devicePixelRatio;  // staggered: marks come close
+      ctx.fillText(event.kind.replace("_", " "), x + 3 * devicePixelRatio, y);
+    });
+    ctx.restore();
+  };
 }
 function soakLine(s) {
   const se = s.stderr_mib_per_min === null ? "?" : s.stderr_mib_per_min.toFixed(2);
