@@ -275,6 +275,9 @@ def test_runs_page_shows_a_soaks_slope_and_its_band(
     leak = soak["leak"]
     slope = f"{'+' if leak['slope_mib_per_min'] >= 0 else ''}{leak['slope_mib_per_min']:.2f}"
     assert line.startswith(f"{slope} ± {leak['stderr_mib_per_min']:.2f} MiB/min")
+    stored = yoyu(site["home"], "runs", "show", str(soak["run_id"]))
+    peak = text(browser, "tr[data-phase=peak] td[data-figure=process_rss_bytes]")
+    assert peak == shown(stored["phases"]["peak"]["process_rss_bytes"])
     band = browser.evaluate(f"yoyu.charts['soak{soak['run_id']}'].data")
     low, fit, high = band[3], band[2], band[4]
     assert all(lo <= f <= hi for lo, f, hi in zip(low, fit, high, strict=True))

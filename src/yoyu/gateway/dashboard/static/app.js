@@ -27,10 +27,14 @@ function h(tag, attrs, ...children) {
 }
 function bytes(n) {
   if (n === null || n === undefined) return "–";
-  const sign = n < 0 ? "-" : "", a = Math.abs(n);
-  return sign + (a >= GIB ? (a / GIB).toFixed(2) + " GiB" : (a / MIB).toFixed(2) + " MiB");
+  const a = Math.abs(n), text = a >= GIB ? (a / GIB).toFixed(2) + " GiB" : (a / MIB).toFixed(2) + " MiB";
+  return (n < 0 && !/^0\.00 /.test(text) ? "-" : "") + text;  // no "-0.00"
 }
-function signed(n) { return n === null || n === undefined ? "–" : (n > 0 ? "+" : "") + bytes(n); }
+function signed(n) {
+  if (n === null || n === undefined) return "–";
+  const text = bytes(n);
+  return n > 0 && !/^0\.00 /.test(text) ? "+" + text : text;
+}
 function clock(t) { return new Date(t * 1000).toLocaleTimeString(); }
 function when(t) { return new Date(t * 1000).toLocaleString(); }
 function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
@@ -60,7 +64,10 @@ function axis(label, values) {
     ticks: { stroke: css("--line") }, values, size: 62 };
 }
 const gib = (u, ticks) => ticks.map((v) => (v / GIB).toFixed(v % GIB === 0 ? 0 : 1) + "G");
-const mib = (u, ticks) => ticks.map((v) => (v / MIB).toFixed(0) + "M");
+// Tick labels with as many decimals as their spacing needs (a soak moves by a few MiB).
+const decimals = (ticks, unit) => ticks.length > 1 ? Math.max(0, Math.min(3, -Math.floor(Math.log10(Math.abs(ticks[1] - ticks[0]) / unit || 1)))) : 0;
+const mib = (u, ticks) => { const d = decimals(ticks, MIB); return ticks.map((v) => (v / MIB).toFixed(d) + "M"); };
+const seconds = (u, ticks) => { const d = decimals(ticks, 1); return ticks.map((v) => v.toFixed(d) + "s"); };
 function makeChart(key, node, series, data, opts) {
   if (charts[key]) { charts[key].destroy(); }
   node.replaceChildren();
@@ -253,7 +260,7 @@ function renderGraph(view) {
   const edge = (from, to, label) => {
     if (!where[from] || !where[to]) return;
     const [x1, y1, x2, y2] = [where[from][0] + 150, where[from][1] - 4, where[to][0] - 6, where[to][1] - 4];
-    const bend = x2 - x1 > 300 ? -28 : 0;  // an alias straight to a model arcs over the routes
+    const bend = x2 - x1 > 300 ? 26 : 0;  // an alias straight to a model arcs under the routes
     add("path", { d: `M${x1},${y1} C${x1 + 60},${y1 + bend} ${x2 - 60},${y2 + bend} ${x2},${y2}`, fill: "none", "stroke-width": 1.5 });
     if (label) add("text", { x: where[to][0] - 22, y: where[to][1] - 8, "font-size": 10 }, label);
   };
@@ -310,6 +317,7 @@ async function showRuns() {
 const PHASE_FIGURES = [["process_rss_bytes", "resident"], ["process_anon_bytes", "anonymous"],
   ["process_file_bytes", "file-backed"], ["process_swap_bytes", "swapped"], ["system_available_bytes", "available"], ["gpu_used_bytes", "GPU used"]];
 function phasesTable(a, b) {
+  if (!b) return phaseMatrix(a);
   const names = Object.keys(a.phases);
   const head = [["phase"], ["figure"], [`A #${a.id}`, "num"]];
   if (b) head.push([`B #${b.id}`, "num"], ["B − A", "num"]);
@@ -332,6 +340,16 @@ function phasesTable(a, b) {
   table(node, head, rows);
   return node;
 }
+function phaseMatrix(run) {
+  // One run: a row a phase, a column a figure.
+  const figures = PHASE_FIGURES.filter(([key]) => Object.values(run.phases).some((p) => p && p[key] !== null && p[key] !== undefined));
+  const node = h("table", { id: "runs-phases" });
+  table(node, [["phase"], ["t (s)", "num"], ...figures.map(([, label]) => [label, "num"])],
+    Object.entries(run.phases).map(([name, p]) => h("tr", { "data-phase": name }, h("td", {}, name.replace("_", " ")),
+      h("td", { class: "num" }, p ? p.t_s.toFixed(2) : "–"),
+      figures.map(([key]) => h("td", { class: "num", "data-figure": key, "data-run": "a" }, p ? bytes(p[key]) : "–")))));
+  return node;
+}
 function runsChart(node, a, b) {
   // Both runs on one time axis from their load's start: their sample times joined.
   const times = [...new Set([...a.timeline.t_s, ...(b ? b.timeline.t_s : [])])].sort((x, y) => x - y);
@@ -345,7 +363,7 @@ function runsChart(node, a, b) {
     data.push(column(b, "rss_bytes"), column(b, "anon_bytes"));
   }
   makeChart("runs", node, series, data, { x: { label: "s" }, scales: { x: { time: false } }, yValues: mib,
-    xValues: (u, ticks) => ticks.map((v) => v.toFixed(1) + "s"), hooks: { draw: [phaseMarks(a)] } });
+    xValues: seconds, hooks: { draw: [phaseMarks(a)] } });
 }
 const PHASE_MARKS = ["load_start", "load_end", "generation_start", "generation_end", "stabilized"];
 function phaseMarks(run) {
@@ -378,7 +396,7 @@ function soakChart(node, run) {
     { label: `+${s.sigmas}σ`, stroke: css("--muted"), dash: [4, 4], width: 1 },
   ], [s.t_s, s.growth_bytes, s.fit_bytes, s.low_bytes, s.high_bytes], {
     x: { label: "s" }, scales: { x: { time: false } }, yValues: mib, height: 200,
-    xValues: (u, ticks) => ticks.map((v) => v.toFixed(0) + "s"),
+    xValues: seconds,
     bands: [{ series: [4, 3], fill: "rgba(127, 127, 127, 0.18)" }],  // the slope's ±σ band, filled
   });
 }
