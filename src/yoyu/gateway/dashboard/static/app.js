@@ -446,7 +446,7 @@ function renderPlan(plan) {
     const node = h("table", { id: "plan-moves" });
     table(node, [["move"], ["verdict"], ["total", "num"], ["free after", "num"]], plan.moves.map((m) => h("tr", {},
       h("td", {}, m.description), h("td", {}, m.resulting_verdict), h("td", { class: "num" }, bytes(m.total_bytes)), h("td", { class: "num" }, bytes(m.free_after_bytes)))));
-    view.append(h("h2", {}, "Moves that fit"), h("div", { class: "scroll" }, node));
+    view.append(h("h2", {}, "Moves (and what each gives)"), h("div", { class: "scroll" }, node));
   }
   view.append(h("h2", {}, "Launch settings"));
   for (const [target, text] of Object.entries(plan.emitted)) {
