@@ -24,10 +24,10 @@ from contextlib import asynccontextmanager
 
 from yoyu.gateway.app import Extension
 from yoyu.gateway.dashboard.session import LOGIN_PAGE, LOGIN_PATH
-
-__all__ = ["LOGIN_PAGE", "OPEN_PATHS", "OPEN_PREFIXES", "dashboard_extension"]
 from yoyu.gateway.service import GatewayService
 
+__all__ = ["LOGIN_PAGE", "OPEN_PATHS", "OPEN_PREFIXES", "dashboard_extension"]
+# Served without the key: the login page and call, and the page's files (no data in them).
 OPEN_PATHS = frozenset({LOGIN_PAGE, LOGIN_PATH})
 OPEN_PREFIXES = ("/dashboard/static/",)
 
