@@ -27,7 +27,7 @@ import httpx
 import psutil
 import pytest
 
-from yoyu.guard.policy import GuardPolicy
+from yoyu.guard.policy import policy_from_config
 from yoyu.testing.browser import CHROMIUM, Browser
 from yoyu.testing.gateway_process import GatewayProcess
 from yoyu.testing.tiny_models import write_tiny_model
@@ -39,6 +39,10 @@ pytestmark = [
 ]
 MIB, GIB = 1024**2, 1024**3
 PAGES = ("memory", "models", "runs", "plan", "guard")
+# Above what is available: the gateway's guard cautions (warns) as it starts, a real
+# decision with its samples for the timeline and the Guard log. Its next step, an unload
+# once caution lasts past the grace period, is an hour away: the tests load and unload.
+CAUTION = "99%"
 KEY_VARIABLE = "YOYU_DASHBOARD_TEST_KEY"
 KEY = "dashboard-test-key-0123456789"
 
@@ -101,6 +105,10 @@ steady = ["tiny"]
 
 [aliases]
 coder = "tiny"
+
+[guard]
+caution = "{CAUTION}"
+grace = 3600
 """,
         encoding="utf-8",
     )
@@ -143,18 +151,18 @@ def test_memory_page_shows_the_machine_and_the_guards_floors(
     go(browser, site["gateway"], "memory")
     browser.wait_for("document.getElementById('mem-available').textContent.includes('iB')")
     total = psutil.virtual_memory().total
-    floors = GuardPolicy().resolve(total)
+    floors = policy_from_config({"caution": CAUTION}).resolve(total)
     assert text(browser, "#mem-total").endswith(f"of {shown(total)}")
     assert text(browser, "#mem-caution") == shown(floors.caution_bytes)
     assert text(browser, "#mem-abort") == shown(floors.abort_bytes)
     available = browser.evaluate("yoyu.state.latest.available_bytes")
     assert abs(available - psutil.virtual_memory().available) < total * 0.05  # a busy machine
-    assert text(browser, "#mem-level") in ("ok", "caution", "abort")
+    assert text(browser, "#mem-level") == "caution"  # available is under a 99 % floor
     # The chart has a line for each series and the first readings of the timeline.
     browser.wait_for("yoyu.charts.memory && yoyu.charts.memory.data[0].length >= 2")
-    # The gateway's guard wrote its start to the audit log: the timeline lists it.
+    # The gateway's guard wrote its start and its warning: the timeline lists them.
     marks = browser.wait_for("document.getElementById('mem-marks').textContent")
-    assert "guard started" in marks
+    assert "guard started" in marks and "warn" in marks
     assert browser.errors == []
     browser.screenshot(artifacts / "memory.png")
 
@@ -330,17 +338,30 @@ def test_guard_log_page_shows_each_decision_with_its_samples(
     site: dict[str, Any], browser: Browser, artifacts: Path
 ) -> None:
     go(browser, site["gateway"], "guard")
-    browser.wait_for("document.querySelector('#guard-list details')")
-    start = "document.querySelector('#guard-list details[data-kind=start]')"
-    browser.wait_for(start)
-    summary = text(browser, "#guard-list details[data-kind=start] summary")
-    assert "guard started" in summary
-    browser.evaluate(f"{start}.open = true")
-    cells = browser.evaluate(
-        f"[...{start}.querySelectorAll('tbody tr:first-child td')].map(td => td.textContent)"
+    warn = "document.querySelector('#guard-list details[data-kind=warn]')"
+    browser.wait_for(warn)
+    browser.evaluate(f"{warn}.open = true")
+    # The samples behind the warning: each one's available memory, under the caution floor.
+    total = psutil.virtual_memory().total
+    caution = policy_from_config({"caution": CAUTION}).resolve(total).caution_bytes
+    rows = browser.evaluate(
+        f"[...{warn}.querySelectorAll('tbody tr')].map(tr => tr.children[1].textContent)"
     )
-    assert cells[1].endswith("iB")  # the available memory the guard's first sample read
+    assert rows, "the warning came with no samples"
+    assert all(parse_shown(row) < caution for row in rows)
+    assert f"threshold: {shown(caution)}" in text(browser, "#guard-list details[data-kind=warn]")
+    start = "#guard-list details[data-kind=start] summary"
+    assert "guard started" in text(browser, start)
+    unloads = "document.querySelectorAll('#guard-list details[data-kind=unload]').length"
+    assert browser.evaluate(unloads) == 0  # the grace of an hour: a warning, no more
     browser.screenshot(artifacts / "guard.png")
+    assert browser.errors == []
+
+
+def parse_shown(figure: str) -> float:
+    """Bytes from a figure as the page writes it ("21.55 GiB")."""
+    number, unit = figure.split()
+    return float(number) * (GIB if unit == "GiB" else MIB)
 
 
 PHONE_WIDTH = 390

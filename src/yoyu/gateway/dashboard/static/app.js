@@ -478,6 +478,7 @@ async function copy(pre, button) {
 
 // -- Guard log ---------------------------------------------------------------------------
 let guardSeen = -1;
+const BYTE_FLOORS = ["abort", "caution", "swap_growth", "gpu_free"];
 async function enterGuard() {
   const records = (await api("/dashboard/api/guard")).records;
   guardSeen = state.guard.length;
@@ -489,8 +490,10 @@ function guardEntry(r) {
     r.samples.map((s) => h("tr", {}, h("td", {}, s.t ? clock(s.t) : "–"), h("td", { class: "num" }, bytes(s.available_bytes)),
       h("td", { class: "num" }, bytes(s.swap_used_bytes)), h("td", { class: "num" }, s.psi_some === null ? "–" : `${s.psi_some}/${s.psi_full}`),
       h("td", { class: "num" }, bytes(s.rss_bytes)), h("td", { class: "num" }, bytes(s.anon_bytes)), h("td", { class: "num" }, bytes(s.swap_bytes)))));
+  // threshold and figure are bytes for the memory floors, percent for PSI, a word on a Mac
+  const inBytes = (k) => k.endsWith("_bytes") || (["threshold", "figure"].includes(k) && BYTE_FLOORS.includes(r.detail.floor));
   const detail = Object.entries(r.detail).filter(([, v]) => v !== null).map(([k, v]) =>
-    h("span", {}, `${k}: `, h("b", {}, k.endsWith("_bytes") && typeof v === "number" ? bytes(v) : JSON.stringify(v))));
+    h("span", {}, `${k}: `, h("b", {}, inBytes(k) && typeof v === "number" ? bytes(v) : JSON.stringify(v))));
   return h("details", { "data-kind": r.kind },
     h("summary", {}, h("span", { class: `kind ${r.kind}` }, r.kind), `${when(r.t)} · ${r.message}`),
     h("p", { class: "sub" }, `${r.target} · guard pid ${r.guard_pid}${r.pids.length ? " · pids " + r.pids.join(", ") : ""}`),
