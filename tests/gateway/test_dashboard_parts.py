@@ -169,7 +169,8 @@ def test_the_plan_on_a_preset_is_the_planners(keyed_app: Any) -> None:
     headers = cookie(session_token(KEY))
     plan = call(keyed_app, "POST", "/dashboard/api/plan", json=body, headers=headers).json()
     assert plan["machine"].startswith("linux-cpu-32g") and plan["ctx"] == 2048
-    assert set(plan["emitted"]) == {"llama-server", "ollama"}
+    assert set(plan["emitted"]) == {"llama-server", "ollama", "exo"}
+    assert plan["emitted"]["exo"].startswith("# exo splits a model over machines")
     assert "-c 2048" in plan["emitted"]["llama-server"]
     cluster = {"model": "llama3.1:70b", "nodes": ["linux-cpu-32g", "linux-cpu-32g"]}
     split = call(keyed_app, "POST", "/dashboard/api/plan", json=cluster, headers=headers).json()

@@ -27,6 +27,7 @@ from yoyu.plan.types import PlanRequest
 
 SINGLE_TARGETS = ("llama-server", "ollama")
 CLUSTER_TARGETS = ("llama-server", "rpc", "exo")
+NO_CLUSTER = "# exo splits a model over machines: pick two or more presets under Cluster\n"
 MAX_NODES = 8
 
 
@@ -80,6 +81,8 @@ class Planner:
                 emitted[name] = emit_settings(name, plan, spec, ref, target, request).text
             except YoyuError as error:
                 emitted[name] = f"# {error}\n"
+        if not cluster:
+            emitted["exo"] = NO_CLUSTER
         return {**plan.to_dict(), "emitted": emitted}
 
     def here(self) -> Machine:

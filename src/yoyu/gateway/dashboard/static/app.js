@@ -212,7 +212,7 @@ function modelCard(m) {
       onclick: () => act("unload", m.id) }, "Unload")] : [h("span", { class: "sub" }, `loaded by ${m.backend}`)];
   const facts = [
     ["backend", m.backend + (m.remote ? " (remote)" : "")], ["in flight", live.in_flight ?? 0],
-    ["TTL", m.ttl_s ? `${m.ttl_s} s` : "never"], ["idle", live.idle_s === null || live.idle_s === undefined ? "–" : `${live.idle_s} s`],
+    ["TTL", m.ttl_s ? `${m.ttl_s} s` : "never"], ["idle", idleText(live)],
     ["file", bytes(m.size_bytes)], ["plan needs", bytes(m.need_bytes)], ["verdict", m.verdict || "–"],
   ];
   return h("div", { class: "panel", "data-model-card": m.id },
@@ -221,7 +221,7 @@ function modelCard(m) {
       m.pinned ? h("span", { class: "badge" }, "pinned") : null, m.private ? h("span", { class: "badge" }, "private") : null,
       h("span", { class: "spacer" }), ...buttons),
     live.detail ? h("p", { class: "error" }, live.detail) : null,
-    h("div", { class: "legend" }, facts.map(([k, v]) => h("span", {}, `${k}: `, h("b", {}, v)))),
+    h("div", { class: "legend" }, facts.map(([k, v]) => h("span", {}, `${k}: `, h("b", { "data-fact": k }, v)))),
     m.components.some((c) => c.planned_bytes !== null) ? componentsTable(m) : null,
     m.plan_error ? h("p", { class: "error" }, m.plan_error) : null);
 }
@@ -269,10 +269,18 @@ function renderGraph(view) {
   for (const [name, [x, y]] of Object.entries(where)) add("text", { x, y, class: "node" }, name);
   replace($("models-graph"), (aliases.length || routes.length) ? svg : h("p", { class: "sub" }, "No routes or aliases: clients name the models themselves."));
 }
+function idleText(live) { return live.idle_s === null || live.idle_s === undefined ? "–" : `${live.idle_s} s`; }
+let renderedKey = "";
 function updateModels() {
   if (!modelsView) return;
   if (modelsKey(state.models) !== loadedKey) { enterModels().catch((e) => showError(e.message)); return; }
-  renderModels();
+  // Redraw only when something but the idle seconds changed (a redraw under a finger loses the tap).
+  const key = JSON.stringify(state.models.map((m) => [m.id, m.state, m.in_flight, m.detail]));
+  if (key !== renderedKey) { renderedKey = key; renderModels(); return; }
+  for (const m of state.models) {
+    const fact = document.querySelector(`[data-model-card="${CSS.escape(m.id)}"] [data-fact=idle]`);
+    if (fact) fact.textContent = idleText(m);
+  }
 }
 
 // -- Runs ---------------------------------------------------------------------------
@@ -481,7 +489,7 @@ let guardSeen = -1;
 const BYTE_FLOORS = ["abort", "caution", "swap_growth", "gpu_free"];
 async function enterGuard() {
   const records = (await api("/dashboard/api/guard")).records;
-  guardSeen = state.guard.length;
+  guardSeen = state.guardCount;
   replace($("guard-list"), records.length ? records.map(guardEntry) : [h("p", { class: "sub" }, "No decision logged yet.")]);
 }
 function guardEntry(r) {
@@ -507,7 +515,7 @@ const PAGES = {
   models: { enter: enterModels, update: updateModels },
   runs: { enter: enterRuns, update: () => {} },
   plan: { enter: enterPlan, update: () => {} },
-  guard: { enter: enterGuard, update: () => { if (state.guard.length !== guardSeen) enterGuard().catch((e) => showError(e.message)); } },
+  guard: { enter: enterGuard, update: () => { if (state.guardCount !== guardSeen) enterGuard().catch((e) => showError(e.message)); } },
 };
 async function route() {
   const page = (location.hash || "#memory").slice(1);
@@ -524,6 +532,8 @@ function onUpdate(update, reset) {
   if (state.rows.length > HISTORY) state.rows.splice(0, state.rows.length - HISTORY);
   if (update.latest) state.latest = update.latest;
   state.guard.push(...update.guard);
+  state.guardCount = (reset ? 0 : state.guardCount || 0) + update.guard.length;
+  if (state.guard.length > 200) state.guard.splice(0, state.guard.length - 200);
   state.models = update.models;
   state.seq = update.seq;
   if (PAGES[state.page]) PAGES[state.page].update();
