@@ -180,6 +180,7 @@ models = ["{UPSTREAM_MODEL}"]
 [served.{MODEL}]
 backend = "stub"
 upstream = "{UPSTREAM_MODEL}"
+max_concurrent = 256  # the relay's cost is measured, not a line (LiteLLM keeps none)
 """,
         encoding="utf-8",
     )

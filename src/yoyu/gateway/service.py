@@ -66,7 +66,13 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
-from yoyu.gateway.config import GatewayConfig, ServedModel, ServerConfig, toml_key
+from yoyu.gateway.config import (
+    DEFAULT_MAX_CONCURRENT_LOCAL,
+    DEFAULT_MAX_CONCURRENT_REMOTE,
+    GatewayConfig,
+    ServedModel,
+    toml_key,
+)
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.queueing import ModelQueue, QueueLimits, QueueStats, Slot
@@ -287,7 +293,7 @@ class GatewayService:
         self.backends = dict(backends)
         self.metrics = GatewayMetrics(self.gauges)
         self._queues = {
-            model.id: ModelQueue(model.id, _queue_limits(model, config.server), clock)
+            model.id: ModelQueue(model.id, self._queue_limits(model), clock)
             for model in config.served.values()
         }
         self._sizer = sizer or PlanSizer()
@@ -680,6 +686,16 @@ class GatewayService:
         """Every served model's queue: running, waiting, limits, refusals."""
         return [queue.stats() for queue in self._queues.values()]
 
+    def _queue_limits(self, model: ServedModel) -> QueueLimits:
+        """A served model's own limits, else the server's, else by where it runs."""
+        server = self.config.server
+        concurrent = _first_set(model.max_concurrent, server.max_concurrent)
+        if concurrent is None:
+            remote = self._remote(model.backend)
+            concurrent = DEFAULT_MAX_CONCURRENT_REMOTE if remote else DEFAULT_MAX_CONCURRENT_LOCAL
+        queue = model.max_queue if model.max_queue is not None else server.max_queue
+        return QueueLimits(max_concurrent=concurrent, max_queue=queue)
+
     def _count_stream_tokens(self, served: ServedModel, last: ChatChunk) -> None:
         if last.usage is not None:
             usage = last.usage
@@ -822,11 +838,8 @@ def _falls_back(error: YoyuError) -> bool:
     return isinstance(error, (AdmissionError, QueueFullError, BackendError))
 
 
-def _queue_limits(model: ServedModel, server: ServerConfig) -> QueueLimits:
-    """A served model's own limits, else the server's."""
-    concurrent = model.max_concurrent if model.max_concurrent is not None else server.max_concurrent
-    queue = model.max_queue if model.max_queue is not None else server.max_queue
-    return QueueLimits(max_concurrent=concurrent, max_queue=queue)
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _release(lease: Lease, slot: Slot) -> None:
