@@ -41,7 +41,7 @@ MAX_WINDOW_BYTES = 1 * MIB  # each request asks for twice the last, up to this
 READ_CHUNK_BYTES = 64 * KIB  # what the GGUF reader asks for at a time (read-ahead is ours)
 DEFAULT_RETRIES = 4
 RETRY_PAUSE_S = 0.25  # grows linearly with the attempt number
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes (?P<first>\d+)-(?P<last>\d+)/(?P<total>\d+|\*)")
 
 
@@ -117,7 +117,7 @@ class RangeFile:
         while len(self.prefix) < end:
             try:
                 self.fetch_once(len(self.prefix), end)
-            except (httpx.TransportError, _RetryableStatusError) as error:
+            except (httpx.TransportError, RetryableStatusError) as error:
                 attempt += 1
                 if attempt > self.retries:
                     raise self.gave_up(error) from None
@@ -150,8 +150,8 @@ class RangeFile:
                 "alone); download the file and give yoyu its path, or use a server that "
                 "honours Range"
             )
-        if response.status_code in _RETRY_STATUSES:
-            raise _RetryableStatusError(response.status_code)
+        if response.status_code in RETRY_STATUSES:
+            raise RetryableStatusError(response.status_code)
         raise RemoteModelError(
             f"{self.name}: the server answered HTTP {response.status_code} to a Range request "
             f"for bytes {start}-; check the URL, or whether the file needs a login"
@@ -173,7 +173,7 @@ class RangeFile:
         )
 
 
-class _RetryableStatusError(Exception):
+class RetryableStatusError(Exception):
     """A 429 or 5xx answer: worth asking again after a pause."""
 
     def __init__(self, status_code: int) -> None:
