@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from yoyu.errors import RemoteModelError
 
@@ -89,10 +90,15 @@ def _parse_hub(uri: str, text: str, endpoint: str | None) -> HubRef:
 
 
 def _hub_url(url: str, endpoint: str | None) -> HubRef | None:
-    """The Hub file a web URL shows (``/resolve/`` or ``/blob/``), or None for other hosts."""
-    from huggingface_hub import parse_hf_uri
+    """The Hub file a web URL shows (``/resolve/`` or ``/blob/``), or None for other hosts
+    (huggingface_hub matches an endpoint by host name alone; yoyu wants its port too)."""
+    from huggingface_hub import constants, parse_hf_uri
     from huggingface_hub.errors import HfUriError
 
+    netloc = urlsplit(url).netloc.lower()
+    hub_netlocs = {*constants.HF_URL_HOSTS, urlsplit(endpoint or "").netloc.lower()}
+    if netloc not in hub_netlocs:
+        return None
     try:
         parsed = parse_hf_uri(url, endpoint)
     except HfUriError:
