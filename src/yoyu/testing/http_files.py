@@ -110,6 +110,12 @@ class FileServer:
         self.drop: _Drop | None = None
         self.base_url = ""
 
+    @classmethod
+    def of(cls, *paths: Path, ignore_range: bool = False, etags: bool = True) -> FileServer:
+        """Each file at ``/<its name>``."""
+        files = {f"/{path.name}": path for path in paths}
+        return cls(files, ignore_range=ignore_range, etags=etags)
+
     @contextmanager
     def running(self) -> Iterator[FileServer]:
         with _serving(_FileHandler, self) as server:
