@@ -27,10 +27,9 @@ from yoyu.remote.range_file import (
     check_content_range,
     describe_http_error,
 )
-from yoyu.units import MIB, format_bytes
+from yoyu.units import format_bytes
 
 Progress = Callable[[int], None]  # called with the bytes the partial file holds so far
-_WRITE_CHUNK = 4 * MIB
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def _fetch_rest(
         with partial.open("r+b" if partial.exists() else "wb") as file:
             file.seek(0 if restart else have)
             file.truncate()
-            for chunk in response.iter_bytes(_WRITE_CHUNK):
+            for chunk in response.iter_bytes():  # as they come: a drop loses none held back
                 file.write(chunk)
                 tally.received += len(chunk)
                 if progress is not None:

@@ -57,14 +57,6 @@ class Request:
 
 
 @dataclass
-class _Drop:
-    """Close the connection after ``after_bytes`` of body, for the next ``count`` GETs."""
-
-    after_bytes: int
-    count: int
-
-
-@dataclass
 class ServerLog:
     """What a server did: requests and body bytes sent (GET bodies only)."""
 
@@ -107,7 +99,7 @@ class FileServer:
         self.ignore_range = ignore_range
         self.etags = etags
         self.log = ServerLog()
-        self.drop: _Drop | None = None
+        self.drops: list[int] = []  # body bytes before hanging up, for the next GETs in turn
         self.base_url = ""
 
     @classmethod
@@ -126,8 +118,10 @@ class FileServer:
         return f"{self.base_url}/{name.lstrip('/')}"
 
     def drop_next(self, count: int, after_bytes: int) -> None:
-        """Hang up after ``after_bytes`` of body on each of the next ``count`` GETs."""
-        self.drop = _Drop(after_bytes, count)
+        """Hang up after ``after_bytes`` of body on each of the next ``count`` GETs (after
+        the drops already queued)."""
+        with self.log.lock:
+            self.drops += [after_bytes] * count
 
     def etag_of(self, path: Path) -> str:
         stat = path.stat()
@@ -135,10 +129,7 @@ class FileServer:
 
     def take_drop(self) -> int | None:
         with self.log.lock:
-            if self.drop is None or self.drop.count <= 0:
-                return None
-            self.drop.count -= 1
-            return self.drop.after_bytes
+            return self.drops.pop(0) if self.drops else None
 
 
 class _FileHandler(BaseHTTPRequestHandler):
