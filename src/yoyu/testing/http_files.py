@@ -132,22 +132,29 @@ class FileServer:
             return self.drops.pop(0) if self.drops else None
 
 
-class _FileHandler(BaseHTTPRequestHandler):
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive, as CDNs and the Hub), no log lines: the owner keeps a log."""
+
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    @property
-    def owner(self) -> FileServer:
-        return self.server.owner  # type: ignore[attr-defined,no-any-return]
-
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the log is ``owner.log``."""
+        """Quiet: what happened is in the owner's ``log``."""
 
     def do_HEAD(self) -> None:
         self.answer(send_body=False)
 
     def do_GET(self) -> None:
         self.answer(send_body=True)
+
+    def answer(self, *, send_body: bool) -> None:
+        raise NotImplementedError
+
+
+class _FileHandler(_QuietHandler):
+    @property
+    def owner(self) -> FileServer:
+        return self.server.owner  # type: ignore[attr-defined,no-any-return]
 
     def answer(self, *, send_body: bool) -> None:
         owner = self.owner
@@ -270,24 +277,13 @@ class LocalHub:
         return self.repos[repo][name].sha256
 
 
-class _HubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
+class _HubHandler(_QuietHandler):
     @property
     def hub(self) -> LocalHub:
         return self.server.owner  # type: ignore[attr-defined,no-any-return]
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the log is ``hub.log``."""
-
-    def do_GET(self) -> None:
-        self.route()
-
-    def do_HEAD(self) -> None:
-        self.route()
-
-    def route(self) -> None:
+    def answer(self, *, send_body: bool) -> None:
+        """HEAD and GET route alike; bodies are written for GET only."""
         path = unquote(urlsplit(self.path).path)
         with self.hub.log.lock:
             self.hub.log.requests.append(Request(self.command, path, self.headers.get("Range")))
