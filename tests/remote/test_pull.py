@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import gguf
+import numpy as np
 import pytest
 from huggingface_hub import try_to_load_from_cache
 
@@ -128,3 +130,47 @@ def test_only_hub_files_are_pulled(tiny_gguf: Path) -> None:
         read = read_remote_model(server.url(tiny_gguf.name))
         with pytest.raises(RemoteModelError, match="downloads from the Hugging Face Hub"):
             pull_model(read)
+
+
+def write_split_llama(folder: Path, per_part: int) -> list[Path]:
+    """A one-block llama in parts of ``per_part`` tensors, as gguf-split writes them."""
+    writer = gguf.GGUFWriter(folder / "split-llama-Q8_0.gguf", "llama", split_max_tensors=per_part)
+    writer.add_name("split llama")
+    writer.add_block_count(1)
+    writer.add_context_length(256)
+    writer.add_embedding_length(64)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(4)
+    rng = np.random.default_rng(0)
+    shapes = {
+        "token_embd.weight": (32, 64), "blk.0.attn_norm.weight": (64,),
+        "blk.0.attn_q.weight": (64, 64), "blk.0.attn_k.weight": (64, 64),
+        "blk.0.attn_v.weight": (64, 64), "blk.0.attn_output.weight": (64, 64),
+        "blk.0.ffn_norm.weight": (64,), "blk.0.ffn_gate.weight": (128, 64),
+        "blk.0.ffn_up.weight": (128, 64), "blk.0.ffn_down.weight": (64, 128),
+        "output_norm.weight": (64,), "output.weight": (32, 64),
+    }  # fmt: skip
+    for name, shape in shapes.items():
+        writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return sorted(folder.glob("split-llama-Q8_0-*.gguf"))
+
+
+def test_every_part_of_a_split_model_is_pulled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = write_split_llama(tmp_path, per_part=5)
+    assert len(parts) == 3
+    files = {f"Q8_0/{part.name}": part for part in parts}
+    with LocalHub({"org/split-GGUF": files}).running() as split_hub:
+        monkeypatch.setenv("HF_ENDPOINT", split_hub.endpoint)
+        pulled = pull_model(read_remote_model(f"hf://org/split-GGUF/Q8_0/{parts[1].name}"))
+    assert [Path(item.path).name for item in pulled] == [part.name for part in parts]
+    for item, part in zip(pulled, parts, strict=True):
+        assert Path(item.path).read_bytes() == part.read_bytes()
+        assert item.sha256 == split_hub.sha256("org/split-GGUF", f"Q8_0/{part.name}")
+    assert all(Path(item.path).parent.name == "Q8_0" for item in pulled)
