@@ -108,11 +108,11 @@ class RangeFile:
         if end <= have:
             return
         fetch_end = min(max(end, have + self.window), self.size, self.limit)
-        self.fetch(have, fetch_end)
+        self.fetch(fetch_end)
         self.window = min(self.window * 2, self.max_window)
 
-    def fetch(self, start: int, end: int) -> None:
-        """Append bytes ``[start, end)`` to the prefix, resuming after dropped connections."""
+    def fetch(self, end: int) -> None:
+        """Extend the prefix to ``end``, resuming from its length after dropped connections."""
         attempt = 0
         while len(self.prefix) < end:
             try:
