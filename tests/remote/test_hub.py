@@ -93,6 +93,17 @@ def test_hub_errors_are_one_line(gemma_hub: LocalHub) -> None:
         assert "\n" not in str(caught.value)
 
 
+def test_a_gated_repo_says_to_accept_its_terms(
+    tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = LocalHub({"meta/gated": {"m-Q8_0.gguf": tiny_gguf}}, gated=frozenset({"meta/gated"}))
+    with hub.running():
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        for ref in ("hf://meta/gated:Q8_0", "hf://meta/gated/m-Q8_0.gguf"):
+            with pytest.raises(RemoteModelError, match="gated; accept its terms on the Hub"):
+                read_remote_model(ref)
+
+
 def test_a_split_model_by_quant_or_by_any_part(
     sparse_deepseek: SparseModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

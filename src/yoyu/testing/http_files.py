@@ -19,8 +19,9 @@ and can drop the connection part-way through the next responses
   ``FileServer`` on another port: huggingface_hub follows redirects only on the
   Hub's own host, and reads the metadata from the redirect itself) with
   ``X-Repo-Commit``, ``X-Linked-Etag`` (the sha256), ``X-Linked-Size`` and ``ETag``;
-- errors with the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
-  ``EntryNotFound``), which huggingface_hub turns into its own exceptions.
+- errors with the Hub's ``X-Error-Code`` (``RepoNotFound``, ``GatedRepo``,
+  ``RevisionNotFound``, ``EntryNotFound``), which huggingface_hub turns into its
+  own exceptions.
 
 Real GGUF files of real size are sparse here (``yoyu.testing.sparse_models``):
 hashing 40 GB of holes takes minutes, so a file over ``HASH_LIMIT_BYTES`` gets
@@ -251,9 +252,14 @@ class LocalHub:
     """Model repos (``ORG/REPO`` -> {path in repo: file}) behind the Hub's HTTP API."""
 
     def __init__(
-        self, repos: Mapping[str, Mapping[str, Path]], *, commit: str = "c0ffee" * 6 + "c0de"
+        self,
+        repos: Mapping[str, Mapping[str, Path]],
+        *,
+        commit: str = "c0ffee" * 6 + "c0de",
+        gated: frozenset[str] = frozenset(),
     ) -> None:
         self.commit = commit
+        self.gated = gated  # repos that answer 401 GatedRepo (terms not accepted)
         self.repos = {
             repo: {name: HubFileEntry(path, file_sha256(path)) for name, path in files.items()}
             for repo, files in repos.items()
@@ -299,6 +305,9 @@ class _HubHandler(_QuietHandler):
     def known(self, repo: str, revision: str | None) -> bool:
         if repo not in self.hub.repos:
             self.fail(404, "RepoNotFound")
+            return False
+        if repo in self.hub.gated:
+            self.fail(401, "GatedRepo")
             return False
         if revision not in (None, "main", self.hub.commit):
             self.fail(404, "RevisionNotFound")
