@@ -80,7 +80,7 @@ class _Server(ThreadingHTTPServer):
 def _serving(handler: type[BaseHTTPRequestHandler], owner: Any) -> Iterator[_Server]:
     server = _Server(("127.0.0.1", 0), handler)
     server.owner = owner  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
