@@ -35,10 +35,9 @@ from yoyu.estimate.speed import (
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
-from yoyu.models.catalog import QUANT_SCHEMES, catalog_tensors, find_catalog_entry
+from yoyu.models.catalog import QUANT_SCHEMES, find_catalog_entry, quantized_spec
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
-from yoyu.models.hf_model import architecture_spec
-from yoyu.models.spec import ModelSpec, summarize_tensors
+from yoyu.models.spec import ModelSpec
 from yoyu.toml import TOMLDecodeError, load_toml
 
 FACTS_PATH = Path(__file__).with_name("speed_facts.toml")
@@ -52,7 +51,10 @@ BACKENDS_BY_BUILD: Mapping[str, Mapping[str, GpuBackendSpeed]] = {
     "2025": GPU_BACKENDS,
     "2026": GPU_BACKENDS,
 }
-_REQUIRED = ("id", "hardware", "model", "quant", "engine", "build", "measure", "decode_tps")
+_REQUIRED = (
+    "id", "hardware", "model", "quant", "engine", "build", "measure", "decode_tps",
+    "source", "quote",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,9 @@ def _fact(body: dict[str, Any], path: Path) -> SpeedFact:
         decode_tps=float(body["decode_tps"]),
         prefill_tps=float(body["prefill_tps"]) if "prefill_tps" in body else None,
         prefill_tokens=int(body.get("prefill_tokens", 512)),
-        split=str(body["split"]),
-        source=str(body.get("source", "")),
-        quote=str(body.get("quote", "")),
+        split=str(body.get("split", "check")),
+        source=str(body["source"]),
+        quote=str(body["quote"]),
         via=str(body.get("via", "")),
         note=str(body.get("note", "")),
     )
@@ -189,28 +191,22 @@ def fact_spec(fact: SpeedFact, facts: SpeedFacts) -> ModelSpec:
     """The model as the fact ran it: its architecture at the fact's quant."""
     if fact.quant not in QUANT_SCHEMES:
         raise ConfigError(f"speed fact {fact.id}: unknown quant {fact.quant!r}")
-    arch = fact_architecture(fact, facts)
-    tensors = catalog_tensors(arch, QUANT_SCHEMES[fact.quant])
-    summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
-    return architecture_spec(
-        arch,
-        tensors,
-        summary,
-        name=fact.model,
-        format="catalog",
-        paths=(),
-        file_bytes=summary.tensor_bytes,
-        quantization=fact.quant,
-    )
+    return quantized_spec(fact_architecture(fact, facts), fact.quant, fact.model)
 
 
-def check_fact(fact: SpeedFact, facts: SpeedFacts, machine: Machine | None = None) -> FactCheck:
-    """Predict one fact: every layer on the GPU, decode from the prompt's depth on."""
+def check_fact(
+    fact: SpeedFact,
+    facts: SpeedFacts,
+    machine: Machine | None = None,
+    backends: Mapping[str, GpuBackendSpeed] | None = None,
+) -> FactCheck:
+    """Predict one fact: every layer on the GPU, decode from the prompt's depth on, with
+    the GPU figures of the fact's llama.cpp generation unless ``backends`` replaces them."""
     machine = machine or load_machine(fact.hardware)
     spec = fact_spec(fact, facts)
     settings = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
     estimate = estimate_memory(spec, machine, settings)
-    backends = BACKENDS_BY_BUILD[fact.build]
+    backends = backends or BACKENDS_BY_BUILD[fact.build]
     depth = fact.prompt_tokens + fact.output_tokens // 2
     decode = predict_speed(spec, estimate, machine, context_tokens=depth, backends=backends)
     prompt = predict_speed(
@@ -224,10 +220,12 @@ def check_fact(fact: SpeedFact, facts: SpeedFacts, machine: Machine | None = Non
     return FactCheck(fact, predicted, prefill, decode.bound)
 
 
-def check_facts(facts: SpeedFacts | None = None) -> list[FactCheck]:
+def check_facts(
+    facts: SpeedFacts | None = None, backends: Mapping[str, GpuBackendSpeed] | None = None
+) -> list[FactCheck]:
     """Every fact of the file, predicted."""
     facts = facts or load_speed_facts()
-    return [check_fact(fact, facts) for fact in facts.facts]
+    return [check_fact(fact, facts, backends=backends) for fact in facts.facts]
 
 
 def summarize(checks: list[FactCheck]) -> AccuracySummary:
