@@ -82,18 +82,23 @@ def print_summary(checks: list[FactCheck], peers: list[float], before: list[Fact
     print(f"farthest from 1: {summary.worst_id} ({summary.worst_ratio:.2f})")
 
 
-def print_markdown(checks: list[FactCheck], peers: list[float]) -> None:
-    print("| hardware | model | quant | source | measured tok/s | yoyu | ratio | peer ratio "
+def _origin(fact_id: str) -> str:
+    source = fact_id.split("-")[0]
+    return source if source == "llmfit" else f"llama.cpp #{source.removeprefix('llamacpp')}"
+
+
+def print_markdown(checks: list[FactCheck], peers: list[float], before: list[FactCheck]) -> None:
+    print("| hardware | model | quant | source | measured tok/s | yoyu | ratio | peer | before "
           "| prefill ratio |")  # fmt: skip
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
-    for check, peer in zip(checks, peers, strict=True):
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for check, peer, old in zip(checks, peers, before, strict=True):
         fact = check.fact
-        origin = "llmfit" if fact.id.startswith("llmfit") else f"llama.cpp #{fact.id[8:13]}"
         prefill = f"{check.prefill_ratio:.2f}" if check.prefill_ratio else ""
         split = " (fit)" if fact.split == "fit" else ""
-        print(f"| {fact.hardware} | {fact.model} | {fact.quant} | {origin}, {fact.engine} "
-              f"{fact.build} | {fact.decode_tps:.2f} | {check.predicted_tps:.2f} | "
-              f"{check.ratio:.2f}{split} | {peer / fact.decode_tps:.2f} | {prefill} |")  # fmt: skip
+        print(f"| {fact.hardware} | {fact.model} | {fact.quant} | {_origin(fact.id)}, "
+              f"{fact.engine} {fact.build} | {fact.decode_tps:.2f} | {check.predicted_tps:.2f} | "
+              f"**{check.ratio:.2f}**{split} | {peer / fact.decode_tps:.2f} | {old.ratio:.2f} | "
+              f"{prefill} |")  # fmt: skip
 
 
 def main() -> None:
@@ -112,7 +117,7 @@ def main() -> None:
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))
     elif args.markdown:
-        print_markdown(checks, peers)
+        print_markdown(checks, peers, check_facts(backends=UNFITTED_BACKENDS))
     else:
         before = check_facts(backends=UNFITTED_BACKENDS)
         print_table(checks, peers, before)
