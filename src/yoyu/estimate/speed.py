@@ -37,6 +37,13 @@ SUPER), 0.69 on Metal (fitted on the M2 and M2 Max rows of the 2023 scoreboard,
 checked on five chips; no newer Apple prefill figure is in the facts). AMD's
 0.5 is a guess that no fact checks.
 
+Prefill multiplies every weight except the output layer's for every prompt
+token (only the last token's logits are computed), plus attention over the
+tokens before it; it is bound by compute.
+
+CPU figures, measured on the reference machine (x86-64, 2 cores with AVX-512,
+llama.cpp from llama-cpp-python 0.3.36, ``benchmarks/estimate_accuracy.py``):
+
 - decode streams weights at ``DECODE_BANDWIDTH_EFFICIENCY`` of a measured
   copy bandwidth (``yoyu.machine.bandwidth``; the defaults below are used
   only when a machine states none, and the bound says so);
@@ -68,9 +75,9 @@ from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor
 
 DEFAULT_CPU_BANDWIDTH = 50 * 10**9
 DEFAULT_GPU_BANDWIDTH = 500 * 10**9
-DEFAULT_GPU_FLOPS = 20 * 10**12  # FP32 shader throughput of a GPU that states none
+DEFAULT_GPU_FLOPS = 20 * 10**12  # prefill FLOP/s on a GPU whose FP32 peak is not stated
 DECODE_BANDWIDTH_EFFICIENCY = 0.7
-GPU_PREFILL_FLOP_EFFICIENCY = 1.0  # of FP32 shader peak, for a backend yoyu has no figure for
+GPU_PREFILL_FLOP_EFFICIENCY = 1.0  # of FP32 shader peak, on a backend yoyu has no figure for
 CPU_LAYER_OVERHEAD_S = 0.1e-3
 # An MoE block adds graph nodes to a dense one (router, top-k, expert weights, indirect
 # matmuls, the weighted sum): fitted, 1.5 times a dense block's fixed time on a GPU.
@@ -330,5 +337,6 @@ def _prefill_rate(
     if device == CPU:
         return _cpu_rate(machine, kind, decode=False, n_embd=n_embd)
     gpu = _gpu_for(machine, device)
-    peak = gpu.fp32_flops if gpu is not None and gpu.fp32_flops else DEFAULT_GPU_FLOPS
-    return peak * gpu_backend(machine, device, backends).prefill_efficiency
+    if gpu is None or not gpu.fp32_flops:  # a probed GPU: NVML states no shader count
+        return DEFAULT_GPU_FLOPS * GPU_PREFILL_FLOP_EFFICIENCY
+    return gpu.fp32_flops * gpu_backend(machine, device, backends).prefill_efficiency
