@@ -132,6 +132,12 @@ def test_the_2023_metal_build_is_slower_per_layer_than_today() -> None:
     assert then.prefill_tps == pytest.approx(now.prefill_tps)
 
 
+def test_an_apple_gpu_s_fp32_peak_follows_its_cores() -> None:
+    """Apple: the 76-core M2 Ultra GPU "delivers up to 27.2 teraflops"."""
+    gpu = load_machine("mac-studio-m2-ultra-192g").gpus[0]
+    assert (gpu.fp32_flops or 0) / 1e12 == pytest.approx(27.2, abs=0.05)
+
+
 def test_prefill_follows_the_gpu_s_compute() -> None:
     spec = catalog_model("llama3.1:8b")
     assert spec is not None

@@ -266,7 +266,7 @@ def gpu_backend(
 ) -> GpuBackendSpeed:
     """The decode figures of the llama.cpp backend that drives ``device`` (by its vendor)."""
     gpu = _gpu_for(machine, device)
-    vendor = gpu.vendor if gpu is not None else ("apple" if machine.apple else "")
+    vendor = gpu.vendor if gpu is not None else ("apple" if device == "Metal" else "")
     return backends.get(vendor, UNKNOWN_GPU_BACKEND)
 
 
