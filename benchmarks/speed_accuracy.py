@@ -5,12 +5,15 @@ llama.cpp's Apple Silicon and CUDA scoreboards: hardware, model, quant, measured
 tokens/s, source) is predicted on its machine preset with ``predict_speed``, and
 the ratio predicted/measured printed. The goal is every ratio within 0.75-1.25.
 
-    python benchmarks/speed_accuracy.py [--markdown] [--json]
+    python benchmarks/speed_accuracy.py [--markdown] [--json] [--fit]
+
+``--fit`` refits the GPU constants of ``yoyu.estimate.speed`` on the facts
+marked "fit" and prints them beside the ones in use (how they were obtained).
 
 Two peers in the same run: the rule of thumb most fit tools use, peak memory
 bandwidth over the model's file size; and yoyu's GPU figures before they were
 fitted to these facts (decode at 70 % of peak bandwidth on every GPU, no
-per-layer cost). It is pure arithmetic: the whole run takes about a second and
+per-layer cost, no sampling time). It is pure arithmetic: the whole run takes about a second and
 needs no GPU.
 """
 
@@ -21,17 +24,24 @@ import dataclasses
 import json
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 
+from yoyu.estimate import speed
 from yoyu.estimate.speed import GpuBackendSpeed
 from yoyu.estimate.speed_facts import (
+    BACKENDS_BY_BUILD,
     GOAL,
     FactCheck,
+    SpeedFact,
+    check_fact,
     check_facts,
     fact_spec,
+    in_fact_terms,
     load_speed_facts,
     summarize,
 )
 from yoyu.machine.presets import load_machine
+from yoyu.models.spec import is_expert_tensor
 
 _UNFITTED = GpuBackendSpeed("GPU, before the fit", 0.7, 0.0, 1.0)
 UNFITTED_BACKENDS = {"nvidia": _UNFITTED, "apple": _UNFITTED, "amd": _UNFITTED}
@@ -101,12 +111,144 @@ def print_markdown(checks: list[FactCheck], peers: list[float], before: list[Fac
               f"{prefill} |")  # fmt: skip
 
 
+# -- --fit: how the constants were obtained -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeTerms:
+    """One fact's decode time split into what the constants scale: seconds per token at
+    100 % of peak bandwidth, the layers that pay the fixed cost, the prompt's prefill."""
+
+    fact: SpeedFact
+    group: str
+    read_s: float
+    layers: int
+    moe_layers: int
+    sampled_vocab: int  # the vocabulary when the engine samples, else 0
+    prompt_s: float
+
+    def predicted(self, efficiency: float, layer_s: float, moe: float, sample_s: float) -> float:
+        fixed = (self.layers + (moe - 1) * self.moe_layers) * layer_s
+        seconds = self.read_s / efficiency + fixed + self.sampled_vocab * sample_s
+        return in_fact_terms(self.fact, seconds, self.prompt_s)
+
+    def error(self, efficiency: float, layer_s: float, moe: float, sample_s: float) -> float:
+        return math.log(self.predicted(efficiency, layer_s, moe, sample_s) / self.fact.decode_tps)
+
+
+def _group(fact: SpeedFact) -> str:
+    machine = load_machine(fact.hardware)
+    vendor = "apple" if machine.apple else machine.gpus[0].vendor
+    return f"{vendor}-2023" if fact.build == "2023" else vendor
+
+
+def decode_terms(fact: SpeedFact) -> DecodeTerms:
+    facts = load_speed_facts()
+    current = BACKENDS_BY_BUILD[fact.build]
+    ideal = {v: dataclasses.replace(b, bandwidth_efficiency=1.0, layer_overhead_s=0.0)
+             for v, b in current.items()}  # fmt: skip
+    check = check_fact(fact, facts, backends=ideal)
+    spec = fact_spec(fact, facts)
+    moe = {t.layer for t in spec.tensors if is_expert_tensor(t.name)}
+    sampled = spec.vocab_size if fact.engine != "llama-bench" else 0
+    read_s = 1.0 / check.decode_tps - sampled * speed.SAMPLING_S_PER_VOCAB_ENTRY
+    return DecodeTerms(fact, _group(fact), read_s, spec.n_layers, len(moe), sampled,
+                       check.prompt_s)  # fmt: skip
+
+
+Candidate = tuple[float, float, float, float]  # efficiency, per-layer s, MoE factor, sampling
+
+
+def _best(terms: list[DecodeTerms], candidates: Iterable[Candidate]) -> tuple[float, Candidate]:
+    """The candidate with the least sum of squared log ratios over ``terms``, and that sum."""
+    scored = ((sum(t.error(*c) ** 2 for t in terms), c) for c in candidates)
+    return min(scored, key=lambda pair: pair[0])
+
+
+def _grid(efficiencies: Iterable[float], moe: float, sample_s: float) -> list[Candidate]:
+    return [(e, us * 1e-6, moe, sample_s) for e in efficiencies for us in range(0, 301, 2)]
+
+
+EFFICIENCIES = [x / 200 for x in range(100, 201)]  # 0.500, 0.505, ... 1.000
+
+
+def _dense_fit_facts(terms: list[DecodeTerms], group: str) -> list[DecodeTerms]:
+    return [t for t in terms if t.group == group and t.fact.split == "fit" and not t.moe_layers]
+
+
+def _fit_groups(terms: list[DecodeTerms], sample_s: float) -> tuple[float, dict[str, Candidate]]:
+    moe, loss, fitted = speed.MOE_LAYER_OVERHEAD_FACTOR, 0.0, {}
+    for group in ("nvidia", "apple", "amd"):
+        candidates = _grid(EFFICIENCIES, moe, sample_s)
+        group_loss, fitted[group] = _best(_dense_fit_facts(terms, group), candidates)
+        loss += group_loss
+    return loss, fitted
+
+
+def fit_constants(terms: list[DecodeTerms]) -> dict[str, Candidate]:
+    """Per backend group on its dense "fit" facts, jointly with the sampling cost (which
+    only llama-bench's rows, that do not sample, tell apart from the per-layer cost)."""
+    fits = [_fit_groups(terms, tenths * 1e-10) for tenths in range(0, 31)]
+    _, fitted = min(fits, key=lambda pair: pair[0])
+    apple = fitted["apple"]
+    chosen = [t for t in terms if t.group == "apple-2023" and t.fact.split == "fit"]
+    fitted["apple-2023"] = _best(chosen, _grid([apple[0]], apple[2], apple[3]))[1]
+    return fitted
+
+
+def fit_moe_factor(terms: list[DecodeTerms], fitted: Mapping[str, Candidate]) -> float:
+    chosen = [t for t in terms if t.fact.split == "fit" and t.moe_layers]
+
+    def loss(moe: float) -> float:
+        return sum(t.error(*fitted[t.group][:2], moe, fitted[t.group][3]) ** 2 for t in chosen)
+
+    return min((f / 20 for f in range(20, 61)), key=loss)
+
+
+def fit_prefill(checks: list[FactCheck]) -> dict[str, float]:
+    """Prefill efficiency per backend: the one in use over the fit facts' mean ratio."""
+    out: dict[str, float] = {}
+    for group in ("nvidia", "apple-2023"):
+        fitting = [c for c in checks if c.fact.split == "fit" and _group(c.fact) == group]
+        ratios = [c.prefill_ratio for c in fitting if c.prefill_ratio]
+        out[group] = _in_use(group).prefill_efficiency / statistics.geometric_mean(ratios)
+    return out
+
+
+def _in_use(group: str) -> GpuBackendSpeed:
+    build = "2023" if group.endswith("2023") else "2026"
+    return BACKENDS_BY_BUILD[build][group.split("-")[0]]
+
+
+def print_fit(checks: list[FactCheck]) -> None:
+    terms = [decode_terms(check.fact) for check in checks]
+    fitted = fit_constants(terms)
+    print('Decode constants fitted on the "fit" facts (least squares of log ratio):')
+    for group, (efficiency, layer_s, _, _) in fitted.items():
+        used = _in_use(group)
+        print(f"  {group:11s} bandwidth {efficiency:.3f} (in use "
+              f"{used.bandwidth_efficiency:.3f}), per layer {layer_s * 1e6:.0f} us "
+              f"(in use {used.layer_overhead_s * 1e6:.0f} us)")  # fmt: skip
+    sample_s = fitted["nvidia"][3]
+    print(f"  sampling {sample_s * 1e9:.1f} ns per vocabulary entry "
+          f"(in use {speed.SAMPLING_S_PER_VOCAB_ENTRY * 1e9:.1f})")  # fmt: skip
+    moe = fit_moe_factor(terms, fitted)
+    print(f"  MoE block factor {moe:.2f} (in use {speed.MOE_LAYER_OVERHEAD_FACTOR:.2f})")
+    for group, efficiency in fit_prefill(checks).items():
+        print(f"  prefill {group:11s} {efficiency:.2f} of FP32 peak "
+              f"(in use {_in_use(group).prefill_efficiency:.2f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true", help="the README's table")
     parser.add_argument("--json", action="store_true", help="one object per fact")
+    parser.add_argument("--fit", action="store_true", help="refit the constants on the fit facts")
     args = parser.parse_args()
     checks = check_facts()
+    if args.fit:
+        print_fit(checks)
+        return
     peers = [rule_of_thumb_tps(check) for check in checks]
     if args.json:
         rows = [
@@ -117,9 +259,9 @@ def main() -> None:
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))
     elif args.markdown:
-        print_markdown(checks, peers, check_facts(backends=UNFITTED_BACKENDS))
+        print_markdown(checks, peers, check_facts(backends=UNFITTED_BACKENDS, sampling=False))
     else:
-        before = check_facts(backends=UNFITTED_BACKENDS)
+        before = check_facts(backends=UNFITTED_BACKENDS, sampling=False)
         print_table(checks, peers, before)
         print_summary(checks, peers, before)
 

@@ -9,8 +9,11 @@ change to ``yoyu.estimate.speed`` that breaks the agreement fails here.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -19,6 +22,8 @@ from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import (
     GPU_BACKENDS,
     LLAMA_CPP_2023_BACKENDS,
+    MOE_LAYER_OVERHEAD_FACTOR,
+    SAMPLING_S_PER_VOCAB_ENTRY,
     decode_work,
     predict_speed,
 )
@@ -200,3 +205,31 @@ def test_a_preset_gpu_with_a_bad_fp32_figure_names_the_key(tmp_path: Path) -> No
     )
     with pytest.raises(MachineError, match="fp32_tflops: expected a positive number"):
         load_machine(str(path))
+
+
+# --- the constants are the fit's ------------------------------------------------------------
+
+
+def _speed_accuracy_benchmark() -> ModuleType:
+    path = Path(__file__).parents[2] / "benchmarks" / "speed_accuracy.py"
+    loaded = importlib.util.spec_from_file_location("speed_accuracy", path)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[loaded.name] = module  # its dataclasses look their module up there
+    loaded.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_constants_in_use_are_what_the_fit_facts_give() -> None:
+    """`benchmarks/speed_accuracy.py --fit` refits them on the "fit" facts: a constant
+    changed by hand, or a fact changed without refitting, fails here."""
+    benchmark = _speed_accuracy_benchmark()
+    terms = [benchmark.decode_terms(fact) for fact in FACTS.facts]
+    fitted = benchmark.fit_constants(terms)
+    for group, (efficiency, layer_s, _, sample_s) in fitted.items():
+        used = benchmark._in_use(group)
+        assert efficiency == pytest.approx(used.bandwidth_efficiency, abs=0.0051), group
+        assert layer_s == pytest.approx(used.layer_overhead_s, abs=2.1e-6), group
+        assert sample_s == pytest.approx(SAMPLING_S_PER_VOCAB_ENTRY, abs=0.051e-9)
+    moe = benchmark.fit_moe_factor(terms, fitted)
+    assert moe == pytest.approx(MOE_LAYER_OVERHEAD_FACTOR, abs=0.051)

@@ -12,23 +12,28 @@ models). The devices that run consecutive layers add up (they run one after
 the other, not in parallel).
 
 GPU figures per backend (``GPU_BACKENDS``, keyed by the GPU's vendor) are fitted
-on public measurements, the "fit" half of ``speed_facts.toml``, and checked on
-the other half (``benchmarks/speed_accuracy.py``; the README has the table):
+on public measurements, the facts marked "fit" in ``speed_facts.toml`` (least
+squares of the log ratio: ``python benchmarks/speed_accuracy.py --fit``), and
+checked on the others (the same script without ``--fit``; the README has the
+table):
 
-- CUDA: 86 % of peak bandwidth, 45 us per layer (fitted on an RTX 5070's llmfit
-  runs of Llama 3.2 1B, Llama 3.1 8B and Qwen3 14B; checked on its other runs,
-  an RTX 2080, the 5070 Ti, 5080, 4070 Ti SUPER and 3060 of llama.cpp's CUDA
-  scoreboard, and a GB10).
-- Metal: 93 % of Apple's quoted bandwidth, 90 us per layer with 2026 builds
+- CUDA: 83.5 % of peak bandwidth, 34 us per layer (fitted on an RTX 5070's llmfit
+  runs of Llama 3.2 1B, Llama 3.1 8B and Qwen3 14B and its CUDA scoreboard row;
+  checked on its other runs, an RTX 2080, the 5070 Ti, 5080, 4070 Ti SUPER and
+  3060 of llama.cpp's CUDA scoreboard, and a GB10).
+- Metal: 94.5 % of Apple's quoted bandwidth, 78 us per layer with 2026 builds
   (fitted on an M4 Pro's llmfit runs of the same three models, checked on its
   other runs and an M3 Pro); build 8e672ef of 2023, which llama.cpp's Apple
-  Silicon scoreboard pins (``LLAMA_CPP_2023_BACKENDS``), paid 190 us per layer
+  Silicon scoreboard pins (``LLAMA_CPP_2023_BACKENDS``), paid 198 us per layer
   (fitted on the M2 and M2 Max rows, checked on five other chips).
-- AMD (ROCm or Vulkan): 87 % and 60 us per layer (fitted on an RX 7900 XT's
+- AMD (ROCm or Vulkan): 85.5 % and 52 us per layer (fitted on an RX 7900 XT's
   Llama 3.1 8B and Qwen2.5 32B runs, checked on its other runs and an RX 6800).
-- An MoE block costs 1.5 times a dense block's fixed time (its router, top-k and
+- An MoE block costs 1.65 times a dense block's fixed time (its router, top-k and
   expert-weighted sum; fitted on the M4 Pro's Qwen3-30B-A3B run, checked on the
   other MoE runs).
+- Sampling costs the host 1.3 ns per vocabulary entry per token (0.17 ms for a
+  128k vocabulary), fitted with the figures above: llama-bench does not sample,
+  llama-server and Ollama do.
 
 Prefill on a GPU runs at a share of its FP32 shader peak (``GpuInfo.fp32_flops``):
 2.2 times it on CUDA, whose quantized matrix products run on int8 tensor cores
@@ -57,9 +62,10 @@ llama.cpp from llama-cpp-python 0.3.36, ``benchmarks/estimate_accuracy.py``):
 - ``CPU_LAYER_OVERHEAD_S`` per layer per decoded token.
 
 Measured against these on the reference machine, the real Gemma 3 270M
-through llama-cpp-python's server: decode 66 tok/s (predicted 66), prefill
-741 tok/s for a 253-token prompt (predicted 870); a generated 1 GB F16 model:
-decode 28.5 (25), prefill 311 (330).
+through llama-cpp-python's server: decode 66 tok/s (predicted 66, 64.5 since the
+sampling term: 0.34 ms for its 262k vocabulary), prefill 741 tok/s for a
+253-token prompt (predicted 870); a generated 1 GB F16 model: decode 28.5
+(25), prefill 311 (330).
 """
 
 from __future__ import annotations
@@ -80,8 +86,12 @@ DECODE_BANDWIDTH_EFFICIENCY = 0.7
 GPU_PREFILL_FLOP_EFFICIENCY = 1.0  # of FP32 shader peak, on a backend yoyu has no figure for
 CPU_LAYER_OVERHEAD_S = 0.1e-3
 # An MoE block adds graph nodes to a dense one (router, top-k, expert weights, indirect
-# matmuls, the weighted sum): fitted, 1.5 times a dense block's fixed time on a GPU.
-MOE_LAYER_OVERHEAD_FACTOR = 1.5
+# matmuls, the weighted sum): fitted, 1.65 times a dense block's fixed time on a GPU.
+MOE_LAYER_OVERHEAD_FACTOR = 1.65
+# Host CPU time per decoded token and vocabulary entry: the sampler chain (top-k, top-p,
+# min-p, temperature over every logit) of an engine that samples; llama-bench does not,
+# which is what tells the two costs apart in the fit.
+SAMPLING_S_PER_VOCAB_ENTRY = 1.3e-9
 REFERENCE_FLOPS_PER_CYCLE = 128  # AVX-512 in the table below
 REFERENCE_N_EMBD = 4096
 PREFILL_WIDTH_EXPONENT = 0.3
@@ -112,14 +122,14 @@ UNKNOWN_GPU_BACKEND = GpuBackendSpeed(
     "GPU", DECODE_BANDWIDTH_EFFICIENCY, 0.0, GPU_PREFILL_FLOP_EFFICIENCY
 )
 GPU_BACKENDS: Mapping[str, GpuBackendSpeed] = {
-    "nvidia": GpuBackendSpeed("CUDA", 0.86, 45e-6, 2.2),
-    "apple": GpuBackendSpeed("Metal", 0.93, 90e-6, 0.69),
-    "amd": GpuBackendSpeed("ROCm/Vulkan", 0.87, 60e-6, 0.5),
+    "nvidia": GpuBackendSpeed("CUDA", 0.835, 34e-6, 2.2),
+    "apple": GpuBackendSpeed("Metal", 0.945, 78e-6, 0.69),
+    "amd": GpuBackendSpeed("ROCm/Vulkan", 0.855, 52e-6, 0.5),
 }
 # llama.cpp build 8e672ef (2023-11-21), the one its Apple Silicon scoreboard pins
 LLAMA_CPP_2023_BACKENDS: Mapping[str, GpuBackendSpeed] = {
     **GPU_BACKENDS,
-    "apple": GpuBackendSpeed("Metal (2023 build)", 0.93, 190e-6, 0.69),
+    "apple": GpuBackendSpeed("Metal (2023 build)", 0.945, 198e-6, 0.69),
 }
 
 
@@ -152,16 +162,19 @@ def predict_speed(
     *,
     context_tokens: int | None = None,
     backends: Mapping[str, GpuBackendSpeed] = GPU_BACKENDS,
+    sampling: bool = True,
 ) -> SpeedPrediction:
     """Decode and prefill tokens/s; ``context_tokens`` (default: half the context) sets the
     KV reads of decode and the attention span of prefill; ``backends`` (by GPU vendor) the
     GPU figures, the current llama.cpp's unless a measurement of an older build is
-    being reproduced."""
+    being reproduced; ``sampling`` False leaves out the sampler's time (llama-bench)."""
     filled = estimate.n_ctx // 2 if context_tokens is None else context_tokens
     work = decode_work(spec, estimate, machine)
     decode_s, decode_device, decode_limit, assumed = _decode_seconds(
         estimate, machine, work, filled, backends
     )
+    if sampling:
+        decode_s += spec.vocab_size * SAMPLING_S_PER_VOCAB_ENTRY
     prefill_s, prefill_device = _prefill_seconds(spec, estimate, machine, filled, backends)
     bound = f"{decode_limit} of {decode_device}" + (" (assumed bandwidth)" if assumed else "")
     return SpeedPrediction(

@@ -85,9 +85,11 @@ class FactCheck:
     """yoyu's prediction for one fact, in the fact's own terms."""
 
     fact: SpeedFact
-    predicted_tps: float
+    predicted_tps: float  # in the fact's terms (end-to-end includes the prompt's prefill)
     predicted_prefill_tps: float | None
     bound: str
+    decode_tps: float  # the pure decode rate behind ``predicted_tps``
+    prompt_s: float  # the prompt's prefill inside an end-to-end figure, else 0
 
     @property
     def ratio(self) -> float:
@@ -199,33 +201,45 @@ def check_fact(
     facts: SpeedFacts,
     machine: Machine | None = None,
     backends: Mapping[str, GpuBackendSpeed] | None = None,
+    sampling: bool | None = None,
 ) -> FactCheck:
     """Predict one fact: every layer on the GPU, decode from the prompt's depth on, with
-    the GPU figures of the fact's llama.cpp generation unless ``backends`` replaces them."""
+    the GPU figures of the fact's llama.cpp generation unless ``backends`` replaces them,
+    and the sampler's time where the engine samples unless ``sampling`` says otherwise."""
     machine = machine or load_machine(fact.hardware)
     spec = fact_spec(fact, facts)
     settings = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
     estimate = estimate_memory(spec, machine, settings)
     backends = backends or BACKENDS_BY_BUILD[fact.build]
     depth = fact.prompt_tokens + fact.output_tokens // 2
-    decode = predict_speed(spec, estimate, machine, context_tokens=depth, backends=backends)
+    if sampling is None:
+        sampling = fact.engine != "llama-bench"  # it times the forward pass alone
+    decode = predict_speed(
+        spec, estimate, machine, context_tokens=depth, backends=backends, sampling=sampling
+    )
     prompt = predict_speed(
         spec, estimate, machine, context_tokens=fact.prefill_tokens, backends=backends
     )
-    predicted = decode.decode_tps
-    if fact.measure == "end-to-end":
-        seconds = fact.prompt_tokens / decode.prefill_tps + fact.output_tokens / predicted
-        predicted = fact.output_tokens / seconds
+    prompt_s = fact.prompt_tokens / decode.prefill_tps if fact.measure == "end-to-end" else 0.0
+    predicted = in_fact_terms(fact, 1.0 / decode.decode_tps, prompt_s)
     prefill = prompt.prefill_tps if fact.prefill_tps else None
-    return FactCheck(fact, predicted, prefill, decode.bound)
+    return FactCheck(fact, predicted, prefill, decode.bound, decode.decode_tps, prompt_s)
+
+
+def in_fact_terms(fact: SpeedFact, seconds_per_token: float, prompt_s: float) -> float:
+    """Tokens/s as the fact measured them: decoded tokens over decode time, plus the
+    prompt's prefill for an end-to-end figure."""
+    return fact.output_tokens / (prompt_s + fact.output_tokens * seconds_per_token)
 
 
 def check_facts(
-    facts: SpeedFacts | None = None, backends: Mapping[str, GpuBackendSpeed] | None = None
+    facts: SpeedFacts | None = None,
+    backends: Mapping[str, GpuBackendSpeed] | None = None,
+    sampling: bool | None = None,
 ) -> list[FactCheck]:
-    """Every fact of the file, predicted."""
+    """Every fact of the file, predicted (``check_fact``'s overrides apply to all)."""
     facts = facts or load_speed_facts()
-    return [check_fact(fact, facts, backends=backends) for fact in facts.facts]
+    return [check_fact(fact, facts, backends=backends, sampling=sampling) for fact in facts.facts]
 
 
 def summarize(checks: list[FactCheck]) -> AccuracySummary:
