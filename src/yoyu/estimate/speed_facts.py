@@ -35,9 +35,10 @@ from yoyu.estimate.speed import (
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
-from yoyu.models.catalog import QUANT_SCHEMES, find_catalog_entry, quantized_spec
+from yoyu.models.catalog import QUANT_SCHEMES, catalog_tensors, find_catalog_entry
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
-from yoyu.models.spec import ModelSpec
+from yoyu.models.hf_model import architecture_spec
+from yoyu.models.spec import ModelSpec, summarize_tensors
 from yoyu.toml import TOMLDecodeError, load_toml
 
 FACTS_PATH = Path(__file__).with_name("speed_facts.toml")
@@ -193,7 +194,24 @@ def fact_spec(fact: SpeedFact, facts: SpeedFacts) -> ModelSpec:
     """The model as the fact ran it: its architecture at the fact's quant."""
     if fact.quant not in QUANT_SCHEMES:
         raise ConfigError(f"speed fact {fact.id}: unknown quant {fact.quant!r}")
-    return quantized_spec(fact_architecture(fact, facts), fact.quant, fact.model)
+    return _spec_at(fact_architecture(fact, facts), fact.quant, fact.model)
+
+
+def _spec_at(arch: HfArchitecture, quant: str, name: str) -> ModelSpec:
+    """The catalog's recipe (``catalog.catalog_spec``) at a quant of the fact's choosing,
+    for catalog models and the architectures described beside the facts alike."""
+    tensors = catalog_tensors(arch, QUANT_SCHEMES[quant])
+    summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
+    return architecture_spec(
+        arch,
+        tensors,
+        summary,
+        name=name,
+        format="catalog",
+        paths=(),
+        file_bytes=summary.tensor_bytes,
+        quantization=quant,
+    )
 
 
 def check_fact(

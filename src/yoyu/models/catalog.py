@@ -108,22 +108,18 @@ def catalog_model(ref: str) -> ModelSpec | None:
 
 
 def catalog_spec(entry: CatalogEntry) -> ModelSpec:
-    return quantized_spec(entry.architecture, entry.quantization, entry.name)
-
-
-def quantized_spec(arch: HfArchitecture, quantization: str, name: str) -> ModelSpec:
-    """The ``ModelSpec`` of an architecture stored at ``quantization`` (a ``QUANT_SCHEMES`` key)."""
-    tensors = catalog_tensors(arch, QUANT_SCHEMES[quantization])
+    arch = entry.architecture
+    tensors = catalog_tensors(arch, QUANT_SCHEMES[entry.quantization])
     summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
     return architecture_spec(
         arch,
         tensors,
         summary,
-        name=name,
+        name=entry.name,
         format="catalog",
         paths=(),
         file_bytes=summary.tensor_bytes,
-        quantization=quantization,
+        quantization=entry.quantization,
     )
 
 
