@@ -9,6 +9,7 @@ change to ``yoyu.estimate.speed`` that breaks the agreement fails here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import statistics
 import sys
@@ -37,7 +38,8 @@ from yoyu.estimate.speed_facts import (
 )
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine import list_presets, load_machine
-from yoyu.models.catalog import QUANT_SCHEMES, catalog_model
+from yoyu.models.catalog import catalog_model
+from yoyu.models.spec import TensorInfo
 
 FACTS = load_speed_facts()
 GPU_SETTINGS = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
@@ -74,8 +76,7 @@ def test_every_fact_resolves_to_an_architecture_and_a_quant() -> None:
     for fact in FACTS.facts:
         arch = fact_architecture(fact, FACTS)
         assert arch.n_layers > 0 and arch.n_embd > 0, fact.id
-        assert fact.quant in QUANT_SCHEMES, fact.id
-        assert fact_spec(fact, FACTS).file_bytes > 0
+        assert fact_spec(fact, FACTS).file_bytes > 0, fact.id  # refuses an unknown quant
 
 
 def test_the_llama_2_7b_of_the_scoreboards_has_the_size_llama_bench_printed() -> None:
@@ -123,6 +124,18 @@ def test_a_lookup_only_embedding_is_not_read_per_token() -> None:
     assert sum(w.bytes_read for w in work.values()) == pytest.approx(
         sum(t.n_bytes for t in spec.tensors) - embedding
     )
+
+
+def test_a_bundled_vision_tower_is_not_read_per_token() -> None:
+    spec = catalog_model("llama3.1:8b")
+    assert spec is not None
+    vision = TensorInfo("v.vision_tower.weight", "F16", (10**9,), 10**9, 2 * 10**9, None)
+    with_vision = dataclasses.replace(spec, tensors=(*spec.tensors, vision))
+    machine = load_machine("linux-rtx5070-12g")
+    estimate = estimate_memory(with_vision, machine, GPU_SETTINGS)
+    reads = [sum(w.bytes_read for w in decode_work(s, estimate, machine).values())
+             for s in (spec, with_vision)]  # fmt: skip
+    assert reads[0] == reads[1]
 
 
 def test_the_2023_metal_build_is_slower_per_layer_than_today() -> None:
@@ -226,10 +239,10 @@ def test_the_gpu_constants_in_use_are_what_the_fit_facts_give() -> None:
     benchmark = _speed_accuracy_benchmark()
     terms = [benchmark.decode_terms(fact) for fact in FACTS.facts]
     fitted = benchmark.fit_constants(terms)
-    for group, (efficiency, layer_s, _, sample_s) in fitted.items():
+    for group, (efficiency, layer_s, _, sample_s) in fitted.items():  # within a grid step
         used = benchmark._in_use(group)
         assert efficiency == pytest.approx(used.bandwidth_efficiency, abs=0.0051), group
         assert layer_s == pytest.approx(used.layer_overhead_s, abs=2.1e-6), group
-        assert sample_s == pytest.approx(SAMPLING_S_PER_VOCAB_ENTRY, abs=0.051e-9)
+        assert sample_s == pytest.approx(SAMPLING_S_PER_VOCAB_ENTRY, abs=0.101e-9)
     moe = benchmark.fit_moe_factor(terms, fitted)
     assert moe == pytest.approx(MOE_LAYER_OVERHEAD_FACTOR, abs=0.051)

@@ -196,6 +196,8 @@ def decode_work(
     for tensor in spec.tensors:
         if tensor.name.startswith("token_embd.") and not tied_output:
             continue  # a row lookup, not a full read
+        if is_vision_tensor(tensor.name):
+            continue  # runs on images only, never per generated token
         share = expert_share if is_expert_tensor(tensor.name) else 1.0
         device = (
             placement.output
@@ -212,6 +214,12 @@ def decode_work(
         device_work.layers += 1
         device_work.moe_layers += layer in moe_layers
     return work
+
+
+def is_vision_tensor(tensor_name: str) -> bool:
+    """A vision tower's weights (``v.*``) or its projector (``mm.*``), which Ollama ships in
+    the model's own GGUF; llama.cpp names them so in an mmproj file."""
+    return tensor_name.startswith(("v.", "mm."))
 
 
 def _is_output(tensor_name: str) -> bool:
