@@ -13,12 +13,14 @@ The browser is driven over the DevTools protocol (``yoyu.testing.browser``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ import pytest
 from yoyu.guard.policy import policy_from_config
 from yoyu.testing.browser import CHROMIUM, Browser
 from yoyu.testing.gateway_process import GatewayProcess
+from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
 from yoyu.testing.tiny_models import write_tiny_model
 from yoyu.testing.waiting import wait_until
 
@@ -76,8 +79,20 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A gateway serving a tiny model, with three runs stored before it started."""
+def upstream() -> Iterator[tuple[OpenAIStub, threading.Event]]:
+    """A remote API whose answers wait until the test lets them go (requests in flight)."""
+    hold = threading.Event()
+    with OpenAIStub(StubBehaviour(models=("stub-model",), hold=hold)) as stub:
+        yield stub, hold
+        hold.set()
+
+
+@pytest.fixture(scope="module")
+def site(
+    tmp_path_factory: pytest.TempPathFactory, upstream: tuple[OpenAIStub, threading.Event]
+) -> Iterator[dict[str, Any]]:
+    """A gateway serving a tiny model and a remote one, with three runs stored before it
+    started."""
     folder = tmp_path_factory.mktemp("dashboard")
     home = folder / "home"
     tiny = write_tiny_model(folder / "tiny.gguf").path
@@ -100,8 +115,20 @@ backend = "local"
 path = "{tiny}"
 settings = {{ n_ctx = 256, n_batch = 64, n_ubatch = 64, seed = 1 }}
 
+[backends.cloud]
+kind = "openai"
+base_url = "{upstream[0].base_url}"
+models = ["stub-model"]
+remote = true
+
+[served.cloud]
+backend = "cloud"
+upstream = "stub-model"
+max_concurrent = 1
+max_queue = 4
+
 [routes]
-steady = ["tiny"]
+steady = ["tiny", "cloud"]
 
 [aliases]
 coder = "tiny"
@@ -239,7 +266,29 @@ def test_models_page_shows_the_plan_and_the_route_graph(
     need = next(m for m in listing if m["id"] == "tiny")["need_bytes"]
     assert f"plan needs: {shown(need)}" in text(browser, "[data-model-card=tiny]")
     graph = text(browser, "#models-graph svg")
-    assert "coder" in graph and "steady" in graph and "tiny" in graph
+    assert all(name in graph for name in ("coder", "steady", "tiny", "cloud"))
+
+
+def test_models_page_shows_the_requests_a_model_answers_and_those_in_its_line(
+    site: dict[str, Any], browser: Browser, upstream: tuple[OpenAIStub, threading.Event]
+) -> None:
+    gateway: GatewayProcess = site["gateway"]
+    _, hold = upstream
+    go(browser, gateway, "models")
+    card = "[data-model-card=cloud]"
+    browser.wait_for(f"document.querySelector('{card}')")
+    body = {"model": "cloud", "messages": [{"role": "user", "content": "hi"}]}
+    url = f"{gateway.base_url}/chat/completions"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = [pool.submit(httpx.post, url, json=body, timeout=60) for _ in range(3)]
+        browser.wait_for(f"document.querySelector('{card} [data-fact=waiting]').textContent"
+                         " === '2 of 4'", 30)  # fmt: skip
+        assert text(browser, f"{card} [data-fact=answering]") == "1 of 1"
+        hold.set()
+        assert [answer.result().status_code for answer in answers] == [200, 200, 200]
+    browser.wait_for(f"document.querySelector('{card} [data-fact=answering]').textContent"
+                     " === '0 of 1'", 30)  # fmt: skip
+    assert text(browser, f"{card} [data-fact=waiting]") == "0 of 4"
 
 
 def test_runs_page_shows_two_stored_runs_side_by_side(

@@ -24,17 +24,22 @@ PLAN_VS_BUFFERS = (
 
 
 def model_states(service: GatewayService) -> list[dict[str, Any]]:
-    """The cheap part, sent every second: state, requests in flight, idle time."""
+    """The cheap part, sent every second: state, requests answered now and waiting in
+    the model's line (of how many it takes), idle time."""
     resident = {info.id: info for info in service.residency.snapshot()}
+    queues = {queue.model: queue for queue in service.queues()}
     states = []
     for state in service.model_states():
-        info = resident.get(state.id)
+        info, queue = resident.get(state.id), queues.get(state.id)
         states.append(
             {
                 "id": state.id,
                 "state": state.state,
                 "detail": state.detail,
-                "in_flight": info.in_flight if info else 0,
+                "running": queue.running if queue else 0,
+                "waiting": queue.waiting if queue else 0,
+                "max_concurrent": queue.max_concurrent if queue else None,
+                "max_queue": queue.max_queue if queue else None,
                 "idle_s": round(info.idle_s) if info else None,
                 "held_bytes": info.bytes if info else None,
             }

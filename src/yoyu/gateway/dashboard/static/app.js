@@ -211,7 +211,9 @@ function modelCard(m) {
     h("button", { class: "small secondary", "data-action": "unload", "data-model": m.id, disabled: live.state !== "ready",
       onclick: () => act("unload", m.id) }, "Unload")] : [h("span", { class: "sub" }, `loaded by ${m.backend}`)];
   const facts = [
-    ["backend", m.backend + (m.remote ? " (remote)" : "")], ["in flight", live.in_flight ?? 0],
+    ["backend", m.backend + (m.remote ? " (remote)" : "")],
+    ["answering", `${live.running ?? 0} of ${live.max_concurrent ?? "–"}`],
+    ["waiting", `${live.waiting ?? 0} of ${live.max_queue ?? "–"}`],
     ["TTL", m.ttl_s ? `${m.ttl_s} s` : "never"], ["idle", idleText(live)],
     ["file", bytes(m.size_bytes)], ["plan needs", bytes(m.need_bytes)], ["verdict", m.verdict || "–"],
   ];
@@ -275,7 +277,7 @@ function updateModels() {
   if (!modelsView) return;
   if (modelsKey(state.models) !== loadedKey) { enterModels().catch((e) => showError(e.message)); return; }
   // Redraw only when something but the idle seconds changed (a redraw under a finger loses the tap).
-  const key = JSON.stringify(state.models.map((m) => [m.id, m.state, m.in_flight, m.detail]));
+  const key = JSON.stringify(state.models.map((m) => [m.id, m.state, m.running, m.waiting, m.detail]));
   if (key !== renderedKey) { renderedKey = key; renderModels(); return; }
   for (const m of state.models) {
     const fact = document.querySelector(`[data-model-card="${CSS.escape(m.id)}"] [data-fact=idle]`);
