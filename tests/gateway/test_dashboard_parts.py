@@ -7,20 +7,25 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from yoyu.gateway.app import create_app
 from yoyu.gateway.config import GatewayConfig, ServerConfig
+from yoyu.gateway.dashboard import memory as memory_module
 from yoyu.gateway.dashboard.feed import Feed
 from yoyu.gateway.dashboard.memory import memory_point, memory_reader, timeline_row
 from yoyu.gateway.dashboard.routes import STATIC_DIR
 from yoyu.gateway.dashboard.runs import soak_fit
+from yoyu.gateway.dashboard.session import WRONG_KEY_DELAY_S
 from yoyu.gateway.service import GatewayService
 from yoyu.gateway.trust import SESSION_COOKIE, TrustPolicy, check_request, session_token
 from yoyu.guard.audit import AuditRecord, AuditTail
@@ -109,8 +114,10 @@ def test_a_browser_without_the_key_is_sent_to_the_login_page(keyed_app: Any) -> 
 
 
 def test_login_sets_an_httponly_strict_cookie_for_the_right_key_only(keyed_app: Any) -> None:
+    started = time.monotonic()
     wrong = call(keyed_app, "POST", "/dashboard/login", json={"key": "nope"})
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    assert time.monotonic() - started >= WRONG_KEY_DELAY_S  # guesses come one a second
     right = call(keyed_app, "POST", "/dashboard/login", json={"key": KEY})
     assert right.status_code == 200
     attributes = [part.strip() for part in right.headers["set-cookie"].split(";")]
@@ -315,3 +322,21 @@ def test_the_memory_reading_has_each_gpu_when_there_are_some() -> None:
     row = timeline_row(point)
     assert row[5] == sum(board.used_bytes for board in boards)
     assert point["floor_bytes"] == 1 << 30 and point["total_bytes"] > 0
+
+
+def test_a_monitor_searches_the_machine_for_engines_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    searches: list[float] = []
+    now = [100.0]
+
+    def search() -> list[int]:
+        searches.append(now[0])
+        return [os.getpid()]
+
+    monkeypatch.setattr(memory_module, "engine_pids", search)
+    engines = memory_module.MachineEngines(every_s=5.0, clock=lambda: now[0])
+    for step in range(11):  # a reading a second for ten seconds
+        now[0] = 100.0 + step
+        assert engines() == [(os.getpid(), psutil.Process().name())]
+    assert searches == [100.0, 105.0, 110.0]
