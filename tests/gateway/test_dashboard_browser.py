@@ -482,4 +482,12 @@ def test_yoyu_dashboard_is_a_monitor_with_nothing_served(tmp_path: Path, artifac
         go(browser, gateway, "memory")
         browser.wait_for("document.getElementById('mem-available').textContent.includes('iB')")
         assert httpx.get(f"{gateway.url}/v1/models", timeout=10).json()["data"] == []
+        go(browser, gateway, "runs")  # an empty store, and no guard of its own: each page says so
+        assert "No stored runs yet" in browser.wait_for(
+            "document.getElementById('runs-view').textContent"
+        )
+        go(browser, gateway, "guard")
+        assert "No decision logged yet" in browser.wait_for(
+            "document.getElementById('guard-list').textContent"
+        )
         assert browser.errors == []
