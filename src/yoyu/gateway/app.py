@@ -41,6 +41,7 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.gateway import wire
+from yoyu.gateway.ollama_routes import Edge, ollama_routes
 from yoyu.gateway.relay import Emit, Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
 from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
@@ -101,6 +102,7 @@ def create_app(
         Route("/yoyu/memory", handlers.memory, methods=["GET"]),
         Route("/yoyu/aliases/{alias}", handlers.switch_alias, methods=["PUT"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
+        *ollama_routes(handlers.edge()),
         *(route for extension in extensions for route in extension.routes),
     ]
     server = service.config.server
@@ -120,6 +122,13 @@ class _Handlers:
         self.draining = draining
         self.max_body = service.config.server.max_body_bytes
         self.timeout_s = service.config.server.request_timeout_s
+
+    def edge(self) -> Edge:
+        """The plumbing Ollama's API (``/api/*``) shares with this one."""
+        return Edge(
+            self.service, self.offload, self.draining, self._body, self._whole, self._count,
+            _private, ROUTE_HEADER,
+        )  # fmt: skip
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, "chat")
