@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from yoyu import __version__
-from yoyu.errors import PrivacyError, ShuttingDownError, UnknownModelError, YoyuError
+from yoyu.errors import PrivacyError, UnknownModelError, YoyuError
 from yoyu.gateway import ollama_listing as listing
 from yoyu.gateway import ollama_wire as ollama
 from yoyu.gateway import wire
-from yoyu.gateway.relay import Emit, Offload
+from yoyu.gateway.relay import Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, ModelEntry, StreamAnswer
 from yoyu.models.resolve import read_model_path
 from yoyu.models.spec import ModelSpec
@@ -49,6 +49,7 @@ from yoyu.models.spec import ModelSpec
 log = logging.getLogger(__name__)
 UNLOAD_NOW_S = 1e-3  # keep_alive 0: a TTL the reaper's next tick finds run out
 NDJSON = "application/x-ndjson"
+WriterFor = Callable[[StreamAnswer], wire.StreamWriter]
 _BODIES = {"chat": ollama.chat_body, "generate": ollama.generate_body}
 _PARSERS = {"chat": ollama.chat_call, "generate": ollama.generate_call}
 
@@ -59,9 +60,12 @@ class Edge:
 
     service: GatewayService
     offload: Offload
-    draining: threading.Event
     read_body: Callable[[Request], Awaitable[bytes]]
     whole: Callable[[Request, Generation], Awaitable[Answer]]
+    stream: Callable[
+        [Request, Generation, float, WriterFor, str, Callable[[StreamAnswer], None] | None],
+        Awaitable[Response],
+    ]  # relays a stream in the writer's format
     count: Callable[[Request, str, str, int, float], None]
     private: Callable[[Request], bool]
     route_header: str
@@ -187,7 +191,11 @@ class _OllamaApi:
             parsed = dataclasses.replace(call.request, model=self._name(call.model))
             self.service.check_prompt(parsed)
             if call.stream:
-                return await self._stream(request, kind, call, parsed, started_ns, started)
+                return await self.edge.stream(
+                    request, parsed, started,
+                    lambda _: ollama.NdjsonWriter(kind, call.model, started_ns),
+                    NDJSON, lambda stream: self._keep_alive([stream.route], call.keep_alive_s),
+                )  # fmt: skip
             answer = await self.edge.whole(request, parsed)
         except YoyuError as error:
             return self._error(request, error, started, model)
@@ -196,47 +204,6 @@ class _OllamaApi:
         self.edge.count(request, parsed.model, answer.route, 200, started)
         body = _BODIES[kind](answer.response, call.model, durations)
         return JSONResponse(body, headers={self.edge.route_header: answer.route})
-
-    async def _stream(
-        self,
-        request: Request,
-        kind: str,
-        call: ollama.OllamaCall,
-        parsed: Generation,
-        started_ns: int,
-        started: float,
-    ) -> Response:
-        """Open the stream (its errors still get a status), then relay it as NDJSON."""
-        private, draining, edge = self.edge.private(request), self.edge.draining, self.edge
-
-        def pump(stream: StreamAnswer, emit: Emit, cancelled: threading.Event) -> None:
-            writer = ollama.NdjsonWriter(kind, call.model, started_ns)
-            status = 200
-            try:
-                for chunk in stream:
-                    if cancelled.is_set():  # the client left: stop reading the engine
-                        status = 499
-                        break
-                    if draining.is_set():
-                        raise ShuttingDownError("the gateway is shutting down; ask again")
-                    if data := writer.chunk(chunk):
-                        emit(data)
-                else:
-                    emit(writer.done())
-            except YoyuError as error:  # headers are gone: an error line ends the stream
-                status = error.http_status
-                log.warning("stream from %s ended: %s", stream.route, error)
-                emit(ollama.json_line(ollama.error_body(error)))
-            finally:
-                stream.close()
-                self._keep_alive([stream.route], call.keep_alive_s)
-                edge.count(request, stream.requested, stream.route, status, started)
-
-        stream, lines = await edge.offload.stream(
-            lambda: self.service.open_stream(parsed, private=private), pump
-        )
-        headers = {edge.route_header: stream.route, "Cache-Control": "no-cache"}
-        return StreamingResponse(lines, media_type=NDJSON, headers=headers)
 
     async def _load_or_unload(
         self, request: Request, kind: str, call: ollama.OllamaCall, started: float

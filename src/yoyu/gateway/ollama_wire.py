@@ -581,6 +581,9 @@ class NdjsonWriter:
         closing = {"done": True, "done_reason": done_reason(self._finish)}
         return lines + self._line("", closing | self._durations().fields())
 
+    def error(self, error: YoyuError) -> bytes:
+        return json_line(error_body(error))
+
     def _durations(self) -> Durations:
         last = self._last
         total = time.perf_counter_ns() - self.started_ns
