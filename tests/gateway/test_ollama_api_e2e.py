@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import ollama
@@ -388,3 +389,27 @@ def test_errors_come_back_in_ollamas_shape(client: ollama.Client, gateway: Gatew
     assert origin.status_code == 403 and "evil.example" in origin.json()["error"]
     huge = httpx.post(f"{gateway.url}/api/generate", json={"model": "tiny", "prompt": "x" * 70_000})
     assert huge.status_code == 413 and "max_body_bytes" in huge.json()["error"]
+
+
+def test_an_api_key_guards_the_ollama_api_as_it_guards_v1(
+    stub: OpenAIStub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ollama client sends ``OLLAMA_API_KEY`` as a bearer token: the gateway's key."""
+    config = tmp_path / "yoyu.toml"
+    config.write_text(
+        f'[backends.cloud]\nkind = "openai"\nbase_url = "{stub.base_url}"\n'
+        'models = ["stub-model"]\n[served.cloud]\nbackend = "cloud"\nupstream = "stub-model"\n',
+        encoding="utf-8",
+    )
+    args = ["--config", str(config), "--api-key-env", "YOYU_TEST_KEY"]
+    with GatewayProcess(args, env={"YOYU_TEST_KEY": "s3cret"}) as gateway:
+        with (
+            ollama.Client(host=gateway.url) as anonymous,
+            pytest.raises(ollama.ResponseError) as refused,
+        ):
+            anonymous.list()
+        assert refused.value.status_code == 401
+        assert refused.value.error == "missing or wrong API key"
+        monkeypatch.setenv("OLLAMA_API_KEY", "s3cret")
+        with ollama.Client(host=gateway.url) as keyed:
+            assert keyed.chat(model="cloud", messages=HI).message.content == "Hello from the stub."
