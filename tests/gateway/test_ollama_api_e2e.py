@@ -274,6 +274,21 @@ def test_options_and_format_reach_the_engine_as_openai_fields(
     assert "num_ctx" not in sent and "options" not in sent
 
 
+def test_an_upstream_that_dies_mid_stream_ends_it_with_an_error_line(
+    client: ollama.Client, stub: OpenAIStub
+) -> None:
+    stub.behaviour.die_after_chunks = 2
+    received: list[str] = []
+    try:
+        with pytest.raises(ollama.ResponseError) as caught:
+            for part in client.chat(model="cloud", messages=HI, stream=True):
+                received.append(part.message.content or "")
+    finally:
+        stub.behaviour.die_after_chunks = None
+    assert received == ["tok0 ", "tok1 "]  # what came before the cut, then the error line
+    assert "dropped the connection mid-answer" in caught.value.error
+
+
 # -- embeddings ------------------------------------------------------------------
 
 
