@@ -178,7 +178,8 @@ def test_generate_goes_through_the_chat_template_unless_raw_or_a_suffix() -> Non
 @pytest.mark.parametrize(
     ("body", "named"),
     [({"template": "{{ .Prompt }}"}, "template"), ({"context": [1, 2, 3]}, "context"),
-     ({"raw": True, "images": [PNG]}, "images"), ({"stream": "yes"}, "stream"),
+     ({"raw": True, "images": [PNG]}, "images"), ({"raw": True, "system": "Be."}, "system"),
+     ({"stream": "yes"}, "stream"),
      ({"model": ""}, "model"), ({"prompt": 5}, "prompt")],
 )  # fmt: skip
 def test_generate_refuses_what_it_cannot_honour(body: dict[str, object], named: str) -> None:

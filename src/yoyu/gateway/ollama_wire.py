@@ -127,8 +127,11 @@ def _generate_request(model: str, prompt: str, body: Mapping[str, Any]) -> Gener
     fields = _generation_fields(body)
     suffix = _text(body, "suffix")
     if body.get("raw") or suffix:
-        if body.get("images"):
-            raise BadRequestError("images need the chat template; drop raw and suffix to send them")
+        if body.get("images") or _text(body, "system"):
+            raise BadRequestError(
+                "images and system need the chat template; drop raw and suffix to send them"
+            )
+        fields.pop("logprobs", None)  # a count in OpenAI's completions, not Ollama's flag
         extra = {"suffix": suffix} if suffix else {}
         return wire.completion_request({"model": model, "prompt": prompt, **fields, **extra})
     user: dict[str, Any] = {"role": "user", "content": prompt}
