@@ -24,14 +24,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -51,9 +51,12 @@ from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswe
 from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ROUTE_HEADER = "X-Yoyu-Route"
 PRIVACY_HEADER = "x-yoyu-privacy"
-WORKER_THREADS = 256  # blocking backend calls in flight (Starlette's default pool: 40)
+# Blocking backend calls in flight beyond the models' lines: /yoyu, /metrics, requests
+# for names that fail at once (Starlette's default pool is 40 in all).
+SPARE_WORKER_THREADS = 32
 CLIENT_GONE = "the client went away"
 
 
@@ -122,7 +125,7 @@ def create_app(
 class _Handlers:
     def __init__(self, service: GatewayService, draining: threading.Event) -> None:
         self.service = service
-        self.offload = Offload(WORKER_THREADS)
+        self.offload = Offload(_worker_threads(service))
         self.draining = draining
         self.max_body = service.config.server.max_body_bytes
         self.timeout_s = service.config.server.request_timeout_s
@@ -215,8 +218,10 @@ class _Handlers:
         return JSONResponse({"status": "ok", "backends": backends, "models": models})
 
     async def metrics(self, request: Request) -> Response:
-        text = await self.offload.run(lambda: self.service.metrics.render(self.service.gauges()))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        """Prometheus text, or OpenMetrics when the scraper's Accept header asks for it."""
+        accept = request.headers.get("accept")
+        body, content_type = await self.offload.run(lambda: self.service.metrics.render(accept))
+        return Response(body, headers={"Content-Type": content_type})
 
     # -- generation ------------------------------------------------------------
 
@@ -305,11 +310,35 @@ class _Handlers:
                     on_end(stream)
                 self._count(request, stream.requested, stream.route, status, started)
 
-        stream, body = await self.offload.stream(
-            lambda: self.service.open_stream(parsed, private=private), pump
+        cancel = Cancellation()
+        request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
+        stream, body = await self._open_while_connected(
+            request,
+            cancel,
+            self.offload.stream(
+                lambda: self.service.open_stream(request_with_cancel, private=private), pump
+            ),
         )
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
         return StreamingResponse(body, media_type=media_type, headers=headers)
+
+    async def _open_while_connected(
+        self, request: Request, cancel: Cancellation, opening: Awaitable[T]
+    ) -> T:
+        """The opened stream, or its cancellation when the client leaves first (while the
+        request waits in its model's line or for a model to load): it never reaches the
+        engine, or its connection there is cut."""
+        work = asyncio.ensure_future(opening)
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if work.done():
+            return work.result()
+        cancel.cancel(CLIENT_GONE)
+        work.add_done_callback(_retrieve)
+        raise RequestCancelledError(f"{CLIENT_GONE} before its stream opened")
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -360,6 +389,14 @@ class _Handlers:
         log.info(
             "%s model=%s route=%s status=%d %.1fms", endpoint, model, route, status, elapsed * 1e3
         )
+
+
+def _worker_threads(service: GatewayService) -> int:
+    """Enough threads for every request the models' lines admit (each running or waiting
+    request holds one while backends block) and a few for the rest, so no request waits
+    unseen in the pool's own queue: the lines are the only place a request waits."""
+    held = sum(queue.max_concurrent + queue.max_queue for queue in service.queues())
+    return held + SPARE_WORKER_THREADS
 
 
 def _private(request: Request) -> bool:
