@@ -55,6 +55,16 @@ GGUF_ARCHITECTURES: dict[str, str] = {
     "kimi_k2": "deepseek2",
     "gpt_oss": "gpt-oss",
     "phi3": "phi3",
+    "gemma": "gemma",
+    "starcoder2": "starcoder2",
+    "cohere": "command-r",
+    "cohere2": "cohere2",
+    "granite": "granite",
+    "granitemoe": "granitemoe",
+    "olmo2": "olmo2",
+    "bert": "bert",
+    "xlm-roberta": "bert",  # llama.cpp converts XLM-RoBERTa (bge-m3) as BERT
+    "nomic_bert": "nomic-bert",
 }
 
 # Defaults of the transformers config classes for keys real configs leave out.
@@ -66,6 +76,14 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 131072,
         "sliding_window_pattern": 6,
     },
+}
+# GPT-2-style keys some configs use (nomic-bert) -> the names the rest of this module reads.
+_KEY_ALIASES = {
+    "n_embd": "hidden_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_inner": "intermediate_size",
+    "n_positions": "max_position_embeddings",
 }
 _EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 _EXPERTS_USED_KEYS = ("num_experts_per_tok", "experts_per_token")
@@ -185,9 +203,15 @@ def _text_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     outer_type = str(config.get("model_type", "unknown"))
     nested = config.get("text_config")
     if not isinstance(nested, dict):
-        return {**_FAMILY_DEFAULTS.get(outer_type, {}), **config}, outer_type
+        return {**_FAMILY_DEFAULTS.get(outer_type, {}), **_aliased(config)}, outer_type
     model_type = str(nested.get("model_type") or f"{outer_type}_text")
     return {**_FAMILY_DEFAULTS.get(model_type, {}), **nested}, model_type
+
+
+def _aliased(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with GPT-2-style keys also under their usual names (which win)."""
+    renamed = {_KEY_ALIASES[key]: value for key, value in config.items() if key in _KEY_ALIASES}
+    return {**renamed, **config}
 
 
 def _tied_embeddings(text: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -228,7 +252,7 @@ def _swa_layers(config: dict[str, Any], model_type: str, n_layers: int) -> tuple
         return tuple(i for i, kind in enumerate(layer_types) if kind == "sliding_attention")
     if model_type == "gemma2":
         return tuple(i for i in range(n_layers) if (i + 1) % 2)
-    if model_type == "gemma3_text":
+    if model_type in ("gemma3_text", "cohere2"):  # every pattern-th layer is global
         pattern = config.get("sliding_window_pattern")
         period = pattern if isinstance(pattern, int) and pattern > 0 else 6
         return tuple(i for i in range(n_layers) if (i + 1) % period)
