@@ -202,7 +202,7 @@ def _cached_spec(name: str, quant: str) -> ModelSpec:
 def catalog_tensors(entry: CatalogEntry, quant: str) -> list[TensorInfo]:
     """The converted file's tensors with the types the quantizer gives them."""
     arch = entry.architecture
-    layout = gguf_layout(arch)
+    layout = gguf_layout(arch, output_head="embedding" not in entry.uses)
     context = QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
     types = assign_types(layout, quant, context)
     tensors = [_tensor(tensor, type_name) for tensor, type_name in zip(layout, types, strict=True)]

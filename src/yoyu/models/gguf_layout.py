@@ -53,14 +53,18 @@ _ENCODERS = frozenset({"bert", "nomic-bert"})
 _ONE_NORM = frozenset({"command-r", "cohere2"})  # parallel attention + FFN share one norm
 
 
-def gguf_layout(arch: HfArchitecture) -> list[LayoutTensor]:
-    """Every tensor of the converted GGUF, in file order (input side, blocks, output)."""
+def gguf_layout(arch: HfArchitecture, *, output_head: bool = True) -> list[LayoutTensor]:
+    """Every tensor of the converted GGUF, in file order (input side, blocks, output).
+
+    ``output_head`` False: an embedding model converted without its LM head
+    (Qwen3-Embedding); encoders (BERT) never have one."""
     tensors = [LayoutTensor("token_embd.weight", (arch.n_embd, arch.vocab_size), None)]
     tensors.extend(_encoder_inputs(arch))
     for layer in range(arch.n_layers):
         tensors.extend(_block(arch, layer))
     tensors.append(LayoutTensor("output_norm.weight", (arch.n_embd,), None))
-    if not arch.tie_word_embeddings and arch.architecture not in _ENCODERS:
+    untied = not arch.tie_word_embeddings and arch.architecture not in _ENCODERS
+    if untied and output_head:
         tensors.append(LayoutTensor("output.weight", (arch.n_embd, arch.vocab_size), None))
     return tensors
 
