@@ -31,7 +31,7 @@ from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec, resolve_model
-from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.models.catalog import relatives_of
 from yoyu.plan.emit.llama_cpp import (
     engine_load_settings,
     llama_cpp_python_kwargs,
@@ -155,7 +155,7 @@ def plan_command(
         ram_free_bytes=_size("--free", free),
         gpu_free_bytes=_size("--gpu-free", gpu_free),
     )
-    catalog = [catalog_spec(entry) for entry in catalog_entries()]
+    catalog = relatives_of(spec)  # the smaller models a "smaller model" move may name
     runs = [] if no_history else measured_runs()
     residual = residual_of(spec, settings.engine, runs)
     plan = make_plan(

@@ -34,7 +34,7 @@ from yoyu.mcp.results import (
     SwitchResult,
 )
 from yoyu.models import resolve_model
-from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.models.catalog import relatives_of
 from yoyu.monitor.system import SystemReader, system_reader
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import PlanRequest
@@ -285,8 +285,7 @@ class YoyuTools:
         n_ctx = settings.n_ctx if ctx is None else ctx
         settings = dataclasses.replace(settings, n_ctx=n_ctx, type_k=kv_type, type_v=kv_type)
         target = load_machine(machine) if machine else self._this_machine()
-        catalog = [catalog_spec(entry) for entry in catalog_entries()]
-        plan = make_plan(spec, target, PlanRequest(settings=settings), catalog=catalog)
+        plan = make_plan(spec, target, PlanRequest(settings=settings), catalog=relatives_of(spec))
         return plan.to_dict()
 
     def _this_machine(self) -> Machine:

@@ -26,7 +26,9 @@ a flavour and quant suffix (``llama3.1:8b-instruct-q8_0``).
 
 from __future__ import annotations
 
+import difflib
 import functools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,8 @@ QUANT_SUFFIXES: dict[str, str] = {
     "q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q8_0": "Q8_0", "q4_0": "Q4_0",
     "fp16": "F16", "f16": "F16", "bf16": "BF16", "mxfp4": "MXFP4",
 }  # fmt: skip
+_TAG_SIZE = re.compile(r"(?:^|-)(?:(\d+)x)?(\d+(?:\.\d+)?)([mbt])(?:-|$)")
+_UNKNOWN_QUANT = re.compile(r"[-:](i?q\d\w*|fp\d+|f32|bf16)$")
 _SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)\s*$", re.IGNORECASE)
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
@@ -133,7 +137,9 @@ def match_catalog(ref: str) -> CatalogMatch | None:
     """Resolve ``ref`` to an entry and a quant (case-insensitive, registry prefix ignored)."""
     index = _name_index(CATALOG_DIR)
     key, quant = _split_quant(_normalize(ref))
-    entry = index.get(key) or _by_tag_prefix(key, index)
+    if quant is None and _UNKNOWN_QUANT.search(key):
+        return None  # a quant the catalog does not size (q3_k_s, iq4_xs): no guess
+    entry = index.get(key) or index.get(key.rpartition("/")[2]) or _by_tag_prefix(key, index)
     if entry is None:
         return None
     return CatalogMatch(entry, quant or entry.default_quant)
@@ -141,6 +147,32 @@ def match_catalog(ref: str) -> CatalogMatch | None:
 
 def catalog_names() -> list[str]:
     return [entry.name for entry in catalog_entries()]
+
+
+def catalog_suggestions(ref: str, limit: int = 3) -> list[str]:
+    """Close catalog names for a miss: the family's sizes nearest the one asked for
+    (``qwen3:7b`` -> ``qwen3:8b``), else names that are spelled alike."""
+    key, _ = _split_quant(_normalize(ref))
+    family, _, tag = key.partition(":")
+    sizes = [entry for entry in catalog_entries() if entry.family.lower() == family]
+    asked = tag_size(tag)
+    if sizes and asked:
+        sizes.sort(key=lambda entry: abs(math.log(tag_size(entry.name) or 1.0) - math.log(asked)))
+        return [entry.name for entry in sizes[:limit]]
+    if sizes:
+        return [entry.name for entry in sizes[:limit]]
+    names = [name for entry in catalog_entries() for name in (entry.name, *entry.aliases)]
+    return difflib.get_close_matches(ref, names, n=limit, cutoff=0.6)
+
+
+def tag_size(name: str) -> float | None:
+    """Parameters a tag states: ``8b`` 8e9, ``270m`` 2.7e8, ``8x7b`` 5.6e10, ``30b-a3b`` 3e10."""
+    match = _TAG_SIZE.search(name.partition(":")[2] or name)
+    if match is None:
+        return None
+    experts = float(match.group(1)) if match.group(1) else 1.0
+    scale = {"m": 1e6, "b": 1e9, "t": 1e12}[match.group(3)]
+    return experts * float(match.group(2)) * scale
 
 
 def catalog_model(ref: str) -> ModelSpec | None:
@@ -170,7 +202,9 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
     entries = catalog_entries()
     chosen = [entry for entry in entries if _family_key(entry.family) in family]
     if not chosen:
-        chosen = [entry for entry in entries if entry.architecture.architecture == spec.architecture]
+        chosen = [
+            entry for entry in entries if entry.architecture.architecture == spec.architecture
+        ]
     limit = spec.params_total * 9 // 10
     return [catalog_spec(entry) for entry in chosen if entry.published_params_total < limit]
 
@@ -302,7 +336,9 @@ def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
     entries: list[CatalogEntry] = []
     for path, document in documents:
         family = _Family.of(document, path, shared)
-        entries.extend(family.entry(name, body) for name, body in document.get("models", {}).items())
+        entries.extend(
+            family.entry(name, body) for name, body in document.get("models", {}).items()
+        )
     return tuple(entries)
 
 
@@ -344,7 +380,12 @@ class _Family:
     def entry(self, name: str, body: dict[str, Any]) -> CatalogEntry:
         where = f"{self.path} [{name}]"
         files = self._files(body, where)
-        default = str(body.get("default", DEFAULT_QUANT if DEFAULT_QUANT in files else next(iter(files), DEFAULT_QUANT)))
+        default = str(
+            body.get(
+                "default",
+                DEFAULT_QUANT if DEFAULT_QUANT in files else next(iter(files), DEFAULT_QUANT),
+            )
+        )
         if default not in FILE_TYPES:
             raise ConfigError(f"{where}: unknown default quant {default!r}")
         return CatalogEntry(
@@ -357,7 +398,9 @@ class _Family:
             architecture=parse_hf_config(self._config(body, where), where),
             published_params_total=int(body["params"]),
             published_params_active=body.get("params_active"),
-            published_active_excludes_token_embd=bool(body.get("active_excludes_token_embd", False)),
+            published_active_excludes_token_embd=bool(
+                body.get("active_excludes_token_embd", False)
+            ),
             vision_params=int(body.get("vision_params", 0)),
             sources=self._sources(name, body),
             basis=str(body.get("basis", self.basis)),
@@ -384,7 +427,9 @@ class _Family:
         return files
 
     def _sources(self, name: str, body: dict[str, Any]) -> tuple[str, ...]:
-        sources = [f"https://huggingface.co/{body['hf']}/blob/main/config.json"] if body.get("hf") else []
+        sources = (
+            [f"https://huggingface.co/{body['hf']}/blob/main/config.json"] if body.get("hf") else []
+        )
         if body.get("files"):
             sources.append(str(body.get("files_source", self.files_source or _ollama_page(name))))
         return (*sources, *body.get("sources", ()))

@@ -77,7 +77,9 @@ def _encoder_inputs(arch: HfArchitecture) -> list[LayoutTensor]:
         LayoutTensor("token_embd_norm.weight", (arch.n_embd,), None),
     ]
     if arch.architecture == "bert":  # learned absolute positions; nomic-bert uses RoPE
-        inputs.append(LayoutTensor("position_embd.weight", (arch.n_embd, arch.context_length), None))
+        inputs.append(
+            LayoutTensor("position_embd.weight", (arch.n_embd, arch.context_length), None)
+        )
         inputs.append(LayoutTensor("token_embd_norm.bias", (arch.n_embd,), None))
     return inputs
 
@@ -92,11 +94,15 @@ Named = list[tuple[str, tuple[int, ...]]]
 
 
 def _norms(arch: HfArchitecture) -> Named:
-    count = 1 if arch.architecture in _ONE_NORM else 2
-    count += 2 if arch.architecture in _POST_NORMS else 0
-    norms: Named = [(f"norm_{index}_norm.weight", (arch.n_embd,)) for index in range(count)]
+    names = ["attn_norm"] if arch.architecture in _ONE_NORM else ["attn_norm", "ffn_norm"]
+    if arch.architecture in _POST_NORMS:
+        names += ["post_attention_norm", "post_ffw_norm"]
+    norms: Named = [(f"{name}.weight", (arch.n_embd,)) for name in names]
     if arch.architecture in _QK_NORM:
-        norms += [("attn_q_norm.weight", (arch.head_dim_k,)), ("attn_k_norm.weight", (arch.head_dim_k,))]
+        norms += [
+            ("attn_q_norm.weight", (arch.head_dim_k,)),
+            ("attn_k_norm.weight", (arch.head_dim_k,)),
+        ]
     return norms
 
 
@@ -160,7 +166,11 @@ def _dense_ffn(arch: HfArchitecture, n_ff: int) -> Named:
     elif arch.architecture == "phi3":
         ffn = [("ffn_up.weight", (arch.n_embd, 2 * n_ff)), *down]
     else:
-        ffn = [("ffn_gate.weight", (arch.n_embd, n_ff)), ("ffn_up.weight", (arch.n_embd, n_ff)), *down]
+        ffn = [
+            ("ffn_gate.weight", (arch.n_embd, n_ff)),
+            ("ffn_up.weight", (arch.n_embd, n_ff)),
+            *down,
+        ]
     if arch.architecture in _FFN_BIAS:
         ffn += [("ffn_up.bias", (n_ff,)), ("ffn_down.bias", (arch.n_embd,))]
     return ffn

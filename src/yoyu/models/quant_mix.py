@@ -151,11 +151,10 @@ def _attn_v_type(ftype: FileType, context: QuantContext, index: int, n_attention
 
 
 def use_more_bits(i_layer: int, n_layers: int) -> bool:
-    """llama.cpp's choice of layers that get more bits (C integer division and modulo)."""
+    """llama.cpp's choice of layers that get more bits: the first and last eighth, and
+    every third layer between (a negative offset never reaches the modulo)."""
     eighth = n_layers // 8
-    offset = i_layer - eighth
-    c_modulo = offset - 3 * int(offset / 3)  # C's % keeps the dividend's sign
-    return i_layer < eighth or i_layer >= 7 * n_layers // 8 or c_modulo == 2
+    return i_layer < eighth or i_layer >= 7 * n_layers // 8 or (i_layer - eighth) % 3 == 2
 
 
 def _layer_of(name: str, fallback: int) -> int:
