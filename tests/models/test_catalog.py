@@ -9,6 +9,8 @@ or quant rule moves it well outside these tolerances.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from yoyu.models.catalog import (
@@ -22,6 +24,7 @@ from yoyu.models.catalog import (
     match_catalog,
     relatives_of,
 )
+from yoyu.models.gguf_spec import read_gguf_model
 
 ENTRIES = {entry.name: entry for entry in catalog_entries()}
 PUBLISHED = [
@@ -206,3 +209,26 @@ def test_relatives_are_smaller_models_of_the_same_family() -> None:
     names = [relative.name for relative in relatives_of(spec)]
     assert "qwen2.5:14b" in names and "qwen2.5:0.5b" in names
     assert "qwen2.5:72b" not in names and "llama3.1:8b" not in names
+
+
+def test_the_derivation_matches_a_real_file_tensor_by_tensor(real_gemma: Path) -> None:
+    """The real Gemma 3 270M Q4_K_M: every tensor's name and ggml type as llama.cpp's
+    quantizer wrote them, the same tensor bytes, and the file within 0.1 %."""
+    real = read_gguf_model(real_gemma)
+    derived = catalog_spec(ENTRIES["gemma3:270m"], "Q4_K_M")
+    real_types = {tensor.name: tensor.type_name for tensor in real.tensors}
+    assert {tensor.name: tensor.type_name for tensor in derived.tensors} == real_types
+    assert derived.tensor_bytes == real.tensor_bytes
+    assert derived.file_bytes == pytest.approx(real_gemma.stat().st_size, rel=0.001)
+
+
+def test_a_compact_spec_keeps_every_figure_placement_reads() -> None:
+    dense = ENTRIES["llama3.1:70b"]
+    assert len(catalog_spec(dense, compact=True).tensors) < len(catalog_spec(dense).tensors) // 2
+    entry = ENTRIES["qwen3:30b-a3b"]
+    full, compact = catalog_spec(entry), catalog_spec(entry, compact=True)
+    assert (compact.tensor_bytes, compact.file_bytes) == (full.tensor_bytes, full.file_bytes)
+    assert compact.layer_bytes == full.layer_bytes
+    assert (compact.params_total, compact.params_active) == (full.params_total, full.params_active)
+    experts = [tensor.name for tensor in compact.tensors if "_exps." in tensor.name]
+    assert len(experts) == 3 * 48  # the stacks --n-cpu-moe moves stay whole

@@ -55,6 +55,10 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves.",
     ),
     CommandEntry(
+        "fit", "yoyu.cli.fit",
+        "Rank the catalog's models on a machine: placement, largest context, speed, risk.",
+    ),
+    CommandEntry(
         "watch", "yoyu.cli.watch",
         "Memory, engines, GPUs and the guard's floors, refreshing in place.",
     ),

@@ -22,6 +22,8 @@ the catalog adds its published parameter count as F16 separately).
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 from yoyu.models.hf_config import HfArchitecture
@@ -35,12 +37,9 @@ class LayoutTensor:
     shape: tuple[int, ...]
     layer: int | None
 
-    @property
+    @functools.cached_property
     def n_params(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return math.prod(self.shape)
 
 
 _QKV_BIAS = frozenset({"qwen2", "qwen2moe", "starcoder2", "bert", "gpt-oss"})

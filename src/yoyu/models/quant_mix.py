@@ -26,6 +26,7 @@ experts MXFP4, every other matrix BF16.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,15 +88,12 @@ def assign_types(
 
 
 def _quantized(tensor: LayoutTensor) -> bool:
-    return (
-        tensor.name.endswith("weight")
-        and len(tensor.shape) >= 2
-        and not any(tensor.name.endswith(kept) for kept in _KEPT)
-    )
+    name = tensor.name
+    return name.endswith("weight") and len(tensor.shape) >= 2 and not name.endswith(_KEPT)
 
 
 def _is_attention_wv(name: str) -> bool:
-    return any(part in name for part in ("attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight"))
+    return "attn_v.weight" in name or "attn_qkv.weight" in name or "attn_kv_b.weight" in name
 
 
 def _choose(
@@ -171,13 +169,19 @@ def _compatible(type_name: str, row_length: int) -> str:
 
 
 def _block_size(type_name: str) -> int:
-    ggml_type = ggml_type_named(type_name)
-    return ggml_type.block_size if ggml_type is not None else 1
+    return _blocks(type_name)[0]
 
 
 def tensor_bytes(type_name: str, n_params: int) -> int:
     """Bytes of ``n_params`` weights stored as ``type_name`` (whole blocks)."""
+    block_size, block_bytes = _blocks(type_name)
+    return n_params // block_size * block_bytes
+
+
+@functools.cache
+def _blocks(type_name: str) -> tuple[int, int]:
+    """(weights per block, bytes per block) of a ggml type, looked up once per name."""
     ggml_type = ggml_type_named(type_name)
     if ggml_type is None:
         raise ValueError(f"unknown ggml type {type_name!r}")
-    return n_params // ggml_type.block_size * ggml_type.block_bytes
+    return ggml_type.block_size, ggml_type.block_bytes
