@@ -4,16 +4,20 @@ for, and sizes written as people write them (``11GiB``, ``16GB``)."""
 from __future__ import annotations
 
 from yoyu.errors import SettingsError
-from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
-from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 
 
 def target_machine(name: str | None) -> Machine:
-    """A preset or machine file by name, else this machine (with its measured bandwidth)."""
-    return load_machine(name) if name else with_measured_bandwidth(probe_machine())
+    """A preset or machine file by name, else this machine (with its measured bandwidth).
+    The probe is imported only when it runs: a preset needs none of it."""
+    if name:
+        return load_machine(name)
+    from yoyu.machine.bandwidth import with_measured_bandwidth
+    from yoyu.machine.probe import probe_machine
+
+    return with_measured_bandwidth(probe_machine())
 
 
 def size_flag(flag: str, text: str | None) -> int | None:

@@ -22,9 +22,8 @@ the catalog adds its published parameter count as F16 separately).
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from yoyu.models.hf_config import HfArchitecture
 
@@ -36,10 +35,10 @@ class LayoutTensor:
     name: str
     shape: tuple[int, ...]
     layer: int | None
+    n_params: int = field(init=False)
 
-    @functools.cached_property
-    def n_params(self) -> int:
-        return math.prod(self.shape)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n_params", math.prod(self.shape))
 
 
 _QKV_BIAS = frozenset({"qwen2", "qwen2moe", "starcoder2", "bert", "gpt-oss"})
