@@ -12,7 +12,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.machine_flags import size_flag, target_machine
+from yoyu.cli.machine_flags import (
+    FreeOpt,
+    GpuFreeOpt,
+    MachineOpt,
+    size_flag,
+    target_machine,
+)
 from yoyu.cli.output import console, print_json
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
@@ -35,15 +41,9 @@ def register(app: typer.Typer) -> None:
 
 
 def fit_command(
-    machine: Annotated[
-        str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
-    ] = None,
-    free: Annotated[
-        str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
-    ] = None,
-    gpu_free: Annotated[
-        str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")
-    ] = None,
+    machine: MachineOpt = None,
+    free: FreeOpt = None,
+    gpu_free: GpuFreeOpt = None,
     family: Annotated[
         str | None, typer.Option(help="Only this Ollama family, e.g. qwen3 or llama3.1.")
     ] = None,

@@ -3,10 +3,22 @@ for, and sizes written as people write them (``11GiB``, ``16GB``)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from yoyu.errors import SettingsError
 from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
+
+MachineOpt = Annotated[
+    str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
+]
+FreeOpt = Annotated[
+    str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
+]
+GpuFreeOpt = Annotated[str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")]
 
 
 def target_machine(name: str | None) -> Machine:

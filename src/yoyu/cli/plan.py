@@ -18,7 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
-from yoyu.cli.machine_flags import size_flag, target_machine
+from yoyu.cli.machine_flags import (
+    FreeOpt,
+    GpuFreeOpt,
+    MachineOpt,
+    size_flag,
+    target_machine,
+)
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run_flags import RunFlags, with_run_flags
@@ -68,9 +74,7 @@ def register(app: typer.Typer) -> None:
 def plan_command(
     model: Annotated[str, typer.Argument(help="GGUF file, Ollama/installed/catalog name.")],
     flags: RunFlags,
-    machine: Annotated[
-        str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
-    ] = None,
+    machine: MachineOpt = None,
     parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
     engine: Annotated[
         str | None,
@@ -92,12 +96,8 @@ def plan_command(
             "only completion logprobs need it, so yoyu starts it without).",
         ),
     ] = False,
-    free: Annotated[
-        str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
-    ] = None,
-    gpu_free: Annotated[
-        str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")
-    ] = None,
+    free: FreeOpt = None,
+    gpu_free: GpuFreeOpt = None,
     reserve: Annotated[
         str | None, typer.Option(help="Memory to keep for the OS and apps, e.g. 4GiB.")
     ] = None,

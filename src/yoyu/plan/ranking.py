@@ -182,13 +182,7 @@ def _fit_one(
     predicted = speed(spec, asked.placement.estimate, machine)
     estimate_at = widest.placement.estimate
     return FitRow(
-        model=spec_name(entry, quant),
-        family=entry.family,
-        uses=entry.uses,
-        quant=quant,
-        params_total=spec.params_total,
-        params_active=spec.params_active,
-        file_bytes=spec.file_bytes,
+        **_identity(entry, quant, spec),
         verdict=asked.verdict,
         risk=widest.risk,
         placement=placement_words(asked),
@@ -282,15 +276,22 @@ def placement_words(assessment: Assessment) -> str:
     return f"{placement.n_gpu_layers}/{total} layers on the GPU"
 
 
+def _identity(entry: CatalogEntry, quant: str, spec: ModelSpec) -> dict[str, Any]:
+    """The fields of a row that say which model it is, whatever it does on the machine."""
+    return {
+        "model": spec_name(entry, quant),
+        "family": entry.family,
+        "uses": entry.uses,
+        "quant": quant,
+        "params_total": spec.params_total,
+        "params_active": spec.params_active,
+        "file_bytes": spec.file_bytes,
+    }
+
+
 def _refused(entry: CatalogEntry, quant: str, spec: ModelSpec, reason: str) -> FitRow:
     return FitRow(
-        model=spec_name(entry, quant),
-        family=entry.family,
-        uses=entry.uses,
-        quant=quant,
-        params_total=spec.params_total,
-        params_active=spec.params_active,
-        file_bytes=spec.file_bytes,
+        **_identity(entry, quant, spec),
         verdict=Verdict.DOES_NOT_FIT,
         risk=Risk.ABORT,
         placement="does not fit",
