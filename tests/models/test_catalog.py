@@ -20,6 +20,7 @@ from yoyu.models.catalog import (
     catalog_entries,
     catalog_model,
     catalog_spec,
+    catalog_suggestions,
     find_catalog_entry,
     match_catalog,
     relatives_of,
@@ -232,3 +233,12 @@ def test_a_compact_spec_keeps_every_figure_placement_reads() -> None:
     assert (compact.params_total, compact.params_active) == (full.params_total, full.params_active)
     experts = [tensor.name for tensor in compact.tensors if "_exps." in tensor.name]
     assert len(experts) == 3 * 48  # the stacks --n-cpu-moe moves stay whole
+
+
+def test_a_miss_suggests_the_family_sizes_or_the_quants_the_catalog_sizes() -> None:
+    assert catalog_suggestions("qwen3:7b")[:2] == ["qwen3:8b", "qwen3:4b"]
+    assert catalog_suggestions("mixtral:8x8b")[0] == "mixtral:8x7b"
+    assert catalog_suggestions("llama3.1:8b-instruct-q3_k_s") == [
+        "llama3.1:8b", "llama3.1:8b-q8_0", "llama3.1:8b-f16",
+    ]  # fmt: skip
+    assert catalog_suggestions("lama3.1")[0] == "llama3.1"

@@ -157,6 +157,11 @@ def catalog_suggestions(ref: str, limit: int = 3) -> list[str]:
     """Close catalog names for a miss: the family's sizes nearest the one asked for
     (``qwen3:7b`` -> ``qwen3:8b``), else names that are spelled alike."""
     key, _ = _split_quant(_normalize(ref))
+    unsized = _UNKNOWN_QUANT.search(key)
+    if unsized is not None:  # a quant the catalog does not size: offer the ones it does
+        match = match_catalog(key[: unsized.start()])
+        if match is not None:
+            return [spec_name(match.entry, quant) for quant in match.entry.quants][:limit]
     family, _, tag = key.partition(":")
     sizes = [entry for entry in catalog_entries() if entry.family.lower() == family]
     asked = tag_size(tag)
