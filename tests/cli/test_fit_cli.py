@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "fit.schema.json"
 
 
 def run_fit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -37,6 +40,7 @@ def test_json_carries_every_row_with_its_figures(isolated_home: Path) -> None:
                      home=isolated_home)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
     assert report["machine"] == "mac-studio-m2-max-32g"
     assert report["filters"]["use"] == "embedding"
     names = {row["model"] for row in report["models"]}
