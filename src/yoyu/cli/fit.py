@@ -93,7 +93,7 @@ def print_report(report: FitReport, *, show_all: bool, limit: int) -> None:
     console.print(
         f"[bold]{runs}[/] of {len(report.rows)} catalog models and quants run on "
         f"[bold]{escape(report.machine)}[/]; ctx: the largest that keeps the headroom; "
-        "tok/s: predicted decode, prompt: prefill"
+        "tok/s: predicted decode / prefill"
     )
     if not rows:
         console.print("[yellow]none fits; try --free, a smaller --max-size or --all[/]")
@@ -105,11 +105,16 @@ def print_report(report: FitReport, *, show_all: bool, limit: int) -> None:
 
 def fit_table(rows: list[FitRow]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=22)
     table.add_column("quant", no_wrap=True)
-    for heading in ("GB", "where", "ctx", "tok/s", "prompt", "risk"):
+    for heading in ("GB", "where", "ctx", "tok/s", "risk"):
         left = heading in ("where", "risk")
-        table.add_column(heading, justify="left" if left else "right", no_wrap=True)
+        # the placement wraps on a narrow terminal; figures never do
+        wraps = heading == "where"
+        table.add_column(
+            heading, justify="left" if left else "right", no_wrap=not wraps,
+            min_width=10 if wraps else None,
+        )  # fmt: skip
     for row in rows:
         table.add_row(*_cells(row))
     return table
@@ -119,10 +124,10 @@ def _cells(row: FitRow) -> tuple[str, ...]:
     size = f"{row.file_bytes / 1e9:.1f}"
     risk = f"[{_RISK_STYLE[row.risk.value]}]{row.risk.value}[/]"
     if not row.runs:
-        return (escape(row.model), row.quant, size, "[red]does not fit[/]", "-", "-", "-", risk)
+        return (escape(row.model), row.quant, size, "[red]does not fit[/]", "-", "-", risk)
     return (
         escape(row.model), row.quant, size, _where(row), _tokens(row.ctx),
-        f"{row.decode_tps:.1f}", f"{row.prefill_tps:.0f}", risk,
+        f"{row.decode_tps:.1f} / {row.prefill_tps:.0f}", risk,
     )  # fmt: skip
 
 

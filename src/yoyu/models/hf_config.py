@@ -65,6 +65,7 @@ GGUF_ARCHITECTURES: dict[str, str] = {
     "bert": "bert",
     "xlm-roberta": "bert",  # llama.cpp converts XLM-RoBERTa (bge-m3) as BERT
     "nomic_bert": "nomic-bert",
+    "llama4_text": "llama4",
 }
 
 # Defaults of the transformers config classes for keys real configs leave out.
@@ -87,6 +88,9 @@ _KEY_ALIASES = {
 }
 _EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 _EXPERTS_USED_KEYS = ("num_experts_per_tok", "experts_per_token")
+# Llama 4 sizes its dense blocks' FFN apart from its experts' (``intermediate_size``).
+_DENSE_FF_KEYS = ("intermediate_size_mlp", "intermediate_size")
+_SPARSE_STEP_KEYS = ("decoder_sparse_step", "interleave_moe_layer_step")
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         n_head_kv=fields.optional("num_key_value_heads") or n_head,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
-        n_ff=fields.optional("intermediate_size") or 0,
+        n_ff=fields.first(_DENSE_FF_KEYS) or 0,
         vocab_size=fields.required("vocab_size"),
         context_length=fields.required("max_position_embeddings"),
         tie_word_embeddings=_tied_embeddings(text, config),
@@ -158,7 +162,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         swa_layers=swa_layers,
         n_experts=n_experts,
         n_experts_used=(fields.first(_EXPERTS_USED_KEYS) or 0) if n_experts else 0,
-        n_experts_shared=_shared_expert_count(fields) if n_experts else 0,
+        n_experts_shared=_shared_expert_count(fields, model_type) if n_experts else 0,
         expert_ff_length=_expert_ff_length(fields) if n_experts else None,
         shared_expert_ff_length=fields.optional("shared_expert_intermediate_size"),
         dense_layers=_dense_layers(fields, n_layers) if n_experts else (),
@@ -259,10 +263,14 @@ def _swa_layers(config: dict[str, Any], model_type: str, n_layers: int) -> tuple
     return ()
 
 
-def _shared_expert_count(fields: _Fields) -> int:
+def _shared_expert_count(fields: _Fields, model_type: str) -> int:
+    """DeepSeek states its count; Qwen-MoE has one when it sizes it; every Llama 4 MoE
+    block has one of the experts' size (transformers' ``Llama4TextMoe.shared_expert``)."""
     shared = fields.optional("n_shared_experts")
     if shared is not None:
         return shared
+    if model_type == "llama4_text":
+        return 1
     return 1 if fields.optional("shared_expert_intermediate_size") else 0
 
 
@@ -275,9 +283,10 @@ def _expert_ff_length(fields: _Fields) -> int | None:
 
 def _dense_layers(fields: _Fields, n_layers: int) -> tuple[int, ...]:
     """Blocks of an MoE model with a plain FFN: DeepSeek's first ``first_k_dense_replace``,
-    Qwen-MoE's ``mlp_only_layers`` and those off its ``decoder_sparse_step``."""
+    Qwen-MoE's ``mlp_only_layers`` and those off its ``decoder_sparse_step`` (Llama 4's
+    ``interleave_moe_layer_step``: the same rule)."""
     first_dense = fields.optional("first_k_dense_replace") or 0
-    step = fields.optional("decoder_sparse_step") or 1
+    step = fields.first(_SPARSE_STEP_KEYS) or 1
     only_mlp = fields.config.get("mlp_only_layers") or []
     mlp_only = {i for i in only_mlp if isinstance(i, int)} if isinstance(only_mlp, list) else set()
     return tuple(
