@@ -242,3 +242,13 @@ def test_a_miss_suggests_the_family_sizes_or_the_quants_the_catalog_sizes() -> N
         "llama3.1:8b", "llama3.1:8b-q8_0", "llama3.1:8b-f16",
     ]  # fmt: skip
     assert catalog_suggestions("lama3.1")[0] == "llama3.1"
+
+
+def test_llama4_maverick_alternates_dense_and_moe_blocks_with_a_shared_expert() -> None:
+    spec = catalog_spec(ENTRIES["llama4:128x17b"])
+    assert (spec.n_experts, spec.n_experts_used, spec.n_experts_shared) == (128, 1, 1)
+    assert spec.n_ff == 16384 and spec.expert_ff_length == 8192  # intermediate_size_mlp
+    dense, moe = spec.layer_bytes[0::2], spec.layer_bytes[1::2]
+    assert max(dense) * 10 < min(moe)
+    scout = catalog_spec(ENTRIES["llama4:16x17b"])
+    assert len(set(scout.layer_bytes)) <= 2  # every block MoE (Q4_K_M's two ffn_down types)
