@@ -13,11 +13,11 @@ Ollama library. Each entry is one model size (one Ollama tag) and holds:
 - where each figure comes from (``hf`` names the config, the family's
   ``files_source`` the sizes) and on what ``basis`` it was written.
 
-The bytes are derived, not copied: ``gguf_layout`` lists the tensors
-``convert_hf_to_gguf.py`` writes for the config, ``quant_mix`` gives each the
-type llama.cpp's quantizer would, and the published sizes are kept only to
-check the derivation (``tests/models/test_catalog.py``). Once the GGUF is on
-disk, its tensor table is the truth.
+The bytes are derived, not copied (``catalog_tables``: the tensors
+``convert_hf_to_gguf.py`` writes for the config, typed as llama.cpp's quantizer
+types them); the published sizes are kept only to check the derivation
+(``tests/models/test_catalog.py``). Once the GGUF is on disk, its tensor table
+is the truth.
 
 Names: an entry answers to its tag (``qwen3:30b-a3b``), its aliases (the
 untagged name, Hugging Face repo ids), and any Ollama tag of the same size with
@@ -35,32 +35,25 @@ from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ConfigError
-from yoyu.models.gguf_layout import LayoutTensor, gguf_layout
+from yoyu.models.catalog_tables import TableKey, compact_table, header_bytes, tensor_table
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
 from yoyu.models.hf_model import architecture_spec
-from yoyu.models.quant_mix import FILE_TYPES, QuantContext, assign_types, tensor_bytes
+from yoyu.models.model_tags import (
+    by_tag_prefix,
+    family_key,
+    normalize,
+    split_quant,
+    tag_size,
+    unknown_quant_at,
+)
+from yoyu.models.quant_mix import FILE_TYPES
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
 from yoyu.toml import TOMLDecodeError, load_toml
 
 CATALOG_DIR = Path(__file__).with_name("catalog_data")
 DEFAULT_QUANT = "Q4_K_M"
 USES = ("chat", "code", "reasoning", "embedding", "vision")
-GGUF_ALIGNMENT = 32  # general.alignment: every tensor's data starts on this boundary
-# Tokenizer metadata per vocabulary entry: a SentencePiece vocabulary stores token, score and
-# type (the real Gemma 3 270M Q4_K_M: 6.5 MB of header for 262,144 tokens, 25 bytes each); a
-# byte-level BPE one stores token and type plus about as many merges (40 bytes a token).
-SPM_BYTES_PER_TOKEN = 25
-BPE_BYTES_PER_TOKEN = 40
-HEADER_BYTES_PER_TENSOR = 96  # a tensor-info record: name, dims, type, offset
-VISION_TYPE = "F16"  # Ollama keeps a bundled vision tower unquantized
 
-# Ollama's tag suffixes -> llama.cpp file types.
-QUANT_SUFFIXES: dict[str, str] = {
-    "q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q8_0": "Q8_0", "q4_0": "Q4_0",
-    "fp16": "F16", "f16": "F16", "bf16": "BF16", "mxfp4": "MXFP4",
-}  # fmt: skip
-_TAG_SIZE = re.compile(r"(?:^|-)(?:(\d+)x)?(\d+(?:\.\d+)?)([mbt])(?:-|$)")
-_UNKNOWN_QUANT = re.compile(r"[-:](i?q\d\w*|fp\d+|f32|bf16)$")
 _SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)\s*$", re.IGNORECASE)
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
@@ -140,10 +133,10 @@ def find_catalog_entry(ref: str) -> CatalogEntry | None:
 def match_catalog(ref: str) -> CatalogMatch | None:
     """Resolve ``ref`` to an entry and a quant (case-insensitive, registry prefix ignored)."""
     index = _name_index(CATALOG_DIR)
-    key, quant = _split_quant(_normalize(ref))
-    if quant is None and _UNKNOWN_QUANT.search(key):
+    key, quant = split_quant(normalize(ref))
+    if quant is None and unknown_quant_at(key) is not None:
         return None  # a quant the catalog does not size (q3_k_s, iq4_xs): no guess
-    entry = index.get(key) or index.get(key.rpartition("/")[2]) or _by_tag_prefix(key, index)
+    entry = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
     if entry is None:
         return None
     return CatalogMatch(entry, quant or entry.default_quant)
@@ -156,10 +149,10 @@ def catalog_names() -> list[str]:
 def catalog_suggestions(ref: str, limit: int = 3) -> list[str]:
     """Close catalog names for a miss: the family's sizes nearest the one asked for
     (``qwen3:7b`` -> ``qwen3:8b``), else names that are spelled alike."""
-    key, _ = _split_quant(_normalize(ref))
-    unsized = _UNKNOWN_QUANT.search(key)
+    key, _ = split_quant(normalize(ref))
+    unsized = unknown_quant_at(key)
     if unsized is not None:  # a quant the catalog does not size: offer the ones it does
-        match = match_catalog(key[: unsized.start()])
+        match = match_catalog(key[:unsized])
         if match is not None:
             return [spec_name(match.entry, quant) for quant in match.entry.quants][:limit]
     family, _, tag = key.partition(":")
@@ -172,16 +165,6 @@ def catalog_suggestions(ref: str, limit: int = 3) -> list[str]:
         return [entry.name for entry in sizes[:limit]]
     names = [name for entry in catalog_entries() for name in (entry.name, *entry.aliases)]
     return difflib.get_close_matches(ref, names, n=limit, cutoff=0.6)
-
-
-def tag_size(name: str) -> float | None:
-    """Parameters a tag states: ``8b`` 8e9, ``270m`` 2.7e8, ``8x7b`` 5.6e10, ``30b-a3b`` 3e10."""
-    match = _TAG_SIZE.search(name.partition(":")[2] or name)
-    if match is None:
-        return None
-    experts = float(match.group(1)) if match.group(1) else 1.0
-    scale = {"m": 1e6, "b": 1e9, "t": 1e12}[match.group(3)]
-    return experts * float(match.group(2)) * scale
 
 
 def catalog_model(ref: str) -> ModelSpec | None:
@@ -218,9 +201,9 @@ def spec_name(entry: CatalogEntry, quant: str) -> str:
 def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
     """Smaller catalog models a "smaller model" move may propose for ``spec``: the same
     family when the name says it, else the same architecture (specs built only for them)."""
-    family = _family_key(spec.name)
+    family = family_key(spec.name)
     entries = catalog_entries()
-    chosen = [entry for entry in entries if _family_key(entry.family) in family]
+    chosen = [entry for entry in entries if family_key(entry.family) in family]
     if not chosen:
         chosen = [
             entry for entry in entries if entry.architecture.architecture == spec.architecture
@@ -239,9 +222,8 @@ def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
         known = ", ".join(FILE_TYPES)
         raise ConfigError(f"{entry.name}: no quant {quant!r} in the catalog; choose one of {known}")
     arch = entry.architecture
-    key = _TableKey(arch, quant, entry.vision_params, "embedding" not in entry.uses)
-    tensors = list(_compact_table(key) if compact else _table(key))
-    n_tensors = len(_typed_layout(key)[0])
+    key = table_key(entry, quant)
+    tensors = list(compact_table(key) if compact else tensor_table(key))
     summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
     return architecture_spec(
         arch,
@@ -250,144 +232,22 @@ def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
         name=spec_name(entry, quant),
         format="catalog",
         paths=(),
-        file_bytes=summary.tensor_bytes + _header_bytes(arch, n_tensors),
+        file_bytes=summary.tensor_bytes + header_bytes(key),
         quantization=quant,
     )
 
 
 def catalog_tensors(entry: CatalogEntry, quant: str) -> list[TensorInfo]:
     """The converted file's tensors with the types the quantizer gives them."""
-    key = _TableKey(entry.architecture, quant, entry.vision_params, "embedding" not in entry.uses)
-    return list(_table(key))
+    return list(tensor_table(table_key(entry, quant)))
 
 
-@dataclass(frozen=True)
-class _TableKey:
-    """What decides a tensor table: fine-tunes of one base share theirs."""
-
-    arch: HfArchitecture
-    quant: str
-    vision_params: int
-    output_head: bool
-
-
-@functools.lru_cache(maxsize=512)
-def _typed_layout(key: _TableKey) -> tuple[tuple[LayoutTensor, ...], tuple[str, ...]]:
-    """The converted file's tensors and the ggml type the quantizer gives each."""
-    arch = key.arch
-    layout = gguf_layout(arch, output_head=key.output_head)
-    if key.vision_params:
-        layout.append(LayoutTensor("v.vision_tower.weight", (key.vision_params,), None))
-    context = QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
-    types = assign_types(layout, key.quant, context)
-    if key.vision_params:
-        types[-1] = VISION_TYPE  # Ollama keeps the vision tower as converted
-    return tuple(layout), tuple(types)
-
-
-@functools.lru_cache(maxsize=512)
-def _table(key: _TableKey) -> tuple[TensorInfo, ...]:
-    layout, types = _typed_layout(key)
-    pairs = zip(layout, types, strict=True)
-    return tuple(_tensor(tensor, type_name) for tensor, type_name in pairs)
-
-
-@functools.lru_cache(maxsize=512)
-def _compact_table(key: _TableKey) -> tuple[TensorInfo, ...]:
-    """Each block's tensors of one type and row length merged into one (``attn_q``,
-    ``attn_k``, ``ffn_gate``... all Q4_K on ``n_embd``-long rows), keeping what placement
-    and speed read: the block, the type, the row length, the bytes; expert stacks
-    (``_exps``, which ``--n-cpu-moe`` moves) and non-repeating tensors stay as they are.
-    A block then has a few tensors instead of a dozen, and the estimator and the speed
-    model iterate over tensors."""
-    layout, types = _typed_layout(key)
-    kept: list[TensorInfo] = []
-    groups: dict[tuple[int, str, int], list[int]] = {}
-    for tensor, type_name in zip(layout, types, strict=True):
-        if tensor.layer is None or "_exps." in tensor.name:
-            kept.append(_tensor(tensor, type_name))
-            continue
-        row = tensor.shape[0] if len(tensor.shape) > 1 else 0
-        sums = groups.setdefault((tensor.layer, type_name, row), [0, 0])
-        n_params = tensor.n_params
-        sums[0] += n_params
-        sums[1] += _padded(tensor_bytes(type_name, n_params))
-    return tuple(kept + [_merged(*key, *sums) for key, sums in groups.items()])
-
-
-def _merged(layer: int, type_name: str, row: int, n_params: int, n_bytes: int) -> TensorInfo:
-    if row == 0:  # norms and biases: 1-D, never quantized or repacked
-        name = f"blk.{layer}.norms.{type_name.lower()}"
-        return TensorInfo(name, type_name, (n_params,), n_params, n_bytes, layer)
-    name = f"blk.{layer}.merged_{type_name.lower()}_{row}.weight"
-    return TensorInfo(name, type_name, (row, n_params // row), n_params, n_bytes, layer)
-
-
-def _tensor(tensor: LayoutTensor, type_name: str) -> TensorInfo:
-    n_bytes = _padded(tensor_bytes(type_name, tensor.n_params))
-    return TensorInfo(tensor.name, type_name, tensor.shape, tensor.n_params, n_bytes, tensor.layer)
-
-
-def _padded(n_bytes: int) -> int:
-    return (n_bytes + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
-
-
-def _header_bytes(arch: HfArchitecture, n_tensors: int) -> int:
-    """GGUF metadata before the tensor data: the tokenizer dominates it."""
-    per_token = SPM_BYTES_PER_TOKEN if _sentencepiece(arch) else BPE_BYTES_PER_TOKEN
-    return arch.vocab_size * per_token + n_tensors * HEADER_BYTES_PER_TENSOR
-
-
-def _sentencepiece(arch: HfArchitecture) -> bool:
-    """Gemma's, and the 32k vocabularies of Llama 2, Mistral and Phi-3, are SentencePiece."""
-    small_llama = arch.model_type in ("llama", "mistral", "mixtral", "phi3")
-    return arch.model_type.startswith("gemma") or (small_llama and arch.vocab_size <= 32_768)
-
-
-def _is_70b(arch: HfArchitecture) -> bool:
-    """llama.cpp's LLM_TYPE_70B: an 80-block Llama or Qwen2 with grouped-query attention."""
-    grouped = arch.n_head_kv < arch.n_head
-    return arch.architecture in ("llama", "qwen2") and arch.n_layers == 80 and grouped
+def table_key(entry: CatalogEntry, quant: str) -> TableKey:
+    """What decides the entry's tensor table in ``quant`` (embedding models have no LM head)."""
+    return TableKey(entry.architecture, quant, entry.vision_params, "embedding" not in entry.uses)
 
 
 # --- names ------------------------------------------------------------------------------
-
-
-def _normalize(ref: str) -> str:
-    key = ref.strip().lower()
-    for prefix in ("registry.ollama.ai/", "library/", "hf.co/", "huggingface.co/"):
-        key = key.removeprefix(prefix)
-    return key.removesuffix(":latest")
-
-
-def _split_quant(key: str) -> tuple[str, str | None]:
-    """``llama3.1:8b-instruct-q8_0`` -> (``llama3.1:8b-instruct``, ``Q8_0``);
-    ``org/repo-gguf:q4_k_m`` -> (``org/repo``, ``Q4_K_M``)."""
-    base, _, tag = key.partition(":")
-    if "/" in base:  # a Hugging Face repo: the tag is the quant
-        repo = base.removesuffix("-gguf")
-        return repo, QUANT_SUFFIXES.get(tag)
-    for suffix, quant in QUANT_SUFFIXES.items():
-        if tag == suffix:
-            return base, quant
-        if tag.endswith("-" + suffix):
-            return f"{base}:{tag.removesuffix('-' + suffix)}", quant
-    return key, None
-
-
-def _by_tag_prefix(key: str, index: dict[str, CatalogEntry]) -> CatalogEntry | None:
-    """A flavoured tag (``8b-instruct``, ``7b-qwen-distill``) answers to its size's entry."""
-    base, colon, tag = key.partition(":")
-    parts = tag.split("-")
-    for end in range(len(parts) - 1, 0, -1):
-        entry = index.get(f"{base}{colon}{'-'.join(parts[:end])}")
-        if entry is not None:
-            return entry
-    return None
-
-
-def _family_key(name: str) -> str:
-    return re.sub(r"[^a-z0-9.]", "", name.split(":")[0].lower())
 
 
 @functools.lru_cache(maxsize=4)
