@@ -18,6 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.cli.machine_flags import (
+    FreeOpt,
+    GpuFreeOpt,
+    MachineOpt,
+    size_flag,
+    target_machine,
+)
 from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, print_json
@@ -26,13 +33,10 @@ from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.vllm import vllm_kv_type
-from yoyu.machine.bandwidth import with_measured_bandwidth
-from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
-from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec
-from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.models.catalog import relatives_of
 from yoyu.plan.emit.llama_cpp import (
     engine_load_settings,
     llama_cpp_python_kwargs,
@@ -71,9 +75,7 @@ def register(app: typer.Typer) -> None:
 def plan_command(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     flags: RunFlags,
-    machine: Annotated[
-        str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
-    ] = None,
+    machine: MachineOpt = None,
     parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
     engine: Annotated[
         str | None,
@@ -95,12 +97,8 @@ def plan_command(
             "only completion logprobs need it, so yoyu starts it without).",
         ),
     ] = False,
-    free: Annotated[
-        str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
-    ] = None,
-    gpu_free: Annotated[
-        str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")
-    ] = None,
+    free: FreeOpt = None,
+    gpu_free: GpuFreeOpt = None,
     reserve: Annotated[
         str | None, typer.Option(help="Memory to keep for the OS and apps, e.g. 4GiB.")
     ] = None,
@@ -143,7 +141,7 @@ def plan_command(
     nodes = [] if live else [load_machine(name) for name in node or []]
     if rpc and nodes:
         raise SettingsError("--rpc adds devices to this machine; give --node presets or --rpc")
-    target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else _machine(machine))
+    target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else target_machine(machine))
     engine = engine or ("llama-server" if live or rpc else _default_engine(emit))
     settings = flags.settings(
         default_context(spec, flags.ctx), n_parallel=parallel, engine=engine,
@@ -152,11 +150,11 @@ def plan_command(
     request = PlanRequest(
         settings=settings,
         n_gpu_layers=flags.gpu_layers,
-        reserve_bytes=_size("--reserve", reserve) or 0,
-        ram_free_bytes=_size("--free", free),
-        gpu_free_bytes=_size("--gpu-free", gpu_free),
+        reserve_bytes=size_flag("--reserve", reserve) or 0,
+        ram_free_bytes=size_flag("--free", free),
+        gpu_free_bytes=size_flag("--gpu-free", gpu_free),
     )
-    catalog = [catalog_spec(entry) for entry in catalog_entries()]
+    catalog = relatives_of(spec)  # the smaller models a "smaller model" move may name
     runs = [] if no_history else measured_runs()
     residual = residual_of(spec, settings.engine, runs)
     plan = make_plan(
@@ -193,26 +191,9 @@ def _default_engine(emit: str | None) -> str:
     return emit if emit in ENGINES else find_engine().kind
 
 
-def _machine(name: str | None) -> Machine:
-    return load_machine(name) if name else with_measured_bandwidth(probe_machine())
-
-
 def default_context(spec: ModelSpec, ctx: int | None) -> int:
     """``--ctx``, else the model's own capped at ``DEFAULT_CTX``."""
     return min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
-
-
-def _size(flag: str, text: str | None) -> int | None:
-    """Bytes from "11GiB", "11 GiB", "16GB" or a byte count; negative or garbled is an error."""
-    if text is None:
-        return None
-    if text.strip().startswith("-"):
-        raise SettingsError(f"{flag} must not be negative, got {text!r}; write e.g. 11GiB")
-    try:
-        size: int = parse_size(text)
-    except ValueError:
-        raise SettingsError(f"{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB") from None
-    return size
 
 
 # --- emitters ------------------------------------------------------------------
