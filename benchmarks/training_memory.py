@@ -1,0 +1,150 @@
+"""yoyu's LoRA training plan beside a real PEFT + PyTorch step on this CPU.
+
+For each setting (rank, targets, seq, batch, checkpointing, optimizer) a fresh
+child process loads a small Hugging Face model with random weights and a real
+architecture config (written here by a first child: a Llama-3-shaped body with
+Llama 3's 128,256-token vocabulary, and a Qwen2-shaped one with tied
+embeddings and Qwen's 151,936 tokens), wraps it in LoRA and runs two optimizer
+steps. Measured: the kernel's peak RSS (VmHWM, reset per phase) less the RSS of
+the same process after ``import torch``; predicted: yoyu's per-component total
+for the CPU less the same baseline (``TORCH_PROCESS_BYTES``). Phase peaks show
+where the peak falls (forward, backward, optimizer step).
+
+Needs torch and peft importable by this interpreter (or in ``YOYU_TORCH_PATH``):
+``pip install torch==2.13.0 peft`` (the CPU wheel). QLoRA's 4-bit path needs
+bitsandbytes on a GPU: its rows are planned from published figures, not here.
+
+    PYTHONPATH=src python benchmarks/training_memory.py [--keep DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from yoyu.estimate.training import TORCH_PROCESS_BYTES, TrainingMemory, estimate_training
+from yoyu.estimate.training_settings import TrainingSettings
+from yoyu.models.hf_model import read_hf_model
+from yoyu.testing.training_run import (
+    LLAMA3_SHAPED,
+    QWEN2_SHAPED,
+    MeasuredStep,
+    measure_step,
+    torch_available,
+    write_model,
+)
+from yoyu.units import MIB
+
+GOAL = 0.10
+LLAMA_SETTINGS = (
+    TrainingSettings(rank=16, targets=("q", "v"), seq=256, batch=2),
+    TrainingSettings(rank=16, targets=("q", "k", "v", "o"), seq=512, batch=1),
+    TrainingSettings(rank=64, targets=("q", "k", "v", "o", "gate", "up", "down"), seq=256, batch=2),
+    TrainingSettings(rank=16, targets=("q", "v"), seq=1024, batch=2, optimizer="sgd"),
+    TrainingSettings(
+        rank=16,
+        targets=("q", "k", "v", "o", "gate", "up", "down"),
+        seq=1024,
+        batch=1,
+        grad_checkpointing=True,
+    ),
+    TrainingSettings(rank=8, targets=("q", "v"), seq=128, batch=4, grad_checkpointing=True),
+)
+QWEN_SETTINGS = (
+    TrainingSettings(rank=16, targets=("q", "k", "v", "o"), seq=512, batch=1),
+    TrainingSettings(
+        rank=32,
+        targets=("q", "k", "v", "o", "gate", "up", "down"),
+        seq=512,
+        batch=2,
+        grad_checkpointing=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    settings: TrainingSettings
+    predicted: TrainingMemory
+    measured: MeasuredStep
+
+    @property
+    def predicted_bytes(self) -> int:
+        return self.predicted.total_bytes - TORCH_PROCESS_BYTES
+
+    @property
+    def ratio(self) -> float:
+        return self.measured.measured_bytes / self.predicted_bytes
+
+
+def run(folder: Path, quick: bool) -> list[Row]:
+    rows = []
+    models = (
+        ("llama3-shaped", LLAMA3_SHAPED, LLAMA_SETTINGS),
+        ("qwen2-shaped", QWEN2_SHAPED, QWEN_SETTINGS),
+    )
+    for name, config, settings_list in models:
+        model_folder = write_model(folder / name, config)
+        spec = read_hf_model(model_folder)
+        for settings in settings_list[:2] if quick else settings_list:
+            measured = measure_step(model_folder, settings)
+            rows.append(Row(name, settings, estimate_training(spec, settings, "CPU"), measured))
+            print_row(rows[-1])
+    return rows
+
+
+def label(settings: TrainingSettings) -> str:
+    targets = ",".join(settings.targets) if len(settings.targets) < 7 else "all"
+    checkpoint = " ckpt" if settings.grad_checkpointing else ""
+    sizes = f"s{settings.seq}x{settings.batch}{checkpoint}"
+    return f"r{settings.rank} {targets} {sizes} {settings.optimizer}"
+
+
+def mib(n_bytes: int) -> str:
+    return f"{n_bytes / MIB:8.1f}"
+
+
+def print_header() -> None:
+    print(
+        f"{'model':14} {'setting':32} {'weights':>8} {'act':>8} {'logits':>8} {'frame':>8} "
+        f"{'pred MiB':>9} {'meas MiB':>9} {'ratio':>6}  {'fwd/bwd/step peak - base MiB':>30}"
+    )
+
+
+def print_row(row: Row) -> None:
+    p, m = row.predicted, row.measured
+    phases = "/".join(
+        mib(peak - m.baseline_bytes).strip()
+        for peak in (m.peak_forward_bytes, m.peak_backward_bytes, m.peak_step_bytes)
+    )
+    framework = p.framework_bytes - TORCH_PROCESS_BYTES
+    print(
+        f"{row.model:14} {label(row.settings):32} {mib(p.base_weights_bytes)} "
+        f"{mib(p.activation_bytes)} {mib(p.logits_bytes)} {mib(framework)} "
+        f"{mib(row.predicted_bytes):>9} {mib(m.measured_bytes):>9} {row.ratio:6.3f}  {phases:>30}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="write the models here and keep them")
+    parser.add_argument("--quick", action="store_true", help="two settings per model")
+    args = parser.parse_args()
+    missing = torch_available()
+    if missing:
+        raise SystemExit(f"{missing}; pip install torch==2.13.0 peft (the CPU wheel)")
+    print_header()
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = run(args.keep or Path(scratch), args.quick)
+    worst = max(abs(row.ratio - 1) for row in rows)
+    print(f"\nworst |measured/predicted - 1| = {worst:.3f} (goal {GOAL:.2f})")
+    first = rows[0].measured
+    print(f"versions: {first.versions}; step time ~{first.step_s:.1f} s (noisy: shared machine)")
+
+
+if __name__ == "__main__":
+    main()
