@@ -19,7 +19,7 @@ from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, moves_table_of, print_json
 from yoyu.cli.plan_training import plan_training
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.training_flags import TrainingFlags
@@ -498,15 +498,4 @@ def _print_speed(plan: Plan) -> None:
 
 
 def moves_table(plan: Plan) -> Table:
-    table = Table(title="Fitting moves (cheapest first)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("#", "move", "result", "what it takes"):
-        table.add_column(column)
-    for index, move in enumerate(plan.moves, start=1):
-        risk = f" / {move.resulting_risk.value}" if move.resulting_risk else ""
-        table.add_row(
-            str(index),
-            move.action,
-            f"{move.resulting_verdict.value}{risk}",
-            escape(move.description),
-        )
-    return table
+    return moves_table_of(plan.moves)

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, moves_table_of, print_json
 from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
@@ -64,7 +64,7 @@ def print_training_plan(plan: TrainingPlan) -> None:
     for reason in plan.reasons:
         console.print(f"  - {escape(reason.message)}")
     if plan.moves:
-        console.print(_moves_table(plan))
+        console.print(moves_table_of(plan.moves))
     for note in plan.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
 
@@ -92,17 +92,4 @@ def component_table(plan: TrainingPlan) -> Table:
             f"{row['name']} may use / free after",
             f"{format_bytes(row['usable_bytes'])} / {format_bytes(row['free_after_bytes'])}",
         )
-    return table
-
-
-def _moves_table(plan: TrainingPlan) -> Table:
-    table = Table(title="Fitting moves (cheapest first)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("#", "move", "result", "what it takes"):
-        table.add_column(column)
-    for index, move in enumerate(plan.moves, start=1):
-        risk = f" / {move.resulting_risk.value}" if move.resulting_risk else ""
-        table.add_row(
-            str(index), move.action, f"{move.resulting_verdict.value}{risk}",
-            escape(move.description),
-        )  # fmt: skip
     return table
