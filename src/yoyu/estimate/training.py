@@ -6,7 +6,9 @@ The components and where each figure comes from:
   projections in NF4 with double quantization, 4 + 8/64 + 32/(64*256) = 4.127
   bits a parameter (Dettmers et al., "QLoRA", 2023, section 3: blocks of 64
   with an 8-bit absmax, itself in blocks of 256 with an fp32 constant), and the
-  rest (embeddings, norms, lm_head: bitsandbytes leaves them alone) in 16 bits;
+  rest (embeddings, norms, lm_head: bitsandbytes leaves them alone) in fp32, as
+  PEFT's ``prepare_model_for_kbit_training`` casts them (for Llama 3 8B that is
+  1.05 B parameters, 4.2 GB: more than its 4-bit blocks' 3.5 GB);
 - adapters, their gradients, the optimizer's states: ``yoyu.estimate.lora``
   (fp32) and ``OPTIMIZER_STATE_BYTES``;
 - activations and logits: ``yoyu.estimate.training_activations``;
@@ -31,6 +33,9 @@ from yoyu.models.spec import ModelSpec
 from yoyu.units import MIB
 
 BASE_DTYPE_BYTES = 2
+# PEFT's prepare_model_for_kbit_training (the QLoRA recipe's first call) casts every 16-bit
+# parameter that is not 4-bit (embeddings, lm_head, norms) to fp32: peft/utils/other.py
+QLORA_LEFTOVER_BYTES = 4
 NF4_DOUBLE_QUANT_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # QLoRA paper, section 3
 # Adam keeps two fp32 moments; bitsandbytes' 8-bit Adam two uint8 moments (plus an fp32
 # absmax per 256-value block, 1/32 byte); plain SGD (torch's default, no momentum) none.
@@ -118,12 +123,12 @@ def estimate_training(spec: ModelSpec, settings: TrainingSettings, device: str) 
 
 
 def base_weights_bytes(spec: ModelSpec, method: str) -> int:
-    """16-bit weights, or QLoRA's NF4 block projections beside 16-bit leftovers."""
+    """16-bit weights, or QLoRA's NF4 block projections beside fp32 leftovers."""
     if method != "qlora":
         return spec.params_total * BASE_DTYPE_BYTES
     quantized = min(block_linear_params(spec), spec.params_total)
     leftover = spec.params_total - quantized
-    return round(quantized * NF4_DOUBLE_QUANT_BITS / 8) + leftover * BASE_DTYPE_BYTES
+    return round(quantized * NF4_DOUBLE_QUANT_BITS / 8) + leftover * QLORA_LEFTOVER_BYTES
 
 
 def framework_bytes(device: str, block_bytes: int) -> tuple[int, int]:
