@@ -83,6 +83,15 @@ def test_qlora_stores_block_projections_in_nf4_and_the_rest_in_fp32(
     assert memory.base_weights_bytes == round(quantized * nf4_bits / 8) + 4 * leftover
 
 
+def test_qlora_checkpoints_an_fp32_residual_stream(llama_1b: ModelSpec) -> None:
+    """prepare_model_for_kbit_training's fp32 embeddings make every block input fp32."""
+    settings = TrainingSettings(method="qlora", seq=512, grad_checkpointing=True)
+    lora = dataclasses.replace(settings, method="lora")
+    extra = LAYERS * H * (4 - 2) * 512
+    qlora_bytes = estimate_training(llama_1b, settings, "CUDA0").activation_bytes
+    assert qlora_bytes == estimate_training(llama_1b, lora, "CUDA0").activation_bytes + extra
+
+
 @pytest.mark.parametrize(("optimizer", "per_param"), [("sgd", 0), ("adamw8bit", 2 + 8 / 256)])
 def test_optimizer_states_per_adapter_parameter(
     llama_1b: ModelSpec, optimizer: str, per_param: float

@@ -74,14 +74,21 @@ def activation_figures(
         kept = shape.n_layers * per_block
         formula = f"{shape.n_layers} blocks x {per_block} B/token (LoRA, SDPA) x {settings.tokens}"
         return ActivationFigures(per_block, kept * settings.tokens, formula)
-    inputs = shape.n_layers * shape.n_embd * COMPUTE_DTYPE_BYTES
+    input_bytes = shape.n_embd * residual_dtype_bytes(settings)
     final_norm = _rms_norm_bytes(shape.n_embd)
-    kept = inputs + final_norm + per_block
+    kept = shape.n_layers * input_bytes + final_norm + per_block
     formula = (
-        f"checkpointing: {shape.n_layers} block inputs x {shape.n_embd * COMPUTE_DTYPE_BYTES} "
+        f"checkpointing: {shape.n_layers} block inputs x {input_bytes} "
         f"B/token + one block recomputed ({per_block} B/token) x {settings.tokens}"
     )
     return ActivationFigures(per_block, kept * settings.tokens, formula)
+
+
+def residual_dtype_bytes(settings: TrainingSettings) -> int:
+    """The residual stream's dtype: 16-bit, but fp32 in the QLoRA recipe, whose
+    ``prepare_model_for_kbit_training`` casts the embeddings (and so every block's
+    input) to fp32. QLoRA's other terms are the 16-bit ones: not measured here."""
+    return FP32_BYTES if settings.method == "qlora" else COMPUTE_DTYPE_BYTES
 
 
 def logits_bytes(shape: ModelShape, settings: TrainingSettings) -> int:
