@@ -95,18 +95,17 @@ class Row:
 
 
 def run(folder: Path, quick: bool) -> list[Row]:
+    configs = {"llama3-shaped": LLAMA3_SHAPED, "qwen2-shaped": QWEN2_SHAPED}
+    specs = {name: read_hf_model(write_model(folder / name, c)) for name, c in configs.items()}
+    runs = [("llama3-shaped", settings, False) for settings in LLAMA_SETTINGS]
+    runs += [("qwen2-shaped", settings, False) for settings in QWEN_SETTINGS]
+    runs += [(name, settings, True) for name, settings in HELD_OUT]
     rows = []
-    models = (
-        ("llama3-shaped", LLAMA3_SHAPED, LLAMA_SETTINGS),
-        ("qwen2-shaped", QWEN2_SHAPED, QWEN_SETTINGS),
-    )
-    for name, config, settings_list in models:
-        model_folder = write_model(folder / name, config)
-        spec = read_hf_model(model_folder)
-        for settings in settings_list[:2] if quick else settings_list:
-            measured = measure_step(model_folder, settings)
-            rows.append(Row(name, settings, estimate_training(spec, settings, "CPU"), measured))
-            print_row(rows[-1])
+    for name, settings, held_out in runs[::4] if quick else runs:
+        measured = measure_step(folder / name, settings)
+        predicted = estimate_training(specs[name], settings, "CPU")
+        rows.append(Row(name, settings, predicted, measured, held_out))
+        print_row(rows[-1])
     return rows
 
 
