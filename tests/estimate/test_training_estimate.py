@@ -117,6 +117,11 @@ def test_qk_norm_architectures_keep_the_per_head_norms(llama_1b: ModelSpec) -> N
     extra = (32 + 8) * (4 * 64 + 4) * LAYERS * 100
     llama = estimate_training(llama_1b, settings, "CUDA0").activation_bytes
     assert estimate_training(qwen3, settings, "CUDA0").activation_bytes == llama + extra
+    gemma3 = dataclasses.replace(llama_1b, architecture="gemma3")  # and two more norms a block
+    two_norms = 2 * (4 * H + 4) * LAYERS * 100
+    assert (
+        estimate_training(gemma3, settings, "CUDA0").activation_bytes == llama + extra + two_norms
+    )
 
 
 @pytest.mark.parametrize(

@@ -44,6 +44,9 @@ FP32_BYTES = 4
 LOGITS_FP32_COPIES = 3  # the loss's upcast, its log-softmax output, that output's gradient
 # Architectures that normalise q and k per head (an RMSNorm each, fp32 copies kept)
 QK_NORM_ARCHITECTURES = ("qwen3", "qwen3moe", "gemma3", "olmo2")
+# Gemma 2 and 3 norm before and after both attention and FFN (transformers' modeling code;
+# not measured here): four RMSNorms a block instead of two
+NORMS_PER_BLOCK = {"gemma2": 4, "gemma3": 4}
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class ActivationFigures:
 def block_bytes_per_token(shape: ModelShape, architecture: str, settings: TrainingSettings) -> int:
     """What one decoder block keeps for backward per token, in bytes."""
     return (
-        _norm_bytes(shape)
+        NORMS_PER_BLOCK.get(architecture, 2) * _rms_norm_bytes(shape.n_embd)
         + _attention_bytes(shape, architecture)
         + 3 * mlp_width(shape) * COMPUTE_DTYPE_BYTES
         + _adapter_input_bytes(shape, settings)
@@ -99,10 +102,6 @@ def logits_bytes(shape: ModelShape, settings: TrainingSettings) -> int:
 def _rms_norm_bytes(width: int) -> int:
     """An RMSNorm keeps its fp32 input and one fp32 ``rsqrt`` per row."""
     return FP32_BYTES * width + FP32_BYTES
-
-
-def _norm_bytes(shape: ModelShape) -> int:
-    return 2 * _rms_norm_bytes(shape.n_embd)
 
 
 def _attention_bytes(shape: ModelShape, architecture: str) -> int:
