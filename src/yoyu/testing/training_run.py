@@ -35,21 +35,31 @@ QWEN2_SHAPED = {
     "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 6,
     "num_key_value_heads": 2, "max_position_embeddings": 4096, "tie_word_embeddings": True,
 }  # fmt: skip
+# Llama 3.2 1B's real config (meta-llama/Llama-3.2-1B): the GPU calibration's model
+LLAMA32_1B_SHAPED = {
+    "model_type": "llama", "vocab_size": 128256, "hidden_size": 2048,
+    "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 64, "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+}  # fmt: skip
 STEP_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
 class MeasuredStep:
-    """What the child reported: RSS figures in bytes, the phase peaks, the versions."""
+    """What the child reported, in bytes: on the CPU RSS figures, on CUDA PyTorch's
+    allocated bytes (the baseline is then 0) with its reserved peak and the context."""
 
-    baseline_bytes: int  # RSS after ``import torch``
+    baseline_bytes: int  # RSS after ``import torch``; 0 on CUDA
     libraries_bytes: int  # RSS after transformers and peft too
-    loaded_bytes: int
+    loaded_bytes: int  # after the load: RSS, or on CUDA the weights allocated
     peak_forward_bytes: int
     peak_backward_bytes: int
     peak_step_bytes: int
     step_s: float
     versions: dict[str, str]
+    reserved_bytes: int = 0  # CUDA: the caching allocator's peak pool
+    context_bytes: int = 0  # CUDA: device memory in use once CUDA is up, before any tensor
 
     @property
     def peak_bytes(self) -> int:
@@ -86,26 +96,38 @@ def write_model(folder: Path, config: dict[str, Any], python: str = sys.executab
 
 
 def measure_step(
-    folder: Path, settings: TrainingSettings, steps: int = 2, python: str = sys.executable
+    folder: Path,
+    settings: TrainingSettings,
+    steps: int = 2,
+    python: str = sys.executable,
+    device: str = "cpu",
 ) -> MeasuredStep:
     """One child: load ``folder``, wrap it in LoRA as ``settings`` say, run ``steps`` steps."""
-    spec = step_spec(folder, settings, steps)
+    spec = {**step_spec(folder, settings, steps), "device": device}
     command = [python, "-m", "yoyu.testing.training_step", json.dumps(spec)]
     done = subprocess.run(
         command, capture_output=True, text=True, env=child_env(), timeout=STEP_TIMEOUT_S
     )
     if done.returncode != 0:
         raise RuntimeError(f"training step failed: {done.stderr.strip()[-2000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured(json.loads(done.stdout.strip().splitlines()[-1]), device)
+
+
+def measured(figures: dict[str, Any], device: str) -> MeasuredStep:
+    """The child's JSON line as a ``MeasuredStep``."""
+    cuda = device == "cuda"
+    reserved = ("reserved_forward", "reserved_backward", "reserved_step")
     return MeasuredStep(
-        baseline_bytes=figures["rss_torch"],
+        baseline_bytes=0 if cuda else figures["rss_torch"],
         libraries_bytes=figures["rss_libs"],
-        loaded_bytes=figures["rss_loaded"],
+        loaded_bytes=figures["loaded"],
         peak_forward_bytes=figures["peak_forward"],
         peak_backward_bytes=figures["peak_backward"],
         peak_step_bytes=figures["peak_step"],
         step_s=figures["step_s"],
         versions=figures["versions"],
+        reserved_bytes=max(figures.get(name, 0) for name in reserved),
+        context_bytes=figures.get("cuda_context", 0),
     )
 
 
@@ -113,6 +135,7 @@ def step_spec(folder: Path, settings: TrainingSettings, steps: int) -> dict[str,
     """The child's instructions: PEFT's module names for the targets, the step's sizes."""
     return {
         "folder": str(folder),
+        "method": settings.method,
         "rank": settings.rank,
         "alpha": settings.alpha,
         "targets": [f"{target}_proj" for target in settings.targets],

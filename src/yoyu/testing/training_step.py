@@ -1,16 +1,20 @@
-"""One real LoRA training step in this process, measured by the kernel's high-water mark.
+"""One real LoRA / QLoRA training step in this process, measured where it runs.
 
 Run as a child (``python -m yoyu.testing.training_step SPEC_JSON``) by
 ``yoyu.testing.training_run``, in an interpreter that has ``torch`` and ``peft``
-(the CPU wheel): yoyu itself never imports them. The child writes a small Hugging
-Face model with random weights (``write_model``, in a first child), then loads it in 16-bit,
-wraps it in a PEFT LoRA adapter and runs ``steps`` optimizer steps the way
-``transformers.Trainer`` does (the loss is kept, the logits are not). Memory is the
-kernel's own figure: ``VmHWM`` (peak RSS) is reset through ``/proc/self/clear_refs``
-before each phase and read after it, so a peak between two samples cannot be
-missed, read with the monitor's parser (``yoyu.monitor.procfs``). It prints one
-JSON line: RSS after ``import torch`` (the baseline), after the other imports,
-after the load and after wrapping, and each phase's peak.
+(the CPU wheel here; a CUDA build on a GPU machine, with ``bitsandbytes`` for
+QLoRA): yoyu itself never imports them. The child loads a Hugging Face model
+written by ``write_model`` (random weights, in a first child), wraps it in a PEFT
+LoRA adapter (after ``prepare_model_for_kbit_training`` for QLoRA, the recipe's
+first call) and runs ``steps`` optimizer steps the way ``transformers.Trainer``
+does (the loss is kept, the logits are not).
+
+Memory is the runtime's own figure, per phase. On the CPU: the kernel's peak RSS
+(``VmHWM``, reset through ``/proc/self/clear_refs`` before each phase, read with
+the monitor's parser ``yoyu.monitor.procfs``), so a peak between two samples
+cannot be missed. On CUDA: PyTorch's peak allocated and reserved bytes (reset
+per phase), the bytes allocated after the load (the weights alone) and the
+device memory in use once CUDA is up (its context). It prints one JSON line.
 """
 
 from __future__ import annotations
@@ -37,6 +41,47 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+class HostMemory:
+    """The process's RSS: what a CPU step costs."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.context_bytes = 0
+
+    def now(self) -> int:
+        return rss_bytes()
+
+    def reset(self) -> None:
+        reset_peak()
+
+    def peaks(self) -> dict[str, int]:
+        return {"peak": peak_bytes()}
+
+
+class CudaMemory:
+    """PyTorch's allocator on the GPU: allocated (tensors) and reserved (its pool)."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        torch.zeros(1, device="cuda")  # CUDA and its context up
+        free, total = torch.cuda.mem_get_info()
+        self.context_bytes = total - free
+
+    def now(self) -> int:
+        return int(self.torch.cuda.memory_allocated())
+
+    def reset(self) -> None:
+        self.torch.cuda.synchronize()
+        self.torch.cuda.reset_peak_memory_stats()
+
+    def peaks(self) -> dict[str, int]:
+        self.torch.cuda.synchronize()
+        return {
+            "peak": int(self.torch.cuda.max_memory_allocated()),
+            "reserved": int(self.torch.cuda.max_memory_reserved()),
+        }
+
+
 def main(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -46,14 +91,36 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
     figures["rss_libs"] = rss_bytes()
-    model = transformers.AutoModelForCausalLM.from_pretrained(spec["folder"], dtype=torch.bfloat16)
+    cuda = spec.get("device", "cpu") == "cuda"
+    memory = CudaMemory(torch) if cuda else HostMemory(torch)
+    figures["cuda_context"] = memory.context_bytes
+    model = load(spec, torch, transformers, peft)
+    figures["loaded"] = memory.now()
     figures["rss_loaded"] = rss_bytes()
     model = wrap(model, spec, peft)
-    figures["rss_wrapped"] = rss_bytes()
-    figures.update(train(model, spec, torch))
+    figures.update(train(model, spec, torch, memory))
     figures["versions"] = {"torch": torch.__version__, "peft": peft.__version__}
     figures["versions"]["transformers"] = transformers.__version__
     return figures
+
+
+def load(spec: dict[str, Any], torch: Any, transformers: Any, peft: Any) -> Any:
+    """16-bit weights; for QLoRA NF4 with double quantization and the recipe's preparation."""
+    options: dict[str, Any] = {"dtype": torch.bfloat16}
+    if spec.get("device", "cpu") == "cuda":
+        options["device_map"] = "cuda"
+    if spec.get("method", "lora") == "qlora":
+        options["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_pretrained(spec["folder"], **options)
+    if spec.get("method", "lora") == "qlora":
+        model = peft.prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=spec["checkpointing"],
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )  # fmt: skip
+    return model
 
 
 def write_model(folder: Path, config: dict[str, Any]) -> None:
@@ -82,7 +149,7 @@ def wrap(model: Any, spec: dict[str, Any], peft: Any) -> Any:
     return model
 
 
-def train(model: Any, spec: dict[str, Any], torch: Any) -> dict[str, Any]:
+def train(model: Any, spec: dict[str, Any], torch: Any, memory: Any) -> dict[str, Any]:
     """``steps`` steps; the last one's phases are the steady state (optimizer states exist)."""
     trainable = [param for param in model.parameters() if param.requires_grad]
     optimizer = (
@@ -93,31 +160,34 @@ def train(model: Any, spec: dict[str, Any], torch: Any) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(1)
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (spec["batch"], spec["seq"]), generator=generator)
+    ids = ids.to(next(model.parameters()).device)
     phases: dict[str, int] = {}
     started = time.monotonic()
     for _ in range(spec.get("steps", 2)):
-        phases = one_step(model, optimizer, ids)
+        phases = one_step(model, optimizer, ids, memory)
     return {**phases, "step_s": (time.monotonic() - started) / spec.get("steps", 2)}
 
 
-def one_step(model: Any, optimizer: Any, ids: Any) -> dict[str, int]:
-    """Forward, backward, step: each phase's peak RSS, and the RSS it ends at."""
-    reset_peak()
+def one_step(model: Any, optimizer: Any, ids: Any, memory: Any) -> dict[str, int]:
+    """Forward, backward, step: each phase's peaks (``peak_forward``, ``reserved_forward``...)."""
+    figures: dict[str, int] = {}
+    memory.reset()
     loss = model(input_ids=ids, labels=ids).loss  # the output (and its logits) is dropped
-    forward = peak_bytes()
-    reset_peak()
+    figures.update(_named(memory.peaks(), "forward"))
+    memory.reset()
     loss.backward()
-    backward = peak_bytes()
+    figures.update(_named(memory.peaks(), "backward"))
     del loss
-    reset_peak()
+    memory.reset()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return {
-        "peak_forward": forward,
-        "peak_backward": backward,
-        "peak_step": peak_bytes(),
-        "rss_after": rss_bytes(),
-    }
+    figures.update(_named(memory.peaks(), "step"))
+    figures["after"] = memory.now()
+    return figures
+
+
+def _named(peaks: dict[str, int], phase: str) -> dict[str, int]:
+    return {f"{name}_{phase}": value for name, value in peaks.items()}
 
 
 if __name__ == "__main__":
