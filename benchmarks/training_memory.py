@@ -11,10 +11,13 @@ for the CPU less the same baseline (``TORCH_PROCESS_BYTES``). Phase peaks show
 where the peak falls (forward, backward, optimizer step).
 
 Needs torch and peft importable by this interpreter (or in ``YOYU_TORCH_PATH``):
-``pip install torch==2.13.0 peft`` (the CPU wheel). QLoRA's 4-bit path needs
-bitsandbytes on a GPU: its rows are planned from published figures, not here.
+``pip install torch==2.13.0 peft`` (the CPU wheel). QLoRA rows (``Q``) run
+with ``--bitsandbytes DIR``, a folder bitsandbytes was installed into: its CPU
+backend (0.50) quantizes to NF4 and runs the 4-bit matmuls here; only those rows
+see it, since peft imports bitsandbytes whenever it can.
 
     PYTHONPATH=src python benchmarks/training_memory.py [--keep DIR] [--quick]
+        [--bitsandbytes DIR] [--only lora|qlora]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yoyu.estimate.training import TORCH_PROCESS_BYTES, TrainingMemory, estimate_training
-from yoyu.estimate.training_settings import TrainingSettings
+from yoyu.estimate.training_settings import TARGETS, TrainingSettings
 from yoyu.models.hf_model import read_hf_model
 from yoyu.testing.training_run import (
     LLAMA3_SHAPED,
@@ -58,6 +61,16 @@ HELD_OUT = (
                                        grad_checkpointing=True)),
     ("qwen2-shaped", TrainingSettings(rank=8, targets=("q", "v"), seq=256, batch=4,
                                       optimizer="sgd")),
+)  # fmt: skip
+# QLoRA on the CPU: bitsandbytes (0.50 and later) has a CPU backend; given --bitsandbytes DIR
+QLORA_SETTINGS = (
+    ("llama3-shaped", TrainingSettings(method="qlora", rank=16, targets=("q", "v"), seq=256,
+                                       batch=2, grad_checkpointing=True)),
+    ("llama3-shaped", TrainingSettings(method="qlora", rank=16, targets=TARGETS, seq=512,
+                                       grad_checkpointing=True)),
+    ("llama3-shaped", TrainingSettings(method="qlora", rank=16, targets=("q", "v"), seq=512)),
+    ("qwen2-shaped", TrainingSettings(method="qlora", rank=16, targets=("q", "k", "v", "o"),
+                                      seq=512, grad_checkpointing=True)),
 )  # fmt: skip
 QWEN_SETTINGS = (
     TrainingSettings(rank=16, targets=("q", "k", "v", "o"), seq=512, batch=1),
@@ -94,15 +107,18 @@ class Row:
         return self.measured.measured_bytes / self.predicted_bytes
 
 
-def run(folder: Path, quick: bool) -> list[Row]:
+def run(folder: Path, quick: bool, bitsandbytes: Path | None, only: str | None) -> list[Row]:
     configs = {"llama3-shaped": LLAMA3_SHAPED, "qwen2-shaped": QWEN2_SHAPED}
     specs = {name: read_hf_model(write_model(folder / name, c)) for name, c in configs.items()}
     runs = [("llama3-shaped", settings, False) for settings in LLAMA_SETTINGS]
     runs += [("qwen2-shaped", settings, False) for settings in QWEN_SETTINGS]
     runs += [(name, settings, True) for name, settings in HELD_OUT]
+    runs += [(name, settings, False) for name, settings in QLORA_SETTINGS if bitsandbytes]
+    runs = [run for run in runs if only is None or run[1].method == only]
     rows = []
     for name, settings, held_out in runs[::4] if quick else runs:
-        measured = measure_step(folder / name, settings)
+        extra = bitsandbytes if settings.method == "qlora" else None
+        measured = measure_step(folder / name, settings, extra_path=extra)
         predicted = estimate_training(specs[name], settings, "CPU")
         rows.append(Row(name, settings, predicted, measured, held_out))
         print_row(rows[-1])
@@ -110,10 +126,11 @@ def run(folder: Path, quick: bool) -> list[Row]:
 
 
 def label(settings: TrainingSettings) -> str:
+    method = "Q " if settings.method == "qlora" else ""
     targets = ",".join(settings.targets) if len(settings.targets) < 7 else "all"
     checkpoint = " ckpt" if settings.grad_checkpointing else ""
     sizes = f"s{settings.seq}x{settings.batch}{checkpoint}"
-    return f"r{settings.rank} {targets} {sizes} {settings.optimizer}"
+    return f"{method}r{settings.rank} {targets} {sizes} {settings.optimizer}"
 
 
 def mib(n_bytes: int) -> str:
@@ -150,13 +167,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="write the models here and keep them")
     parser.add_argument("--quick", action="store_true", help="every fourth setting")
+    parser.add_argument("--only", choices=("lora", "qlora"), help="only the LoRA or QLoRA rows")
+    parser.add_argument(
+        "--bitsandbytes", type=Path,
+        help="a folder with bitsandbytes (pip install --target DIR bitsandbytes): QLoRA rows",
+    )  # fmt: skip
     args = parser.parse_args()
     missing = torch_available()
     if missing:
         raise SystemExit(f"{missing}; pip install torch==2.13.0 peft (the CPU wheel)")
     print_header()
     with tempfile.TemporaryDirectory() as scratch:
-        rows = run(args.keep or Path(scratch), args.quick)
+        rows = run(args.keep or Path(scratch), args.quick, args.bitsandbytes, args.only)
     worst = max(abs(row.ratio - 1) for row in rows)
     print(f"\nworst |measured/predicted - 1| = {worst:.3f} (goal {GOAL:.2f}); * held out")
     first = rows[0].measured

@@ -109,6 +109,8 @@ def test_cpu_counts_the_process_and_the_heap_it_keeps(llama_1b: ModelSpec) -> No
     # 4096 tokens x 2048 x 4 B = 32 MiB fp32 hidden states: mmapped, handed back when freed
     large = estimate_training(llama_1b, TrainingSettings(seq=4096), "CPU")
     assert large.framework_bytes == 412 * MIB + 64 * MIB
+    qlora = estimate_training(llama_1b, TrainingSettings(method="qlora", seq=4096), "CPU")
+    assert qlora.framework_bytes == 412 * MIB + 46 * MIB + 64 * MIB  # bitsandbytes imported
 
 
 def test_qk_norm_architectures_keep_the_per_head_norms(llama_1b: ModelSpec) -> None:

@@ -44,6 +44,8 @@ OPTIMIZER_STATE_BYTES = {"adamw": 8.0, "adamw8bit": 2.0 + 2 * 4 / 256, "sgd": 0.
 # peak RSS of ``import`` measured by benchmarks/training_memory.py on Linux x86-64.
 TORCH_PROCESS_BYTES = 278 * MIB
 TRAINING_LIBRARIES_BYTES = 134 * MIB
+# bitsandbytes 0.50, which QLoRA and 8-bit AdamW import (peft imports it whenever installed)
+BITSANDBYTES_IMPORT_BYTES = 46 * MIB
 CPU_HEAP_FIXED_BYTES = 64 * MIB  # see ``cpu_allocator_slack``
 CPU_HEAP_BLOCKS = 2
 GLIBC_MMAP_THRESHOLD_MAX = 32 * MIB  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit glibc
@@ -106,7 +108,8 @@ def estimate_training(spec: ModelSpec, settings: TrainingSettings, device: str) 
     heap_block = activations.block_bytes_per_token * settings.tokens
     if settings.tokens * spec.n_embd * 4 >= GLIBC_MMAP_THRESHOLD_MAX:
         heap_block = 0  # a block's tensors are mmapped and go back to the OS when freed
-    framework, host = framework_bytes(device, heap_block)
+    uses_bitsandbytes = settings.method == "qlora" or settings.optimizer == "adamw8bit"
+    framework, host = framework_bytes(device, heap_block, uses_bitsandbytes)
     return TrainingMemory(
         device=device,
         base_weights_bytes=base_weights_bytes(spec, settings.method),
@@ -131,9 +134,12 @@ def base_weights_bytes(spec: ModelSpec, method: str) -> int:
     return round(quantized * NF4_DOUBLE_QUANT_BITS / 8) + leftover * QLORA_LEFTOVER_BYTES
 
 
-def framework_bytes(device: str, block_bytes: int) -> tuple[int, int]:
+def framework_bytes(
+    device: str, block_bytes: int, uses_bitsandbytes: bool = False
+) -> tuple[int, int]:
     """(bytes on the training device, bytes on the host) the framework itself takes."""
     process = TORCH_PROCESS_BYTES + TRAINING_LIBRARIES_BYTES
+    process += BITSANDBYTES_IMPORT_BYTES if uses_bitsandbytes else 0
     if device == "CPU":
         return process + cpu_allocator_slack(block_bytes), 0
     context = METAL_CONTEXT_BYTES if device.startswith("Metal") else CUDA_CONTEXT_BYTES

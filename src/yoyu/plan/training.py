@@ -21,8 +21,9 @@ from yoyu.plan.training_moves import TrainingCandidate, training_moves
 from yoyu.plan.types import Move, PlanRequest, Reason, Risk, Verdict
 
 QLORA_NOTE = (
-    "QLoRA's 4-bit base is planned from published figures (NF4 with double quantization: "
-    "4.127 bits a weight, Dettmers et al. 2023); bitsandbytes' 4-bit path was not measured here"
+    "QLoRA's 4-bit base: NF4 with double quantization, 4.127 bits a weight (Dettmers et al. "
+    "2023), the rest in fp32 (prepare_model_for_kbit_training); measured through bitsandbytes' "
+    "CPU backend (benchmarks/training_memory.py), not on CUDA"
 )
 METAL_QLORA_NOTE = (
     "bitsandbytes has no Metal backend: on Apple Silicon the 4-bit equivalent is mlx-lm's "

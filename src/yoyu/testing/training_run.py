@@ -101,13 +101,15 @@ def measure_step(
     steps: int = 2,
     python: str = sys.executable,
     device: str = "cpu",
+    extra_path: Path | None = None,
 ) -> MeasuredStep:
-    """One child: load ``folder``, wrap it in LoRA as ``settings`` say, run ``steps`` steps."""
+    """One child: load ``folder``, wrap it in LoRA as ``settings`` say, run ``steps`` steps;
+    ``extra_path`` is a folder of more packages (bitsandbytes for QLoRA rows only, since
+    peft imports it whenever it can)."""
     spec = {**step_spec(folder, settings, steps), "device": device}
     command = [python, "-m", "yoyu.testing.training_step", json.dumps(spec)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=child_env(), timeout=STEP_TIMEOUT_S
-    )
+    env = child_env(extra_path)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=STEP_TIMEOUT_S)
     if done.returncode != 0:
         raise RuntimeError(f"training step failed: {done.stderr.strip()[-2000:]}")
     return measured(json.loads(done.stdout.strip().splitlines()[-1]), device)
@@ -147,11 +149,12 @@ def step_spec(folder: Path, settings: TrainingSettings, steps: int) -> dict[str,
     }
 
 
-def child_env() -> dict[str, str]:
+def child_env(extra_path: Path | None = None) -> dict[str, str]:
     """This process's environment with ``src`` first on the path, so the child imports
     this yoyu; ``YOYU_TORCH_PATH`` adds a folder where torch and peft were installed
     (``pip install --target``) without putting them in yoyu's own environment."""
     source = str(Path(__file__).resolve().parents[2])
     extra = [os.environ["YOYU_TORCH_PATH"]] if os.environ.get("YOYU_TORCH_PATH") else []
+    extra += [str(extra_path)] if extra_path else []
     parts = [source, *extra, *filter(None, [os.environ.get("PYTHONPATH")])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
