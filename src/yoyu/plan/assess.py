@@ -22,10 +22,16 @@ from yoyu.plan.placement import (
     place,
 )
 from yoyu.plan.types import PlanRequest, Risk, Verdict
-from yoyu.plan.verdict import VERDICT_RANK, classify_risk, placement_verdict, swap_raised_risk
+from yoyu.plan.verdict import (
+    RISK_RANK,
+    VERDICT_RANK,
+    classify_risk,
+    placement_verdict,
+    swap_raised_risk,
+)
 from yoyu.units import format_bytes
 
-_RISK_RANK = {Risk.SAFE: 0, Risk.TIGHT: 1, Risk.CAUTION: 2, Risk.ABORT: 3}
+_RISK_RANK = RISK_RANK
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,16 @@ from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate, RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
-from yoyu.plan.assess import _RISK_RANK
 from yoyu.plan.budget import CPU_DEVICE, MachineBudget, machine_budget
 from yoyu.plan.fit import crowded_device, fit_failures, system_free_after
 from yoyu.plan.types import PlanRequest, Reason, Risk, Verdict
-from yoyu.plan.verdict import VERDICT_RANK, classify_risk, placement_verdict, swap_raised_risk
+from yoyu.plan.verdict import (
+    RISK_RANK,
+    VERDICT_RANK,
+    classify_risk,
+    placement_verdict,
+    swap_raised_risk,
+)
 from yoyu.units import format_bytes
 
 
@@ -53,7 +58,7 @@ class TrainingAssessment:
 
     def rank(self) -> tuple[int, int]:
         """Sort key, better first: verdict, then risk."""
-        return (VERDICT_RANK[self.verdict], _RISK_RANK[self.risk])
+        return (VERDICT_RANK[self.verdict], RISK_RANK[self.risk])
 
 
 def assess_training(
@@ -93,7 +98,7 @@ def judge_on(
     verdict = placement_verdict(int(device != CPU_DEVICE), 1, bool(budget.gpus))
     risk = swap_raised_risk(classify_risk(free_after, request.thresholds), budget.swap_used_bytes)
     crowded = crowded_device(estimate, budget, request.thresholds.gpu_margin_bytes)
-    if crowded is not None and _RISK_RANK[risk] < _RISK_RANK[Risk.TIGHT]:
+    if crowded is not None and RISK_RANK[risk] < RISK_RANK[Risk.TIGHT]:
         risk, reason = Risk.TIGHT, crowded
     return TrainingAssessment(settings, memory, estimate, budget, verdict, risk, free_after, reason)
 
