@@ -11,7 +11,8 @@ ordinary exceptions with tracebacks: they are ours, not the user's.
     YoyuError
      ├── ModelError            a model could not be read or found
      │    ├── ModelFileError       the file is truncated, malformed or lying
-     │    └── ModelNotFoundError   no file, manifest or catalog entry by that name
+     │    ├── ModelNotFoundError   no file, manifest or catalog entry by that name
+     │    └── RemoteModelError     a model on the Hub or at a URL could not be read or fetched
      ├── MachineError          an unknown preset or a bad machine description
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
@@ -32,6 +33,7 @@ ordinary exceptions with tracebacks: they are ours, not the user's.
           ├── UnknownModelError        no served model, route or alias by that name
           ├── PrivacyError             a local-only request has no local route
           ├── AdmissionError           a load would cross the memory floor or budget (503)
+          ├── QueueFullError           the model's wait queue is full (429 with Retry-After)
           └── NoRouteError             every route failed (each one's reason listed)
 """
 
@@ -73,6 +75,16 @@ class ModelNotFoundError(ModelError):
     http_status = 404
     error_type = "invalid_request_error"
     error_code = "model_not_found"
+
+
+class RemoteModelError(ModelError):
+    """A model on the Hugging Face Hub or at an https:// URL could not be planned or pulled:
+    the server is unreachable or refuses, ignores Range requests, the header is larger
+    than yoyu reads before a download, or a download does not match the Hub's sha256."""
+
+    http_status = 502
+    error_type = "upstream_error"
+    error_code = "remote_model_unreadable"
 
 
 class MachineError(YoyuError):
@@ -235,11 +247,24 @@ class AdmissionError(GatewayError):
     retry_after_s = 30.0  # models unload after their TTL; the memory may be there by then
 
 
+class QueueFullError(GatewayError):
+    """The model already has ``max_queue`` requests waiting for a slot: try again later."""
+
+    http_status = 429
+    error_type = "rate_limit_exceeded"
+    error_code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NoRouteError(GatewayError):
     """Every route for the request failed; the message lists why each one did.
 
     When every one was refused for memory it answers as that refusal does
-    (503 with Retry-After): the route is not broken, the machine is full.
+    (503 with Retry-After): the route is not broken, the machine is full; when
+    every one was busy, as a full queue does (429, the soonest Retry-After).
     """
 
     http_status = 502
@@ -252,6 +277,10 @@ class NoRouteError(GatewayError):
         if causes and all(isinstance(cause, AdmissionError) for cause in causes):
             self.http_status, self.error_type = 503, AdmissionError.error_type
             self.error_code, self.retry_after_s = "no_route_fits", AdmissionError.retry_after_s
+        elif causes and all(isinstance(cause, QueueFullError) for cause in causes):
+            self.http_status, self.error_type = 429, QueueFullError.error_type
+            self.error_code = "every_route_busy"
+            self.retry_after_s = min(cause.retry_after_s or 1.0 for cause in causes)
 
 
 class GuardCommandError(YoyuError):

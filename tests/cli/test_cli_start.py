@@ -27,7 +27,7 @@ CLI_SOURCE = Path(__file__).resolve().parents[2] / "src" / "yoyu" / "cli"
 # Top-level packages no light command needs (pydantic and rich stay: typer uses them).
 HEAVY = {
     "mcp", "starlette", "uvicorn", "matplotlib", "llama_cpp", "numpy", "gguf", "httpx",
-    "anyio", "openai",
+    "anyio", "openai", "huggingface_hub", "httpx2",
 }  # fmt: skip
 # yoyu's own layers above the core that no light command needs.
 HEAVY_YOYU = ("yoyu.gateway", "yoyu.mcp", "yoyu.rollout", "yoyu.runner.session", "yoyu.node")

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, moves_table_of, print_json
 from yoyu.cli.plan_training import plan_training
@@ -33,7 +34,7 @@ from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
-from yoyu.models import ModelSpec, resolve_model
+from yoyu.models import ModelSpec
 from yoyu.models.catalog import catalog_entries, catalog_spec
 from yoyu.plan.emit.llama_cpp import (
     engine_load_settings,
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
     "(default 1).",
 )
 def plan_command(
-    model: Annotated[str, typer.Argument(help="GGUF file, Ollama/installed/catalog name.")],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     flags: RunFlags,
     machine: Annotated[
         str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
@@ -172,7 +173,7 @@ def plan_command(
     training.refuse_without_train()
     if emit is not None and emit not in EMIT_TARGETS:
         raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
-    spec = resolve_model(model)
+    spec = read_model_arg(model)[0]
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
         raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
@@ -182,7 +183,7 @@ def plan_command(
     target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else _machine(machine))
     engine = engine or ("llama-server" if live or rpc else _default_engine(emit))
     settings = flags.settings(
-        _context(spec, flags.ctx), n_parallel=parallel, engine=engine,
+        default_context(spec, flags.ctx), n_parallel=parallel, engine=engine,
         logits_all=logits_all, gpu_memory_utilization=gpu_memory_utilization,
     )  # fmt: skip
     request = PlanRequest(
@@ -237,7 +238,7 @@ def _plan_training(
         gpu_free_bytes=_size("--gpu-free", gpu_free),
     )
     target = load_machine(machine) if machine else probe_machine()
-    plan_training(resolve_model(model), target, request, settings, as_json)
+    plan_training(read_model_arg(model)[0], target, request, settings, as_json)
 
 
 # --- input ------------------------------------------------------------------
@@ -252,7 +253,7 @@ def _machine(name: str | None) -> Machine:
     return load_machine(name) if name else with_measured_bandwidth(probe_machine())
 
 
-def _context(spec: ModelSpec, ctx: int | None) -> int:
+def default_context(spec: ModelSpec, ctx: int | None) -> int:
     """``--ctx``, else the model's own capped at ``DEFAULT_CTX``."""
     return min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
 

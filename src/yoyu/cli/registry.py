@@ -55,6 +55,10 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves.",
     ),
     CommandEntry(
+        "pull", "yoyu.cli.pull",
+        "Download a Hub GGUF into the Hugging Face cache, if the plan says it fits here.",
+    ),
+    CommandEntry(
         "watch", "yoyu.cli.watch",
         "Memory, engines, GPUs and the guard's floors, refreshing in place.",
     ),

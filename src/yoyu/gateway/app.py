@@ -9,6 +9,10 @@ handler parses it (``gateway.wire``), calls the service in a worker thread
                              stream: service.open_stream, relayed as SSE
     any YoyuError -> its own status, OpenAI error object (and Retry-After)
 
+Ollama's API (``/api/*``, ``gateway.ollama_routes``) shares this plumbing
+(``edge()``): the body limit, the whole-answer cancellation, the stream relay
+(in its writer's format) and the request metrics.
+
 Logs carry the endpoint, the names of models and the status, never a prompt
 or a key.
 """
@@ -20,14 +24,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -41,14 +45,18 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.gateway import wire
+from yoyu.gateway.ollama_routes import Edge, ollama_routes
 from yoyu.gateway.relay import Emit, Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
 from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ROUTE_HEADER = "X-Yoyu-Route"
 PRIVACY_HEADER = "x-yoyu-privacy"
-WORKER_THREADS = 256  # blocking backend calls in flight (Starlette's default pool: 40)
+# Blocking backend calls in flight beyond the models' lines: /yoyu, /metrics, requests
+# for names that fail at once (Starlette's default pool is 40 in all).
+SPARE_WORKER_THREADS = 32
 CLIENT_GONE = "the client went away"
 
 
@@ -101,6 +109,7 @@ def create_app(
         Route("/yoyu/memory", handlers.memory, methods=["GET"]),
         Route("/yoyu/aliases/{alias}", handlers.switch_alias, methods=["PUT"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
+        *ollama_routes(handlers.edge()),
         *(route for extension in extensions for route in extension.routes),
     ]
     server = service.config.server
@@ -116,10 +125,17 @@ def create_app(
 class _Handlers:
     def __init__(self, service: GatewayService, draining: threading.Event) -> None:
         self.service = service
-        self.offload = Offload(WORKER_THREADS)
+        self.offload = Offload(_worker_threads(service))
         self.draining = draining
         self.max_body = service.config.server.max_body_bytes
         self.timeout_s = service.config.server.request_timeout_s
+
+    def edge(self) -> Edge:
+        """The plumbing Ollama's API (``/api/*``) shares with this one."""
+        return Edge(
+            self.service, self.offload, self._body, self._whole, self._stream, self._count,
+            _private, ROUTE_HEADER,
+        )  # fmt: skip
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, "chat")
@@ -202,8 +218,10 @@ class _Handlers:
         return JSONResponse({"status": "ok", "backends": backends, "models": models})
 
     async def metrics(self, request: Request) -> Response:
-        text = await self.offload.run(lambda: self.service.metrics.render(self.service.gauges()))
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        """Prometheus text, or OpenMetrics when the scraper's Accept header asks for it."""
+        accept = request.headers.get("accept")
+        body, content_type = await self.offload.run(lambda: self.service.metrics.render(accept))
+        return Response(body, headers={"Content-Type": content_type})
 
     # -- generation ------------------------------------------------------------
 
@@ -216,7 +234,10 @@ class _Handlers:
             model = parsed.model
             self.service.check_prompt(parsed)
             if wire.wants_stream(payload):
-                return await self._stream(request, kind, parsed, wire.wants_usage(payload), started)
+                usage = wire.wants_usage(payload)
+                return await self._stream(
+                    request, parsed, started, lambda s: wire.ChunkWriter(s.route, kind, usage)
+                )
             answer = await self._whole(request, parsed)
         except YoyuError as error:
             return self._error(request, error, started, model)
@@ -250,14 +271,21 @@ class _Handlers:
         raise BackendTimeoutError(f"{parsed.model}: {reason}; the request was cancelled")
 
     async def _stream(
-        self, request: Request, kind: str, parsed: Generation, include_usage: bool, started: float
+        self,
+        request: Request,
+        parsed: Generation,
+        started: float,
+        writer_for: Callable[[StreamAnswer], wire.StreamWriter],
+        media_type: str = "text/event-stream",
+        on_end: Callable[[StreamAnswer], None] | None = None,
     ) -> Response:
-        """Open the stream (its errors still get a status), then relay it as SSE."""
+        """Open the stream (its errors still get a status), then relay what ``writer_for``
+        makes of it (OpenAI's SSE, Ollama's NDJSON); ``on_end`` runs once it is closed."""
         private = _private(request)
         draining = self.draining
 
         def pump(stream: StreamAnswer, emit: Emit, cancelled: threading.Event) -> None:
-            writer = wire.ChunkWriter(stream.route, kind, include_usage)
+            writer = writer_for(stream)
             status = 200
             try:
                 for chunk in stream:
@@ -275,16 +303,42 @@ class _Handlers:
                 # Headers are gone: the client gets an error event, and the stream ends.
                 status = error.http_status
                 log.warning("stream from %s ended: %s", stream.route, error)
-                emit(wire.sse_error(error))
+                emit(writer.error(error))
             finally:
                 stream.close()  # frees the model even when the client left
+                if on_end is not None:
+                    on_end(stream)
                 self._count(request, stream.requested, stream.route, status, started)
 
-        stream, body = await self.offload.stream(
-            lambda: self.service.open_stream(parsed, private=private), pump
+        cancel = Cancellation()
+        request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
+        stream, body = await self._open_while_connected(
+            request,
+            cancel,
+            self.offload.stream(
+                lambda: self.service.open_stream(request_with_cancel, private=private), pump
+            ),
         )
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
-        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+
+    async def _open_while_connected(
+        self, request: Request, cancel: Cancellation, opening: Awaitable[T]
+    ) -> T:
+        """The opened stream, or its cancellation when the client leaves first (while the
+        request waits in its model's line or for a model to load): it never reaches the
+        engine, or its connection there is cut."""
+        work = asyncio.ensure_future(opening)
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if work.done():
+            return work.result()
+        cancel.cancel(CLIENT_GONE)
+        work.add_done_callback(_retrieve)
+        raise RequestCancelledError(f"{CLIENT_GONE} before its stream opened")
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -335,6 +389,14 @@ class _Handlers:
         log.info(
             "%s model=%s route=%s status=%d %.1fms", endpoint, model, route, status, elapsed * 1e3
         )
+
+
+def _worker_threads(service: GatewayService) -> int:
+    """Enough threads for every request the models' lines admit (each running or waiting
+    request holds one while backends block) and a few for the rest, so no request waits
+    unseen in the pool's own queue: the lines are the only place a request waits."""
+    held = sum(queue.max_concurrent + queue.max_queue for queue in service.queues())
+    return held + SPARE_WORKER_THREADS
 
 
 def _private(request: Request) -> bool:

@@ -16,6 +16,9 @@ gateway serves live in ``[served.ID]``; everything else has its own section::
     cors_origins = ["http://localhost:3000"]  # web pages allowed to call the API
     cooldown_s = 5                # a failed backend is skipped this long
     default_ttl_s = 0             # idle seconds before a model is unloaded; 0 = never
+    max_concurrent = 4            # requests a model answers at once (default: 4 on this
+    max_queue = 64                # machine, 32 remote; each [served.ID] may say its own);
+                                  # more wait in line, beyond max_queue a 429
 
     [backends.local]
     kind = "llama.cpp"            # any other key goes to the backend's factory
@@ -56,7 +59,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from yoyu.errors import ConfigError, YoyuError
 from yoyu.guard.policy import GuardPolicy, policy_from_config
@@ -65,10 +68,18 @@ from yoyu.node.rpc_protocol import parse_endpoint
 from yoyu.node.status import parse_node_address
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+T = TypeVar("T")
 DEFAULT_PORT = 8040
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_COOLDOWN_S = 5.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
+# Requests a model answers at once, and how many more may wait for a turn. Four is
+# llama-server's slot count when not told (-np) and Ollama's OLLAMA_NUM_PARALLEL
+# default; a remote API serves many at once and rate-limits by itself. A bounded line
+# gives a client 429 + Retry-After instead of a timeout.
+DEFAULT_MAX_CONCURRENT_LOCAL = 4
+DEFAULT_MAX_CONCURRENT_REMOTE = 32
+DEFAULT_MAX_QUEUE = 64
 QUICK_START_BACKEND = "local"
 MANAGED_KIND = "llama.cpp"
 
@@ -90,6 +101,8 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bound address
     cors_origins: tuple[str, ...] = ()  # web origins whose pages may call the gateway
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S  # a request is cancelled after this
+    max_concurrent: int | None = None  # per served model unless it says; None: local 4, remote 32
+    max_queue: int = DEFAULT_MAX_QUEUE
 
     @property
     def is_loopback(self) -> bool:
@@ -125,6 +138,8 @@ class ServedModel:
     memory_bytes: int | None = None
     nodes: tuple[str, ...] = ()  # `yoyu node` status addresses: split over llama.cpp RPC
     rpc: tuple[str, ...] = ()  # raw rpc-servers (HOST:PORT), after the nodes
+    max_concurrent: int | None = None  # None: [server] max_concurrent
+    max_queue: int | None = None  # None: [server] max_queue
 
     @property
     def managed(self) -> bool:
@@ -168,11 +183,11 @@ class GatewayConfig:
 _SERVER_KEYS = {
     "host", "port", "api_key_env", "max_body_bytes", "memory_floor", "memory_budget",
     "cooldown_s", "default_ttl_s", "health_interval_s", "guard", "allowed_hosts",
-    "cors_origins", "request_timeout_s",
+    "cors_origins", "request_timeout_s", "max_concurrent", "max_queue",
 }  # fmt: skip
 _SERVED_KEYS = {
     "backend", "path", "upstream", "settings", "ttl_s", "pinned", "private", "memory", "nodes",
-    "rpc",
+    "rpc", "max_concurrent", "max_queue",
 }  # fmt: skip
 _ROUTE_KEYS = {"chain", "private"}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -237,6 +252,8 @@ def _server(body: Mapping[str, Any], where: str) -> ServerConfig:
         request_timeout_s=_seconds(
             body, "request_timeout_s", default.request_timeout_s, "server", where
         ),
+        max_concurrent=_count(body, "max_concurrent", None, 1, "server", where),
+        max_queue=_count(body, "max_queue", default.max_queue, 0, "server", where),
     )
 
 
@@ -281,6 +298,8 @@ def _served(model_id: str, table: Any, where: str) -> ServedModel:
         memory_bytes=None if memory is None else _size(memory, section, where),
         nodes=_nodes(table.get("nodes", []), section, where),
         rpc=_rpc(table.get("rpc", []), section, where),
+        max_concurrent=_count(table, "max_concurrent", None, 1, section, where),
+        max_queue=_count(table, "max_queue", None, 0, section, where),
     )
 
 
@@ -368,6 +387,18 @@ def _typed(
     value = body.get(key, default)
     if value is not None and not isinstance(value, kind):
         raise ConfigError(f"{where}: {key} in [{section}] must be a {kind.__name__}")
+    return value
+
+
+def _count(
+    body: Mapping[str, Any], key: str, default: T, least: int, section: str, where: str
+) -> int | T:
+    """A whole number of at least ``least`` (requests, places in a line)."""
+    value = body.get(key, default)
+    if value is default:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{where}: {key} in [{section}] must be a whole number >= {least}")
     return value
 
 

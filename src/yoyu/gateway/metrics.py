@@ -1,24 +1,37 @@
-"""Prometheus text exposition for the gateway, without a client library.
+"""The gateway's Prometheus metrics, written by ``prometheus-client``.
 
-Counters and one latency histogram, labelled by endpoint, the model asked for,
-the model that answered and the status; gauges (memory, loaded models) are
-read when ``/metrics`` is scraped. Labels never hold prompts or keys.
+Counters and histograms are updated as requests finish: requests by
+endpoint, the model asked for, the model that answered and the status; their
+latency; tokens; backend failures; fallbacks; how long requests waited for a
+model's slot and how many were refused because its queue was full. Gauges
+(memory, loaded models, queue depth, what engines say of their own load)
+are read from the service when ``/metrics`` is scraped. Labels never hold
+prompts or keys; model labels only names the gateway serves.
+
+The library writes the exposition (label escaping, histogram buckets that
+are cumulative, ``+Inf``), and answers in OpenMetrics when the scraper asks
+for it in its Accept header (Prometheus does), else in text format 0.0.4.
+Each service owns its registry: two gateways in one process (the tests)
+never share a count.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+QUEUE_WAIT_BUCKETS_S = (0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
 class Gauge:
-    """One gauge line, computed at scrape time."""
+    """One gauge sample, computed at scrape time."""
 
     name: str
     help: str
@@ -27,89 +40,81 @@ class Gauge:
 
 
 class GatewayMetrics:
-    """Thread-safe counters; ``render`` writes the text format (version 0.0.4)."""
+    """The gateway's counters and histograms, and its scrape-time gauges. Thread-safe."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[Labels, int] = defaultdict(int)
-        self._tokens: dict[Labels, int] = defaultdict(int)
-        self._backend_errors: dict[Labels, int] = defaultdict(int)
-        self._fallbacks: dict[Labels, int] = defaultdict(int)
-        self._latency_counts: dict[Labels, list[int]] = {}
-        self._latency_sums: dict[Labels, float] = defaultdict(float)
+    def __init__(self, gauges: Callable[[], Iterable[Gauge]] = tuple) -> None:
+        # The _created series would double every line for a timestamp no dashboard of
+        # ours reads; the switch is the library's, process-wide, and only we use it here.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=False)
+        registry = self.registry
+        self._requests = Counter(
+            "yoyu_requests", "Requests answered.",
+            ("endpoint", "model", "route", "status"), registry=registry,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "yoyu_request_seconds", "Request latency.",
+            ("endpoint", "route"), buckets=LATENCY_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self._tokens = Counter("yoyu_tokens", "Tokens in and out.", ("route", "kind"),
+                               registry=registry)  # fmt: skip
+        self._backend_errors = Counter(
+            "yoyu_backend_errors", "Failures.", ("backend", "error"), registry=registry
+        )
+        self._fallbacks = Counter("yoyu_fallbacks", "Next routes.", ("from", "to"),
+                                  registry=registry)  # fmt: skip
+        self._queue_wait = Histogram(
+            "yoyu_queue_wait_seconds", "Time a request waited for a free slot of its model.",
+            ("model",), buckets=QUEUE_WAIT_BUCKETS_S, registry=registry,
+        )  # fmt: skip
+        self._queue_rejected = Counter(
+            "yoyu_queue_rejected", "Requests refused because the model's queue was full.",
+            ("model",), registry=registry,
+        )  # fmt: skip
+        registry.register(_ScrapeGauges(gauges))
 
     def request(self, endpoint: str, model: str, route: str, status: int, seconds: float) -> None:
-        labels: Labels = (("endpoint", endpoint), ("model", model), ("route", route))
-        labels += (("status", str(status)),)
-        latency_labels = (("endpoint", endpoint), ("route", route))
-        with self._lock:
-            self._requests[labels] += 1
-            empty = [0] * (len(LATENCY_BUCKETS_S) + 1)
-            counts = self._latency_counts.setdefault(latency_labels, empty)
-            counts[_bucket(seconds)] += 1
-            self._latency_sums[latency_labels] += seconds
+        self._requests.labels(endpoint, model, route, str(status)).inc()
+        self._latency.labels(endpoint, route).observe(seconds)
 
     def tokens(self, route: str, prompt: int | None, completion: int) -> None:
-        with self._lock:
-            if prompt:
-                self._tokens[(("route", route), ("kind", "prompt"))] += prompt
-            self._tokens[(("route", route), ("kind", "completion"))] += completion
+        if prompt:
+            self._tokens.labels(route, "prompt").inc(prompt)
+        self._tokens.labels(route, "completion").inc(completion)
 
     def backend_error(self, backend: str, error: str) -> None:
-        with self._lock:
-            self._backend_errors[(("backend", backend), ("error", error))] += 1
+        self._backend_errors.labels(backend, error).inc()
 
     def fallback(self, from_model: str, to_model: str) -> None:
-        with self._lock:
-            self._fallbacks[(("from", from_model), ("to", to_model))] += 1
+        self._fallbacks.labels(from_model, to_model).inc()
 
-    def render(self, gauges: Iterable[Gauge] = ()) -> str:
-        with self._lock:
-            lines = [
-                *_family("yoyu_requests_total", "counter", "Requests answered.", self._requests),
-                *_family("yoyu_tokens_total", "counter", "Tokens in and out.", self._tokens),
-                *_family("yoyu_backend_errors_total", "counter", "Failures.", self._backend_errors),
-                *_family("yoyu_fallbacks_total", "counter", "Next routes.", self._fallbacks),
-                *self._histogram(),
-            ]
-        described: set[str] = set()
-        for gauge in sorted(gauges, key=lambda gauge: gauge.name):  # a family's lines together
-            if gauge.name not in described:  # one HELP and TYPE per family, as the format asks
-                described.add(gauge.name)
-                lines += [f"# HELP {gauge.name} {gauge.help}", f"# TYPE {gauge.name} gauge"]
-            lines.append(f"{gauge.name}{_labels(gauge.labels)} {gauge.value:g}")
-        return "\n".join(lines) + "\n"
+    def queue_wait(self, model: str, seconds: float) -> None:
+        self._queue_wait.labels(model).observe(seconds)
 
-    def _histogram(self) -> list[str]:
-        name = "yoyu_request_seconds"
-        lines = [f"# HELP {name} Request latency.", f"# TYPE {name} histogram"]
-        for labels, counts in self._latency_counts.items():
-            running = 0
-            for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), counts, strict=True):
-                running += count
-                le = "+Inf" if bound == float("inf") else f"{bound:g}"
-                lines.append(f"{name}_bucket{_labels((*labels, ('le', le)))} {running}")
-            lines.append(f"{name}_sum{_labels(labels)} {self._latency_sums[labels]:.6f}")
-            lines.append(f"{name}_count{_labels(labels)} {running}")
-        return lines
+    def queue_rejected(self, model: str) -> None:
+        self._queue_rejected.labels(model).inc()
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition and its content type, in the format ``accept`` asks for."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
 
 
-def _bucket(seconds: float) -> int:
-    above = (i for i, bound in enumerate(LATENCY_BUCKETS_S) if seconds <= bound)
-    return next(above, len(LATENCY_BUCKETS_S))
+class _ScrapeGauges:
+    """A collector that reads the service's gauges at each scrape, one family per name
+    (Prometheus wants a family's samples together, under one HELP and TYPE)."""
 
+    def __init__(self, gauges: Callable[[], Iterable[Gauge]]) -> None:
+        self._gauges = gauges
 
-def _family(name: str, kind: str, help_text: str, values: Mapping[Labels, int]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    return lines + [f"{name}{_labels(labels)} {value}" for labels, value in values.items()]
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for gauge in self._gauges():
+            family = families.get(gauge.name)
+            if family is None:
+                keys = [key for key, _ in gauge.labels]
+                family = families[gauge.name] = GaugeMetricFamily(
+                    gauge.name, gauge.help, labels=keys
+                )
+            family.add_metric([value for _, value in gauge.labels], gauge.value)
+        yield from families.values()

@@ -7,6 +7,7 @@ public methods are the whole API::
     answer(request, private=False) -> Answer           a whole chat or completion
     open_stream(request, private=False) -> StreamAnswer  a streamed one
     embeddings(model, inputs, private=False) -> EmbeddingAnswer
+    preload(name, private=False) -> str                served_ids(name, private=False) -> list[str]
     list_models(installed=False) -> ModelListing      model_ids() -> list[str]
     switch_alias(alias, target) -> AliasChange        health(refresh=True) -> list[BackendStatus]
     memory() -> MemoryStatus                          unload(model_id) -> bool
@@ -61,13 +62,21 @@ from yoyu.errors import (
     BadRequestError,
     ConfigError,
     NoRouteError,
+    QueueFullError,
     UnknownModelError,
     YoyuError,
 )
 from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
-from yoyu.gateway.config import GatewayConfig, ServedModel, toml_key
+from yoyu.gateway.config import (
+    DEFAULT_MAX_CONCURRENT_LOCAL,
+    DEFAULT_MAX_CONCURRENT_REMOTE,
+    GatewayConfig,
+    ServedModel,
+    toml_key,
+)
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
+from yoyu.gateway.queueing import ModelQueue, QueueLimits, QueueStats, Slot
 from yoyu.gateway.residency import Lease, Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
 from yoyu.gateway.runaway import BUSY_TICKS, EngineLoad, RunawayWatch
@@ -199,6 +208,8 @@ class ModelEntry:
     pinned: bool = False
     ttl_s: float | None = None
     targets: tuple[str, ...] = ()  # a route's chain, an alias's target
+    running: int = 0  # requests it is answering now
+    waiting: int = 0  # requests in line for one of its max_concurrent slots
 
 
 @dataclass(frozen=True)
@@ -281,7 +292,11 @@ class GatewayService:
     ) -> None:
         self.config = config
         self.backends = dict(backends)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(self.gauges)
+        self._queues = {
+            model.id: ModelQueue(model.id, self._queue_limits(model), clock)
+            for model in config.served.values()
+        }
         self._sizer = sizer or PlanSizer()
         reader = system_reader() if available_bytes is None or total_bytes is None else None
         self._available = available_bytes or (lambda: reader.read().available_bytes)  # type: ignore[union-attr]
@@ -316,7 +331,7 @@ class GatewayService:
 
         def call(served: ServedModel) -> ChatResponse:
             backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
-            with self.residency.lease(served):
+            with self._turn(served, request.cancel), self.residency.lease(served):
                 if isinstance(upstream, ChatRequest):
                     return backend.chat(upstream)
                 return backend.complete(upstream)
@@ -393,7 +408,7 @@ class GatewayService:
             return backend.embed(self._upstream(served), list(inputs))
 
         def call_leased(served: ServedModel) -> EmbeddingResponse:
-            with self.residency.lease(served):
+            with self._turn(served), self.residency.lease(served):
                 return call(self.backends[served.backend], served)
 
         routed = self._route(model, private, call_leased)
@@ -401,6 +416,16 @@ class GatewayService:
         return EmbeddingAnswer(
             model, served.id, served.backend, response.vectors, response.prompt_tokens
         )
+
+    def served_ids(self, name: str, *, private: bool = False) -> list[str]:
+        """The served models ``name`` stands for, in the order a request would try them."""
+        return [served.id for served in self._chain(name, private)]
+
+    def preload(self, name: str, *, private: bool = False) -> str:
+        """Load ``name``'s first member that admission lets in, as a request would (with
+        its fallback and privacy), without generating; returns the served model."""
+        routed = self._route(name, private, lambda served: self.residency.lease(served).release())
+        return routed.served.id
 
     # -- models, aliases, health, memory ----------------------------------------
 
@@ -501,7 +526,23 @@ class GatewayService:
             Gauge("yoyu_model_loaded_bytes", "A loaded model.", info.bytes, (("model", info.id),))
             for info in memory.loaded
         ]
-        return gauges + self._engine_gauges()
+        return gauges + self._queue_gauges() + self._engine_gauges()
+
+    def _queue_gauges(self) -> list[Gauge]:
+        gauges = []
+        for queue in self.queues():
+            model = (("model", queue.model),)
+            gauges += [
+                Gauge("yoyu_queue_running", "Requests a model is answering now.",
+                      queue.running, model),
+                Gauge("yoyu_queue_waiting", "Requests waiting for a slot of the model.",
+                      queue.waiting, model),
+                Gauge("yoyu_queue_max_concurrent", "Requests a model answers at once.",
+                      queue.max_concurrent, model),
+                Gauge("yoyu_queue_max_waiting", "Requests that may wait before a 429.",
+                      queue.max_queue, model),
+            ]  # fmt: skip
+        return gauges
 
     def _engine_gauges(self) -> list[Gauge]:
         """What engines say of their own load (vLLM's KV pool fill), read at scrape time."""
@@ -614,7 +655,13 @@ class GatewayService:
         """Lease ``served``, open its stream and wait for the first chunk: a member that
         fails before saying anything can still give way to the next one."""
         backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
-        lease = self.residency.lease(served)
+        slot = self._turn(served, request.cancel)
+        try:
+            model_lease = self.residency.lease(served)
+        except BaseException:
+            slot.release()
+            raise
+        lease = Lease(served.id, lambda: _release(model_lease, slot))
         try:
             if isinstance(upstream, ChatRequest):
                 chunks = backend.stream_chat(upstream)
@@ -632,6 +679,33 @@ class GatewayService:
             on_failure=lambda error: self._record_failure(served, error),
             on_finish=lambda last: self._count_stream_tokens(served, last),
         )  # fmt: skip
+
+    def _turn(self, served: ServedModel, cancel: Cancellation | None = None) -> Slot:
+        """A slot of ``served``'s queue, waiting in line when it is busy; a full line
+        raises QueueFullError, which moves the request on to the route's next member."""
+        try:
+            slot = self._queues[served.id].enter(
+                timeout_s=self.config.server.request_timeout_s, cancel=cancel
+            )
+        except QueueFullError:
+            self.metrics.queue_rejected(served.id)
+            raise
+        self.metrics.queue_wait(served.id, slot.waited_s)
+        return slot
+
+    def queues(self) -> list[QueueStats]:
+        """Every served model's queue: running, waiting, limits, refusals."""
+        return [queue.stats() for queue in self._queues.values()]
+
+    def _queue_limits(self, model: ServedModel) -> QueueLimits:
+        """A served model's own limits, else the server's, else by where it runs."""
+        server = self.config.server
+        concurrent = _first_set(model.max_concurrent, server.max_concurrent)
+        if concurrent is None:
+            remote = self._remote(model.backend)
+            concurrent = DEFAULT_MAX_CONCURRENT_REMOTE if remote else DEFAULT_MAX_CONCURRENT_LOCAL
+        queue = model.max_queue if model.max_queue is not None else server.max_queue
+        return QueueLimits(max_concurrent=concurrent, max_queue=queue)
 
     def _count_stream_tokens(self, served: ServedModel, last: ChatChunk) -> None:
         if last.usage is not None:
@@ -655,7 +729,7 @@ class GatewayService:
         for served in self._chain(name, private):
             try:
                 result = call(served)
-            except (AdmissionError, BackendError) as error:
+            except (AdmissionError, QueueFullError, BackendError) as error:
                 if (cancel is not None and cancel.cancelled) or not _falls_back(error):
                     raise
                 failures.append((served.id, error))
@@ -730,6 +804,7 @@ class GatewayService:
             except YoyuError as error:
                 log.warning("cannot size %s: %s", model.id, error)
         size = model.path.stat().st_size if model.path and model.path.is_file() else None
+        queue = self._queues[model.id].stats()
         return ModelEntry(
             id=model.id,
             kind="model",
@@ -743,6 +818,8 @@ class GatewayService:
             private=model.private,
             pinned=model.pinned,
             ttl_s=model.ttl_s if model.ttl_s is not None else self.config.server.default_ttl_s,
+            running=queue.running,
+            waiting=queue.waiting,
         )
 
     def _unmanaged_loaded(self) -> set[str]:
@@ -769,7 +846,20 @@ def _falls_back(error: YoyuError) -> bool:
     if isinstance(error, BackendRequestError):
         status = error.status_code
         return status is None or status >= 500 or status in _RETRYABLE_STATUS
-    return isinstance(error, (AdmissionError, BackendError))
+    return isinstance(error, (AdmissionError, QueueFullError, BackendError))
+
+
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _release(lease: Lease, slot: Slot) -> None:
+    """A stream's hold on its model: the lease first (the model may unload), then the slot
+    (the next request in line may start)."""
+    try:
+        lease.release()
+    finally:
+        slot.release()
 
 
 def _no_route(name: str, failures: Sequence[tuple[str, YoyuError]]) -> YoyuError:

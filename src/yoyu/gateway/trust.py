@@ -40,6 +40,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 OPEN_PATHS = frozenset({"/health"})
+OLLAMA_PREFIX = "/api/"  # Ollama's API answers errors in its own shape
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CORS_HEADERS = "Authorization, Content-Type, X-Yoyu-Privacy, Mcp-Session-Id"
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
@@ -152,7 +153,7 @@ class TrustMiddleware:
         }
         refusal = check_request(self.policy, scope["method"], scope["path"], headers)
         if refusal is not None:
-            await _refuse(send, refusal)
+            await _refuse(send, refusal, scope["path"])
             return
         origin = headers.get("origin")
         cross = origin if origin is not None and not _same_origin(origin, headers) else None
@@ -162,9 +163,11 @@ class TrustMiddleware:
         await self.app(scope, receive, _with_cors(send, cross) if cross else send)
 
 
-async def _refuse(send: Send, error: TrustError) -> None:
+async def _refuse(send: Send, error: TrustError, path: str) -> None:
+    """OpenAI's error object; Ollama's ``{"error": "..."}`` on its API's paths."""
     fields = {"message": str(error), "type": error.error_type, "code": error.error_code}
-    body = json.dumps({"error": {**fields, "param": None}}).encode()
+    shaped = str(error) if path.startswith(OLLAMA_PREFIX) else {**fields, "param": None}
+    body = json.dumps({"error": shaped}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

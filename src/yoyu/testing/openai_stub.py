@@ -35,6 +35,9 @@ class StubBehaviour:
     fail_every: int | None = None  # answer every Nth generation with a 500 (1-based)
     die_after_chunks: int | None = None  # shut the socket after this many chunks
     tool_call: tuple[str, str] = ("mul", '{"a": 6, "b": 7}')  # (name, arguments) when tools given
+    # When set: every generation waits until this event is set (requests held in flight,
+    # so a test can fill a model's slots and queue without timing anything).
+    hold: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ class _StubHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         self.owner._remember(RecordedRequest("POST", self.path, body, dict(self.headers)))
         behaviour = self.owner.behaviour
+        if behaviour.hold is not None:
+            behaviour.hold.wait()
         failing = self.owner._fails_next_generation()
         if behaviour.fail_status is not None or failing:
             status = behaviour.fail_status or 500
