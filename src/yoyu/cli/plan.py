@@ -27,11 +27,14 @@ from yoyu.cli.machine_flags import (
 )
 from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, moves_table_of, print_json
+from yoyu.cli.plan_training import plan_training
 from yoyu.cli.run_flags import RunFlags, with_run_flags
+from yoyu.cli.training_flags import TrainingFlags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
@@ -71,6 +74,9 @@ def register(app: typer.Typer) -> None:
     ctx_default=None,
     ctx_help=f"Context tokens; 0 = the model's own (default {DEFAULT_CTX}).",
     force=False,
+    batch_default=None,
+    batch_help="Logical batch (n_batch, default 512); with --train, sequences per micro-batch "
+    "(default 1).",
 )
 def plan_command(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
@@ -129,9 +135,40 @@ def plan_command(
             "correction for this engine and architecture).",
         ),
     ] = False,
+    train: Annotated[
+        str | None,
+        typer.Option(help="Plan a fine-tuning step instead: lora or qlora (PEFT + PyTorch)."),
+    ] = None,
+    rank: Annotated[int | None, typer.Option(help="--train: LoRA rank (default 16).")] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="--train: modules to adapt, e.g. q,k,v,o,gate,up,down or all "
+            "(default q,v, PEFT's own)."
+        ),
+    ] = None,
+    seq: Annotated[int | None, typer.Option(help="--train: tokens per sequence (2048).")] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="--train: gradient accumulation steps (1).")
+    ] = None,
+    grad_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--grad-checkpointing/--no-grad-checkpointing", help="--train (off)."),
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="--train: adamw, adamw8bit or sgd (default adamw).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
+    training = TrainingFlags(train, rank, targets, seq, flags.batch, grad_accum,
+                             grad_checkpointing, optimizer)  # fmt: skip
+    if train is not None:
+        untaken = {"--emit": emit, "--compare-fit": compare_fit, "--node": node, "--rpc": rpc}
+        return _plan_training(
+            model, machine, training.settings(untaken), (free, gpu_free, reserve), as_json
+        )
+    training.refuse_without_train()
     if emit is not None and emit not in EMIT_TARGETS:
         raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
     spec = read_model_arg(model)[0]
@@ -181,6 +218,33 @@ def plan_command(
             _print_emitted(plan, emit, emitted[1])
     if plan.verdict is Verdict.DOES_NOT_FIT:
         raise typer.Exit(1)  # documented: 1 = the model does not fit, 2 = bad input
+
+
+def _plan_training(
+    model: str,
+    machine: str | None,
+    settings: TrainingSettings,
+    sizes: tuple[str | None, str | None, str | None],
+    as_json: bool,
+) -> None:
+    """``--train``: one fine-tuning step on this machine or a preset (no bandwidth probe:
+    a training plan predicts no speed)."""
+    free, gpu_free, reserve = sizes
+    request = PlanRequest(
+        reserve_bytes=size_flag("--reserve", reserve) or 0,
+        ram_free_bytes=size_flag("--free", free),
+        gpu_free_bytes=size_flag("--gpu-free", gpu_free),
+    )
+    plan_training(read_model_arg(model)[0], _training_machine(machine), request, settings, as_json)
+
+
+def _training_machine(name: str | None) -> Machine:
+    """A preset, else this machine without the bandwidth probe (no speed is predicted)."""
+    if name:
+        return load_machine(name)
+    from yoyu.machine.probe import probe_machine
+
+    return probe_machine()
 
 
 # --- input ------------------------------------------------------------------
@@ -424,15 +488,4 @@ def _print_speed(plan: Plan) -> None:
 
 
 def moves_table(plan: Plan) -> Table:
-    table = Table(title="Fitting moves (cheapest first)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("#", "move", "result", "what it takes"):
-        table.add_column(column)
-    for index, move in enumerate(plan.moves, start=1):
-        risk = f" / {move.resulting_risk.value}" if move.resulting_risk else ""
-        table.add_row(
-            str(index),
-            move.action,
-            f"{move.resulting_verdict.value}{risk}",
-            escape(move.description),
-        )
-    return table
+    return moves_table_of(plan.moves)
