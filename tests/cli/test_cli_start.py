@@ -65,6 +65,8 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("inspect", "{gguf}", "--json"),
         ("plan", "{gguf}"),
         ("plan", "{gguf}", "--json"),
+        ("fit", "--machine", "linux-cpu-32g", "--family", "qwen3"),
+        ("fit", "--machine", "linux-cpu-32g", "--json"),
         ("watch", "--once"),
         ("watch", "--json"),
     ],

@@ -59,6 +59,10 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "Download a Hub GGUF into the Hugging Face cache, if the plan says it fits here.",
     ),
     CommandEntry(
+        "fit", "yoyu.cli.fit",
+        "Rank the catalog's models on a machine: placement, largest context, speed, risk.",
+    ),
+    CommandEntry(
         "watch", "yoyu.cli.watch",
         "Memory, engines, GPUs and the guard's floors, refreshing in place.",
     ),

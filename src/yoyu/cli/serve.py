@@ -152,23 +152,21 @@ def load_gateway_config(
 
 def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
     server = gateway.server
-    url = f"http://{server.host}:{server.port}/v1"
+    ollama_url = f"http://{server.host}:{server.port}"  # Ollama clients take the bare host
+    url = f"{ollama_url}/v1"
     names = [*gateway.served, *gateway.routes, *gateway.aliases]
     mcp_url = _mcp_url(server.host, server.port) if mcp else None
     dashboard = dashboard_url(server.host, server.port)
     if json_output:
         summary = {
-            "url": url, "mcp": mcp_url, "dashboard": dashboard, "models": names,
-            "api_key_env": server.api_key_env,
+            "url": url, "ollama": ollama_url, "mcp": mcp_url, "dashboard": dashboard,
+            "models": names, "api_key_env": server.api_key_env,
         }  # fmt: skip
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
         return
-    console.print(
-        f"yoyu serving {', '.join(names)} at {url}"
-        + (f" (MCP: {mcp_url})" if mcp_url else "")
-        + f"; dashboard: {dashboard}"
-    )
+    also = f"Ollama API: {ollama_url}" + (f", MCP: {mcp_url}" if mcp_url else "")
+    console.print(f"yoyu serving {', '.join(names)} at {url} ({also}); dashboard: {dashboard}")
 
 
 def _mcp_url(host: str, port: int) -> str:

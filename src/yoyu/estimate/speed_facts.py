@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yoyu.errors import ConfigError
+from yoyu.errors import ConfigError, YoyuError
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import (
     GPU_BACKENDS,
@@ -35,10 +35,9 @@ from yoyu.estimate.speed import (
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
-from yoyu.models.catalog import QUANT_SCHEMES, catalog_tensors, find_catalog_entry
+from yoyu.models.catalog import catalog_spec, find_catalog_entry
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
-from yoyu.models.hf_model import architecture_spec
-from yoyu.models.spec import ModelSpec, summarize_tensors
+from yoyu.models.spec import ModelSpec
 from yoyu.toml import TOMLDecodeError, load_toml
 
 FACTS_PATH = Path(__file__).with_name("speed_facts.toml")
@@ -191,27 +190,18 @@ def fact_architecture(fact: SpeedFact, facts: SpeedFacts) -> HfArchitecture:
 
 
 def fact_spec(fact: SpeedFact, facts: SpeedFacts) -> ModelSpec:
-    """The model as the fact ran it: its architecture at the fact's quant."""
-    if fact.quant not in QUANT_SCHEMES:
-        raise ConfigError(f"speed fact {fact.id}: unknown quant {fact.quant!r}")
-    return _spec_at(fact_architecture(fact, facts), fact.quant, fact.model)
-
-
-def _spec_at(arch: HfArchitecture, quant: str, name: str) -> ModelSpec:
-    """The catalog's recipe (``catalog.catalog_spec``) at a quant of the fact's choosing,
-    for catalog models and the architectures described beside the facts alike."""
-    tensors = catalog_tensors(arch, QUANT_SCHEMES[quant])
-    summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
-    return architecture_spec(
-        arch,
-        tensors,
-        summary,
-        name=name,
-        format="catalog",
-        paths=(),
-        file_bytes=summary.tensor_bytes,
-        quantization=quant,
-    )
+    """The model as the fact ran it: the catalog's entry at the fact's quant (the catalog
+    derives each quant's tensor types with llama.cpp's own rules)."""
+    entry = find_catalog_entry(fact.model)
+    if entry is None:
+        raise ConfigError(
+            f"speed fact {fact.id}: model {fact.model!r} is neither in the catalog nor "
+            "described under [models] in the facts file"
+        )
+    try:
+        return catalog_spec(entry, fact.quant)
+    except YoyuError as error:
+        raise ConfigError(f"speed fact {fact.id}: unknown quant {fact.quant!r} ({error})") from None
 
 
 def check_fact(

@@ -7,6 +7,7 @@ public methods are the whole API::
     answer(request, private=False) -> Answer           a whole chat or completion
     open_stream(request, private=False) -> StreamAnswer  a streamed one
     embeddings(model, inputs, private=False) -> EmbeddingAnswer
+    preload(name, private=False) -> str                served_ids(name, private=False) -> list[str]
     list_models(installed=False) -> ModelListing      model_ids() -> list[str]
     switch_alias(alias, target) -> AliasChange        health(refresh=True) -> list[BackendStatus]
     memory() -> MemoryStatus                          unload(model_id) -> bool
@@ -415,6 +416,16 @@ class GatewayService:
         return EmbeddingAnswer(
             model, served.id, served.backend, response.vectors, response.prompt_tokens
         )
+
+    def served_ids(self, name: str, *, private: bool = False) -> list[str]:
+        """The served models ``name`` stands for, in the order a request would try them."""
+        return [served.id for served in self._chain(name, private)]
+
+    def preload(self, name: str, *, private: bool = False) -> str:
+        """Load ``name``'s first member that admission lets in, as a request would (with
+        its fallback and privacy), without generating; returns the served model."""
+        routed = self._route(name, private, lambda served: self.residency.lease(served).release())
+        return routed.served.id
 
     # -- models, aliases, health, memory ----------------------------------------
 

@@ -47,6 +47,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 OPEN_PATHS = frozenset({"/health"})
+OLLAMA_PREFIX = "/api/"  # Ollama's API answers errors in its own shape
 SESSION_COOKIE = "yoyu_session"
 _SESSION_SALT = b"yoyu dashboard session v1"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -198,7 +199,7 @@ class TrustMiddleware:
             if login is not None and _navigating(scope["method"], headers, refusal):
                 await _redirect(send, login)
             else:
-                await _refuse(send, refusal)
+                await _refuse(send, refusal, scope["path"])
             return
         origin = headers.get("origin")
         cross = origin if origin is not None and not _same_origin(origin, headers) else None
@@ -208,9 +209,11 @@ class TrustMiddleware:
         await self.app(scope, receive, _with_cors(send, cross) if cross else send)
 
 
-async def _refuse(send: Send, error: TrustError) -> None:
+async def _refuse(send: Send, error: TrustError, path: str) -> None:
+    """OpenAI's error object; Ollama's ``{"error": "..."}`` on its API's paths."""
     fields = {"message": str(error), "type": error.error_type, "code": error.error_code}
-    body = json.dumps({"error": {**fields, "param": None}}).encode()
+    shaped = str(error) if path.startswith(OLLAMA_PREFIX) else {**fields, "param": None}
+    body = json.dumps({"error": shaped}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -20,7 +20,7 @@ from yoyu.gateway.sizing import served_settings
 from yoyu.machine.presets import list_presets, load_machine
 from yoyu.machine.types import Machine
 from yoyu.models import resolve_model
-from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.models.catalog import catalog_names, relatives_of
 from yoyu.plan.emit import emit_settings
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import PlanRequest
@@ -37,7 +37,7 @@ def plan_choices(service: GatewayService) -> dict[str, Any]:
     return {
         "served": [entry.id for entry in listing.served if entry.kind == "model"],
         "installed": [dataclasses.asdict(model) for model in listing.installed],
-        "catalog": [entry.name for entry in catalog_entries()],
+        "catalog": catalog_names(),
         "presets": [{"name": p.name, "description": p.description} for p in list_presets()],
     }
 
@@ -73,7 +73,7 @@ class Planner:
         cluster = [load_machine(name) for name in nodes]
         target = cluster[0] if cluster else (load_machine(machine) if machine else self.here())
         request = PlanRequest(settings=settings)
-        catalog = [catalog_spec(entry) for entry in catalog_entries()]
+        catalog = relatives_of(spec)  # the smaller models a "smaller model" move may name
         plan = make_plan(spec, target, request, nodes=cluster or None, catalog=catalog)
         emitted = {}
         for name in CLUSTER_TARGETS if cluster else SINGLE_TARGETS:
