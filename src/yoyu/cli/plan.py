@@ -8,7 +8,6 @@ fit, 2 for bad input (through the CLI boundary).
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,12 +39,8 @@ from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec
 from yoyu.models.catalog import relatives_of
-from yoyu.plan.emit.llama_cpp import (
-    engine_load_settings,
-    llama_cpp_python_kwargs,
-    llama_server_argv,
-    rpc_endpoints,
-)
+from yoyu.plan.emit import EMIT_TARGETS, emit_settings
+from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.history import (
     History,
     history_notes,
@@ -62,7 +57,6 @@ from yoyu.units import MIB, format_bytes, format_mib
 DEFAULT_CTX = (
     8192  # a working chat/code context; sizing at a model's 128k maximum is a peer mistake
 )
-EMIT_TARGETS = ("llama-server", "llama-cpp-python", "ollama", "vllm", "exo", "rpc")
 
 
 def register(app: typer.Typer) -> None:
@@ -267,29 +261,8 @@ def _emitted(
     target: str, plan: Plan, spec: ModelSpec, ref: str, machine: Machine, request: PlanRequest
 ) -> tuple[dict[str, Any], str]:
     """The launch settings as JSON and as text to paste."""
-    from yoyu.plan.emit.cluster import exo_commands, rpc_commands  # only with --emit
-    from yoyu.plan.emit.ollama import ollama_config
-    from yoyu.plan.emit.vllm import vllm_command
-
-    path = spec.paths[0] if spec.paths else ref
-    if target in ("exo", "rpc") and not plan.nodes:
-        raise SettingsError(f"--emit {target} needs a cluster plan: give two or more --node")
-    if target == "llama-server":
-        argv = llama_server_argv(plan.settings, path)
-        return {"target": target, "argv": argv}, shlex.join(argv) + "\n"
-    if target == "llama-cpp-python":
-        kwargs = {"model_path": path, **llama_cpp_python_kwargs(plan.settings)}
-        text = "Llama(\n" + "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")\n"
-        return {"target": target, "kwargs": kwargs}, text
-    if target == "ollama":
-        config = ollama_config(plan, path, machine)
-        return {"target": target, **config.to_dict()}, config.render()
-    if target == "vllm":
-        margin = request.thresholds.gpu_margin_bytes
-        command = vllm_command(plan, spec, ref, machine, margin)
-        return {"target": target, **command.to_dict()}, command.render()
-    commands = rpc_commands(plan, path) if target == "rpc" else exo_commands(plan)
-    return {"target": target, **commands.to_dict()}, commands.render()
+    emitted = emit_settings(target, plan, spec, ref, machine, request)
+    return emitted.data, emitted.text
 
 
 def _print_emitted(plan: Plan, target: str, text: str) -> None:

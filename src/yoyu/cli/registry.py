@@ -71,6 +71,10 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "Serve models over the OpenAI API, loading each only when memory allows.",
     ),
     CommandEntry(
+        "dashboard", "yoyu.cli.dashboard",
+        "Watch this machine in the browser: memory, engines, runs, plans, the guard's log.",
+    ),
+    CommandEntry(
         "run", "yoyu.cli.run",
         "Load MODEL, answer PROMPT (streamed), print the memory profile, unload.",
     ),

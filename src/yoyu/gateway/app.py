@@ -48,7 +48,7 @@ from yoyu.gateway import wire
 from yoyu.gateway.ollama_routes import Edge, ollama_routes
 from yoyu.gateway.relay import Emit, Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
-from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
+from yoyu.gateway.trust import OPEN_PATHS, TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,9 +80,13 @@ def create_app(
     """The ASGI app for ``service``; with ``api_key`` every route but /health needs it.
 
     ``draining`` is set when the server begins to shut down: streams in flight
-    then end with an error event instead of being cut.
+    then end with an error event instead of being cut. The dashboard
+    (``gateway.dashboard``) is served at ``/`` behind the same door.
     """
+    from yoyu.gateway import dashboard  # it imports this module (Extension)
+
     handlers = _Handlers(service, draining or threading.Event())
+    extensions = [dashboard.dashboard_extension(service, api_key, handlers.draining), *extensions]
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -118,6 +122,9 @@ def create_app(
         allowed_hosts=frozenset(host.lower() for host in server.allowed_hosts),
         cors_origins=frozenset(server.cors_origins),
         api_key=api_key,
+        open_paths=OPEN_PATHS | dashboard.OPEN_PATHS,
+        open_prefixes=dashboard.OPEN_PREFIXES,
+        login_path=dashboard.LOGIN_PAGE,
     )
     return TrustMiddleware(Starlette(routes=routes, lifespan=lifespan), policy)
 

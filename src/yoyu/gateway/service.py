@@ -773,6 +773,12 @@ class GatewayService:
         """The plan for ``model`` on the engine its backend starts."""
         return self._sizer.size(model, self.backends[model.backend].engine_kind)
 
+    def sizing(self, model_id: str) -> Sizing:
+        """What admission sizes a served model at (read-only; the dashboard shows it)."""
+        if model_id not in self.config.served:
+            raise UnknownModelError(f"model {model_id!r} is not served here")
+        return self._sizing(self.config.served[model_id])
+
     def planning_engine(self, model_id: str) -> str:
         """The engine a plan for ``model_id`` is made for: its backend's, or for a model
         not served here, the engine of the first managed backend (the one that would
