@@ -29,6 +29,7 @@ measured, so a run cut short keeps what it had.
 
     PYTHONPATH=src python benchmarks/gpu_memory.py --out DIR [--llama-server PATH]
         [--build-cuda ENGINES_DIR] [--deadline-s S] [--quick] [--cpu]
+    PYTHONPATH=src python benchmarks/gpu_memory.py --out DIR --predict-only server-h200-141g
 
 ``--cpu`` runs small generated models on the CPU (no GPU, no NVML figures): the
 script's own check where no GPU is. ``--deadline-s`` skips the cases that would not
@@ -547,6 +548,24 @@ def run_cases(
                 print("\n".join(_speed_lines(result["speed"])), flush=True)
 
 
+def print_predictions(cases: tuple[Case, ...], machine: Machine, folder: Path) -> None:
+    """What the device run will check, per case: yoyu's figures alone (no engine started)."""
+    print(
+        f"| case | {GPU} weights | KV | compute | + runtime | {GPU} total | host weights "
+        "| host compute | output |\n|---|" + "---:|" * 8
+    )
+    for case in cases:
+        estimate = estimate_memory(
+            read_gguf_model(model_file(case.model, folder)), machine, case.settings
+        )
+        gpu = next((d for d in estimate.devices if d.name == GPU), None)
+        cpu = estimate.device("CPU")
+        figures = [gpu.weights_bytes, gpu.kv_bytes, gpu.compute_bytes, gpu.overhead_bytes,
+                   gpu.total_bytes] if gpu else [0] * 5  # fmt: skip
+        figures += [cpu.weights_bytes + cpu.repack_bytes, cpu.compute_bytes, cpu.output_bytes]
+        print(f"| {case.label} | " + " | ".join(_mib_text(value) for value in figures) + " |")
+
+
 def prepare_models(cases: tuple[Case, ...], folder: Path) -> None:
     for name in dict.fromkeys(case.model for case in cases):
         model_file(name, folder)
@@ -562,6 +581,7 @@ def main() -> None:
     parser.add_argument("--deadline-s", type=float, default=1e9)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--predict-only", metavar="PRESET", help="print yoyu's figures only")
     args = parser.parse_args()
     report = Report(args.out)
     deadline = report.started + args.deadline_s
@@ -572,6 +592,9 @@ def main() -> None:
     if args.cpu:
         cases = tuple(dataclasses.replace(c, settings=dataclasses.replace(c.settings,
                       n_gpu_layers=0)) for c in cases)  # fmt: skip
+    if args.predict_only:
+        print_predictions(cases, load_machine(args.predict_only), folder)
+        return
     with report.phase("probe"):
         machine = probe_part(report)
     server = args.llama_server

@@ -5,8 +5,6 @@ into GPU and host rows beside the prediction and NVML's process figure."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +17,7 @@ from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine import load_machine
 from yoyu.machine.nvidia import probe_nvidia_gpus
 from yoyu.models.gguf_spec import read_gguf_model
+from yoyu.testing.benchmark_modules import load_benchmark
 from yoyu.testing.fake_nvml import DRIVER_545_CUDA_12_3, H100_80G_HBM3, FakeNvml
 from yoyu.testing.tiny_models import write_tiny_model
 from yoyu.units import MIB
@@ -26,13 +25,7 @@ from yoyu.units import MIB
 
 @pytest.fixture(scope="module")
 def benchmark() -> ModuleType:
-    path = Path(__file__).parents[2] / "benchmarks" / "gpu_memory.py"
-    loaded = importlib.util.spec_from_file_location("gpu_memory", path)
-    assert loaded is not None and loaded.loader is not None
-    module = importlib.util.module_from_spec(loaded)
-    sys.modules[loaded.name] = module  # its dataclasses look their module up there
-    loaded.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_memory")
 
 
 # nvidia-smi --query-gpu=name,memory.total,memory.reserved,memory.used,memory.free,
