@@ -103,23 +103,26 @@ L8, G12, Q7, OSS, L70 = (
     "llama-3.1-8b-q4_k_m", "gemma-3-12b-q4_k_m", "deepseek-r1-distill-qwen-7b-q4_k_m",
     "gpt-oss-20b-mxfp4", "llama-3.1-70b-q4_k_m",
 )  # fmt: skip
+# In the order they are worth the device's minutes: the partial placements first (there
+# ggml's op offload copies CPU weights into the GPU's compute buffer, which no RPC device
+# does), then contexts and shapes; the 70B full offload (40 GiB to upload) last.
 GPU_CASES = (
     Case("llama-3.1-8b ctx4096 all", L8, _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS), True, True),
-    Case("llama-3.1-8b ctx32768 all", L8, _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS), quick=True),
-    Case("llama-3.1-8b ctx32768 all fa", L8,
-         _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS, flash_attn=True), quick=True),
     Case("llama-3.1-8b ctx4096 ngl16", L8, _s(n_ctx=4096, n_gpu_layers=16), quick=True),
-    Case("gemma-3-12b ctx4096 all", G12, _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS), quick=True),
-    Case("gemma-3-12b ctx32768 all fa", G12,
-         _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS, flash_attn=True)),
     Case("gpt-oss-20b ctx4096 all fa", OSS,
          _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS, flash_attn=True), quick=True),
     Case("gpt-oss-20b ctx4096 all fa ncm12", OSS,
          _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS, flash_attn=True, n_cpu_moe=12), quick=True),
-    Case("qwen2-7b ctx32768 all", Q7, _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS)),
-    Case("llama-3.1-70b ctx4096 all", L70, _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS)),
+    Case("llama-3.1-8b ctx32768 all", L8, _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS), quick=True),
+    Case("llama-3.1-8b ctx32768 all fa", L8,
+         _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS, flash_attn=True), quick=True),
+    Case("gemma-3-12b ctx4096 all", G12, _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS), quick=True),
     Case("llama-3.1-70b ctx32768 ngl40 fa", L70,
          _s(n_ctx=32768, n_gpu_layers=40, flash_attn=True)),
+    Case("gemma-3-12b ctx32768 all fa", G12,
+         _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS, flash_attn=True)),
+    Case("qwen2-7b ctx32768 all", Q7, _s(n_ctx=32768, n_gpu_layers=ALL_LAYERS)),
+    Case("llama-3.1-70b ctx4096 all", L70, _s(n_ctx=4096, n_gpu_layers=ALL_LAYERS)),
 )  # fmt: skip
 CPU_CASES = (
     Case("tiny llama q4_0 ctx4096", "tiny:llama", _s(n_ctx=4096), speed=True, quick=True),
