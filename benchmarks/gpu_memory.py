@@ -84,6 +84,7 @@ GPU = "CUDA0"
 PROMPT_TOKENS, DECODE_TOKENS, SPEED_REPEATS = 512, 128, 3
 LOAD_BYTES_PER_S = 2e9  # a pessimistic upload rate from a sparse file, to size a case
 CASE_FIXED_S = 15.0  # start, CUDA init, one request, stop
+REQUEST_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,7 @@ def completion(base_url: str, prompt: list[int], n_predict: int) -> dict[str, An
         "prompt": prompt, "n_predict": n_predict, "ignore_eos": True, "cache_prompt": False,
         "temperature": 0.0, "top_k": 1, "stream": False,
     }  # fmt: skip
-    response = httpx.post(f"{base_url}/completion", json=body, timeout=600.0)
+    response = httpx.post(f"{base_url}/completion", json=body, timeout=REQUEST_TIMEOUT_S)
     response.raise_for_status()
     timings: dict[str, Any] = response.json().get("timings", {})
     return timings
@@ -362,14 +363,15 @@ def prompt_ids(spec: ModelSpec, count: int, seed: int) -> list[int]:
 
 
 def measure_case(
-    case: Case, machine: Machine, server: str, folder: Path, watch: NvmlWatch
+    case: Case, machine: Machine, server: str, folder: Path, watch: NvmlWatch, timeout_s: float
 ) -> dict[str, Any]:
+    """One load (given at most ``timeout_s``), one request, the speed runs when asked."""
     path = model_file(case.model, folder)
     spec = read_gguf_model(path)
     estimate = estimate_memory(spec, machine, case.settings)
     backend = LlamaCppServerBackend(
         engine=LlamaCppEngine("llama-server", server), log_dir=folder / "logs",
-        start_timeout_s=600.0,
+        start_timeout_s=timeout_s,
     )  # fmt: skip
     device_before, _ = watch.read([])
     try:
@@ -486,6 +488,9 @@ def markdown(report: Report) -> str:
     lines += [f"- {line}" for line in report.probe.get("comparison", [])]
     for case in report.cases:
         lines += ["", f"## {case['label']} (load {case['load_s']} s)", ""]
+        if case.get("error"):
+            lines.append(f"FAILED: {case['error']}")
+            continue
         lines += ["| component | predicted MiB | llama.cpp printed MiB | NVML MiB | ratio |",
                   "|---|---:|---:|---:|---:|"]  # fmt: skip
         lines += [_markdown_row(row) for row in case["rows"]]
@@ -538,7 +543,8 @@ def run_cases(
             continue
         with report.phase(case.label):
             try:
-                result = measure_case(case, machine, server, folder, watch)
+                left = max(deadline - time.monotonic(), CASE_FIXED_S)
+                result = measure_case(case, machine, server, folder, watch, left)
             except Exception as error:  # one failed case must not lose the others
                 print(f"FAILED {case.label}: {error}", flush=True)
                 report.cases.append({"label": case.label, "error": str(error)[:500],
