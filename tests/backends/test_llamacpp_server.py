@@ -20,6 +20,7 @@ import openai
 import psutil
 import pytest
 
+import yoyu
 from yoyu.backends.engine_process import EngineProcess
 from yoyu.backends.llamacpp_flags import (
     PYTHON_SERVER_MODULE,
@@ -469,8 +470,21 @@ def test_the_engine_does_not_inherit_variables_it_would_read_as_settings() -> No
     assert engine_environment(environ) == {
         "PATH": "/bin",
         "CUDA_VISIBLE_DEVICES": "0",
+        "PYTHONPATH": str(Path(yoyu.__file__).resolve().parents[1]),  # run from the source
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.mark.slow
+def test_the_engine_watcher_imports_the_parents_own_yoyu() -> None:
+    """A child started with the engine's environment finds this very yoyu: the one a
+    checkout runs with ``PYTHONPATH=src`` even where no yoyu is installed."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import yoyu; print(yoyu.__file__)"],
+        env=engine_environment({"PATH": os.environ.get("PATH", "")}),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert Path(done.stdout.strip()).resolve() == Path(yoyu.__file__).resolve()
 
 
 def test_engine_complaint_prefers_the_cause_and_skips_traceback_frames() -> None:

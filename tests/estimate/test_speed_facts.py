@@ -10,9 +10,7 @@ change to ``yoyu.estimate.speed`` that breaks the agreement fails here.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +38,7 @@ from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine import list_presets, load_machine
 from yoyu.models.catalog import catalog_model
 from yoyu.models.spec import TensorInfo
+from yoyu.testing.benchmark_modules import load_benchmark
 
 FACTS = load_speed_facts()
 GPU_SETTINGS = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
@@ -224,13 +223,7 @@ def test_a_preset_gpu_with_a_bad_fp32_figure_names_the_key(tmp_path: Path) -> No
 
 
 def _speed_accuracy_benchmark() -> ModuleType:
-    path = Path(__file__).parents[2] / "benchmarks" / "speed_accuracy.py"
-    loaded = importlib.util.spec_from_file_location("speed_accuracy", path)
-    assert loaded is not None and loaded.loader is not None
-    module = importlib.util.module_from_spec(loaded)
-    sys.modules[loaded.name] = module  # its dataclasses look their module up there
-    loaded.loader.exec_module(module)
-    return module
+    return load_benchmark("speed_accuracy")
 
 
 def test_the_gpu_constants_in_use_are_what_the_fit_facts_give() -> None:
