@@ -11,7 +11,8 @@ ordinary exceptions with tracebacks: they are ours, not the user's.
     YoyuError
      ├── ModelError            a model could not be read or found
      │    ├── ModelFileError       the file is truncated, malformed or lying
-     │    └── ModelNotFoundError   no file, manifest or catalog entry by that name
+     │    ├── ModelNotFoundError   no file, manifest or catalog entry by that name
+     │    └── RemoteModelError     a model on the Hub or at a URL could not be read or fetched
      ├── MachineError          an unknown preset or a bad machine description
      ├── ConfigError           yoyu.toml or a YOYU_* variable is wrong
      ├── SettingsError         a run or plan setting is out of range
@@ -91,6 +92,16 @@ class ModelNotFoundError(ModelError):
     http_status = 404
     error_type = "invalid_request_error"
     error_code = "model_not_found"
+
+
+class RemoteModelError(ModelError):
+    """A model on the Hugging Face Hub or at an https:// URL could not be planned or pulled:
+    the server is unreachable or refuses, ignores Range requests, the header is larger
+    than yoyu reads before a download, or a download does not match the Hub's sha256."""
+
+    http_status = 502
+    error_type = "upstream_error"
+    error_code = "remote_model_unreadable"
 
 
 class MachineError(YoyuError):

@@ -32,3 +32,12 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
         return Path(environ["YOYU_HOME"]).expanduser() / "data"
     base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base).expanduser() / "yoyu"
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Folder of what yoyu can fetch again (remote GGUF headers): safe to delete."""
+    environ = _environ(env)
+    if environ.get("YOYU_HOME"):
+        return Path(environ["YOYU_HOME"]).expanduser() / "cache"
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "yoyu"

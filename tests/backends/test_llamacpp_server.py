@@ -20,6 +20,7 @@ import openai
 import psutil
 import pytest
 
+import yoyu
 from yoyu.backends.engine_process import EngineProcess
 from yoyu.backends.llamacpp_flags import (
     PYTHON_SERVER_MODULE,
@@ -161,19 +162,29 @@ def test_stream_arrives_in_token_chunks_with_usage_and_timing(served: Served) ->
     assert chunks[-1].content is None and chunks[-1].usage is not None
 
 
-def test_tokens_reach_the_caller_while_the_engine_is_still_generating(served: Served) -> None:
-    backend, loaded = served
-    assert loaded.log_path is not None
-    log_start = loaded.log_path.stat().st_size
-    request = ChatRequest("tiny", GREETING, max_tokens=200, extra={"logit_bias": ascii_only_bias()})
-    stream = backend.stream_chat(request)
-    first = next(chunk for chunk in stream if chunk.content is not None)
-    # llama.cpp prints its timing lines when a generation ends: not yet.
-    log_so_far = loaded.log_path.read_text(encoding="utf-8")[log_start:]
-    assert "eval time" not in log_so_far
-    rest = list(stream)
-    assert summarize_stream([first, *rest]).token_chunks == 200
-    assert first.t_s < rest[-1].t_s
+def test_tokens_reach_the_caller_while_the_engine_is_still_generating(
+    served: Served, tiny: TinyModel
+) -> None:
+    backend, _ = served
+    # 1,900 tokens: long enough (~0.1 s and more) that a pause of the test process between
+    # the first token and the look at the log cannot outlast the generation (200 tokens
+    # took 9 ms, and a busy CI machine once paused the test longer than that).
+    loaded = backend.load(ModelRef("tiny-long", tiny.path), {**SETTINGS, "n_ctx": 2048})
+    try:
+        assert loaded.log_path is not None
+        log_start = loaded.log_path.stat().st_size
+        bias = {"logit_bias": ascii_only_bias()}
+        request = ChatRequest("tiny-long", GREETING, max_tokens=1900, extra=bias)
+        stream = backend.stream_chat(request)
+        first = next(chunk for chunk in stream if chunk.content is not None)
+        # llama.cpp prints its timing lines when a generation ends: not yet.
+        log_so_far = loaded.log_path.read_text(encoding="utf-8")[log_start:]
+        assert "eval time" not in log_so_far
+        rest = list(stream)
+        assert summarize_stream([first, *rest]).token_chunks == 1900
+        assert first.t_s < rest[-1].t_s
+    finally:
+        backend.unload("tiny-long")
 
 
 def test_plain_completions_stream_and_not(served: Served) -> None:
@@ -459,8 +470,21 @@ def test_the_engine_does_not_inherit_variables_it_would_read_as_settings() -> No
     assert engine_environment(environ) == {
         "PATH": "/bin",
         "CUDA_VISIBLE_DEVICES": "0",
+        "PYTHONPATH": str(Path(yoyu.__file__).resolve().parents[1]),  # run from the source
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.mark.slow
+def test_the_engine_watcher_imports_the_parents_own_yoyu() -> None:
+    """A child started with the engine's environment finds this very yoyu: the one a
+    checkout runs with ``PYTHONPATH=src`` even where no yoyu is installed."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import yoyu; print(yoyu.__file__)"],
+        env=engine_environment({"PATH": os.environ.get("PATH", "")}),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert Path(done.stdout.strip()).resolve() == Path(yoyu.__file__).resolve()
 
 
 def test_engine_complaint_prefers_the_cause_and_skips_traceback_frames() -> None:

@@ -27,7 +27,8 @@ CLI_SOURCE = Path(__file__).resolve().parents[2] / "src" / "yoyu" / "cli"
 # Top-level packages no light command needs (pydantic and rich stay: typer uses them).
 HEAVY = {
     "mcp", "starlette", "uvicorn", "matplotlib", "llama_cpp", "numpy", "gguf", "httpx",
-    "anyio", "openai", "babel",  # babel: the catalog's dev tool; gettext reads it at run time
+    "anyio", "openai", "huggingface_hub", "httpx2",
+    "babel",  # the message catalog's dev tool; gettext reads the catalog at run time
 }  # fmt: skip
 # yoyu's own layers above the core that no light command needs.
 HEAVY_YOYU = ("yoyu.gateway", "yoyu.mcp", "yoyu.rollout", "yoyu.runner.session", "yoyu.node")
@@ -65,6 +66,8 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("inspect", "{gguf}", "--json"),
         ("plan", "{gguf}"),
         ("plan", "{gguf}", "--json"),
+        ("fit", "--machine", "linux-cpu-32g", "--family", "qwen3"),
+        ("fit", "--machine", "linux-cpu-32g", "--json"),
         ("watch", "--once"),
         ("watch", "--json"),
     ],

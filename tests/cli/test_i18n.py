@@ -241,5 +241,5 @@ def test_help_speaks_japanese() -> None:
     assert "モデルをマシン上で計画します" in top.stdout
     plan = yoyu("plan", "--help", YOYU_LANG="ja", COLUMNS="300")
     assert "計画を JSON で出力します。" in plan.stdout  # an option's help
-    assert "論理バッチ（n_batch）。" in plan.stdout  # a shared run flag's help
+    assert "物理バッチ（n_ubatch）。" in plan.stdout  # a shared run flag's help
     assert "Plan a model on a machine" in yoyu("--help", LANG="C").stdout

@@ -45,6 +45,7 @@ def test_a_gguf_file_is_served_with_no_config_file(tmp_path: Path) -> None:
         summary = json.loads(gateway.log_text().splitlines()[0])
         assert summary["url"] == gateway.base_url
         assert summary["mcp"] == f"{gateway.url}/mcp"
+        assert summary["ollama"] == gateway.url
         initialize = {
             "jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {},

@@ -11,7 +11,6 @@ the model (the stub behind it counts what arrives).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -20,21 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from yoyu.testing.browser import CHROMIUM, CHROMIUM_FLAGS
 from yoyu.testing.gateway_process import GatewayProcess
 from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
 from yoyu.testing.waiting import wait_until
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)"),
 ]
-
-# Flags for a closed network: no sandbox (root in CI), no calls home at start.
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-)  # fmt: skip
 
 PAGE_SCRIPT = """
 const gateway = %(gateway)s;

@@ -20,6 +20,7 @@ BUILT_IN = {
     "linux-rtx5060ti-16g",
     "linux-rtx4090-24g",
     "server-h100-80g",
+    "server-h200-141g",
     "linux-cpu-32g",
 }
 Validate = Callable[[Any], None]
@@ -104,6 +105,13 @@ def test_h100_preset_bandwidth_is_computed_from_bus_and_clock() -> None:
     (gpu,) = load_machine("server-h100-80g").gpus
     assert gpu.bandwidth_bytes_per_s is not None
     assert gpu.bandwidth_bytes_per_s / 1e12 == pytest.approx(3.35, rel=0.002)
+
+
+def test_h200_preset_states_the_datasheet_bandwidth_and_the_cards_usable_memory() -> None:
+    (gpu,) = load_machine("server-h200-141g").gpus
+    assert (gpu.name, gpu.total_bytes) == ("NVIDIA H200", 143771 * MIB)  # nvidia-smi's total
+    assert gpu.bandwidth_bytes_per_s == 4_800_000_000_000  # 4.8 TB/s, not NVML's 4.92
+    assert gpu.fp32_flops == 67 * 10**12
 
 
 def test_m2_max_preset_uses_macos_default_working_set() -> None:

@@ -13,6 +13,7 @@ TOOLS = {
     "switch_model",
     "health_check",
     "plan_model",
+    "fit_models",
     "memory_status",
 }
 LOAD_SETTINGS = {"n_ctx": 256, "n_batch": 64, "n_ubatch": 64, "seed": 1}

@@ -194,6 +194,14 @@ def test_plan_model_for_a_served_model_and_for_a_preset(served: Served) -> None:
     assert there["machine"] == "mac-studio-m2-max-32g" and there["settings"]["n_ctx"] == 8192
 
 
+def test_fit_models_ranks_the_catalog_on_a_preset(served: Served) -> None:
+    report = structured(
+        call(served, "fit_models", machine="linux-rtx4090-24g", family="qwen3", limit=3)
+    )
+    assert report["machine"] == "linux-rtx4090-24g" and len(report["models"]) == 3
+    assert all(row["runs"] and row["family"] == "qwen3" for row in report["models"])
+
+
 def test_memory_status_reads_the_machine_and_the_limits(served: Served) -> None:
     memory = structured(call(served, "memory_status"))
     assert 0 < memory["available_bytes"] <= memory["total_bytes"]

@@ -1,51 +1,80 @@
 """The catalog's derived figures against what each model's sources publish.
 
-``catalog.toml`` carries two independent things per model: the architecture from
-config.json, and the totals the model card and Ollama library page state. The
-derivation from the first must land on the second; a wrong layer count, expert
-count or bits-per-weight moves it well outside these tolerances.
+``catalog_data/*.toml`` carries two independent things per model: the architecture
+from config.json, and the totals the model card and the download page state. The
+derivation from the first (the converted tensor table, typed by llama.cpp's quant
+rules) must land on the second; a wrong layer count, expert count, tied embedding
+or quant rule moves it well outside these tolerances.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from yoyu.models.catalog import (
+    USES,
     CatalogEntry,
+    PublishedSize,
     catalog_entries,
     catalog_model,
     catalog_spec,
+    catalog_suggestions,
     find_catalog_entry,
+    match_catalog,
+    relatives_of,
 )
+from yoyu.models.gguf_spec import read_gguf_model
 
 ENTRIES = {entry.name: entry for entry in catalog_entries()}
-REQUIRED = [
-    "deepseek-r1:8b",
-    "deepseek-r1:32b",
-    "deepseek-r1:70b",
-    "gpt-oss:20b",
-    "gpt-oss:120b",
-    "llama3.1:8b",
-    "llama3.1:70b",
-    "qwen2.5:32b",
-    "qwen2.5-coder:7b",
-    "qwen3:8b",
-    "qwen3:32b",
-    "gemma2:27b",
-    "gemma3:27b",
-    "kimi-k2",
-    "deepseek-v3",
+PUBLISHED = [
+    (entry, quant, size) for entry in ENTRIES.values() for quant, size in entry.files.items()
 ]
+SIZE_TOLERANCE = 0.02
+# The names a new user types first (issue 22).
+FIRST_NAMES = [
+    "llama3.2:3b", "qwen3:30b-a3b", "qwen2.5:7b", "gemma3:4b", "phi4", "mistral",
+    "deepseek-r1:7b", "deepseek-r1:14b", "gpt-oss:20b",
+]  # fmt: skip
 
 
-def test_required_models_are_present() -> None:
-    assert set(REQUIRED) <= set(ENTRIES)
+def test_the_catalog_covers_the_popular_library() -> None:
+    assert len(ENTRIES) >= 200
+    families = {entry.family for entry in ENTRIES.values()}
+    for family in ("llama3.1", "llama3.2", "llama3.3", "qwen2.5", "qwen2.5-coder", "qwen3",
+                   "qwen3-coder", "deepseek-r1", "deepseek-v3", "gemma2", "gemma3", "phi3",
+                   "phi4", "phi4-mini", "mistral", "mistral-nemo", "mistral-small", "mixtral",
+                   "gpt-oss", "granite3.3", "smollm2", "command-r-plus", "kimi-k2",
+                   "codellama", "starcoder2", "nomic-embed-text", "bge-m3",
+                   "mxbai-embed-large"):  # fmt: skip
+        assert family in families, family
+    assert sum(len(entry.files) for entry in ENTRIES.values()) >= 250
+
+
+@pytest.mark.parametrize(
+    ("entry", "quant", "published"),
+    PUBLISHED,
+    ids=[f"{entry.name}-{quant}" for entry, quant, _ in PUBLISHED],
+)
+def test_derived_bytes_match_the_published_size(
+    entry: CatalogEntry, quant: str, published: PublishedSize
+) -> None:
+    """Within 2 %, or within the page's own rounding where that is coarser ("19GB" is
+    18.5 to 19.5 GB)."""
+    derived = catalog_spec(entry, quant).file_bytes
+    tolerance = max(SIZE_TOLERANCE * published.bytes, published.rounding_bytes)
+    assert abs(derived - published.bytes) <= tolerance, (
+        f"{entry.name} {quant}: derived {derived / 1e9:.3f} GB, published {published.text}"
+    )
 
 
 @pytest.mark.parametrize("entry", ENTRIES.values(), ids=list(ENTRIES))
 def test_derived_parameters_match_the_model_card(entry: CatalogEntry) -> None:
     spec = catalog_spec(entry)
     assert spec.params_total == pytest.approx(entry.published_params_total, rel=0.03)
+    if spec.is_moe and entry.published_params_active is None:
+        return  # the card states no active count to check
     published_active = entry.published_params_active or entry.published_params_total
     derived_active = spec.params_active
     if entry.published_active_excludes_token_embd:
@@ -53,37 +82,67 @@ def test_derived_parameters_match_the_model_card(entry: CatalogEntry) -> None:
     assert derived_active == pytest.approx(published_active, rel=0.03)
 
 
-@pytest.mark.parametrize(
-    "entry",
-    [entry for entry in ENTRIES.values() if entry.ollama_size_bytes],
-    ids=[name for name, entry in ENTRIES.items() if entry.ollama_size_bytes],
-)
-def test_derived_bytes_match_the_ollama_download(entry: CatalogEntry) -> None:
-    spec = catalog_spec(entry)
-    assert spec.file_bytes == spec.tensor_bytes
-    assert spec.tensor_bytes == pytest.approx(entry.ollama_size_bytes, rel=0.05)
-
-
 @pytest.mark.parametrize("entry", ENTRIES.values(), ids=list(ENTRIES))
-def test_every_entry_cites_its_config(entry: CatalogEntry) -> None:
-    assert any(source.endswith("config.json") for source in entry.sources)
+def test_every_entry_says_where_its_figures_come_from(entry: CatalogEntry) -> None:
+    assert entry.sources[0].startswith("https://huggingface.co/")
+    assert entry.sources[0].endswith("/config.json")
+    if entry.files:
+        assert entry.sources[1].startswith("https://"), entry.sources
+    assert entry.basis
+    assert set(entry.uses) <= set(USES)
 
 
-def test_byte_figures_add_up_per_layer() -> None:
+def test_published_sizes_carry_their_rounding() -> None:
+    assert PublishedSize.parse("4.9GB") == PublishedSize("4.9GB", 4_900_000_000, 50_000_000)
+    assert PublishedSize.parse("398MB").rounding_bytes == 500_000
+    assert PublishedSize.parse("5.03GB").rounding_bytes == 5_000_000
+    with pytest.raises(ValueError, match="not a size"):
+        PublishedSize.parse("4.9 gigs")
+
+
+def test_q4_k_m_gives_more_bits_to_attn_v_and_ffn_down_in_a_third_of_the_layers() -> None:
     spec = catalog_spec(ENTRIES["llama3.1:8b"])
-    assert len(spec.layer_bytes) == 32
-    assert len(set(spec.layer_bytes)) == 1
-    assert sum(spec.layer_bytes) + spec.nonrepeating_bytes == spec.tensor_bytes
-    assert set(spec.type_bytes) == {"Q4_K", "Q6_K", "F32"}
-    assert spec.format == "catalog"
-    assert spec.quantization == "Q4_K_M"
+    types = {tensor.name: tensor.type_name for tensor in spec.tensors}
+    assert types["token_embd.weight"] == "Q4_K"
+    assert types["output.weight"] == "Q6_K"
+    assert types["blk.0.attn_v.weight"] == "Q6_K"  # first eighth
+    assert types["blk.5.attn_v.weight"] == "Q4_K"
+    assert types["blk.6.ffn_down.weight"] == "Q6_K"  # (6 - 4) % 3 == 2
+    assert types["blk.31.ffn_down.weight"] == "Q6_K"  # last eighth
+    assert types["blk.10.ffn_gate.weight"] == "Q4_K"
+    assert types["blk.10.attn_norm.weight"] == "F32"
+
+
+def test_rows_that_do_not_fill_k_blocks_fall_back() -> None:
+    """Qwen2.5-0.5B's 896-wide rows cannot hold 256-weight blocks: Q5_0 and Q8_0 instead."""
+    spec = catalog_spec(ENTRIES["qwen2.5:0.5b"])
+    types = {tensor.name: tensor.type_name for tensor in spec.tensors}
+    assert types["blk.3.attn_q.weight"] == "Q5_0"
+    assert types["token_embd.weight"] == "Q8_0"  # tied: quantized as the output
+    assert types["blk.3.ffn_down.weight"] in ("Q4_K", "Q6_K")  # 4864 = 19 * 256
+
+
+def test_mixtral_keeps_attention_values_and_keys_in_q8_0() -> None:
+    spec = catalog_spec(ENTRIES["mixtral:8x7b"])
+    types = {tensor.name: tensor.type_name for tensor in spec.tensors}
+    assert types["blk.7.attn_v.weight"] == types["blk.7.attn_k.weight"] == "Q8_0"
+    assert types["blk.7.ffn_up_exps.weight"] == "Q4_0"
+    assert types["blk.7.ffn_gate_inp.weight"] == "F32"
+
+
+def test_each_quant_is_its_own_spec() -> None:
+    entry = ENTRIES["qwen2.5:7b"]
+    sizes = [catalog_spec(entry, quant).file_bytes for quant in ("Q4_K_M", "Q5_K_M", "Q8_0", "F16")]
+    assert sizes == sorted(sizes)
+    assert catalog_spec(entry, "Q8_0").name == "qwen2.5:7b-q8_0"
+    assert catalog_spec(entry).name == "qwen2.5:7b"
 
 
 def test_deepseek_v3_dense_layers_are_smaller_than_moe_layers() -> None:
-    spec = catalog_spec(ENTRIES["deepseek-v3"])
+    spec = catalog_spec(ENTRIES["deepseek-v3:671b"])
     dense, moe = spec.layer_bytes[:3], spec.layer_bytes[3:]
-    assert len(set(dense)) == 1 and len(set(moe)) == 1
-    assert moe[0] > 10 * dense[0]
+    assert len(set(dense)) == 1
+    assert min(moe) > 10 * dense[0]
     assert spec.mla is not None
     assert (spec.mla.kv_lora_rank, spec.mla.rope_dim) == (512, 64)
     assert (spec.n_experts, spec.n_experts_used, spec.n_experts_shared) == (256, 8, 1)
@@ -96,29 +155,100 @@ def test_sliding_window_models() -> None:
     gpt_oss = catalog_spec(ENTRIES["gpt-oss:20b"])
     assert gpt_oss.sliding_window == 128
     assert gpt_oss.swa_layers == tuple(range(0, 24, 2))
-    assert gpt_oss.head_dim_k == 64
     assert set(gpt_oss.type_bytes) == {"MXFP4", "BF16", "F32"}
+    command_r7b = catalog_spec(ENTRIES["command-r7b:7b"])
+    assert command_r7b.swa_layers == tuple(i for i in range(32) if (i + 1) % 4)
 
 
 @pytest.mark.parametrize(
-    ("ref", "name"),
+    ("ref", "name", "quant"),
     [
-        ("llama3.1:8b", "llama3.1:8b"),
-        ("llama3.1", "llama3.1:8b"),
-        ("LLAMA3.1:LATEST", "llama3.1:8b"),
-        ("registry.ollama.ai/library/qwen3:32b", "qwen3:32b"),
-        ("deepseek-r1:latest", "deepseek-r1:8b"),
-        ("moonshotai/Kimi-K2-Instruct", "kimi-k2"),
-        ("deepseek-v3:671b", "deepseek-v3"),
+        ("llama3.1:8b", "llama3.1:8b", "Q4_K_M"),
+        ("llama3.1", "llama3.1:8b", "Q4_K_M"),
+        ("LLAMA3.1:LATEST", "llama3.1:8b", "Q4_K_M"),
+        ("registry.ollama.ai/library/qwen3:32b", "qwen3:32b", "Q4_K_M"),
+        ("deepseek-r1:latest", "deepseek-r1:8b", "Q4_K_M"),
+        ("moonshotai/Kimi-K2-Instruct", "kimi-k2:1t", "Q4_K_M"),
+        ("deepseek-v3", "deepseek-v3:671b", "Q4_K_M"),
+        ("qwen3:30b", "qwen3:30b-a3b", "Q4_K_M"),
+        ("llama3.1:8b-instruct-q8_0", "llama3.1:8b", "Q8_0"),
+        ("qwen2.5:7b-instruct-fp16", "qwen2.5:7b", "F16"),
+        ("qwen3:30b-a3b-instruct-2507-q4_K_M", "qwen3:30b-a3b", "Q4_K_M"),
+        ("deepseek-r1:7b-qwen-distill-q8_0", "deepseek-r1:7b", "Q8_0"),
+        ("llama3.2:1b", "llama3.2:1b", "Q8_0"),
+        ("hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q5_K_M", "qwen2.5:7b", "Q5_K_M"),
+        ("Qwen2.5-Coder-7B-Instruct", "qwen2.5-coder:7b", "Q4_K_M"),
     ],
 )
-def test_lookup_by_name_alias_and_latest(ref: str, name: str) -> None:
-    entry = find_catalog_entry(ref)
-    assert entry is not None
-    assert entry.name == name
+def test_lookup_by_tag_alias_flavour_and_quant(ref: str, name: str, quant: str) -> None:
+    match = match_catalog(ref)
+    assert match is not None
+    assert (match.entry.name, match.quant) == (name, quant)
+
+
+@pytest.mark.parametrize("ref", FIRST_NAMES)
+def test_the_first_names_users_type_answer(ref: str) -> None:
+    spec = catalog_model(ref)
+    assert spec is not None
+    assert spec.format == "catalog"
+
+
+def test_every_family_answers_to_its_untagged_name() -> None:
+    families = {entry.family for entry in ENTRIES.values()}
+    missing = sorted(family for family in families if find_catalog_entry(family) is None)
+    assert missing == []
 
 
 def test_unknown_names_are_not_guessed() -> None:
     assert find_catalog_entry("llama3.1:9b") is None
-    assert catalog_model("qwen3") is not None
     assert catalog_model("qwen4:8b") is None
+    assert find_catalog_entry("llama3.1:8b-instruct-q3_k_s") is None
+
+
+def test_relatives_are_smaller_models_of_the_same_family() -> None:
+    spec = catalog_spec(ENTRIES["qwen2.5:32b"])
+    names = [relative.name for relative in relatives_of(spec)]
+    assert "qwen2.5:14b" in names and "qwen2.5:0.5b" in names
+    assert "qwen2.5:72b" not in names and "llama3.1:8b" not in names
+
+
+def test_the_derivation_matches_a_real_file_tensor_by_tensor(real_gemma: Path) -> None:
+    """The real Gemma 3 270M Q4_K_M: every tensor's name and ggml type as llama.cpp's
+    quantizer wrote them, the same tensor bytes, and the file within 0.1 %."""
+    real = read_gguf_model(real_gemma)
+    derived = catalog_spec(ENTRIES["gemma3:270m"], "Q4_K_M")
+    real_types = {tensor.name: tensor.type_name for tensor in real.tensors}
+    assert {tensor.name: tensor.type_name for tensor in derived.tensors} == real_types
+    assert derived.tensor_bytes == real.tensor_bytes
+    assert derived.file_bytes == pytest.approx(real_gemma.stat().st_size, rel=0.001)
+
+
+def test_a_compact_spec_keeps_every_figure_placement_reads() -> None:
+    dense = ENTRIES["llama3.1:70b"]
+    assert len(catalog_spec(dense, compact=True).tensors) < len(catalog_spec(dense).tensors) // 2
+    entry = ENTRIES["qwen3:30b-a3b"]
+    full, compact = catalog_spec(entry), catalog_spec(entry, compact=True)
+    assert (compact.tensor_bytes, compact.file_bytes) == (full.tensor_bytes, full.file_bytes)
+    assert compact.layer_bytes == full.layer_bytes
+    assert (compact.params_total, compact.params_active) == (full.params_total, full.params_active)
+    experts = [tensor.name for tensor in compact.tensors if "_exps." in tensor.name]
+    assert len(experts) == 3 * 48  # the stacks --n-cpu-moe moves stay whole
+
+
+def test_a_miss_suggests_the_family_sizes_or_the_quants_the_catalog_sizes() -> None:
+    assert catalog_suggestions("qwen3:7b")[:2] == ["qwen3:8b", "qwen3:4b"]
+    assert catalog_suggestions("mixtral:8x8b")[0] == "mixtral:8x7b"
+    assert catalog_suggestions("llama3.1:8b-instruct-q3_k_s") == [
+        "llama3.1:8b", "llama3.1:8b-q8_0", "llama3.1:8b-f16",
+    ]  # fmt: skip
+    assert catalog_suggestions("lama3.1")[0] == "llama3.1"
+
+
+def test_llama4_maverick_alternates_dense_and_moe_blocks_with_a_shared_expert() -> None:
+    spec = catalog_spec(ENTRIES["llama4:128x17b"])
+    assert (spec.n_experts, spec.n_experts_used, spec.n_experts_shared) == (128, 1, 1)
+    assert spec.n_ff == 16384 and spec.expert_ff_length == 8192  # intermediate_size_mlp
+    dense, moe = spec.layer_bytes[0::2], spec.layer_bytes[1::2]
+    assert max(dense) * 10 < min(moe)
+    scout = catalog_spec(ENTRIES["llama4:16x17b"])
+    assert len(set(scout.layer_bytes)) <= 2  # every block MoE (Q4_K_M's two ffn_down types)

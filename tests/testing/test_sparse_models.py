@@ -85,6 +85,9 @@ PUBLISHED: dict[str, dict[str, Any]] = {
         "params": (8.03, 1e9),
     },
     "qwen2.5-32b-q4_k_m": {"file_gb": 19.85, "params": (32.8, 1e9)},
+    # bartowski Meta-Llama-3.1-70B-Instruct-GGUF Q4_K_M: one file of 42.52 GB, 724 tensors;
+    # the model card: 70.6B parameters (attn_v is Q5_K/Q6_K there: llama.cpp's 70B rule)
+    "llama-3.1-70b-q4_k_m": {"file_gb": 42.52, "n_tensors": 724, "params": (70.6, 1e9)},
     "gpt-oss-20b-mxfp4": {"file_gb": 12.1, "n_tensors": 459, "params": (20.9, 1e9)},
     "deepseek-v3-q4_k_m": {"file_gb": 404.43, "n_tensors": 1025, "params": (671, 1e9)},
     "kimi-k2-q4_k_m": {"params": (1.0, 1e12)},

@@ -283,11 +283,28 @@ def _reject_reserved(settings: Mapping[str, object]) -> None:
 
 
 def engine_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent's environment minus anything the engine would read as a setting."""
+    """The parent's environment minus anything the engine would read as a setting, plus
+    the way to this very yoyu when it runs from a source tree (see ``yoyu_source_path``)."""
     source = os.environ if environ is None else environ
     kept = {
         name: value
         for name, value in source.items()
         if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
     }
-    return {**kept, "PYTHONUNBUFFERED": "1"}
+    return {**kept, **yoyu_source_path(), "PYTHONUNBUFFERED": "1"}
+
+
+def yoyu_source_path() -> dict[str, str]:
+    """``PYTHONPATH`` naming the folder this yoyu package sits in, unless it is installed.
+
+    Every engine runs under ``python -m yoyu.backends.engine_main``, so the child must
+    import yoyu: the parent's own, not whichever one its interpreter finds. Run from a
+    checkout with ``PYTHONPATH=src`` (no install at all, as on a GPU machine with no
+    network), the filtered environment left the child without yoyu; from a second
+    worktree it imported the editable install's tree instead. An installed yoyu needs
+    nothing, and its site-packages must not go ahead of the standard library.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if {"site-packages", "dist-packages"} & set(root.parts):
+        return {}
+    return {"PYTHONPATH": str(root)}

@@ -22,16 +22,24 @@ errors become the httpx exceptions ``map_http_errors`` already translates.
 A request may carry a ``Cancellation`` in its ``yoyu.cancel`` extension: on
 cancel its socket is shut down from the cancelling thread, which ends a read
 blocked in another at once, and the engine sees its client gone.
+
+``LoopbackTransport.open`` is the same exchange without httpx's Client,
+Request and Response around it (``OpenAIHttpClient`` uses it for every call
+to loopback): building those objects, merging URLs and normalizing headers
+cost more than the exchange itself. Measured in the gateway's relay at 16
+clients on 2 cores (``benchmarks/gateway_overhead.py``): ... (see the README).
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import select
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -45,8 +53,70 @@ _SOCKET_ERRORS = (OSError, http.client.HTTPException)
 # or broken pipe while sending, or no status line at all (RemoteDisconnected).
 _CLOSED_AS_SENT = (ConnectionResetError, BrokenPipeError)
 # Framing headers are written from the body actually sent, never copied.
-_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 CANCEL_EXTENSION = "yoyu.cancel"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One request as it goes on the wire: the framing headers are added when sent."""
+
+    method: str
+    host: str
+    port: int
+    target: str  # the path and query, as sent in the request line
+    headers: Sequence[tuple[str, str]]
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds per phase (``None``: no limit), as httpx names them."""
+
+    connect: float | None = None
+    read: float | None = None
+    write: float | None = None
+
+
+class LeanResponse:
+    """An answer's status and body without httpx's Response: what ``openai_http`` reads
+    (``status_code``, ``reason_phrase``, ``read``/``json``/``text``, ``iter_lines``).
+    The connection goes back to the pool once the body is read whole; ``close`` first."""
+
+    def __init__(self, status: int, reason: str, body: _AnswerStream) -> None:
+        self.status_code = status
+        self.reason_phrase = reason
+        self._body = body
+        self._content: bytes | None = None
+
+    def read(self) -> bytes:
+        if self._content is None:
+            try:
+                self._content = b"".join(self._body)
+            finally:
+                self._body.close()
+        return self._content
+
+    @property
+    def text(self) -> str:
+        return self.read().decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.read())
+
+    def iter_lines(self) -> Iterator[str]:
+        """The body's lines as they arrive (``\n`` or ``\r\n``), without their ends."""
+        pending = b""
+        for data in self._body:
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class LoopbackTransport(httpx.BaseTransport):
@@ -58,29 +128,27 @@ class LoopbackTransport(httpx.BaseTransport):
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """httpx's entry: the same exchange as ``open``, wrapped in httpx's Response."""
         if request.url.scheme != "http":
             raise httpx.UnsupportedProtocol(
                 f"the loopback transport speaks plain http, not {request.url.scheme}",
                 request=request,
             )
-        timeouts = request.extensions.get("timeout", {})
+        phases = request.extensions.get("timeout", {})
+        timeouts = Timeouts(phases.get("connect"), phases.get("read"), phases.get("write"))
+        outgoing = Outgoing(
+            request.method,
+            request.url.host,
+            request.url.port or 80,
+            request.url.raw_path.decode("ascii"),
+            [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in request.headers.raw
+            ],
+            request.read(),
+        )
         cancel: Cancellation | None = request.extensions.get(CANCEL_EXTENSION)
-        connection, reused = self._connection(request, timeouts.get("connect"))
-        forget = _cut_on_cancel(cancel, connection)
-        try:
-            answer = _exchange_or_close(connection, request, timeouts)
-        except httpx.TransportError as error:
-            forget()
-            if not (reused and isinstance(error.__cause__, _CLOSED_AS_SENT)):
-                raise
-            # The engine closed the kept-alive connection as the request went out
-            # (its idle timeout ended just then) and read nothing: once more, anew.
-            connection, _ = self._connection(request, timeouts.get("connect"), fresh=True)
-            forget = _cut_on_cancel(cancel, connection)
-            answer = _exchange_or_close(connection, request, timeouts)
-        except BaseException:
-            forget()
-            raise
+        connection, answer, forget = self._exchange(outgoing, timeouts, cancel, request)
         return httpx.Response(
             answer.status,
             headers=answer.getheaders(),
@@ -88,6 +156,44 @@ class LoopbackTransport(httpx.BaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason.encode()},
             request=request,
         )
+
+    def open(
+        self, outgoing: Outgoing, timeouts: Timeouts, cancel: Cancellation | None = None
+    ) -> LeanResponse:
+        """Send ``outgoing`` and read the answer's head; its body is read from the result.
+        Failures raise the httpx exceptions ``map_http_errors`` translates."""
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        connection, answer, forget = self._exchange(outgoing, timeouts, cancel, None)
+        body = _AnswerStream(self, connection, answer, None, forget)
+        return LeanResponse(answer.status, answer.reason, body)
+
+    def _exchange(
+        self,
+        outgoing: Outgoing,
+        timeouts: Timeouts,
+        cancel: Cancellation | None,
+        request: httpx.Request | None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, Callable[[], None]]:
+        """The request sent and the answer's head read, on a kept-alive connection when
+        one is idle; the connection, the answer and the unregistration of its cut."""
+        connection, reused = self._connection(outgoing, timeouts.connect, request)
+        forget = _cut_on_cancel(cancel, connection)
+        try:
+            answer = _exchange_or_close(connection, outgoing, timeouts, request)
+        except httpx.TransportError as error:
+            forget()
+            if not (reused and isinstance(error.__cause__, _CLOSED_AS_SENT)):
+                raise
+            # The engine closed the kept-alive connection as the request went out
+            # (its idle timeout ended just then) and read nothing: once more, anew.
+            connection, _ = self._connection(outgoing, timeouts.connect, request, fresh=True)
+            forget = _cut_on_cancel(cancel, connection)
+            answer = _exchange_or_close(connection, outgoing, timeouts, request)
+        except BaseException:
+            forget()
+            raise
+        return connection, answer, forget
 
     def close(self) -> None:
         with self._lock:
@@ -100,10 +206,15 @@ class LoopbackTransport(httpx.BaseTransport):
     # -- the pool ----------------------------------------------------------------
 
     def _connection(
-        self, request: httpx.Request, connect_timeout: float | None, *, fresh: bool = False
+        self,
+        outgoing: Outgoing,
+        connect_timeout: float | None,
+        request: httpx.Request | None,
+        *,
+        fresh: bool = False,
     ) -> tuple[http.client.HTTPConnection, bool]:
         """An idle connection that is still open (and ``True``: reused), or a new one."""
-        address = (request.url.host, request.url.port or 80)
+        address = (outgoing.host, outgoing.port)
         while not fresh and (connection := self._take_idle(address)) is not None:
             if _still_open(connection):
                 return connection, True
@@ -140,7 +251,7 @@ class _AnswerStream(httpx.SyncByteStream):
         transport: LoopbackTransport,
         connection: http.client.HTTPConnection,
         answer: http.client.HTTPResponse,
-        request: httpx.Request,
+        request: httpx.Request | None,
         forget_cancel: Callable[[], None],
     ) -> None:
         self._transport = transport
@@ -174,12 +285,15 @@ class _AnswerStream(httpx.SyncByteStream):
 
 
 def _exchange_or_close(
-    connection: http.client.HTTPConnection, request: httpx.Request, timeouts: dict[str, Any]
+    connection: http.client.HTTPConnection,
+    outgoing: Outgoing,
+    timeouts: Timeouts,
+    request: httpx.Request | None,
 ) -> http.client.HTTPResponse:
     """Send the request and read the answer's head; on any failure the connection goes."""
     try:
-        _send(connection, request, timeouts.get("write"))
-        connection.sock.settimeout(timeouts.get("read"))
+        _send(connection, outgoing, timeouts.write)
+        connection.sock.settimeout(timeouts.read)
         return connection.getresponse()
     except _SOCKET_ERRORS as error:
         connection.close()
@@ -190,16 +304,17 @@ def _exchange_or_close(
 
 
 def _send(
-    connection: http.client.HTTPConnection, request: httpx.Request, write_timeout: float | None
+    connection: http.client.HTTPConnection, outgoing: Outgoing, write_timeout: float | None
 ) -> None:
     connection.sock.settimeout(write_timeout)
-    body = request.read()
-    target = request.url.raw_path.decode("ascii")
-    connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
-    for name, value in request.headers.raw:
+    body, method = outgoing.body, outgoing.method
+    connection.putrequest(method, outgoing.target, skip_host=True, skip_accept_encoding=True)
+    if not any(name.lower() == "host" for name, _ in outgoing.headers):
+        connection.putheader("Host", f"{outgoing.host}:{outgoing.port}")
+    for name, value in outgoing.headers:
         if name.lower() not in _FRAMING_HEADERS:
             connection.putheader(name, value)
-    if body or request.method in ("POST", "PUT", "PATCH"):
+    if body or method in ("POST", "PUT", "PATCH"):
         connection.putheader("Content-Length", str(len(body)))
     connection.endheaders(body or None)
 
@@ -232,7 +347,9 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
     return False
 
 
-def _as_httpx_error(error: Exception, request: httpx.Request, phase: str) -> httpx.TransportError:
+def _as_httpx_error(
+    error: Exception, request: httpx.Request | None, phase: str
+) -> httpx.TransportError:
     """The httpx exception that ``map_http_errors`` expects for a socket-level failure."""
     message = f"{type(error).__name__}: {error}"
     if isinstance(error, TimeoutError):

@@ -18,9 +18,10 @@ only; if an upstream echoes it back in an error, it is masked before the
 message leaves this module.
 
 An engine on loopback (``http://127.0.0.1:...``) is reached through
-``LoopbackTransport`` (``http.client`` connections under the same httpx
-client: less CPU per call on the cores the engine needs); anything else,
-through httpx's own transport (TLS, proxies).
+``LoopbackTransport.open`` (``http.client`` connections, without httpx's
+Client, Request and Response: less CPU per call on the cores the engine
+needs); anything else, through httpx (TLS, proxies). Both give the same
+errors, mapped in one place.
 
 ``base_url`` ends where the OpenAI paths begin, as in the ``openai`` client:
 ``http://127.0.0.1:8080/v1``, ``https://openrouter.ai/api/v1``.
@@ -37,15 +38,22 @@ import contextlib
 import ipaddress
 import itertools
 import json
+import logging
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from yoyu.backends.cancellation import Cancellation
-from yoyu.backends.loopback_transport import CANCEL_EXTENSION, LoopbackTransport
+from yoyu.backends.loopback_transport import (
+    CANCEL_EXTENSION,
+    LeanResponse,
+    LoopbackTransport,
+    Outgoing,
+    Timeouts,
+)
 from yoyu.backends.protocol import (
     ChatChunk,
     ChatRequest,
@@ -69,6 +77,7 @@ _PATHS: dict[Kind, str] = {"chat": "/chat/completions", "completion": "/completi
 _DONE = "[DONE]"
 _MAX_ERROR_CHARS = 300
 _MASK = "***"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,21 @@ class HttpTimeouts:
         return httpx.Timeout(
             connect=self.connect_s, read=self.read_s, write=self.write_s, pool=self.pool_s
         )
+
+
+class _Answer(Protocol):
+    """What the status and body checks read: httpx's Response or the loopback's own."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -154,18 +178,27 @@ class OpenAIHttpClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if transport is None and is_loopback_url(self.base_url) and base_url.startswith("http:"):
             transport = LoopbackTransport()  # a fifth of httpcore's CPU per local call
+        self._timeouts = timeouts or HttpTimeouts()
         self._client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
-            timeout=(timeouts or HttpTimeouts()).as_httpx(),
+            timeout=self._timeouts.as_httpx(),
             transport=transport,
         )
+        # Calls to loopback skip httpx's Client (see the module's docstring).
+        self._loopback = transport if isinstance(transport, LoopbackTransport) else None
+        self._url = httpx.URL(self.base_url)
+        self._headers = list(headers.items())
 
     def get_json(self, path: str, timeout_s: float | None = None) -> Any:
         """GET ``path`` below the base URL and return its JSON body; ``timeout_s``
         bounds the whole exchange (a probe), instead of the client's phase limits."""
-        timeout = httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
         with self._masked(), map_http_errors(self.label, self.base_url + path), self._while_open():
+            if self._loopback is not None:
+                return self._lean_json("GET", path, None, None, timeout_s)
+            timeout = (
+                httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+            )
             response = self._client.get(path, timeout=timeout)
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
@@ -179,6 +212,8 @@ class OpenAIHttpClient:
             map_http_errors(self.label, self.base_url + path, cancel),
             self._while_open(),
         ):
+            if self._loopback is not None:
+                return self._lean_json("POST", path, body, cancel)
             response = self._client.post(path, json=body, extensions=_cancellable(cancel))
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
@@ -196,14 +231,62 @@ class OpenAIHttpClient:
             self._masked(),
             map_http_errors(self.label, self.base_url + path, cancel),
             self._while_open(),
-            self._client.stream(
-                "POST", path, json=body, extensions=_cancellable(cancel)
-            ) as response,
+            self._opened_stream(path, body, cancel) as response,
         ):
             if response.status_code >= 400:
                 response.read()
                 _raise_for_status(response, self.label, path)
             yield from response.iter_lines()
+
+    def _opened_stream(
+        self, path: str, body: Mapping[str, object], cancel: Cancellation | None
+    ) -> contextlib.AbstractContextManager[httpx.Response | LeanResponse]:
+        if self._loopback is None:
+            return self._client.stream("POST", path, json=body, extensions=_cancellable(cancel))
+        return contextlib.closing(self._lean("POST", path, body, cancel))
+
+    def _lean(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, object] | None,
+        cancel: Cancellation | None,
+        timeout_s: float | None = None,
+    ) -> LeanResponse:
+        """One exchange with an engine on loopback, straight on the transport's connections."""
+        assert self._loopback is not None
+        headers = self._headers
+        payload = b""
+        if body is not None:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers = [*headers, ("Content-Type", "application/json")]
+        url = self._url
+        target = url.raw_path.decode("ascii").rstrip("/") + path
+        outgoing = Outgoing(method, url.host, url.port or 80, target, headers, payload)
+        response = self._loopback.open(outgoing, self._lean_timeouts(timeout_s), cancel)
+        log.debug("HTTP %s %s%s -> %d", method, self.base_url, path, response.status_code)
+        return response
+
+    def _lean_json(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, object] | None,
+        cancel: Cancellation | None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        response = self._lean(method, path, body, cancel, timeout_s)
+        try:
+            _raise_for_status(response, self.label, path)
+            return _json_body(response, self.label, path)
+        finally:
+            response.close()
+
+    def _lean_timeouts(self, timeout_s: float | None) -> Timeouts:
+        if timeout_s is not None:  # a probe: one bound for every phase
+            return Timeouts(timeout_s, timeout_s, timeout_s)
+        phases = self._timeouts
+        return Timeouts(phases.connect_s, phases.read_s, phases.write_s)
 
     def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
         """``/embeddings`` for a list of texts: one vector each, in order."""
@@ -565,7 +648,7 @@ def _engine_timings(payload: Mapping[str, Any]) -> EngineTimings | None:
     )
 
 
-def _raise_for_status(response: httpx.Response, label: str, path: str) -> None:
+def _raise_for_status(response: _Answer, label: str, path: str) -> None:
     if response.status_code < 400:
         return
     message = _error_message(response)
@@ -575,7 +658,7 @@ def _raise_for_status(response: httpx.Response, label: str, path: str) -> None:
     )
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: _Answer) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -606,7 +689,7 @@ def _is_status(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
 
 
-def _json_body(response: httpx.Response, label: str, path: str) -> Any:
+def _json_body(response: _Answer, label: str, path: str) -> Any:
     try:
         return response.json()
     except ValueError as exc:

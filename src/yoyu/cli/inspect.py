@@ -6,17 +6,21 @@ raises the one-line errors the CLI boundary turns into exit code 2.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.output import console, print_json
 from yoyu.i18n import _, ngettext
-from yoyu.models import ModelSpec, resolve_model
+from yoyu.models import ModelSpec
 from yoyu.models.chat_format import family_chat_format
 from yoyu.units import format_bytes, format_count
+
+if TYPE_CHECKING:
+    from yoyu.remote.reader import RemoteModel
 
 
 def register(app: typer.Typer) -> None:
@@ -24,23 +28,34 @@ def register(app: typer.Typer) -> None:
     app.command("inspect")(inspect_command)
 
 
-_MODEL_HELP = "GGUF file, HF folder, Ollama name (qwen3:8b), installed or catalog name."
-
-
 def inspect_command(
-    model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     json_output: Annotated[bool, typer.Option("--json", help="Print ModelSpec as JSON.")] = False,
     tensors: Annotated[bool, typer.Option("--tensors", help="Include the tensor table.")] = False,
 ) -> None:
     """Show a model's architecture, parameters, quantization and bytes per layer."""
-    spec = resolve_model(model)
+    spec, remote = read_model_arg(model)
     if json_output:
-        print_json(spec.to_dict(include_tensors=tensors))
+        remote_json = {"remote": remote.to_dict()} if remote else {}
+        print_json({**spec.to_dict(include_tensors=tensors), **remote_json})
         return
     console.print(summary_table(spec))
     console.print(quant_mix_table(spec))
     if tensors:
         console.print(tensor_table(spec))
+    if remote is not None:
+        console.print(f"[dim]{escape(remote_line(remote))}[/]")
+
+
+def remote_line(remote: RemoteModel) -> str:
+    """What reading a remote model's header cost, in one line."""
+    transfer = remote.transfer
+    cached = f", {remote.cached_files} of {len(remote.files)} from the cache"
+    return (
+        f"Read {format_bytes(transfer.bytes_read)} of header over HTTP in {transfer.requests} "
+        f"requests{cached if remote.cached_files else ''}; the model is not downloaded "
+        "(yoyu pull downloads it)"
+    )
 
 
 def summary_table(spec: ModelSpec) -> Table:

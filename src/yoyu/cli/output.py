@@ -5,12 +5,16 @@ from __future__ import annotations
 import enum
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
-from yoyu.i18n import N_, _
+from yoyu.i18n import N_, _, render_text
+from yoyu.plan.types import Move
 
 console = Console(highlight=False)
 
@@ -39,3 +43,18 @@ def shown_word(value: enum.Enum | str) -> str:
 def styled(style: str, text: str) -> str:
     """``text`` as rich markup in ``style``, its own brackets escaped."""
     return f"[{style}]{escape(text)}[/]"
+
+
+def moves_table_of(moves: Sequence[Move]) -> Table:
+    """Fitting moves as inference and training plans both print them."""
+    title = _("Fitting moves (cheapest first)")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("#", _("move"), _("result"), _("what it takes")):
+        table.add_column(column)
+    for index, move in enumerate(moves, start=1):
+        risk = f" / {shown_word(move.resulting_risk)}" if move.resulting_risk else ""
+        table.add_row(
+            str(index), move.action, escape(f"{shown_word(move.resulting_verdict)}{risk}"),
+            escape(render_text(move.description)),
+        )  # fmt: skip
+    return table

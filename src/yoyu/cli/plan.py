@@ -8,7 +8,6 @@ fit, 2 for bad input (through the CLI boundary).
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,27 +17,31 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
+from yoyu.cli.machine_flags import (
+    FreeOpt,
+    GpuFreeOpt,
+    MachineOpt,
+    size_flag,
+    target_machine,
+)
+from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, print_json, shown_word, styled
+from yoyu.cli.output import console, moves_table_of, print_json, shown_word, styled
+from yoyu.cli.plan_training import plan_training
 from yoyu.cli.run_flags import RunFlags, with_run_flags
+from yoyu.cli.training_flags import TrainingFlags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.i18n import N_, _, ngettext, render_text
-from yoyu.machine.bandwidth import with_measured_bandwidth
-from yoyu.machine.machine_file import parse_size
 from yoyu.machine.presets import load_machine
-from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
-from yoyu.models import ModelSpec, resolve_model
-from yoyu.models.catalog import catalog_entries, catalog_spec
-from yoyu.plan.emit.llama_cpp import (
-    engine_load_settings,
-    llama_cpp_python_kwargs,
-    llama_server_argv,
-    rpc_endpoints,
-)
+from yoyu.models import ModelSpec
+from yoyu.models.catalog import relatives_of
+from yoyu.plan.emit import EMIT_TARGETS, emit_settings
+from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.history import (
     History,
     history_notes,
@@ -54,7 +57,6 @@ from yoyu.units import MIB, format_bytes, format_mib
 DEFAULT_CTX = (
     8192  # a working chat/code context; sizing at a model's 128k maximum is a peer mistake
 )
-EMIT_TARGETS = ("llama-server", "llama-cpp-python", "ollama", "vllm", "exo", "rpc")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,13 +68,14 @@ def register(app: typer.Typer) -> None:
     ctx_default=None,
     ctx_help=f"Context tokens; 0 = the model's own (default {DEFAULT_CTX}).",
     force=False,
+    batch_default=None,
+    batch_help="Logical batch (n_batch, default 512); with --train, sequences per micro-batch "
+    "(default 1).",
 )
 def plan_command(
-    model: Annotated[str, typer.Argument(help="GGUF file, Ollama/installed/catalog name.")],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     flags: RunFlags,
-    machine: Annotated[
-        str | None, typer.Option(help="Preset name or machine TOML file (default: this machine).")
-    ] = None,
+    machine: MachineOpt = None,
     parallel: Annotated[int, typer.Option(help="Concurrent sequences (slots).")] = 1,
     engine: Annotated[
         str | None,
@@ -94,12 +97,8 @@ def plan_command(
             "only completion logprobs need it, so yoyu starts it without).",
         ),
     ] = False,
-    free: Annotated[
-        str | None, typer.Option(help="Memory actually free, e.g. 11GiB (overrides the machine).")
-    ] = None,
-    gpu_free: Annotated[
-        str | None, typer.Option(help="Free memory of each GPU, e.g. 14GiB.")
-    ] = None,
+    free: FreeOpt = None,
+    gpu_free: GpuFreeOpt = None,
     reserve: Annotated[
         str | None, typer.Option(help="Memory to keep for the OS and apps, e.g. 4GiB.")
     ] = None,
@@ -130,35 +129,66 @@ def plan_command(
             "correction for this engine and architecture).",
         ),
     ] = False,
+    train: Annotated[
+        str | None,
+        typer.Option(help="Plan a fine-tuning step instead: lora or qlora (PEFT + PyTorch)."),
+    ] = None,
+    rank: Annotated[int | None, typer.Option(help="--train: LoRA rank (default 16).")] = None,
+    targets: Annotated[
+        str | None,
+        typer.Option(
+            help="--train: modules to adapt, e.g. q,k,v,o,gate,up,down or all "
+            "(default q,v, PEFT's own)."
+        ),
+    ] = None,
+    seq: Annotated[int | None, typer.Option(help="--train: tokens per sequence (2048).")] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="--train: gradient accumulation steps (1).")
+    ] = None,
+    grad_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--grad-checkpointing/--no-grad-checkpointing", help="--train (off)."),
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="--train: adamw, adamw8bit or sgd (default adamw).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves."""
+    training = TrainingFlags(train, rank, targets, seq, flags.batch, grad_accum,
+                             grad_checkpointing, optimizer)  # fmt: skip
+    if train is not None:
+        untaken = {"--emit": emit, "--compare-fit": compare_fit, "--node": node, "--rpc": rpc}
+        return _plan_training(
+            model, machine, training.settings(untaken), (free, gpu_free, reserve), as_json
+        )
+    training.refuse_without_train()
     if emit is not None and emit not in EMIT_TARGETS:
         raise SettingsError.from_message(
             "unknown --emit {emit!r}; choose one of {known}",
             emit=emit, known=", ".join(EMIT_TARGETS),
         )  # fmt: skip
-    spec = resolve_model(model)
+    spec = read_model_arg(model)[0]
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
         raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
     nodes = [] if live else [load_machine(name) for name in node or []]
     if rpc and nodes:
         raise SettingsError("--rpc adds devices to this machine; give --node presets or --rpc")
-    target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else _machine(machine))
+    target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else target_machine(machine))
     engine = engine or ("llama-server" if live or rpc else _default_engine(emit))
     settings = flags.settings(
-        _context(spec, flags.ctx), n_parallel=parallel, engine=engine,
+        default_context(spec, flags.ctx), n_parallel=parallel, engine=engine,
         logits_all=logits_all, gpu_memory_utilization=gpu_memory_utilization,
     )  # fmt: skip
     request = PlanRequest(
         settings=settings,
         n_gpu_layers=flags.gpu_layers,
-        reserve_bytes=_size("--reserve", reserve) or 0,
-        ram_free_bytes=_size("--free", free),
-        gpu_free_bytes=_size("--gpu-free", gpu_free),
+        reserve_bytes=size_flag("--reserve", reserve) or 0,
+        ram_free_bytes=size_flag("--free", free),
+        gpu_free_bytes=size_flag("--gpu-free", gpu_free),
     )
-    catalog = [catalog_spec(entry) for entry in catalog_entries()]
+    catalog = relatives_of(spec)  # the smaller models a "smaller model" move may name
     runs = [] if no_history else measured_runs()
     residual = residual_of(spec, settings.engine, runs)
     plan = make_plan(
@@ -187,6 +217,33 @@ def plan_command(
         raise typer.Exit(1)  # documented: 1 = the model does not fit, 2 = bad input
 
 
+def _plan_training(
+    model: str,
+    machine: str | None,
+    settings: TrainingSettings,
+    sizes: tuple[str | None, str | None, str | None],
+    as_json: bool,
+) -> None:
+    """``--train``: one fine-tuning step on this machine or a preset (no bandwidth probe:
+    a training plan predicts no speed)."""
+    free, gpu_free, reserve = sizes
+    request = PlanRequest(
+        reserve_bytes=size_flag("--reserve", reserve) or 0,
+        ram_free_bytes=size_flag("--free", free),
+        gpu_free_bytes=size_flag("--gpu-free", gpu_free),
+    )
+    plan_training(read_model_arg(model)[0], _training_machine(machine), request, settings, as_json)
+
+
+def _training_machine(name: str | None) -> Machine:
+    """A preset, else this machine without the bandwidth probe (no speed is predicted)."""
+    if name:
+        return load_machine(name)
+    from yoyu.machine.probe import probe_machine
+
+    return probe_machine()
+
+
 # --- input ------------------------------------------------------------------
 
 
@@ -195,30 +252,9 @@ def _default_engine(emit: str | None) -> str:
     return emit if emit in ENGINES else find_engine().kind
 
 
-def _machine(name: str | None) -> Machine:
-    return load_machine(name) if name else with_measured_bandwidth(probe_machine())
-
-
-def _context(spec: ModelSpec, ctx: int | None) -> int:
+def default_context(spec: ModelSpec, ctx: int | None) -> int:
     """``--ctx``, else the model's own capped at ``DEFAULT_CTX``."""
     return min(DEFAULT_CTX, spec.context_length or DEFAULT_CTX) if ctx is None else ctx
-
-
-def _size(flag: str, text: str | None) -> int | None:
-    """Bytes from "11GiB", "11 GiB", "16GB" or a byte count; negative or garbled is an error."""
-    if text is None:
-        return None
-    if text.strip().startswith("-"):
-        raise SettingsError.from_message(
-            "{flag} must not be negative, got {text!r}; write e.g. 11GiB", flag=flag, text=text
-        )
-    try:
-        size: int = parse_size(text)
-    except ValueError:
-        raise SettingsError.from_message(
-            "{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB", flag=flag, text=text
-        ) from None
-    return size
 
 
 # --- emitters ------------------------------------------------------------------
@@ -228,29 +264,8 @@ def _emitted(
     target: str, plan: Plan, spec: ModelSpec, ref: str, machine: Machine, request: PlanRequest
 ) -> tuple[dict[str, Any], str]:
     """The launch settings as JSON and as text to paste."""
-    from yoyu.plan.emit.cluster import exo_commands, rpc_commands  # only with --emit
-    from yoyu.plan.emit.ollama import ollama_config
-    from yoyu.plan.emit.vllm import vllm_command
-
-    path = spec.paths[0] if spec.paths else ref
-    if target in ("exo", "rpc") and not plan.nodes:
-        raise SettingsError(f"--emit {target} needs a cluster plan: give two or more --node")
-    if target == "llama-server":
-        argv = llama_server_argv(plan.settings, path)
-        return {"target": target, "argv": argv}, shlex.join(argv) + "\n"
-    if target == "llama-cpp-python":
-        kwargs = {"model_path": path, **llama_cpp_python_kwargs(plan.settings)}
-        text = "Llama(\n" + "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")\n"
-        return {"target": target, "kwargs": kwargs}, text
-    if target == "ollama":
-        config = ollama_config(plan, path, machine)
-        return {"target": target, **config.to_dict()}, config.render()
-    if target == "vllm":
-        margin = request.thresholds.gpu_margin_bytes
-        command = vllm_command(plan, spec, ref, machine, margin)
-        return {"target": target, **command.to_dict()}, command.render()
-    commands = rpc_commands(plan, path) if target == "rpc" else exo_commands(plan)
-    return {"target": target, **commands.to_dict()}, commands.render()
+    emitted = emit_settings(target, plan, spec, ref, machine, request)
+    return emitted.data, emitted.text
 
 
 def _print_emitted(plan: Plan, target: str, text: str) -> None:
@@ -487,16 +502,4 @@ def _print_speed(plan: Plan) -> None:
 
 
 def moves_table(plan: Plan) -> Table:
-    title = _("Fitting moves (cheapest first)")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("#", _("move"), _("result"), _("what it takes")):
-        table.add_column(column)
-    for index, move in enumerate(plan.moves, start=1):
-        risk = f" / {shown_word(move.resulting_risk)}" if move.resulting_risk else ""
-        table.add_row(
-            str(index),
-            move.action,
-            escape(f"{shown_word(move.resulting_verdict)}{risk}"),
-            escape(render_text(move.description)),
-        )
-    return table
+    return moves_table_of(plan.moves)

@@ -57,12 +57,24 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "Plan a model on a machine: per-device memory, layer split, verdict, risk, speed, moves.",
     ),
     CommandEntry(
+        "pull", "yoyu.cli.pull",
+        "Download a Hub GGUF into the Hugging Face cache, if the plan says it fits here.",
+    ),
+    CommandEntry(
+        "fit", "yoyu.cli.fit",
+        "Rank the catalog's models on a machine: placement, largest context, speed, risk.",
+    ),
+    CommandEntry(
         "watch", "yoyu.cli.watch",
         "Memory, engines, GPUs and the guard's floors, refreshing in place.",
     ),
     CommandEntry(
         "serve", "yoyu.cli.serve",
         "Serve models over the OpenAI API, loading each only when memory allows.",
+    ),
+    CommandEntry(
+        "dashboard", "yoyu.cli.dashboard",
+        "Watch this machine in the browser: memory, engines, runs, plans, the guard's log.",
     ),
     CommandEntry(
         "run", "yoyu.cli.run",

@@ -40,7 +40,7 @@ class RunFlags:
     """The load settings as given on the command line."""
 
     ctx: int | None  # None: the command's own rule (``yoyu plan``: the model's, capped)
-    batch: int
+    batch: int | None  # None: llama.cpp's default (``yoyu plan``, whose --train reads it too)
     ubatch: int
     kv_type: str
     flash_attn: bool
@@ -56,10 +56,14 @@ class RunFlags:
             raise ValueError("no --ctx and none resolved by the command")
         return RunSettings(
             n_ctx=context,
-            n_batch=self.batch, n_ubatch=min(self.ubatch, self.batch),
+            n_batch=self.n_batch, n_ubatch=min(self.ubatch, self.n_batch),
             type_k=self.kv_type, type_v=self.kv_type, flash_attn=self.flash_attn,
             n_cpu_moe=self.n_cpu_moe, kv_cache_bytes=self._kv_cache_bytes(), **more,
         )  # fmt: skip
+
+    @property
+    def n_batch(self) -> int:
+        return DEFAULT_SETTINGS.n_batch if self.batch is None else self.batch
 
     def _kv_cache_bytes(self) -> int | None:
         if self.kv_cache_memory is None:
@@ -79,13 +83,14 @@ class RunFlags:
 
 def with_run_flags(
     *, ctx_default: int | None = DEFAULT_SETTINGS.n_ctx, ctx_help: str = RUN_CTX_HELP,
-    force: bool = True,
+    force: bool = True, batch_default: int | None = DEFAULT_SETTINGS.n_batch,
+    batch_help: str = "Logical batch (n_batch).",
 ) -> Callable[[Command], Command]:  # fmt: skip
     """Replace the command's ``flags`` parameter by the load options, in its place."""
 
     def decorate(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)  # Typer needs the objects
-        options = _options(ctx_default, ctx_help, force)
+        options = _options(ctx_default, ctx_help, force, (batch_default, batch_help))
         names = [option.name for option in options]
         parameters = []
         for parameter in signature.parameters.values():
@@ -104,11 +109,12 @@ def with_run_flags(
     return decorate
 
 
-def _options(ctx_default: int | None, ctx_help: str, force: bool) -> list[inspect.Parameter]:
+def _options(
+    ctx_default: int | None, ctx_help: str, force: bool, batch: tuple[int | None, str]
+) -> list[inspect.Parameter]:
     table: list[tuple[str, Any, Any]] = [
         ("ctx", Annotated[int | None, typer.Option(help=ctx_help)], ctx_default),
-        ("batch", Annotated[int, typer.Option(help="Logical batch (n_batch).")],
-         DEFAULT_SETTINGS.n_batch),
+        ("batch", Annotated[int | None, typer.Option(help=batch[1])], batch[0]),
         ("ubatch", Annotated[int, typer.Option(help="Physical batch (n_ubatch).")],
          DEFAULT_SETTINGS.n_ubatch),
         ("kv_type", Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0...")], "f16"),

@@ -3,7 +3,8 @@
 ``yoyu serve --model PATH.gguf[=ALIAS]`` needs no config file; ``--config``
 (or ``YOYU_CONFIG`` / the default ``yoyu.toml``) adds backends, routes,
 aliases and limits. Binding beyond loopback without an API key is refused.
-The MCP tools (``yoyu.mcp``) are served at ``/mcp`` over the same service
+The dashboard is at ``/`` (``--open`` opens it in the browser once the server
+answers). The MCP tools (``yoyu.mcp``) are served at ``/mcp`` over the same service
 and key unless ``--no-mcp``; this module is the composition root that joins
 them, since the gateway may not import the packages above it.
 """
@@ -13,6 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +31,11 @@ from yoyu.gateway.config import GatewayConfig, api_key, parse_gateway_config, wi
 from yoyu.gateway.server import serve
 from yoyu.gateway.service import GatewayService
 from yoyu.i18n import _
+
+OpenOpt = Annotated[
+    bool, typer.Option("--open", help="Open the dashboard in the browser once serving.")
+]
+OPEN_WAIT_S = 30.0
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +68,7 @@ def serve_command(
     ] = False,
     node: NodeOpt = None,
     rpc: RpcOpt = None,
+    open_browser: OpenOpt = False,
 ) -> None:
     """Serve models over the OpenAI API, loading each only when memory allows."""
     if (node or rpc) and not model:
@@ -73,13 +83,43 @@ def serve_command(
         raise ConfigError(
             "nothing to serve; pass --model PATH.gguf or a --config with [served.ID] models"
         )
+    setup_logging(verbose)
+    _announce(gateway, json_output, mcp)
+    if open_browser:
+        open_when_ready(dashboard_url(gateway.server.host, gateway.server.port))
+    serve(gateway, _mount_mcp if mcp else None)
+
+
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    _announce(gateway, json_output, mcp)
-    serve(gateway, _mount_mcp if mcp else None)
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the dashboard (a wildcard bind: loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
+
+
+def open_when_ready(url: str) -> None:
+    """Open ``url`` in the browser once the server answers its ``/health`` (in a thread:
+    the server runs in this one)."""
+    import httpx
+
+    def wait_and_open() -> None:
+        deadline = time.monotonic() + OPEN_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "health", timeout=1.0).status_code == 200:
+                    webbrowser.open(url)
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+
+    threading.Thread(target=wait_and_open, name="yoyu-open-browser", daemon=True).start()
 
 
 def _mount_mcp(service: GatewayService, key: str | None) -> Extension:
@@ -113,16 +153,24 @@ def load_gateway_config(
 
 def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
     server = gateway.server
-    url = f"http://{server.host}:{server.port}/v1"
+    ollama_url = f"http://{server.host}:{server.port}"  # Ollama clients take the bare host
+    url = f"{ollama_url}/v1"
     names = [*gateway.served, *gateway.routes, *gateway.aliases]
     mcp_url = _mcp_url(server.host, server.port) if mcp else None
+    dashboard = dashboard_url(server.host, server.port)
     if json_output:
-        summary = {"url": url, "mcp": mcp_url, "models": names, "api_key_env": server.api_key_env}
+        summary = {
+            "url": url, "ollama": ollama_url, "mcp": mcp_url, "dashboard": dashboard,
+            "models": names, "api_key_env": server.api_key_env,
+        }  # fmt: skip
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
         return
-    line = _("yoyu serving {models} at {url}").format(models=", ".join(names), url=url)
-    console.print(line + (f" (MCP: {mcp_url})" if mcp_url else ""), markup=False)
+    also = f"Ollama API: {ollama_url}" + (f", MCP: {mcp_url}" if mcp_url else "")
+    line = _("yoyu serving {models} at {url} ({also}); dashboard: {dashboard}").format(
+        models=", ".join(names), url=url, also=also, dashboard=dashboard
+    )
+    console.print(line, markup=False)
 
 
 def _mcp_url(host: str, port: int) -> str:

@@ -9,6 +9,10 @@ handler parses it (``gateway.wire``), calls the service in a worker thread
                              stream: service.open_stream, relayed as SSE
     any YoyuError -> its own status, OpenAI error object (and Retry-After)
 
+Ollama's API (``/api/*``, ``gateway.ollama_routes``) shares this plumbing
+(``edge()``): the body limit, the whole-answer cancellation, the stream relay
+(in its writer's format) and the request metrics.
+
 Logs carry the endpoint, the names of models and the status, never a prompt
 or a key.
 """
@@ -41,9 +45,10 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.gateway import wire
+from yoyu.gateway.ollama_routes import Edge, ollama_routes
 from yoyu.gateway.relay import Emit, Offload
 from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
-from yoyu.gateway.trust import TrustMiddleware, TrustPolicy
+from yoyu.gateway.trust import OPEN_PATHS, TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,9 +80,13 @@ def create_app(
     """The ASGI app for ``service``; with ``api_key`` every route but /health needs it.
 
     ``draining`` is set when the server begins to shut down: streams in flight
-    then end with an error event instead of being cut.
+    then end with an error event instead of being cut. The dashboard
+    (``gateway.dashboard``) is served at ``/`` behind the same door.
     """
+    from yoyu.gateway import dashboard  # it imports this module (Extension)
+
     handlers = _Handlers(service, draining or threading.Event())
+    extensions = [dashboard.dashboard_extension(service, api_key, handlers.draining), *extensions]
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -104,6 +113,7 @@ def create_app(
         Route("/yoyu/memory", handlers.memory, methods=["GET"]),
         Route("/yoyu/aliases/{alias}", handlers.switch_alias, methods=["PUT"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
+        *ollama_routes(handlers.edge()),
         *(route for extension in extensions for route in extension.routes),
     ]
     server = service.config.server
@@ -112,6 +122,9 @@ def create_app(
         allowed_hosts=frozenset(host.lower() for host in server.allowed_hosts),
         cors_origins=frozenset(server.cors_origins),
         api_key=api_key,
+        open_paths=OPEN_PATHS | dashboard.OPEN_PATHS,
+        open_prefixes=dashboard.OPEN_PREFIXES,
+        login_path=dashboard.LOGIN_PAGE,
     )
     return TrustMiddleware(Starlette(routes=routes, lifespan=lifespan), policy)
 
@@ -123,6 +136,13 @@ class _Handlers:
         self.draining = draining
         self.max_body = service.config.server.max_body_bytes
         self.timeout_s = service.config.server.request_timeout_s
+
+    def edge(self) -> Edge:
+        """The plumbing Ollama's API (``/api/*``) shares with this one."""
+        return Edge(
+            self.service, self.offload, self._body, self._whole, self._stream, self._count,
+            _private, ROUTE_HEADER,
+        )  # fmt: skip
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, "chat")
@@ -221,7 +241,10 @@ class _Handlers:
             model = parsed.model
             self.service.check_prompt(parsed)
             if wire.wants_stream(payload):
-                return await self._stream(request, kind, parsed, wire.wants_usage(payload), started)
+                usage = wire.wants_usage(payload)
+                return await self._stream(
+                    request, parsed, started, lambda s: wire.ChunkWriter(s.route, kind, usage)
+                )
             answer = await self._whole(request, parsed)
         except YoyuError as error:
             return self._error(request, error, started, model)
@@ -255,14 +278,21 @@ class _Handlers:
         raise BackendTimeoutError(f"{parsed.model}: {reason}; the request was cancelled")
 
     async def _stream(
-        self, request: Request, kind: str, parsed: Generation, include_usage: bool, started: float
+        self,
+        request: Request,
+        parsed: Generation,
+        started: float,
+        writer_for: Callable[[StreamAnswer], wire.StreamWriter],
+        media_type: str = "text/event-stream",
+        on_end: Callable[[StreamAnswer], None] | None = None,
     ) -> Response:
-        """Open the stream (its errors still get a status), then relay it as SSE."""
+        """Open the stream (its errors still get a status), then relay what ``writer_for``
+        makes of it (OpenAI's SSE, Ollama's NDJSON); ``on_end`` runs once it is closed."""
         private = _private(request)
         draining = self.draining
 
         def pump(stream: StreamAnswer, emit: Emit, cancelled: threading.Event) -> None:
-            writer = wire.ChunkWriter(stream.route, kind, include_usage)
+            writer = writer_for(stream)
             status = 200
             try:
                 for chunk in stream:
@@ -280,9 +310,11 @@ class _Handlers:
                 # Headers are gone: the client gets an error event, and the stream ends.
                 status = error.http_status
                 log.warning("stream from %s ended: %s", stream.route, error)
-                emit(wire.sse_error(error))
+                emit(writer.error(error))
             finally:
                 stream.close()  # frees the model even when the client left
+                if on_end is not None:
+                    on_end(stream)
                 self._count(request, stream.requested, stream.route, status, started)
 
         cancel = Cancellation()
@@ -295,7 +327,7 @@ class _Handlers:
             ),
         )
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
-        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
 
     async def _open_while_connected(
         self, request: Request, cancel: Cancellation, opening: Awaitable[T]

@@ -16,8 +16,9 @@ gateway serves live in ``[served.ID]``; everything else has its own section::
     cors_origins = ["http://localhost:3000"]  # web pages allowed to call the API
     cooldown_s = 5                # a failed backend is skipped this long
     default_ttl_s = 0             # idle seconds before a model is unloaded; 0 = never
-    max_concurrent = 4            # requests a model answers at once (each [served.ID] may
-    max_queue = 64                # say its own); more wait in line, beyond that 429
+    max_concurrent = 4            # requests a model answers at once (default: 4 on this
+    max_queue = 64                # machine, 32 remote; each [served.ID] may say its own);
+                                  # more wait in line, beyond max_queue a 429
 
     [backends.local]
     kind = "llama.cpp"            # any other key goes to the backend's factory
@@ -74,8 +75,10 @@ DEFAULT_COOLDOWN_S = 5.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 # Requests a model answers at once, and how many more may wait for a turn. Four is
 # llama-server's slot count when not told (-np) and Ollama's OLLAMA_NUM_PARALLEL
-# default; a bounded line gives a client 429 + Retry-After instead of a timeout.
-DEFAULT_MAX_CONCURRENT = 4
+# default; a remote API serves many at once and rate-limits by itself. A bounded line
+# gives a client 429 + Retry-After instead of a timeout.
+DEFAULT_MAX_CONCURRENT_LOCAL = 4
+DEFAULT_MAX_CONCURRENT_REMOTE = 32
 DEFAULT_MAX_QUEUE = 64
 QUICK_START_BACKEND = "local"
 MANAGED_KIND = "llama.cpp"
@@ -98,7 +101,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback and the bound address
     cors_origins: tuple[str, ...] = ()  # web origins whose pages may call the gateway
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S  # a request is cancelled after this
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT  # per served model, unless it says otherwise
+    max_concurrent: int | None = None  # per served model unless it says; None: local 4, remote 32
     max_queue: int = DEFAULT_MAX_QUEUE
 
     @property
@@ -249,7 +252,7 @@ def _server(body: Mapping[str, Any], where: str) -> ServerConfig:
         request_timeout_s=_seconds(
             body, "request_timeout_s", default.request_timeout_s, "server", where
         ),
-        max_concurrent=_count(body, "max_concurrent", default.max_concurrent, 1, "server", where),
+        max_concurrent=_count(body, "max_concurrent", None, 1, "server", where),
         max_queue=_count(body, "max_queue", default.max_queue, 0, "server", where),
     )
 

@@ -121,6 +121,7 @@ class Residency:
         self._last_errors: dict[
             str, str
         ] = {}  # the last failed load of each model, until one works
+        self._ttl_overrides: dict[str, float] = {}  # set by a client (Ollama's keep_alive)
 
     # -- leases ------------------------------------------------------------
 
@@ -325,7 +326,19 @@ class Residency:
             for e in entries
         ]
 
+    def set_ttl(self, model_id: str, ttl_s: float | None) -> None:
+        """Idle seconds before ``model_id`` is unloaded, from now on (0: never); None goes
+        back to its configured TTL. A client's say (Ollama's ``keep_alive``) over the file's."""
+        with self._lock:
+            if ttl_s is None:
+                self._ttl_overrides.pop(model_id, None)
+            else:
+                self._ttl_overrides[model_id] = ttl_s
+
     def _ttl(self, model: ServedModel) -> float:
+        override = self._ttl_overrides.get(model.id)
+        if override is not None:
+            return override
         return model.ttl_s if model.ttl_s is not None else self._server.default_ttl_s
 
     def _unload_if_idle(self, model_id: str) -> bool:

@@ -7,6 +7,7 @@ public methods are the whole API::
     answer(request, private=False) -> Answer           a whole chat or completion
     open_stream(request, private=False) -> StreamAnswer  a streamed one
     embeddings(model, inputs, private=False) -> EmbeddingAnswer
+    preload(name, private=False) -> str                served_ids(name, private=False) -> list[str]
     list_models(installed=False) -> ModelListing      model_ids() -> list[str]
     switch_alias(alias, target) -> AliasChange        health(refresh=True) -> list[BackendStatus]
     memory() -> MemoryStatus                          unload(model_id) -> bool
@@ -66,7 +67,13 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.estimate.engine import ENGINES, LLAMA_CPP_PYTHON
-from yoyu.gateway.config import GatewayConfig, ServedModel, ServerConfig, toml_key
+from yoyu.gateway.config import (
+    DEFAULT_MAX_CONCURRENT_LOCAL,
+    DEFAULT_MAX_CONCURRENT_REMOTE,
+    GatewayConfig,
+    ServedModel,
+    toml_key,
+)
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.queueing import ModelQueue, QueueLimits, QueueStats, Slot
@@ -287,7 +294,7 @@ class GatewayService:
         self.backends = dict(backends)
         self.metrics = GatewayMetrics(self.gauges)
         self._queues = {
-            model.id: ModelQueue(model.id, _queue_limits(model, config.server), clock)
+            model.id: ModelQueue(model.id, self._queue_limits(model), clock)
             for model in config.served.values()
         }
         self._sizer = sizer or PlanSizer()
@@ -409,6 +416,16 @@ class GatewayService:
         return EmbeddingAnswer(
             model, served.id, served.backend, response.vectors, response.prompt_tokens
         )
+
+    def served_ids(self, name: str, *, private: bool = False) -> list[str]:
+        """The served models ``name`` stands for, in the order a request would try them."""
+        return [served.id for served in self._chain(name, private)]
+
+    def preload(self, name: str, *, private: bool = False) -> str:
+        """Load ``name``'s first member that admission lets in, as a request would (with
+        its fallback and privacy), without generating; returns the served model."""
+        routed = self._route(name, private, lambda served: self.residency.lease(served).release())
+        return routed.served.id
 
     # -- models, aliases, health, memory ----------------------------------------
 
@@ -680,6 +697,16 @@ class GatewayService:
         """Every served model's queue: running, waiting, limits, refusals."""
         return [queue.stats() for queue in self._queues.values()]
 
+    def _queue_limits(self, model: ServedModel) -> QueueLimits:
+        """A served model's own limits, else the server's, else by where it runs."""
+        server = self.config.server
+        concurrent = _first_set(model.max_concurrent, server.max_concurrent)
+        if concurrent is None:
+            remote = self._remote(model.backend)
+            concurrent = DEFAULT_MAX_CONCURRENT_REMOTE if remote else DEFAULT_MAX_CONCURRENT_LOCAL
+        queue = model.max_queue if model.max_queue is not None else server.max_queue
+        return QueueLimits(max_concurrent=concurrent, max_queue=queue)
+
     def _count_stream_tokens(self, served: ServedModel, last: ChatChunk) -> None:
         if last.usage is not None:
             usage = last.usage
@@ -745,6 +772,12 @@ class GatewayService:
     def _sizing(self, model: ServedModel) -> Sizing:
         """The plan for ``model`` on the engine its backend starts."""
         return self._sizer.size(model, self.backends[model.backend].engine_kind)
+
+    def sizing(self, model_id: str) -> Sizing:
+        """What admission sizes a served model at (read-only; the dashboard shows it)."""
+        if model_id not in self.config.served:
+            raise UnknownModelError(f"model {model_id!r} is not served here")
+        return self._sizing(self.config.served[model_id])
 
     def planning_engine(self, model_id: str) -> str:
         """The engine a plan for ``model_id`` is made for: its backend's, or for a model
@@ -822,11 +855,8 @@ def _falls_back(error: YoyuError) -> bool:
     return isinstance(error, (AdmissionError, QueueFullError, BackendError))
 
 
-def _queue_limits(model: ServedModel, server: ServerConfig) -> QueueLimits:
-    """A served model's own limits, else the server's."""
-    concurrent = model.max_concurrent if model.max_concurrent is not None else server.max_concurrent
-    queue = model.max_queue if model.max_queue is not None else server.max_queue
-    return QueueLimits(max_concurrent=concurrent, max_queue=queue)
+def _first_set(*values: int | None) -> int | None:
+    return next((value for value in values if value is not None), None)
 
 
 def _release(lease: Lease, slot: Slot) -> None:

@@ -57,6 +57,7 @@ class Sizing:
     load_settings: Mapping[str, Any] = field(default_factory=dict)
     n_ctx: int | None = None  # the context each sequence gets, when planned
     longest_token_bytes: int | None = None  # a prompt of N bytes is >= N / this tokens
+    components: Mapping[str, int] = field(default_factory=dict)  # the plan's bytes by part
 
 
 class PlanSizer:
@@ -101,6 +102,7 @@ class PlanSizer:
             plan.estimate.total_bytes, plan.verdict.value, "plan", planned,
             n_ctx=_cells_per_sequence(plan.estimate.n_ctx, plan.settings),
             longest_token_bytes=spec.longest_token_bytes,
+            components=plan.to_dict()["totals"],
         )  # fmt: skip
 
     def _with_nodes(self, model: ServedModel, engine_kind: str) -> Machine:

@@ -16,13 +16,20 @@ later) passes one pure check (``check_request``) before it reaches a route:
   get CORS headers, and their preflights are answered here.
 - a body must say it is JSON (``application/json``); else 415: a form or
   text body is exactly how a page slips a POST past the preflight.
-- with an API key, every path but ``/health`` needs ``Authorization: Bearer``.
+- with an API key, every path but ``/health`` (and the dashboard's login page and
+  its static files, which hold no data) needs ``Authorization: Bearer KEY``, or
+  the dashboard's session cookie: an HMAC of the key that ``POST /dashboard/login``
+  sets (HttpOnly, SameSite=Strict). A browser cannot put a header on a page it
+  navigates to, so the cookie is how the dashboard's pages and event stream pass;
+  it counts only on requests from the gateway's own pages (no foreign Origin).
+  A browser refused for want of a key while it navigates is sent to the login page.
 
 Nothing refused here reaches a handler, so nothing it would have done happens.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -40,6 +47,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 OPEN_PATHS = frozenset({"/health"})
+OLLAMA_PREFIX = "/api/"  # Ollama's API answers errors in its own shape
+SESSION_COOKIE = "yoyu_session"
+_SESSION_SALT = b"yoyu dashboard session v1"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CORS_HEADERS = "Authorization, Content-Type, X-Yoyu-Privacy, Mcp-Session-Id"
 _CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
@@ -63,6 +73,12 @@ class TrustPolicy:
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     cors_origins: frozenset[str] = field(default_factory=frozenset)
     api_key: str | None = None
+    open_paths: frozenset[str] = OPEN_PATHS  # served without the key: they hold no data
+    open_prefixes: tuple[str, ...] = ()
+    login_path: str | None = None  # where a browser refused for want of a key is sent
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     def host_allowed(self, host: str) -> bool:
         if host in LOOPBACK_NAMES or host in self.allowed_hosts or host == self.bind_host:
@@ -103,12 +119,39 @@ def check_request(
             415,
             "unsupported_media_type",
         )
-    if policy.api_key is not None and path not in OPEN_PATHS and method != "OPTIONS":
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), policy.api_key.encode()
+    if policy.api_key is not None and not policy.is_open(path) and method != "OPTIONS":
+        own_page = origin is None or _same_origin(origin, headers)
+        if not _bearer_ok(headers, policy.api_key) and not (
+            own_page and _session_ok(headers, policy.api_key)
         ):
             return TrustError("missing or wrong API key", 401, "invalid_api_key")
+    return None
+
+
+def session_token(api_key: str) -> str:
+    """What the dashboard's session cookie holds: an HMAC of the key, so the cookie never
+    carries the key itself (it is no Bearer token) and is void once the key changes."""
+    return hmac.new(api_key.encode(), _SESSION_SALT, hashlib.sha256).hexdigest()
+
+
+def _bearer_ok(headers: Mapping[str, str], api_key: str) -> bool:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), api_key.encode()
+    )
+
+
+def _session_ok(headers: Mapping[str, str], api_key: str) -> bool:
+    sent = cookie_value(headers.get("cookie", ""), SESSION_COOKIE)
+    return sent is not None and hmac.compare_digest(sent.encode(), session_token(api_key).encode())
+
+
+def cookie_value(cookie_header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, or None."""
+    for pair in cookie_header.split(";"):
+        key, sep, value = pair.strip().partition("=")
+        if sep and key == name:
+            return value.strip()
     return None
 
 
@@ -152,7 +195,11 @@ class TrustMiddleware:
         }
         refusal = check_request(self.policy, scope["method"], scope["path"], headers)
         if refusal is not None:
-            await _refuse(send, refusal)
+            login = self.policy.login_path
+            if login is not None and _navigating(scope["method"], headers, refusal):
+                await _redirect(send, login)
+            else:
+                await _refuse(send, refusal, scope["path"])
             return
         origin = headers.get("origin")
         cross = origin if origin is not None and not _same_origin(origin, headers) else None
@@ -162,12 +209,26 @@ class TrustMiddleware:
         await self.app(scope, receive, _with_cors(send, cross) if cross else send)
 
 
-async def _refuse(send: Send, error: TrustError) -> None:
+async def _refuse(send: Send, error: TrustError, path: str) -> None:
+    """OpenAI's error object; Ollama's ``{"error": "..."}`` on its API's paths."""
     fields = {"message": str(error), "type": error.error_type, "code": error.error_code}
-    body = json.dumps({"error": {**fields, "param": None}}).encode()
+    shaped = str(error) if path.startswith(OLLAMA_PREFIX) else {**fields, "param": None}
+    body = json.dumps({"error": shaped}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _navigating(method: str, headers: Mapping[str, str], refusal: TrustError) -> bool:
+    """A browser opening a page (not a script's call) that only lacks the key."""
+    wants_page = "text/html" in headers.get("accept", "")
+    return refusal.error_code == "invalid_api_key" and method == "GET" and wants_page
+
+
+async def _redirect(send: Send, location: str) -> None:
+    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _preflight(send: Send, origin: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from yoyu.backends.protocol import (
     ChatChunk,
@@ -234,6 +234,17 @@ def response_body(response: ChatResponse, route: str, kind: str) -> dict[str, An
     }
 
 
+class StreamWriter(Protocol):
+    """The bytes of one streamed answer in some wire format (this one's SSE, Ollama's
+    NDJSON): each chunk's, the closing ones, and an error's once the headers are gone."""
+
+    def chunk(self, chunk: ChatChunk) -> bytes: ...
+
+    def done(self) -> bytes: ...
+
+    def error(self, error: YoyuError) -> bytes: ...
+
+
 class ChunkWriter:
     """SSE ``data:`` lines for one streamed answer, OpenAI's chunk shape."""
 
@@ -262,6 +273,9 @@ class ChunkWriter:
 
     def done(self) -> bytes:
         return b"data: [DONE]\n\n"
+
+    def error(self, error: YoyuError) -> bytes:
+        return sse_error(error)
 
     def _choice(self, chunk: ChatChunk) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "finish_reason": chunk.finish_reason}

@@ -9,8 +9,9 @@ Default file: ``yoyu.paths.data_dir() / "guard.jsonl"``; ``yoyu guard log`` read
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from yoyu.monitor.types import Event, Sample
 from yoyu.paths import data_dir
 
 AUDIT_FILE_NAME = "guard.jsonl"
+RECENT_BYTES = 4 * 1024 * 1024  # a long-lived gateway's log grows without end: read its tail
 
 
 def default_audit_path() -> Path:
@@ -92,12 +94,50 @@ def read_audit(path: Path | None = None) -> list[AuditRecord]:
     return list(_records(path or default_audit_path()))
 
 
+def read_recent(path: Path | None = None, max_bytes: int = RECENT_BYTES) -> list[AuditRecord]:
+    """The records in the file's last ``max_bytes``, oldest first (the dashboard's guard log:
+    a file of months of decisions is not read whole for a page)."""
+    tail = AuditTail(path or default_audit_path(), max_bytes)
+    return tail.read_new()
+
+
+class AuditTail:
+    """Reads what was appended to the file since the last read (from its last
+    ``max_bytes`` at first), so a live view follows it without reading it again."""
+
+    def __init__(self, path: Path, max_bytes: int = RECENT_BYTES) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._offset: int | None = None
+
+    def read_new(self) -> list[AuditRecord]:
+        try:
+            with self.path.open("rb") as file:
+                size = file.seek(0, os.SEEK_END)
+                fresh = self._offset is None or self._offset > size  # first read, or replaced
+                start = max(0, size - self._max_bytes) if fresh else int(self._offset or 0)
+                file.seek(start)
+                data = file.read(size - start)
+        except FileNotFoundError:
+            return []
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits its turn
+        self._offset = start + len(whole)
+        lines = whole.split(b"\n")
+        return list(_parse(lines[1:] if fresh and start > 0 else lines))  # began mid-line
+
+
 def _records(path: Path) -> Iterator[AuditRecord]:
     if not path.is_file():
         return
     with path.open(encoding="utf-8") as file:
-        for line in file:
-            try:
-                yield AuditRecord.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a crash mid-write
+        yield from _parse(file)
+
+
+def _parse(lines: Iterable[str | bytes]) -> Iterator[AuditRecord]:
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield AuditRecord.from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash mid-write

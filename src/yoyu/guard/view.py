@@ -7,7 +7,7 @@ server...) unless the caller names the pids to show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ class TreeView:
     rss_bytes: int
     swap_bytes: int | None
     gpu_bytes: int | None
+    anon_bytes: int | None = None  # heap, KV cache, buffers: what grows
+    file_bytes: int | None = None  # mostly mmap'd weights the page cache can drop
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,11 @@ class WatchReader:
         system: SystemReader | None = None,
         processes: ProcessReader | None = None,
         gpus: Any = None,
+        engines: Callable[[], Sequence[tuple[int, str]]] | None = None,
     ) -> None:
         self.policy = policy
         self._pids = list(pids) if pids is not None else None
+        self._engines = engines  # (root pid, name) of each tree, read at every reading
         self._system = system or system_reader()
         self._processes = processes or process_reader()
         self._gpus = gpus
@@ -88,8 +92,9 @@ class WatchReader:
     def read(self) -> WatchView:
         system = self._system.read()
         thresholds = self.policy.resolve(system.total_bytes)
-        roots = self._pids if self._pids is not None else engine_pids()
-        trees = tuple(tree for tree in (self._tree(pid) for pid in roots) if tree is not None)
+        trees = tuple(
+            tree for tree in (self._tree(pid, name) for pid, name in self._roots()) if tree
+        )
         gpus = self._read_gpus(
             [pid for tree in trees for pid in self._processes.members([tree.pid])]
         )
@@ -106,15 +111,24 @@ class WatchReader:
         reason = trigger.message if trigger else ""
         return WatchView(system, trees, gpus, thresholds, level, reason)
 
-    def _tree(self, pid: int) -> TreeView | None:
+    def _roots(self) -> Sequence[tuple[int, str | None]]:
+        if self._engines is not None:
+            return self._engines()
+        return [(pid, None) for pid in (self._pids if self._pids is not None else engine_pids())]
+
+    def _tree(self, pid: int, name: str | None = None) -> TreeView | None:
         sample = self._processes.read([pid])
         if not sample.pids:
             return None
-        try:
-            name = psutil.Process(pid).name()
-        except psutil.Error:
-            name = "?"
-        return TreeView(pid, name, len(sample.pids), sample.rss_bytes, sample.swap_bytes, None)
+        if name is None:
+            try:
+                name = psutil.Process(pid).name()
+            except psutil.Error:
+                name = "?"
+        return TreeView(
+            pid, name, len(sample.pids), sample.rss_bytes, sample.swap_bytes, None,
+            sample.anon_bytes, sample.file_bytes,
+        )  # fmt: skip
 
     def _read_gpus(self, pids: Sequence[int]) -> tuple[GpuSample, ...]:
         if self._gpus is None:

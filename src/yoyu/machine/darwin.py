@@ -71,6 +71,12 @@ APPLE_BANDWIDTH_GB_PER_S: dict[str, float] = {
     "Apple M4": 120, "Apple M4 Pro": 273, "Apple M4 Max": 410, "Apple M5": 153,
 }  # fmt: skip
 FULL_GPU_BANDWIDTH_GB_PER_S = {("Apple M3 Max", 40): 400.0, ("Apple M4 Max", 40): 546.0}
+# FP32 per GPU core: 128 ALUs x 2 (FMA) x 1.398 GHz, Apple's M2 figures (M2 Max 38-core
+# "13.6 teraflops", M2 Ultra 76-core "27.2"). Apple published no clock for M3/M4; their
+# cores run faster, and llama.cpp's Apple Silicon scoreboard shows it (prompt processing
+# per core: M2 family ~18 tok/s on Llama 2 7B Q4_0, M4 Pro/Max ~22), so they come out
+# about 20 % low.
+APPLE_GPU_CORE_FLOPS = 128 * 2 * 1.398e9
 
 _SWAP_FIELD = re.compile(r"(total|used)\s*=\s*([\d.]+)([KMGT]?)")
 _PAGE_SIZE = re.compile(r"page size of (\d+) bytes")
@@ -252,6 +258,7 @@ def apple_gpu(apple: AppleSiliconInfo, memory: MemoryInfo) -> GpuInfo:
         free_bytes=free_bytes,
         used_bytes=apple.gpu_working_set_bytes - free_bytes,
         bandwidth_bytes_per_s=memory.bandwidth_bytes_per_s,
+        fp32_flops=round(apple.gpu_cores * APPLE_GPU_CORE_FLOPS) if apple.gpu_cores else None,
     )
 
 

@@ -18,7 +18,8 @@ the file, the table and the key.
     [cpu]     model, cores, threads, simd = [...], performance_cores
     [memory]  total, available, in_use, swap_total, swap_used, limit, wired, bandwidth
     [[gpus]]  vendor, name, total, free, used, uuid, driver_version, cuda_version,
-              compute_capability, memory_bus_width_bits, memory_clock_mhz, bandwidth
+              compute_capability, memory_bus_width_bits, memory_clock_mhz, bandwidth,
+              fp32_tflops (shader FP32 throughput, the vendor's figure)
     [apple]   chip, gpu_cores, wired_limit_mb, default_working_set, memory_pressure
 """
 
@@ -151,6 +152,14 @@ class _Table:
 
     def rate(self, key: str) -> int | None:
         return self._converted(key, parse_rate)
+
+    def positive_number(self, key: str) -> float | None:
+        value = self.raw(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.fail(key, f"expected a positive number, got {value!r}")
+        return float(value)
 
     def text_list(self, key: str) -> tuple[str, ...]:
         value = self.raw(key)
@@ -293,6 +302,7 @@ def _gpu(table: _Table, index: int) -> GpuInfo:
     bus_width = table.integer("memory_bus_width_bits", minimum=1)
     clock = table.integer("memory_clock_mhz", minimum=1)
     bandwidth = table.rate("bandwidth") or memory_bandwidth_bytes_per_s(bus_width, clock)
+    tflops = table.positive_number("fp32_tflops")
     gpu = GpuInfo(
         vendor=table.choice("vendor", GPU_VENDORS) or "nvidia",
         index=index,
@@ -307,6 +317,7 @@ def _gpu(table: _Table, index: int) -> GpuInfo:
         memory_bus_width_bits=bus_width,
         memory_clock_mhz=clock,
         bandwidth_bytes_per_s=bandwidth,
+        fp32_flops=round(tflops * 1e12) if tflops else None,
     )
     table.done()
     return gpu

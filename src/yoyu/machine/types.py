@@ -59,6 +59,8 @@ class GpuInfo:
     memory_bus_width_bits: int | None = None
     memory_clock_mhz: int | None = None
     bandwidth_bytes_per_s: int | None = None
+    # FP32 shader throughput (cores x 2 x boost clock), what prefill's speed scales with
+    fp32_flops: int | None = None
 
 
 @dataclass(frozen=True)

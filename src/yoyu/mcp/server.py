@@ -31,7 +31,8 @@ INSTRUCTIONS = (
     "yoyu serves local LLMs with room to spare. Use generate or chat to hand private or "
     "cheap work to a model on this machine (private=true keeps it here), list_models to see "
     "what is served and loaded, memory_status and health_check before heavy work, plan_model "
-    "to ask whether a model would fit, and switch_model to point an alias at another model."
+    "to ask whether a model would fit, fit_models to find the models that run well here, and "
+    "switch_model to point an alias at another model."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 _GENERATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
@@ -55,6 +56,7 @@ def create_mcp_server(service: GatewayService, tools: YoyuTools | None = None) -
         (operations.switch_model, "Switch an alias to another model", _SWITCHES),
         (operations.health_check, "Check backends", _READ_ONLY),
         (operations.plan_model, "Plan a model", _READ_ONLY),
+        (operations.fit_models, "Models that fit", _READ_ONLY),
         (operations.memory_status, "Memory status", _READ_ONLY),
     ]
     for method, title, hints in registry:

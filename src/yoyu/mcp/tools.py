@@ -3,7 +3,8 @@
 Nothing here routes, loads or decides: ``generate`` and ``chat`` go through
 the same ``GatewayService.chat``/``complete`` the OpenAI endpoint uses (so
 aliases, fallbacks, privacy and admission apply alike), ``plan_model`` is
-``make_plan`` on a resolved model. Parameters carry their JSON-schema
+``make_plan`` on a resolved model, ``fit_models`` is ``rank_catalog`` (what ``yoyu fit``
+prints). Parameters carry their JSON-schema
 descriptions; the SDK builds the tools' input and output schemas from these
 signatures and the result dataclasses.
 """
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from yoyu.backends.protocol import ChatMessage, ChatRequest, CompletionRequest
 from yoyu.errors import UnknownModelError, YoyuError
+from yoyu.estimate.types import RunSettings
 from yoyu.gateway.service import Answer, GatewayService
 from yoyu.gateway.sizing import served_settings
 from yoyu.machine.bandwidth import with_measured_bandwidth
@@ -34,9 +36,10 @@ from yoyu.mcp.results import (
     SwitchResult,
 )
 from yoyu.models import resolve_model
-from yoyu.models.catalog import catalog_entries, catalog_spec
+from yoyu.models.catalog import catalog_entries, relatives_of
 from yoyu.monitor.system import SystemReader, system_reader
 from yoyu.plan.planner import make_plan
+from yoyu.plan.ranking import FIT_ENGINE, FitFilters, rank_catalog
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
 
@@ -285,9 +288,43 @@ class YoyuTools:
         n_ctx = settings.n_ctx if ctx is None else ctx
         settings = dataclasses.replace(settings, n_ctx=n_ctx, type_k=kv_type, type_v=kv_type)
         target = load_machine(machine) if machine else self._this_machine()
-        catalog = [catalog_spec(entry) for entry in catalog_entries()]
-        plan = make_plan(spec, target, PlanRequest(settings=settings), catalog=catalog)
+        plan = make_plan(spec, target, PlanRequest(settings=settings), catalog=relatives_of(spec))
         return plan.to_dict()
+
+    def fit_models(
+        self,
+        machine: Annotated[
+            str | None,
+            Field(
+                description="A machine preset (e.g. linux-rtx4090-24g) or machine TOML file; "
+                "default: this machine."
+            ),
+        ] = None,
+        use: Annotated[
+            Literal["chat", "code", "reasoning", "embedding", "vision"] | None,
+            Field(description="Only models for this use."),
+        ] = None,
+        family: Annotated[
+            str | None, Field(description="Only this Ollama family, e.g. qwen3 or llama3.1.")
+        ] = None,
+        min_ctx: Annotated[
+            int, Field(ge=0, description="Only models that hold this many tokens, placed at it.")
+        ] = 0,
+        max_size_bytes: Annotated[
+            int | None, Field(ge=1, description="Only downloads up to this many bytes.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=500, description="The most rows to return.")] = 20,
+    ) -> dict[str, Any]:
+        """Which catalog models run on this machine or a preset, best first: for each
+        model and quant the placement (GPU, MoE experts on the CPU, some layers on the
+        CPU, CPU only), the largest context that keeps the headroom, predicted decode and
+        prefill speed, verdict and risk. Only the models that run are listed."""
+        target = load_machine(machine) if machine else self._this_machine()
+        filters = FitFilters(family=family, use=use, min_ctx=min_ctx, max_size_bytes=max_size_bytes)
+        request = PlanRequest(settings=RunSettings(engine=FIT_ENGINE))
+        report = rank_catalog(catalog_entries(), target, request, filters).to_dict()
+        report["models"] = [row for row in report["models"] if row["runs"]][:limit]
+        return report
 
     def _this_machine(self) -> Machine:
         with self._machine_lock:

@@ -1,230 +1,383 @@
 """Well-known models as ``ModelSpec`` estimates, for planning before a download.
 
-``catalog.toml`` stores each model's architecture in ``config.json`` vocabulary
-(parsed by ``hf_config``, the same code that reads a real folder) and the
-quant of its Ollama tag. The bytes are derived, not copied:
+The catalog is data: ``catalog_data/<family>.toml``, one file per family of the
+Ollama library. Each entry is one model size (one Ollama tag) and holds:
 
-1. Parameters per tensor group follow from the architecture: attention
-   (``q/k/v/o``, or MLA's low-rank ``q_a/q_b/kv_a/kv_b/o``), the dense gated FFN
-   (``3 * n_embd * n_ff``), routed experts (``n_experts * 3 * n_embd * expert_ff``),
-   shared experts, the router, norms, token embedding and output (one tensor
-   when tied). Biases and attention sinks are left out (<0.1% of any model here).
-2. Each group's bytes are ``params * bits_per_weight / 8`` for the ggml types the
-   quant gives that group (``QUANT_SCHEMES``). llama.cpp's Q4_K_M is Q4_K except
-   ``attn_v`` and ``ffn_down`` in "use_more_bits" layers (first and last eighth,
-   every third between; ``llama_tensor_get_type``), which are Q6_K: on
-   Llama-3.1-8B that is 14.4% of block weights, 4.80 bits/weight overall, which
-   reproduces the published 4.92 GB Q4_K_M file within 1%. Token embeddings are
-   Q4_K, the output Q6_K (a tied embedding is quantized as the output).
+- ``config``: the architecture in ``config.json`` vocabulary, copied from the
+  model's own config (parsed by ``hf_config``, the same code that reads a real
+  folder);
+- ``files``: the download size of each quant as its page publishes it
+  (``"4.9GB"``: Ollama writes decimal units, rounded to two or three digits),
+  and the quant the untagged name pulls (``default``);
+- ``params`` (and ``params_active`` for a MoE): what the model card states;
+- where each figure comes from (``hf`` names the config, the family's
+  ``files_source`` the sizes) and on what ``basis`` it was written.
 
-Synthetic tensors (``blk.3.ffn_exps.q4_k``) carry these groups so that
-``summarize_tensors`` computes totals, active parameters and per-layer bytes the
-same way as for a real file. Format is ``"catalog"``; ``file_bytes`` is the
-estimated download. The GGUF, once on disk, is the truth.
+The bytes are derived, not copied (``catalog_tables``: the tensors
+``convert_hf_to_gguf.py`` writes for the config, typed as llama.cpp's quantizer
+types them); the published sizes are kept only to check the derivation
+(``tests/models/test_catalog.py``). Once the GGUF is on disk, its tensor table
+is the truth.
+
+Names: an entry answers to its tag (``qwen3:30b-a3b``), its aliases (the
+untagged name, Hugging Face repo ids), and any Ollama tag of the same size with
+a flavour and quant suffix (``llama3.1:8b-instruct-q8_0``).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ConfigError
+from yoyu.models.catalog_tables import TableKey, compact_table, header_bytes, tensor_table
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
 from yoyu.models.hf_model import architecture_spec
+from yoyu.models.model_tags import (
+    by_tag_prefix,
+    family_key,
+    normalize,
+    split_quant,
+    tag_size,
+    unknown_quant_at,
+)
+from yoyu.models.quant_mix import FILE_TYPES
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
 from yoyu.toml import TOMLDecodeError, load_toml
 
-CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+CATALOG_DIR = Path(__file__).with_name("catalog_data")
+DEFAULT_QUANT = "Q4_K_M"
+USES = ("chat", "code", "reasoning", "embedding", "vision")
 
-# ggml block sizes: bytes per block * 8 / weights per block (ggml.c type_traits).
-BITS_PER_WEIGHT: dict[str, float] = {
-    "F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.5625,
-    "Q5_K": 5.5, "Q4_0": 4.5, "Q4_K": 4.5, "MXFP4": 4.25,
-}  # fmt: skip
-
-TypeMix = tuple[tuple[str, float], ...]  # (ggml type, share of the group's parameters)
+_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
 @dataclass(frozen=True)
-class QuantScheme:
-    """Which ggml types a file type gives each tensor group."""
+class PublishedSize:
+    """A download size as a page writes it: ``"4.9GB"`` is 4.9e9 bytes, give or take
+    half its last digit (the rounding the page applied)."""
 
-    block_mix: TypeMix
-    expert_mix: TypeMix
-    token_embd_type: str
-    output_type: str
+    text: str
+    bytes: int
+    rounding_bytes: int
 
-
-_Q4_K_M_MIX: TypeMix = (("Q4_K", 0.856), ("Q6_K", 0.144))
-QUANT_SCHEMES: dict[str, QuantScheme] = {
-    "Q4_K_M": QuantScheme(_Q4_K_M_MIX, _Q4_K_M_MIX, "Q4_K", "Q6_K"),
-    "Q4_0": QuantScheme((("Q4_0", 1.0),), (("Q4_0", 1.0),), "Q4_0", "Q6_K"),
-    "Q8_0": QuantScheme((("Q8_0", 1.0),), (("Q8_0", 1.0),), "Q8_0", "Q8_0"),
-    "F16": QuantScheme((("F16", 1.0),), (("F16", 1.0),), "F16", "F16"),
-    "MXFP4": QuantScheme((("BF16", 1.0),), (("MXFP4", 1.0),), "BF16", "BF16"),
-}
+    @classmethod
+    def parse(cls, text: str) -> PublishedSize:
+        match = _SIZE_TEXT.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a size like 4.9GB or 398MB")
+        number, unit = match.group(1), _UNITS[match.group(2).upper()]
+        decimals = len(number.partition(".")[2])
+        return cls(text, round(float(number) * unit), unit // 10**decimals // 2)
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """One model of ``catalog.toml``; ``published_*`` and ``ollama_size_bytes`` are the
-    figures its sources state, kept to check the derivation against."""
+    """One model size of the catalog; ``published_*`` and ``files`` are the figures its
+    sources state, kept to check the derivation against."""
 
     name: str
+    family: str
+    uses: tuple[str, ...]
     aliases: tuple[str, ...]
-    quantization: str
+    default_quant: str
+    files: dict[str, PublishedSize]
     architecture: HfArchitecture
     published_params_total: int
     published_params_active: int | None
     published_active_excludes_token_embd: bool
-    ollama_size_bytes: int | None
+    vision_params: int  # a vision tower Ollama ships in the same blob (F16), else 0
     sources: tuple[str, ...]
+    basis: str
+
+    @property
+    def quantization(self) -> str:
+        return self.default_quant
+
+    @property
+    def ollama_size_bytes(self) -> int | None:
+        published = self.files.get(self.default_quant)
+        return published.bytes if published else None
+
+    @property
+    def quants(self) -> tuple[str, ...]:
+        """The default quant first, then the other published ones."""
+        return (self.default_quant, *(q for q in self.files if q != self.default_quant))
+
+
+@dataclass(frozen=True)
+class CatalogMatch:
+    """A name resolved to an entry and the quant it asks for."""
+
+    entry: CatalogEntry
+    quant: str
 
 
 def catalog_entries() -> tuple[CatalogEntry, ...]:
-    """Every entry of the bundled catalog, in file order."""
-    return _load_catalog(CATALOG_PATH)
+    """Every entry of the bundled catalog, family files in name order."""
+    return _load_catalog(CATALOG_DIR)
 
 
 def find_catalog_entry(ref: str) -> CatalogEntry | None:
-    """The entry whose name or alias is ``ref`` (case-insensitive, registry prefix ignored)."""
-    key = _normalize(ref)
-    for entry in catalog_entries():
-        if key in {_normalize(name) for name in (entry.name, *entry.aliases)}:
-            return entry
-    return None
+    """The entry ``ref`` names (tag, alias or tag with a quant suffix), or None."""
+    match = match_catalog(ref)
+    return None if match is None else match.entry
+
+
+def match_catalog(ref: str) -> CatalogMatch | None:
+    """Resolve ``ref`` to an entry and a quant (case-insensitive, registry prefix ignored)."""
+    index = _name_index(CATALOG_DIR)
+    key, quant = split_quant(normalize(ref))
+    if quant is None and unknown_quant_at(key) is not None:
+        return None  # a quant the catalog does not size (q3_k_s, iq4_xs): no guess
+    entry = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
+    if entry is None:
+        return None
+    return CatalogMatch(entry, quant or entry.default_quant)
 
 
 def catalog_names() -> list[str]:
     return [entry.name for entry in catalog_entries()]
 
 
+def catalog_suggestions(ref: str, limit: int = 3) -> list[str]:
+    """Close catalog names for a miss: the family's sizes nearest the one asked for
+    (``qwen3:7b`` -> ``qwen3:8b``), else names that are spelled alike."""
+    key, _ = split_quant(normalize(ref))
+    unsized = unknown_quant_at(key)
+    if unsized is not None:  # a quant the catalog does not size: offer the ones it does
+        match = match_catalog(key[:unsized])
+        if match is not None:
+            return [spec_name(match.entry, quant) for quant in match.entry.quants][:limit]
+    family, _, tag = key.partition(":")
+    sizes = [entry for entry in catalog_entries() if entry.family.lower() == family]
+    asked = tag_size(tag)
+    if sizes and asked:
+        sizes.sort(key=lambda entry: abs(math.log(tag_size(entry.name) or 1.0) - math.log(asked)))
+        return [entry.name for entry in sizes[:limit]]
+    if sizes:
+        return [entry.name for entry in sizes[:limit]]
+    names = [name for entry in catalog_entries() for name in (entry.name, *entry.aliases)]
+    return difflib.get_close_matches(ref, names, n=limit, cutoff=0.6)
+
+
 def catalog_model(ref: str) -> ModelSpec | None:
     """The estimated ``ModelSpec`` of a catalog model, or None if ``ref`` is not in it."""
-    entry = find_catalog_entry(ref)
-    return None if entry is None else catalog_spec(entry)
+    match = match_catalog(ref)
+    return None if match is None else catalog_spec(match.entry, match.quant)
 
 
-def catalog_spec(entry: CatalogEntry) -> ModelSpec:
+def catalog_spec(
+    entry: CatalogEntry, quant: str | None = None, *, compact: bool = False
+) -> ModelSpec:
+    """The entry as a ``ModelSpec`` in ``quant`` (default: the untagged name's).
+
+    ``compact``: each block's non-expert tensors of one type and row length merged
+    into one (``compact_tensors``), for ranking the whole catalog in well under a
+    second; the bytes per device stay those of the full table."""
+    return _cached_spec(entry.name, quant or entry.default_quant, compact)
+
+
+def compact_spec(entry: CatalogEntry, quant: str) -> ModelSpec:
+    """``catalog_spec(entry, quant, compact=True)``, in the shape ``rank_catalog`` calls."""
+    return catalog_spec(entry, quant, compact=True)
+
+
+def catalog_file_bytes(entry: CatalogEntry, quant: str) -> int:
+    """The derived size of the download: tensors, vision tower and GGUF header."""
+    return catalog_spec(entry, quant).file_bytes
+
+
+def spec_name(entry: CatalogEntry, quant: str) -> str:
+    return entry.name if quant == entry.default_quant else f"{entry.name}-{quant.lower()}"
+
+
+def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
+    """Smaller catalog models a "smaller model" move may propose for ``spec``: the same
+    family when the name says it, else the same architecture (specs built only for them)."""
+    family = family_key(spec.name)
+    entries = catalog_entries()
+    chosen = [entry for entry in entries if family_key(entry.family) in family]
+    if not chosen:
+        chosen = [
+            entry for entry in entries if entry.architecture.architecture == spec.architecture
+        ]
+    limit = spec.params_total * 9 // 10
+    return [catalog_spec(entry) for entry in chosen if entry.published_params_total < limit]
+
+
+# --- building a spec -------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
+    entry = next(entry for entry in catalog_entries() if entry.name == name)
+    if quant not in FILE_TYPES:
+        known = ", ".join(FILE_TYPES)
+        raise ConfigError(f"{entry.name}: no quant {quant!r} in the catalog; choose one of {known}")
     arch = entry.architecture
-    tensors = catalog_tensors(arch, QUANT_SCHEMES[entry.quantization])
+    key = table_key(entry, quant)
+    tensors = list(compact_table(key) if compact else tensor_table(key))
     summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
     return architecture_spec(
         arch,
         tensors,
         summary,
-        name=entry.name,
+        name=spec_name(entry, quant),
         format="catalog",
         paths=(),
-        file_bytes=summary.tensor_bytes,
-        quantization=entry.quantization,
+        file_bytes=summary.tensor_bytes + header_bytes(key),
+        quantization=quant,
     )
 
 
-def catalog_tensors(arch: HfArchitecture, scheme: QuantScheme) -> list[TensorInfo]:
-    """One synthetic tensor per (group, ggml type) per block, plus the non-repeating ones."""
-    tensors: list[TensorInfo] = []
-    for layer in range(arch.n_layers):
-        for group, n_params, mix in _block_groups(arch, scheme, layer):
-            tensors.extend(_mixed(f"blk.{layer}.{group}", n_params, mix, layer))
-    embd_type = scheme.output_type if arch.tie_word_embeddings else scheme.token_embd_type
-    embedding_params = arch.vocab_size * arch.n_embd
-    tensors.extend(_mixed("token_embd", embedding_params, ((embd_type, 1.0),), None))
-    if not arch.tie_word_embeddings:
-        tensors.extend(_mixed("output", embedding_params, ((scheme.output_type, 1.0),), None))
-    tensors.extend(_mixed("output_norm", arch.n_embd, (("F32", 1.0),), None))
-    return tensors
+def catalog_tensors(entry: CatalogEntry, quant: str) -> list[TensorInfo]:
+    """The converted file's tensors with the types the quantizer gives them."""
+    return list(tensor_table(table_key(entry, quant)))
 
 
-def attention_params(arch: HfArchitecture) -> int:
-    """Weights of one block's attention projections (MLA counts its low-rank factors)."""
-    if arch.mla is not None:
-        return _mla_attention_params(arch)
-    query = arch.n_embd * arch.n_head * arch.head_dim_k
-    key_value = arch.n_embd * arch.n_head_kv * (arch.head_dim_k + arch.head_dim_v)
-    output = arch.n_head * arch.head_dim_v * arch.n_embd
-    return query + key_value + output
+def table_key(entry: CatalogEntry, quant: str) -> TableKey:
+    """What decides the entry's tensor table in ``quant`` (embedding models have no LM head)."""
+    return TableKey(entry.architecture, quant, entry.vision_params, "embedding" not in entry.uses)
 
 
-def _mla_attention_params(arch: HfArchitecture) -> int:
-    assert arch.mla is not None
-    mla, heads = arch.mla, arch.n_head
-    if mla.q_lora_rank:
-        query = arch.n_embd * mla.q_lora_rank + mla.q_lora_rank * heads * arch.head_dim_k
-    else:
-        query = arch.n_embd * heads * arch.head_dim_k
-    kv_down = arch.n_embd * (mla.kv_lora_rank + mla.rope_dim)
-    kv_up = mla.kv_lora_rank * heads * (arch.head_dim_k - mla.rope_dim + arch.head_dim_v)
-    return query + kv_down + kv_up + heads * arch.head_dim_v * arch.n_embd
-
-
-def _block_groups(
-    arch: HfArchitecture, scheme: QuantScheme, layer: int
-) -> list[tuple[str, int, TypeMix]]:
-    norms = 2 * arch.n_embd + (arch.mla.q_lora_rank + arch.mla.kv_lora_rank if arch.mla else 0)
-    groups: list[tuple[str, int, TypeMix]] = [
-        ("attn", attention_params(arch), scheme.block_mix),
-        ("norm", norms, (("F32", 1.0),)),
-    ]
-    if arch.n_experts == 0 or layer in arch.dense_layers:
-        return [*groups, ("ffn", 3 * arch.n_embd * arch.n_ff, scheme.block_mix)]
-    expert_ff = arch.expert_ff_length or arch.n_ff
-    shared_ff = arch.shared_expert_ff_length or expert_ff * arch.n_experts_shared
-    return [
-        *groups,
-        ("ffn_exps", arch.n_experts * 3 * arch.n_embd * expert_ff, scheme.expert_mix),
-        ("ffn_shexp", 3 * arch.n_embd * shared_ff, scheme.block_mix),
-        ("ffn_gate_inp", arch.n_embd * arch.n_experts, (("F32", 1.0),)),
-    ]
-
-
-def _mixed(prefix: str, n_params: int, mix: TypeMix, layer: int | None) -> list[TensorInfo]:
-    """Split ``n_params`` across the mix's types; the last type takes the rounding rest."""
-    tensors, remaining = [], n_params
-    for index, (type_name, share) in enumerate(mix):
-        part = remaining if index == len(mix) - 1 else int(n_params * share)
-        remaining -= part
-        if part:
-            tensors.append(_tensor(f"{prefix}.{type_name.lower()}", type_name, part, layer))
-    return tensors
-
-
-def _tensor(name: str, type_name: str, n_params: int, layer: int | None) -> TensorInfo:
-    n_bytes = round(n_params * BITS_PER_WEIGHT[type_name] / 8)
-    return TensorInfo(name, type_name, (n_params,), n_params, n_bytes, layer)
-
-
-def _normalize(ref: str) -> str:
-    key = ref.strip().lower().removeprefix("registry.ollama.ai/").removeprefix("library/")
-    return key.removesuffix(":latest") if key.count(":") == 1 else key
+# --- names ------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
-def _load_catalog(path: Path) -> tuple[CatalogEntry, ...]:
+def _name_index(folder: Path) -> dict[str, CatalogEntry]:
+    """Every name an entry answers to, lower-cased; a repo id also by its bare repo name."""
+    index: dict[str, CatalogEntry] = {}
+    bare: dict[str, list[CatalogEntry]] = {}
+    for entry in _load_catalog(folder):
+        for name in (entry.name, *entry.aliases):
+            index.setdefault(name.lower(), entry)
+            if "/" in name:
+                bare.setdefault(name.lower().rpartition("/")[2], []).append(entry)
+    for name, entries in bare.items():
+        if len({entry.name for entry in entries}) == 1:
+            index.setdefault(name, entries[0])
+    return index
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
+    documents = [(path, _read(path)) for path in sorted(folder.glob("*.toml"))]
+    shared = {
+        name: config
+        for _, document in documents
+        for name, config in document.get("architectures", {}).items()
+    }
+    entries: list[CatalogEntry] = []
+    for path, document in documents:
+        family = _Family.of(document, path, shared)
+        entries.extend(
+            family.entry(name, body) for name, body in document.get("models", {}).items()
+        )
+    return tuple(entries)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        document = load_toml(path)
+        return load_toml(path)
     except (OSError, TOMLDecodeError) as error:
         raise ConfigError(f"{path}: the model catalog cannot be read ({error})") from None
-    models = document.get("models", {})
-    return tuple(_entry(name, body, path) for name, body in models.items())
 
 
-def _entry(name: str, body: dict[str, Any], path: Path) -> CatalogEntry:
-    quantization = str(body.get("quantization"))
-    if quantization not in QUANT_SCHEMES:
-        raise ConfigError(f"{path}: {name}: unknown quantization {quantization!r}")
-    return CatalogEntry(
-        name=name,
-        aliases=tuple(body.get("aliases", ())),
-        quantization=quantization,
-        architecture=parse_hf_config(body.get("config", {}), f"{path} [{name}]"),
-        published_params_total=int(body["published_params_total"]),
-        published_params_active=body.get("published_params_active"),
-        published_active_excludes_token_embd=bool(
-            body.get("published_active_excludes_token_embd", False)
-        ),
-        ollama_size_bytes=body.get("ollama_size_bytes"),
-        sources=tuple(body.get("sources", ())),
-    )
+@dataclass(frozen=True)
+class _Family:
+    """What a family file says once for all its entries."""
+
+    path: Path
+    name: str
+    uses: tuple[str, ...]
+    files_source: str
+    basis: str
+    architectures: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(
+        cls, document: dict[str, Any], path: Path, architectures: dict[str, dict[str, Any]]
+    ) -> _Family:
+        uses = tuple(document.get("uses", ("chat",)))
+        unknown = [use for use in uses if use not in USES]
+        if unknown:
+            raise ConfigError(f"{path}: unknown use {unknown[0]!r}; choose from {', '.join(USES)}")
+        return cls(
+            path=path,
+            name=str(document.get("family", path.stem)),
+            uses=uses,
+            files_source=str(document.get("files_source", "")),
+            basis=str(document.get("basis", "")),
+            architectures=architectures,
+        )
+
+    def entry(self, name: str, body: dict[str, Any]) -> CatalogEntry:
+        where = f"{self.path} [{name}]"
+        files = self._files(body, where)
+        default = str(
+            body.get(
+                "default",
+                DEFAULT_QUANT if DEFAULT_QUANT in files else next(iter(files), DEFAULT_QUANT),
+            )
+        )
+        if default not in FILE_TYPES:
+            raise ConfigError(f"{where}: unknown default quant {default!r}")
+        return CatalogEntry(
+            name=name,
+            family=str(body.get("family", self.name)),
+            uses=tuple(body.get("uses", self.uses)),
+            aliases=tuple(body.get("aliases", ())),
+            default_quant=default,
+            files=files,
+            architecture=parse_hf_config(self._config(body, where), where),
+            published_params_total=int(body["params"]),
+            published_params_active=body.get("params_active"),
+            published_active_excludes_token_embd=bool(
+                body.get("active_excludes_token_embd", False)
+            ),
+            vision_params=int(body.get("vision_params", 0)),
+            sources=self._sources(name, body),
+            basis=str(body.get("basis", self.basis)),
+        )
+
+    def _config(self, body: dict[str, Any], where: str) -> dict[str, Any]:
+        """The entry's config: a shared architecture (``arch``), overridden by its own keys."""
+        shared_name = body.get("arch")
+        if shared_name is None:
+            return dict(body.get("config", {}))
+        if shared_name not in self.architectures:
+            raise ConfigError(f"{where}: no shared architecture {shared_name!r}")
+        return {**self.architectures[shared_name], **body.get("config", {})}
+
+    def _files(self, body: dict[str, Any], where: str) -> dict[str, PublishedSize]:
+        files: dict[str, PublishedSize] = {}
+        for quant, text in body.get("files", {}).items():
+            if quant not in FILE_TYPES:
+                raise ConfigError(f"{where}: unknown quant {quant!r} in files")
+            try:
+                files[quant] = PublishedSize.parse(str(text))
+            except ValueError as error:
+                raise ConfigError(f"{where}: {error}") from None
+        return files
+
+    def _sources(self, name: str, body: dict[str, Any]) -> tuple[str, ...]:
+        sources = (
+            [f"https://huggingface.co/{body['hf']}/blob/main/config.json"] if body.get("hf") else []
+        )
+        if body.get("files"):
+            sources.append(str(body.get("files_source", self.files_source or _ollama_page(name))))
+        return (*sources, *body.get("sources", ()))
+
+
+def _ollama_page(name: str) -> str:
+    return f"https://ollama.com/library/{name.partition(':')[0]}/tags"

@@ -27,7 +27,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeAlias
+from typing import Protocol, TypeAlias
 
 from yoyu.errors import ModelFileError, ModelNotFoundError
 from yoyu.i18n import Message, message_of
@@ -55,6 +55,15 @@ _CORRUPT = message_of("the file is corrupt; download or convert it again")
 _TRUNCATED = message_of("the file is truncated (an interrupted download?); download it again")
 
 
+class ByteStream(Protocol):
+    """What the reader needs of a file: seek to an offset, read bytes from there
+    (an open local file, or a remote file fetched by HTTP Range requests)."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class ArrayInfo:
     """A metadata array too long to keep (token lists, merges): its type and length,
@@ -78,7 +87,7 @@ class GGUFFile:
     """One GGUF file's header. Tensor shapes are in ggml order (``ne[0]``, the row
     length, first), as llama.cpp prints them; tensor offsets are absolute."""
 
-    path: Path
+    path: Path | str  # a local path, or the URL of a file read over HTTP
     version: int
     metadata: dict[str, MetadataValue]
     tensors: tuple[TensorInfo, ...]
@@ -130,13 +139,33 @@ def read_gguf_file(path: Path, file_index: int = 0) -> GGUFFile:
     try:
         with path.open("rb") as stream:
             file_bytes = os.fstat(stream.fileno()).st_size
-            return _HeaderReader(stream, path, file_bytes).read(file_index)
+            return read_gguf_stream(stream, path, file_bytes, file_index)
     except OSError as error:
         raise ModelFileError.from_message(
             "{path}: cannot read the file ({reason})",
             path=display_path(path),
             reason=error.strerror,
         ) from None
+
+
+def read_gguf_stream(
+    stream: ByteStream,
+    source: Path | str,
+    file_bytes: int,
+    file_index: int = 0,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> GGUFFile:
+    """Read a GGUF header from any seekable byte stream of ``file_bytes`` bytes.
+
+    The seam for files that are not on this disk: the reader only seeks and
+    reads (1 MiB at a time, from the start), so a stream that fetches those
+    ranges over HTTP gets the same checks and the same ``GGUFFile`` as a local
+    file. ``source`` names the file in messages and in ``GGUFFile.path``;
+    ``chunk_bytes`` is how much the reader asks for at a time (a remote stream
+    asks for less and reads ahead itself, so a 7 KiB shard header costs 64 KiB).
+    """
+    return _HeaderReader(stream, source, file_bytes, chunk_bytes).read(file_index)
 
 
 def _check_is_file(path: Path) -> None:
@@ -151,7 +180,7 @@ def _check_is_file(path: Path) -> None:
         raise ModelFileError.from_message("{path}: is not a regular file", path=display_path(path))
 
 
-def display_path(path: Path) -> str:
+def display_path(path: Path | str) -> str:
     """The path as one printable line, whatever characters its name holds."""
     text = str(path)
     return text if text.isprintable() else ascii(text)
@@ -182,8 +211,11 @@ def identify_foreign_file(head: bytes) -> Message | None:
 class _HeaderReader:
     """A cursor over the file that keeps at most one chunk (or one string) in memory."""
 
-    def __init__(self, stream: BinaryIO, path: Path, file_bytes: int) -> None:
+    def __init__(
+        self, stream: ByteStream, path: Path | str, file_bytes: int, chunk_bytes: int = CHUNK_BYTES
+    ) -> None:
         self.stream = stream
+        self.chunk_bytes = chunk_bytes
         self.path = path
         self.file_bytes = file_bytes
         self.pos = 0
@@ -213,7 +245,7 @@ class _HeaderReader:
         if self.base <= self.pos and end <= self.base + len(self.buf):
             return
         self.stream.seek(self.pos)
-        data = self.stream.read(max(n_bytes, CHUNK_BYTES))
+        data = self.stream.read(max(n_bytes, self.chunk_bytes))
         if len(data) < n_bytes:
             raise self.fail(f"{what}: the file shrank while being read", self.pos, _TRUNCATED)
         self.buf, self.base = data, self.pos

@@ -29,7 +29,7 @@ SPLIT_TENSORS_KEY = "split.tensors.count"
 class GGUFModelFiles:
     """Every file of one GGUF model (a single file, or all parts of a split)."""
 
-    paths: tuple[Path, ...]
+    paths: tuple[Path | str, ...]  # local paths, or URLs for a model read over HTTP
     files: tuple[GGUFFile, ...]
     metadata: dict[str, MetadataValue]  # the first part's, which holds the model's metadata
     tensors: tuple[TensorInfo, ...]
@@ -39,36 +39,56 @@ class GGUFModelFiles:
 
 def split_part_paths(path: Path) -> tuple[Path, ...] | None:
     """All part paths of the split model ``path`` names, or None for a plain file name."""
-    match = SPLIT_NAME.match(path.name)
+    names = split_part_names(path.name, display_path(path))
+    return None if names is None else tuple(path.with_name(name) for name in names)
+
+
+def split_part_names(name: str, source: str | None = None) -> tuple[str, ...] | None:
+    """All part names of the split model whose part is called ``name``, or None when the
+    name has no ``-0000i-of-0000N.gguf`` suffix (works the same for URLs and hub paths)."""
+    match = SPLIT_NAME.match(name)
     if match is None:
         return None
     count = int(match["count"])
     number = int(match["number"])
     if count < 1 or not 1 <= number <= count:
         raise ModelFileError(
-            f"{display_path(path)}: the name says part {number} of {count}, which cannot be; "
+            f"{source or name}: the name says part {number} of {count}, which cannot be; "
             "restore the file names gguf-split gave the parts"
         )
     prefix = match["prefix"]
-    return tuple(
-        path.with_name(f"{prefix}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
-    )
+    return tuple(f"{prefix}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1))
+
+
+def split_stem(name: str) -> str:
+    """The model's name without ``.gguf`` and without a ``-0000i-of-0000N`` suffix."""
+    match = SPLIT_NAME.match(name)
+    return match["prefix"] if match else name.removesuffix(".gguf")
 
 
 def read_gguf_model_files(path: Path) -> GGUFModelFiles:
     """Read a GGUF model from its file, or from any part of a split model."""
     part_paths = split_part_paths(path)
     if part_paths is None:
-        single = read_gguf_file(path)
-        _refuse_unnamed_part(single)
-        return _merge((path,), (single,), path.name.removesuffix(".gguf"))
+        single = (read_gguf_file(path),)
+        return merge_gguf_parts((path,), single, split_stem(path.name), split=False)
     _require_all_present(part_paths)
     files = tuple(read_gguf_file(part, index) for index, part in enumerate(part_paths))
+    return merge_gguf_parts(part_paths, files, split_stem(path.name), split=True)
+
+
+def merge_gguf_parts(
+    paths: tuple[Path | str, ...], files: tuple[GGUFFile, ...], stem: str, *, split: bool
+) -> GGUFModelFiles:
+    """One model from its read parts, checking that they agree: the same checks whether
+    the parts were read from this disk or over HTTP. ``split``: the name was a part's
+    (``-0000i-of-0000N.gguf``); a plain name must not hold a part of a split model."""
+    if not split:
+        _refuse_unnamed_part(files[0])
+        return _merge(paths, files, stem)
     for index, part in enumerate(files):
         _check_part(part, index, len(files))
-    match = SPLIT_NAME.match(path.name)
-    assert match is not None  # split_part_paths matched the same name
-    merged = _merge(part_paths, files, match["prefix"])
+    merged = _merge(paths, files, stem)
     _check_tensor_total(merged)
     return merged
 
@@ -119,7 +139,7 @@ def _check_part(part: GGUFFile, index: int, count: int) -> None:
         )
 
 
-def _merge(paths: tuple[Path, ...], files: tuple[GGUFFile, ...], stem: str) -> GGUFModelFiles:
+def _merge(paths: tuple[Path | str, ...], files: tuple[GGUFFile, ...], stem: str) -> GGUFModelFiles:
     tensors = tuple(tensor for part in files for tensor in part.tensors)
     return GGUFModelFiles(
         paths=paths,

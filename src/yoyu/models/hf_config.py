@@ -55,6 +55,17 @@ GGUF_ARCHITECTURES: dict[str, str] = {
     "kimi_k2": "deepseek2",
     "gpt_oss": "gpt-oss",
     "phi3": "phi3",
+    "gemma": "gemma",
+    "starcoder2": "starcoder2",
+    "cohere": "command-r",
+    "cohere2": "cohere2",
+    "granite": "granite",
+    "granitemoe": "granitemoe",
+    "olmo2": "olmo2",
+    "bert": "bert",
+    "xlm-roberta": "bert",  # llama.cpp converts XLM-RoBERTa (bge-m3) as BERT
+    "nomic_bert": "nomic-bert",
+    "llama4_text": "llama4",
 }
 
 # Defaults of the transformers config classes for keys real configs leave out.
@@ -67,8 +78,19 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window_pattern": 6,
     },
 }
+# GPT-2-style keys some configs use (nomic-bert) -> the names the rest of this module reads.
+_KEY_ALIASES = {
+    "n_embd": "hidden_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_inner": "intermediate_size",
+    "n_positions": "max_position_embeddings",
+}
 _EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
 _EXPERTS_USED_KEYS = ("num_experts_per_tok", "experts_per_token")
+# Llama 4 sizes its dense blocks' FFN apart from its experts' (``intermediate_size``).
+_DENSE_FF_KEYS = ("intermediate_size_mlp", "intermediate_size")
+_SPARSE_STEP_KEYS = ("decoder_sparse_step", "interleave_moe_layer_step")
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         n_head_kv=fields.optional("num_key_value_heads") or n_head,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
-        n_ff=fields.optional("intermediate_size") or 0,
+        n_ff=fields.first(_DENSE_FF_KEYS) or 0,
         vocab_size=fields.required("vocab_size"),
         context_length=fields.required("max_position_embeddings"),
         tie_word_embeddings=_tied_embeddings(text, config),
@@ -140,7 +162,7 @@ def parse_hf_config(config: dict[str, Any], source: str) -> HfArchitecture:
         swa_layers=swa_layers,
         n_experts=n_experts,
         n_experts_used=(fields.first(_EXPERTS_USED_KEYS) or 0) if n_experts else 0,
-        n_experts_shared=_shared_expert_count(fields) if n_experts else 0,
+        n_experts_shared=_shared_expert_count(fields, model_type) if n_experts else 0,
         expert_ff_length=_expert_ff_length(fields) if n_experts else None,
         shared_expert_ff_length=fields.optional("shared_expert_intermediate_size"),
         dense_layers=_dense_layers(fields, n_layers) if n_experts else (),
@@ -185,9 +207,15 @@ def _text_config(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     outer_type = str(config.get("model_type", "unknown"))
     nested = config.get("text_config")
     if not isinstance(nested, dict):
-        return {**_FAMILY_DEFAULTS.get(outer_type, {}), **config}, outer_type
+        return {**_FAMILY_DEFAULTS.get(outer_type, {}), **_aliased(config)}, outer_type
     model_type = str(nested.get("model_type") or f"{outer_type}_text")
     return {**_FAMILY_DEFAULTS.get(model_type, {}), **nested}, model_type
+
+
+def _aliased(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with GPT-2-style keys also under their usual names (which win)."""
+    renamed = {_KEY_ALIASES[key]: value for key, value in config.items() if key in _KEY_ALIASES}
+    return {**renamed, **config}
 
 
 def _tied_embeddings(text: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -228,17 +256,21 @@ def _swa_layers(config: dict[str, Any], model_type: str, n_layers: int) -> tuple
         return tuple(i for i, kind in enumerate(layer_types) if kind == "sliding_attention")
     if model_type == "gemma2":
         return tuple(i for i in range(n_layers) if (i + 1) % 2)
-    if model_type == "gemma3_text":
+    if model_type in ("gemma3_text", "cohere2"):  # every pattern-th layer is global
         pattern = config.get("sliding_window_pattern")
         period = pattern if isinstance(pattern, int) and pattern > 0 else 6
         return tuple(i for i in range(n_layers) if (i + 1) % period)
     return ()
 
 
-def _shared_expert_count(fields: _Fields) -> int:
+def _shared_expert_count(fields: _Fields, model_type: str) -> int:
+    """DeepSeek states its count; Qwen-MoE has one when it sizes it; every Llama 4 MoE
+    block has one of the experts' size (transformers' ``Llama4TextMoe.shared_expert``)."""
     shared = fields.optional("n_shared_experts")
     if shared is not None:
         return shared
+    if model_type == "llama4_text":
+        return 1
     return 1 if fields.optional("shared_expert_intermediate_size") else 0
 
 
@@ -251,9 +283,10 @@ def _expert_ff_length(fields: _Fields) -> int | None:
 
 def _dense_layers(fields: _Fields, n_layers: int) -> tuple[int, ...]:
     """Blocks of an MoE model with a plain FFN: DeepSeek's first ``first_k_dense_replace``,
-    Qwen-MoE's ``mlp_only_layers`` and those off its ``decoder_sparse_step``."""
+    Qwen-MoE's ``mlp_only_layers`` and those off its ``decoder_sparse_step`` (Llama 4's
+    ``interleave_moe_layer_step``: the same rule)."""
     first_dense = fields.optional("first_k_dense_replace") or 0
-    step = fields.optional("decoder_sparse_step") or 1
+    step = fields.first(_SPARSE_STEP_KEYS) or 1
     only_mlp = fields.config.get("mlp_only_layers") or []
     mlp_only = {i for i in only_mlp if isinstance(i, int)} if isinstance(only_mlp, list) else set()
     return tuple(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from yoyu.config import Settings, load_settings
 from yoyu.errors import ModelFileError, ModelNotFoundError
-from yoyu.models.catalog import catalog_model, catalog_names
+from yoyu.models.catalog import catalog_model, catalog_suggestions
 from yoyu.models.discover import (
     InstalledModel,
     find_installed_models,
@@ -125,8 +125,9 @@ def _from_ollama_store(ref: str, root: Path) -> ModelSpec | None:
 
 
 def _not_found(ref: str, ollama_root: Path, installed: list[InstalledModel]) -> ModelNotFoundError:
-    candidates = [*catalog_names(), *(model.name for model in installed)]
-    close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.6)
+    close = catalog_suggestions(ref) or difflib.get_close_matches(
+        ref, [model.name for model in installed], n=3, cutoff=0.6
+    )
     if close:
         return ModelNotFoundError.from_message(
             "no model {ref!r}: not a file, not in the Ollama store at {root}, not installed "

@@ -23,10 +23,14 @@ from yoyu.plan.placement import (
     place,
 )
 from yoyu.plan.types import PlanRequest, Risk, Verdict
-from yoyu.plan.verdict import VERDICT_RANK, classify_risk, placement_verdict, swap_raised_risk
+from yoyu.plan.verdict import (
+    RISK_RANK,
+    VERDICT_RANK,
+    classify_risk,
+    placement_verdict,
+    swap_raised_risk,
+)
 from yoyu.units import format_bytes
-
-_RISK_RANK = {Risk.SAFE: 0, Risk.TIGHT: 1, Risk.CAUTION: 2, Risk.ABORT: 3}
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Assessment:
     def rank(self) -> tuple[int, int, int]:
         """Sort key, better first: verdict, risk, more GPU layers (bytes alone do not count,
         so among equals the least drastic change wins)."""
-        return (VERDICT_RANK[self.verdict], _RISK_RANK[self.risk], -self.placement.n_gpu_layers)
+        return (VERDICT_RANK[self.verdict], RISK_RANK[self.risk], -self.placement.n_gpu_layers)
 
 
 def assess(
@@ -79,6 +83,6 @@ def assess(
         "{free} of system memory free after load", free=format_bytes(free_after)
     )
     crowded = crowded_device(placement.estimate, budget, request.thresholds.gpu_margin_bytes)
-    if crowded is not None and _RISK_RANK[risk] < _RISK_RANK[Risk.TIGHT]:
+    if crowded is not None and RISK_RANK[risk] < RISK_RANK[Risk.TIGHT]:
         risk, reason = Risk.TIGHT, crowded
     return Assessment(spec, placement, budget, verdict, risk, free_after, reason)

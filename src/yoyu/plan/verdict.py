@@ -57,3 +57,6 @@ VERDICT_RANK = {
     Verdict.NEEDS_CLUSTER: 4,
     Verdict.DOES_NOT_FIT: 5,
 }
+
+# Safer first: used to compare two assessments' risk.
+RISK_RANK = {Risk.SAFE: 0, Risk.TIGHT: 1, Risk.CAUTION: 2, Risk.ABORT: 3}

@@ -31,7 +31,8 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """``with GatewayProcess(["--config", path]) as gateway: gateway.base_url``."""
+    """``with GatewayProcess(["--config", path]) as gateway: gateway.base_url``;
+    ``command="dashboard"`` runs ``yoyu dashboard`` (the same server, nothing served)."""
 
     def __init__(
         self,
@@ -40,7 +41,9 @@ class GatewayProcess:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        command: str = "serve",
     ) -> None:
+        self.command = command
         self.port = port or free_port()
         self.args = ["--port", str(self.port), *args]
         self.env = {**os.environ, **(env or {})}
@@ -56,7 +59,7 @@ class GatewayProcess:
         return f"{self.url}/v1"
 
     def start(self) -> GatewayProcess:
-        command = [sys.executable, "-m", "yoyu", "serve", *self.args]
+        command = [sys.executable, "-m", "yoyu", self.command, *self.args]
         if self.log_path is None:
             self.process = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL)
         else:

@@ -228,13 +228,21 @@ def _use_more_bits(layer: int, n_layers: int) -> bool:
     return layer < eighth or layer >= 7 * n_layers // 8 or (layer - eighth) % 3 == 2
 
 
-def _q4_k_m(tables: Sequence[tuple[str, tuple[int, ...]]], n_layers: int) -> tuple[TensorRow, ...]:
-    """Assign each (name, ne) the type llama-quantize gives it for Q4_K_M."""
+def _q4_k_m(
+    tables: Sequence[tuple[str, tuple[int, ...]]], n_layers: int, *, is_70b: bool = False
+) -> tuple[TensorRow, ...]:
+    """Assign each (name, ne) the type llama-quantize gives it for Q4_K_M.
+
+    ``is_70b``: llama-quant.cpp raises a 70B model's ``attn_v`` from Q4_K to Q5_K
+    ("8 heads sharing the same attn_v weights ... nearly negligible increase in size").
+    """
     n_attention_wv = sum("attn_v.weight" in name for name, _ in tables)
     i_attention_wv = 0
     rows = []
     for name, ne in tables:
         wanted = _q4_k_m_type(name, ne, n_layers, i_attention_wv, n_attention_wv)
+        if is_70b and "attn_v.weight" in name and wanted == "Q4_K":
+            wanted = "Q5_K"
         i_attention_wv += "attn_v.weight" in name
         rows.append(TensorRow(name, ne, wanted))
     return tuple(rows)
@@ -310,6 +318,7 @@ class _DenseRelease:
     metadata: Mapping[str, MetadataValue]
     biases: bool  # q/k/v biases (Qwen2)
     rope_freqs: int | None = None  # Llama 3.1's rope_freqs.weight [n] (llama3 rope scaling)
+    is_70b: bool = False  # llama.cpp's LLM_TYPE_70B: attn_v one step up (see _q4_k_m)
 
 
 _DENSE_RELEASES = (
@@ -330,6 +339,24 @@ _DENSE_RELEASES = (
             "llama.attention.layer_norm_rms_epsilon": 1e-5,
         },
         biases=False, rope_freqs=64,
+    ),
+    # meta-llama/Llama-3.1-70B-Instruct config.json (80 layers, hidden 8192, 64 heads, 8 KV
+    # heads, intermediate 28672, rope_theta 5e5, llama3 rope scaling). File: bartowski/
+    # Meta-Llama-3.1-70B-Instruct-GGUF Q4_K_M, one file of 42.52 GB, 724 tensors.
+    _DenseRelease(
+        name="llama-3.1-70b-q4_k_m", architecture="llama",
+        source="meta-llama/Llama-3.1-70B-Instruct config.json; bartowski Q4_K_M GGUF metadata",
+        shape=ModelShape(
+            n_layers=80, n_embd=8192, n_head=64, n_head_kv=8, head_dim_k=128, head_dim_v=128,
+            n_ff=28672, vocab_size=128256, context_length=131072,
+        ),
+        tokenizer=TokenizerShape("gpt2", "llama-bpe", 128256, 280147, 128000, 128009),
+        metadata={
+            "llama.rope.freq_base": 500000.0,
+            "llama.rope.dimension_count": 128,
+            "llama.attention.layer_norm_rms_epsilon": 1e-5,
+        },
+        biases=False, rope_freqs=64, is_70b=True,
     ),
     # deepseek-ai/DeepSeek-R1-Distill-Qwen-7B config.json (Qwen2.5-Math-7B, rope_theta 10000,
     # untied lm_head). File: bartowski DeepSeek-R1-Distill-Qwen-7B-GGUF Q4_K_M, 4.68 GB (the
@@ -383,7 +410,7 @@ def _dense_recipe(release: _DenseRelease) -> SparseRecipe:
         quantization="Q4_K_M",
         source=release.source,
         tokenizer=release.tokenizer,
-        tensors=_q4_k_m(table, shape.n_layers),
+        tensors=_q4_k_m(table, shape.n_layers, is_70b=release.is_70b),
         metadata=release.metadata,
         **shape.shape_fields(),
     )

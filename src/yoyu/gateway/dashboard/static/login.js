@@ -1,0 +1,15 @@
+"use strict";
+// Trades the key for the session cookie (HttpOnly, SameSite=Strict), then opens the dashboard.
+document.getElementById("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = document.getElementById("login-error");
+  error.hidden = true;
+  const key = document.getElementById("login-key").value;
+  const answer = await fetch("/dashboard/login", {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({key}),
+  });
+  if (answer.ok) { location.replace("/"); return; }
+  const body = await answer.json().catch(() => ({}));
+  error.textContent = (body.error && body.error.message) || `sign-in failed (${answer.status})`;
+  error.hidden = false;
+});
