@@ -17,6 +17,7 @@ from monitor_children import CHILD_SOURCE, MemoryChild
 
 from yoyu.backends import llamacpp_build
 from yoyu.cli import main
+from yoyu.i18n import use_language
 from yoyu.testing.real_models import GEMMA3_270M, default_cache_dir, real_model_path
 
 _TEST_CACHE = default_cache_dir()  # read now: the fixtures below replace HOME
@@ -112,6 +113,10 @@ def _isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     for name in _ISOLATED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "YOYU_LANG", "en"
+    )  # the messages tests read, whatever the developer's locale
+    use_language("en")
     return home
 
 

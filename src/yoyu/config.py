@@ -59,8 +59,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     models_section = document.get("models", {})
     raw_paths = models_section.get("paths", [])
     if not isinstance(raw_paths, list) or not all(isinstance(p, str) for p in raw_paths):
-        raise ConfigError(
-            f'{path}: [models] paths must be a list of strings, e.g. paths = ["~/models"]'
+        raise ConfigError.from_message(
+            '{path}: [models] paths must be a list of strings, e.g. paths = ["~/models"]',
+            path=path,
         )
     env_paths = [p for p in environ.get("YOYU_MODEL_PATHS", "").split(os.pathsep) if p]
     model_paths = tuple(Path(p).expanduser() for p in [*raw_paths, *env_paths])
@@ -83,9 +84,13 @@ def _read_document(path: Path) -> dict[str, Any]:
     try:
         return load_toml(path)
     except TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error}); fix the file or remove it") from None
+        raise ConfigError.from_message(
+            "{path}: not valid TOML ({error}); fix the file or remove it", path=path, error=error
+        ) from None
     except OSError as error:
-        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+        raise ConfigError.from_message(
+            "{path}: cannot be read ({reason})", path=path, reason=error.strerror
+        ) from None
 
 
 def _reject_unknown_keys(document: dict[str, Any], path: Path) -> None:
@@ -94,10 +99,18 @@ def _reject_unknown_keys(document: dict[str, Any], path: Path) -> None:
             continue
         if section not in _KNOWN_KEYS:
             known = ", ".join(f"[{name}]" for name in sorted({*_KNOWN_KEYS, *OWNED_SECTIONS}))
-            raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
+            raise ConfigError.from_message(
+                "{path}: unknown section [{section}]; known sections: {known}",
+                path=path, section=section, known=known,
+            )  # fmt: skip
         if not isinstance(body, dict):
-            raise ConfigError(f"{path}: {section} must be a table, e.g. [{section}]")
+            raise ConfigError.from_message(
+                "{path}: {section} must be a table, e.g. [{section}]", path=path, section=section
+            )
         for key in body:
             if key not in _KNOWN_KEYS[section]:
                 known = ", ".join(sorted(_KNOWN_KEYS[section]))
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known: {known}")
+                raise ConfigError.from_message(
+                    "{path}: unknown key {key!r} in [{section}]; known: {known}",
+                    path=path, key=key, section=section, known=known,
+                )  # fmt: skip

@@ -39,6 +39,12 @@ ordinary exceptions with tracebacks: they are ours, not the user's.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from yoyu.i18n import Message
+
+_ErrorT = TypeVar("_ErrorT", bound="YoyuError")
+
 
 class YoyuError(Exception):
     """Base of every error a user can cause; its message is shown as is.
@@ -55,6 +61,17 @@ class YoyuError(Exception):
     error_code: str | None = None
     param: str | None = None
     retry_after_s: float | None = None
+
+    def __init__(self, message: str | Message = "", *args: Any) -> None:
+        # str(error) stays English (logs, HTTP bodies); the CLI renders ``message``
+        # in the user's language (yoyu.i18n.render_error).
+        self.message = message if isinstance(message, Message) else None
+        super().__init__(str(message), *args)
+
+    @classmethod
+    def from_message(cls: type[_ErrorT], message_id: str, /, **values: object) -> _ErrorT:
+        """The error with a catalog message: ``message_id`` is the English template."""
+        return cls(Message(message_id, values))
 
 
 class ModelError(YoyuError):
@@ -139,7 +156,9 @@ class BackendStartError(BackendError):
     keeps the last lines and ``log_path`` the full log, for a closer look.
     """
 
-    def __init__(self, message: str, *, log_tail: str = "", log_path: str | None = None) -> None:
+    def __init__(
+        self, message: str | Message, *, log_tail: str = "", log_path: str | None = None
+    ) -> None:
         super().__init__(message)
         self.log_tail = log_tail
         self.log_path = log_path
@@ -169,7 +188,7 @@ class BackendRequestError(BackendError):
     """
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, param: str | None = None
+        self, message: str | Message, *, status_code: int | None = None, param: str | None = None
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -217,7 +236,7 @@ class BadRequestError(GatewayError):
     error_type = "invalid_request_error"
     error_code = "invalid_request"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str | Message, *, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
 
@@ -254,7 +273,7 @@ class QueueFullError(GatewayError):
     error_type = "rate_limit_exceeded"
     error_code = "queue_full"
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
+    def __init__(self, message: str | Message, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
@@ -271,7 +290,7 @@ class NoRouteError(GatewayError):
     error_type = "upstream_error"
     error_code = "no_route"
 
-    def __init__(self, message: str, *, causes: tuple[YoyuError, ...] = ()) -> None:
+    def __init__(self, message: str | Message, *, causes: tuple[YoyuError, ...] = ()) -> None:
         super().__init__(message)
         self.causes = causes
         if causes and all(isinstance(cause, AdmissionError) for cause in causes):

@@ -28,6 +28,7 @@ CLI_SOURCE = Path(__file__).resolve().parents[2] / "src" / "yoyu" / "cli"
 HEAVY = {
     "mcp", "starlette", "uvicorn", "matplotlib", "llama_cpp", "numpy", "gguf", "httpx",
     "anyio", "openai", "huggingface_hub", "httpx2",
+    "babel",  # the message catalog's dev tool; gettext reads the catalog at run time
 }  # fmt: skip
 # yoyu's own layers above the core that no light command needs.
 HEAVY_YOYU = ("yoyu.gateway", "yoyu.mcp", "yoyu.rollout", "yoyu.runner.session", "yoyu.node")

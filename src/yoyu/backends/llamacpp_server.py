@@ -84,6 +84,7 @@ from yoyu.errors import (
     BackendStartError,
     BackendUnavailableError,
 )
+from yoyu.i18n import Message
 from yoyu.paths import data_dir
 
 T = TypeVar("T")
@@ -336,14 +337,22 @@ class LlamaCppServerBackend:
     ) -> BackendError | _PortTakenError:
         process.stop(self.stop_grace_s)
         tail = process.log_tail()
-        what = str(exc)
+        what: str | Message = str(exc)
         if isinstance(exc, EngineExitedError):
-            what = f"exited ({describe_returncode(exc.returncode)}) before it was ready"
-        message = (
-            f"{self.engine.kind} could not serve {model_path} on {LOOPBACK}:{port}: {what}; "
-            f"engine said: {engine_complaint(tail)} (full log: {process.log_path})"
-        )
-        error = BackendStartError(message, log_tail=tail, log_path=str(process.log_path))
+            what = Message(
+                "exited ({code}) before it was ready",
+                {"code": describe_returncode(exc.returncode)},
+            )
+        address = f"{LOOPBACK}:{port}"
+        text = Message(
+            "{engine} could not serve {path} on {address}: {what}; "
+            "engine said: {complaint} (full log: {log})",
+            {
+                "engine": self.engine.kind, "path": model_path, "address": address,
+                "what": what, "complaint": engine_complaint(tail), "log": process.log_path,
+            },
+        )  # fmt: skip
+        error = BackendStartError(text, log_tail=tail, log_path=str(process.log_path))
         if _ADDRESS_IN_USE.search(tail):
             return _PortTakenError(error)
         return error
@@ -501,7 +510,9 @@ def _model_path(model: ModelRef) -> Path:
             f"the managed llama.cpp backend needs a GGUF file for {model.id!r}; give its path"
         )
     if not model.path.is_file() and not is_model_folder(model.path):
-        raise BackendStartError(f"model file {model.path} does not exist; check the path")
+        raise BackendStartError.from_message(
+            "model file {path} does not exist; check the path", path=model.path
+        )
     return model.path
 
 

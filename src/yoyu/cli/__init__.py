@@ -17,6 +17,7 @@ import typer
 from yoyu import __version__
 from yoyu.cli.registry import APP_SETTINGS, LazyCommandGroup
 from yoyu.errors import YoyuError
+from yoyu.i18n import _, render_error
 
 app = typer.Typer(
     name="yoyu",
@@ -50,10 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         exit_code = app(args=argv, standalone_mode=False)
     except YoyuError as error:
-        sys.stderr.write(f"error: {error}\n")
+        sys.stderr.write(_("error: {message}").format(message=render_error(error)) + "\n")
         raise SystemExit(error.exit_code) from None
     except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("aborted\n")
+        sys.stderr.write(_("aborted") + "\n")
         raise SystemExit(130) from None
     except typer.Exit as exit_request:
         raise SystemExit(exit_request.exit_code) from None

@@ -37,6 +37,7 @@ from yoyu.cli.run_guard import (
     guarded_run,
     run_guard,
 )
+from yoyu.i18n import _
 from yoyu.runner import ModelRun
 from yoyu.runner.soak import Conversation
 
@@ -81,7 +82,8 @@ def _converse(
     """Answer each input line until /quit or the end of input."""
     with run:
         if not as_json:
-            progress_console.print(f"[dim]{STATS} shows the last turn's memory, {QUIT} ends[/]")
+            hint = _("{stats} shows the last turn's memory, {quit} ends")
+            progress_console.print(f"[dim]{hint.format(stats=STATS, quit=QUIT)}[/]")
         for line in _lines(as_json):
             if line == QUIT:
                 break
@@ -118,7 +120,7 @@ def _lines(quiet: bool) -> Iterator[str]:
 
 def _stats(run: ModelRun, as_json: bool) -> None:
     if run.last_turn is None:
-        progress_console.print("no answer yet: ask something first")
+        progress_console.print(_("no answer yet: ask something first"), markup=False)
     elif as_json:
         print_json(run.report())
     else:

@@ -14,10 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.llamacpp_flags import find_engine
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, shown_word, styled
 from yoyu.config import load_settings
 from yoyu.errors import YoyuError
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import _, render_error
 from yoyu.machine.bandwidth import with_measured_bandwidth
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
@@ -35,7 +36,12 @@ class ModelFit:
     """The plan of one installed model, or the one-line reason it could not be read."""
 
     plan: Plan | None
-    error: str | None
+    failure: YoyuError | None
+
+    @property
+    def error(self) -> str | None:
+        """The reason in English, as ``--json`` gives it; the table renders ``failure``."""
+        return None if self.failure is None else str(self.failure)
 
     def to_dict(self) -> dict[str, Any]:
         if self.plan is None:
@@ -61,7 +67,7 @@ def plan_installed(model: InstalledModel, machine: Machine) -> ModelFit:
         request = PlanRequest(settings=settings, propose_moves=False)
         return ModelFit(make_plan(spec, machine, request), None)
     except YoyuError as error:
-        return ModelFit(None, str(error))
+        return ModelFit(None, error)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,62 +101,79 @@ def _doctor_json(
 
 
 def _print_machine_summary(machine: Machine) -> None:
-    memory = machine.memory
-    console.print(f"[bold]Machine[/]   {machine.os.system} {machine.os.release} {machine.os.arch}")
+    sheet = Table(show_header=False, box=None, padding=(0, 3, 0, 0))
+    sheet.add_column(style="bold")
+    sheet.add_column()
+    sheet.add_row(_("Machine"), f"{machine.os.system} {machine.os.release} {machine.os.arch}")
     simd = " ".join(machine.cpu.simd[:6])
-    console.print(
-        f"[bold]CPU[/]       {machine.cpu.model} "
-        f"({machine.cpu.cores} cores / {machine.cpu.threads} threads{', ' + simd if simd else ''})"
+    cores = _("{cores} cores / {threads} threads").format(
+        cores=machine.cpu.cores, threads=machine.cpu.threads
     )
-    limit = f", container limit {format_bytes(memory.limit_bytes)}" if memory.limit_bytes else ""
-    console.print(
-        f"[bold]Memory[/]    {format_bytes(memory.total_bytes)} total, "
-        f"{format_bytes(memory.available_bytes)} available{limit}; "
-        f"swap {format_bytes(memory.swap_used_bytes)} used "
-        f"of {format_bytes(memory.swap_total_bytes)}"
-    )
+    sheet.add_row("CPU", f"{machine.cpu.model} ({cores}{', ' + simd if simd else ''})")
+    sheet.add_row(_("Memory"), _memory_line(machine))
     for gpu in machine.gpus:
-        console.print(
-            f"[bold]GPU {gpu.index}[/]     {gpu.name}: {format_bytes(gpu.free_bytes)} free "
-            f"of {format_bytes(gpu.total_bytes)}"
+        free = _("{free} free of {total}").format(
+            free=format_bytes(gpu.free_bytes), total=format_bytes(gpu.total_bytes)
         )
+        sheet.add_row(f"GPU {gpu.index}", f"{gpu.name}: {free}")
     if not machine.gpus:
-        console.print("[bold]GPU[/]       none found (models run on the CPU)")
+        sheet.add_row("GPU", _("none found (models run on the CPU)"))
     runtimes = ", ".join(
         f"{runtime.name} {runtime.version or ''}".strip() if runtime.found else f"{runtime.name}: -"
         for runtime in machine.runtimes
     )
-    console.print(f"[bold]Runtimes[/]  {runtimes}")
+    sheet.add_row(_("Runtimes"), runtimes)
+    console.print(sheet)
+
+
+def _memory_line(machine: Machine) -> str:
+    memory = machine.memory
+    line = _("{total} total, {available} available").format(
+        total=format_bytes(memory.total_bytes), available=format_bytes(memory.available_bytes)
+    )
+    if memory.limit_bytes:
+        line += _(", container limit {limit}").format(limit=format_bytes(memory.limit_bytes))
+    return line + _("; swap {used} used of {total}").format(
+        used=format_bytes(memory.swap_used_bytes), total=format_bytes(memory.swap_total_bytes)
+    )
 
 
 def _print_models(installed: list[InstalledModel], fits: list[ModelFit]) -> None:
     if not installed:
         console.print(
-            "\nNo models found (looked in the Ollama store, the Hugging Face cache, LM Studio's "
-            "folder and [models] paths in yoyu.toml). Add a folder with "
-            "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: yoyu plan llama3.1:8b",
+            "\n"
+            + _(
+                "No models found (looked in the Ollama store, the Hugging Face cache, LM Studio's "
+                "folder and [models] paths in yoyu.toml). Add a folder with "
+                "YOYU_MODEL_PATHS=/path/to/models, or plan one from the catalog: "
+                "yoyu plan llama3.1:8b"
+            ),
             markup=False,
         )
         return
-    table = Table(title=f"Models found (planned at ctx {DOCTOR_CTX})", title_justify="left")
-    for column in ("model", "source", "size", "verdict", "risk", "GPU layers", "free after"):
+    title = _("Models found (planned at ctx {ctx})").format(ctx=DOCTOR_CTX)
+    table = Table(title=title, title_justify="left")
+    for column in (
+        _("model"), _("source"), _("size"), _("verdict"), _("risk"), _("GPU layers"),
+        _("free after"),
+    ):  # fmt: skip
         table.add_column(column)
     for model, fit in zip(installed, fits, strict=True):
         table.add_row(model.name, model.source, format_bytes(model.size_bytes), *_fit_cells(fit))
     console.print(table)
     for model, fit in zip(installed, fits, strict=True):
-        if fit.error is not None:
-            console.print(f"[red]{escape(model.name)}[/]: {escape(fit.error)}")
-    console.print("Details and fitting moves: yoyu plan MODEL")
+        if fit.failure is not None:
+            console.print(f"[red]{escape(model.name)}[/]: {escape(render_error(fit.failure))}")
+    console.print(_("Details and fitting moves: yoyu plan MODEL"), markup=False)
 
 
 def _fit_cells(fit: ModelFit) -> tuple[str, ...]:
     if fit.plan is None:
-        return ("[red]unreadable[/] (below)", "", "", "")
+        return (styled("red", _("unreadable")) + " " + escape(_("(below)")), "", "", "")
     plan = fit.plan
     return (
-        plan.verdict.value,
-        plan.risk.value,
+        shown_word(plan.verdict),
+        shown_word(plan.risk),
         f"{plan.n_gpu_layers}/{plan.n_layers_total}",
         format_bytes(plan.free_after_bytes),
     )

@@ -23,6 +23,7 @@ from yoyu.backends.vllm_install import install_vllm, installed_vllm
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import JsonOpt, progress_console
 from yoyu.errors import ConfigError
+from yoyu.i18n import _
 
 engine_app = typer.Typer(
     help="The engines yoyu runs: llama.cpp's own programs built here, vLLM in its own environment.",
@@ -66,7 +67,7 @@ def install_command(
     accelerators = tuple(name for name, wanted in (("cuda", cuda), ("metal", metal)) if wanted)
     options = BuildOptions(llamacpp_build.installed_version(), accelerators, rpc)
     started = time.monotonic()
-    with progress_console.status(f"building {options.key}...") as status:
+    with progress_console.status(escape(_("building {key}...").format(key=options.key))) as status:
 
         def show(step: str, percent: int | None) -> None:
             done = f" {percent}%" if percent is not None else ""
@@ -79,15 +80,17 @@ def install_command(
         print_json(build.to_dict())
         return
     programs = ", ".join(build.programs)
-    console.print(
-        f"installed {escape(build.key)}: {programs} (llama.cpp {escape(build.llama_cpp)})"
+    installed = _("installed {key}: {programs} (llama.cpp {version})").format(
+        key=build.key, programs=programs, version=build.llama_cpp
     )
-    console.print(f"in {escape(str(llamacpp_build.engines_dir() / build.key))}")
+    console.print(escape(installed))
+    where = llamacpp_build.engines_dir() / build.key
+    console.print(escape(_("in {path}").format(path=where)))
 
 
 def _install_vllm(cuda: bool, as_json: bool) -> None:
     started = time.monotonic()
-    with progress_console.status("installing vLLM...") as status:
+    with progress_console.status(_("installing vLLM...")) as status:
 
         def show(step: str, percent: int | None) -> None:
             status.update(f"vLLM: {step} ({time.monotonic() - started:.0f} s)")
@@ -96,10 +99,11 @@ def _install_vllm(cuda: bool, as_json: bool) -> None:
     if as_json:
         print_json(installed.to_dict())
         return
-    console.print(
-        f"installed {escape(installed.package)} {escape(installed.version)} "
-        f"(torch {escape(installed.torch)}) in {escape(str(Path(installed.python).parents[2]))}"
-    )
+    line = _("installed {package} {version} (torch {torch}) in {path}").format(
+        package=installed.package, version=installed.version, torch=installed.torch,
+        path=Path(installed.python).parents[2],
+    )  # fmt: skip
+    console.print(escape(line))
 
 
 @engine_app.command("list")
@@ -120,18 +124,21 @@ def list_command(as_json: JsonOpt = False) -> None:
     if builds:
         console.print(_table(builds))
     else:
-        console.print("no engine built yet: yoyu engine install")
+        console.print(_("no engine built yet: yoyu engine install"), markup=False)
     for install in vllms:
         console.print(
             f"{escape(install.key)}: {escape(install.package)} {escape(install.version)}, torch "
             f"{escape(install.torch)} ({escape(install.python)})"
         )
-    console.print(f"yoyu run and serve start: {engine.kind} ({escape(engine.executable)})")
+    line = _("yoyu run and serve start: {kind} ({executable})").format(
+        kind=engine.kind, executable=engine.executable
+    )
+    console.print(escape(line))
 
 
 def _table(builds: list[EngineBuild]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("build", "llama.cpp", "flags", "programs", "built in"):
+    for column in (_("build"), "llama.cpp", _("flags"), _("programs"), _("built in")):
         table.add_column(column)
     for build in builds:
         flags = ", ".join([*build.accelerators, *(["rpc"] if build.rpc else [])]) or "cpu"

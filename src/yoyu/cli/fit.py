@@ -19,9 +19,10 @@ from yoyu.cli.machine_flags import (
     size_flag,
     target_machine,
 )
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, shown_word, styled
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import N_, _
 from yoyu.models.catalog import USES, catalog_entries
 from yoyu.plan.ranking import FIT_ENGINE, FitFilters, FitReport, FitRow, rank_catalog
 from yoyu.plan.types import PlanRequest, Verdict
@@ -90,30 +91,34 @@ def fit_command(
 def print_report(report: FitReport, *, show_all: bool, limit: int) -> None:
     rows = [row for row in report.rows if show_all or row.runs]
     runs = sum(row.runs for row in report.rows)
-    console.print(
-        f"[bold]{runs}[/] of {len(report.rows)} catalog models and quants run on "
-        f"[bold]{escape(report.machine)}[/]; ctx: the largest that keeps the headroom; "
-        "tok/s: predicted decode / prefill"
-    )
+    summary = _(
+        "{runs} of {count} catalog models and quants run on {machine}; ctx: the largest that "
+        "keeps the headroom; tok/s: predicted decode / prefill"
+    ).format(
+        runs=f"[bold]{runs}[/]", count=len(report.rows),
+        machine=f"[bold]{escape(report.machine)}[/]",
+    )  # fmt: skip
+    console.print(summary)
     if not rows:
-        console.print("[yellow]none fits; try --free, a smaller --max-size or --all[/]")
+        console.print(styled("yellow", _("none fits; try --free, a smaller --max-size or --all")))
         return
     console.print(fit_table(rows[:limit]))
     if len(rows) > limit:
-        console.print(f"[dim]{len(rows) - limit} more: --limit N, or --json for every row[/]")
+        more = _("{count} more: --limit N, or --json for every row").format(count=len(rows) - limit)
+        console.print(styled("dim", more))
 
 
 def fit_table(rows: list[FitRow]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=22)
-    table.add_column("quant", no_wrap=True)
-    for heading in ("GB", "where", "ctx", "tok/s", "risk"):
+    table.add_column(_("model"), no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column(_("quant"), no_wrap=True)
+    for heading in ("GB", N_("where"), "ctx", "tok/s", N_("risk")):
         left = heading in ("where", "risk")
         # the placement wraps on a narrow terminal; figures never do
         wraps = heading == "where"
         table.add_column(
-            heading, justify="left" if left else "right", no_wrap=not wraps,
-            min_width=10 if wraps else None,
+            _(heading) if left else heading, justify="left" if left else "right",
+            no_wrap=not wraps, min_width=10 if wraps else None,
         )  # fmt: skip
     for row in rows:
         table.add_row(*_cells(row))
@@ -122,9 +127,17 @@ def fit_table(rows: list[FitRow]) -> Table:
 
 def _cells(row: FitRow) -> tuple[str, ...]:
     size = f"{row.file_bytes / 1e9:.1f}"
-    risk = f"[{_RISK_STYLE[row.risk.value]}]{row.risk.value}[/]"
+    risk = styled(_RISK_STYLE[row.risk.value], shown_word(row.risk))
     if not row.runs:
-        return (escape(row.model), row.quant, size, "[red]does not fit[/]", "-", "-", risk)
+        return (
+            escape(row.model),
+            row.quant,
+            size,
+            styled("red", _("does not fit")),
+            "-",
+            "-",
+            risk,
+        )
     return (
         escape(row.model), row.quant, size, _where(row), _tokens(row.ctx),
         f"{row.decode_tps:.1f} / {row.prefill_tps:.0f}", risk,

@@ -39,6 +39,7 @@ from yoyu.guard import (
 )
 from yoyu.guard.audit import AuditRecord
 from yoyu.guard.policy import GuardPolicy
+from yoyu.i18n import _
 
 _COMMAND_KEY = "yoyu.guard.command"
 _SHOWN_KINDS = ("warn", "unload", "terminate", "kill")
@@ -111,7 +112,7 @@ def log_command(
         print_json([record.to_json() for record in records])
         return
     if not records:
-        console.print("no guard decisions logged yet")
+        console.print(_("no guard decisions logged yet"))
         return
     console.print(_log_table(records))
 
@@ -132,19 +133,21 @@ def _seconds(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise SettingsError(
-            f"--grace {text!r} is not a number of seconds, e.g. --grace 5"
+        raise SettingsError.from_message(
+            "--grace {text!r} is not a number of seconds, e.g. --grace 5", text=text
         ) from None
 
 
 def _run(command: list[str], pid: int | None, policy: GuardPolicy, *, quiet: bool) -> GuardedRun:
     show = None if quiet else _show_record
     if pid is not None and command:
-        raise SettingsError("give either a command after -- or --pid, not both")
+        raise SettingsError.from_message("give either a command after -- or --pid, not both")
     if pid is not None:
         return watch_pid(pid, policy, on_record=show)
     if not command:
-        raise SettingsError("give a command after --, e.g. yoyu guard -- ollama serve, or --pid N")
+        raise SettingsError.from_message(
+            "give a command after --, e.g. yoyu guard -- ollama serve, or --pid N"
+        )
     return run_guarded(command, policy, on_record=show)
 
 
@@ -177,7 +180,7 @@ def _run_json(result: GuardedRun) -> dict[str, Any]:
 
 def _log_table(records: list[AuditRecord]) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("time", "step", "target", "pids", "what"):
+    for column in (_("time"), _("step"), _("target"), "pids", _("what")):
         table.add_column(column)
     for record in records:
         when = datetime.fromtimestamp(record.wall_time).strftime("%Y-%m-%d %H:%M:%S")

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.output import console, print_json
+from yoyu.i18n import _, ngettext
 from yoyu.models import ModelSpec
 from yoyu.models.chat_format import family_chat_format
 from yoyu.units import format_bytes, format_count
@@ -68,47 +69,58 @@ def summary_table(spec: ModelSpec) -> Table:
 
 def summary_rows(spec: ModelSpec) -> list[tuple[str, str]]:
     """The human summary as (label, value) rows; optional rows only when they apply."""
+    embedding = _("{n_embd}, feed-forward {n_ff}, vocab {vocab}").format(
+        n_embd=spec.n_embd, n_ff=spec.n_ff, vocab=spec.vocab_size
+    )
     rows = [
-        ("Architecture", spec.architecture),
-        ("Parameters", _params(spec)),
-        ("Layers", str(spec.n_layers)),
-        ("Embedding", f"{spec.n_embd}, feed-forward {spec.n_ff}, vocab {spec.vocab_size}"),
-        ("Attention", _attention(spec)),
-        ("KV per token", _kv_per_token(spec)),
+        (_("Architecture"), spec.architecture),
+        (_("Parameters"), _params(spec)),
+        (_("Layers"), str(spec.n_layers)),
+        (_("Embedding"), embedding),
+        (_("Attention"), _attention(spec)),
+        (_("KV per token"), _kv_per_token(spec)),
     ]
     if spec.is_moe:
-        rows.append(("Experts", _experts(spec)))
+        rows.append((_("Experts"), _experts(spec)))
     if spec.mla is not None:
         rows.append(("MLA", _mla(spec)))
     if spec.sliding_window:
-        window = f"{spec.sliding_window} tokens on {len(spec.swa_layers)} of {spec.n_layers} layers"
-        rows.append(("Sliding window", window))
+        window = _("{window} tokens on {swa} of {layers} layers").format(
+            window=spec.sliding_window, swa=len(spec.swa_layers), layers=spec.n_layers
+        )
+        rows.append((_("Sliding window"), window))
     rows += [
-        ("Context", f"{spec.context_length} tokens"),
-        ("Chat template", _chat_template(spec)),
-        ("Per layer", _layer_bytes(spec)),
-        ("Non-repeating", format_bytes(spec.nonrepeating_bytes)),
-        ("Tensor data", format_bytes(spec.tensor_bytes)),
-        ("File size", _file_size(spec)),
+        (_("Context"), _("{count} tokens").format(count=spec.context_length)),
+        (_("Chat template"), _chat_template(spec)),
+        (_("Per layer"), _layer_bytes(spec)),
+        (_("Non-repeating"), format_bytes(spec.nonrepeating_bytes)),
+        (_("Tensor data"), format_bytes(spec.tensor_bytes)),
+        (_("File size"), _file_size(spec)),
     ]
     return rows
 
 
 def _chat_template(spec: ModelSpec) -> str:
     if spec.chat_template is None:
-        return "not stated by this source"
+        return _("not stated by this source")
     if spec.chat_template:
-        return "in the file"
+        return _("in the file")
     family = family_chat_format(spec.architecture)
-    fallback = f"yoyu run/chat use the {family!r} format" if family else "engines fall back"
-    return f"none in the file ({fallback}; llama-cpp-python alone would use 'llama-2')"
+    fallback = (
+        _("yoyu run/chat use the {family!r} format").format(family=family)
+        if family
+        else _("engines fall back")
+    )
+    return _("none in the file ({fallback}; llama-cpp-python alone would use 'llama-2')").format(
+        fallback=fallback
+    )
 
 
 def quant_mix_table(spec: ModelSpec) -> Table:
-    table = Table(title="Quantization mix", title_justify="left")
-    table.add_column("type")
-    table.add_column("bytes", justify="right")
-    table.add_column("share", justify="right")
+    table = Table(title=_("Quantization mix"), title_justify="left")
+    table.add_column(_("type"))
+    table.add_column(_("bytes"), justify="right")
+    table.add_column(_("share"), justify="right")
     for type_name, n_bytes in spec.type_bytes.items():
         share = n_bytes / spec.tensor_bytes if spec.tensor_bytes else 0.0
         table.add_row(escape(type_name), format_bytes(n_bytes), f"{share:.1%}")
@@ -116,9 +128,12 @@ def quant_mix_table(spec: ModelSpec) -> Table:
 
 
 def tensor_table(spec: ModelSpec) -> Table:
-    table = Table(title=f"Tensors ({len(spec.tensors)})", title_justify="left")
-    for column in ("name", "type", "shape", "bytes", "layer"):
-        table.add_column(column, justify="right" if column == "bytes" else "left")
+    title = _("Tensors ({count})").format(count=len(spec.tensors))
+    table = Table(title=title, title_justify="left")
+    for column in (_("name"), _("type"), _("shape")):
+        table.add_column(column)
+    table.add_column(_("bytes"), justify="right")
+    table.add_column(_("layer"))
     for tensor in spec.tensors:
         shape = "x".join(str(dim) for dim in tensor.shape)
         layer = "-" if tensor.layer is None else str(tensor.layer)
@@ -129,7 +144,7 @@ def tensor_table(spec: ModelSpec) -> Table:
 
 def _title(spec: ModelSpec) -> str:
     details = ", ".join(part for part in (spec.format, spec.quantization) if part)
-    estimate = " - estimate from the catalog" if spec.format == "catalog" else ""
+    estimate = _(" - estimate from the catalog") if spec.format == "catalog" else ""
     return escape(f"{spec.name} ({details}){estimate}")
 
 
@@ -137,29 +152,32 @@ def _params(spec: ModelSpec) -> str:
     total = format_count(spec.params_total)
     if spec.params_active == spec.params_total:
         return total
-    return f"{total} total, {format_count(spec.params_active)} active per token"
+    return _("{total} total, {active} active per token").format(
+        total=total, active=format_count(spec.params_active)
+    )
 
 
 def _attention(spec: ModelSpec) -> str:
-    dims = f"head dim K {spec.head_dim_k} / V {spec.head_dim_v}"
-    return f"{spec.n_head} heads, {spec.n_head_kv} KV heads, {dims}"
+    return _("{heads} heads, {kv_heads} KV heads, head dim K {dim_k} / V {dim_v}").format(
+        heads=spec.n_head, kv_heads=spec.n_head_kv, dim_k=spec.head_dim_k, dim_v=spec.head_dim_v
+    )
 
 
 def _kv_per_token(spec: ModelSpec) -> str:
     """Cache elements one token adds per layer: MLA's latent, or K and V for every KV head."""
     if spec.mla is not None:
         latent = spec.mla.kv_lora_rank + spec.mla.rope_dim
-        return f"{latent} elements per layer (MLA latent + RoPE key)"
+        return _("{latent} elements per layer (MLA latent + RoPE key)").format(latent=latent)
     key, value = spec.n_head_kv * spec.head_dim_k, spec.n_head_kv * spec.head_dim_v
-    return f"K {key} + V {value} elements per layer"
+    return _("K {key} + V {value} elements per layer").format(key=key, value=value)
 
 
 def _experts(spec: ModelSpec) -> str:
-    text = f"{spec.n_experts_used} of {spec.n_experts} routed"
+    text = _("{used} of {experts} routed").format(used=spec.n_experts_used, experts=spec.n_experts)
     if spec.n_experts_shared:
-        text += f" + {spec.n_experts_shared} shared"
+        text += _(" + {shared} shared").format(shared=spec.n_experts_shared)
     if spec.expert_ff_length:
-        text += f", expert feed-forward {spec.expert_ff_length}"
+        text += _(", expert feed-forward {ff}").format(ff=spec.expert_ff_length)
     return text
 
 
@@ -175,12 +193,17 @@ def _layer_bytes(spec: ModelSpec) -> str:
     low, high = min(spec.layer_bytes), max(spec.layer_bytes)
     total = format_bytes(sum(spec.layer_bytes))
     if low == high:
-        return f"{format_bytes(low)} each, {total} in all"
-    return f"{format_bytes(low)} to {format_bytes(high)}, {total} in all"
+        return _("{size} each, {total} in all").format(size=format_bytes(low), total=total)
+    return _("{low} to {high}, {total} in all").format(
+        low=format_bytes(low), high=format_bytes(high), total=total
+    )
 
 
 def _file_size(spec: ModelSpec) -> str:
     size = format_bytes(spec.file_bytes)
     if spec.format == "catalog":
-        return f"{size} (estimated download)"
-    return f"{size} in {len(spec.paths)} file{'s' if len(spec.paths) != 1 else ''}"
+        return _("{size} (estimated download)").format(size=size)
+    count = len(spec.paths)
+    return ngettext("{size} in {count} file", "{size} in {count} files", count).format(
+        size=size, count=count
+    )

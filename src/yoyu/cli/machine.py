@@ -9,7 +9,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
+from yoyu.i18n import _
 from yoyu.machine import Machine, list_presets, load_machine, probe_machine
 from yoyu.machine.types import AppleSiliconInfo, GpuInfo, RuntimeInfo
 from yoyu.units import format_bytes
@@ -51,9 +52,9 @@ def _print_presets(as_json: bool) -> None:
     if as_json:
         print_json([asdict(preset) for preset in presets])
         return
-    title = "machine presets (use with --preset NAME)"
+    title = _("machine presets (use with --preset NAME)")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("name", "from", "description"):
+    for column in (_("name"), _("from"), _("description")):
         table.add_column(column)
     for preset in presets:
         table.add_row(preset.name, preset.origin, preset.description)
@@ -80,17 +81,22 @@ def _sheet(title: str) -> Table:
 
 def _spec_sheet(machine: Machine) -> Table:
     cpu, memory = machine.cpu, machine.memory
-    sheet = _sheet("system")
+    sheet = _sheet(_("system"))
     sheet.add_row("OS", _os_line(machine))
     sheet.add_row("CPU", f"{cpu.model} · {_core_counts(machine)}")
     sheet.add_row("SIMD", " ".join(cpu.simd) or "-")
-    available = f"{format_bytes(memory.available_bytes)} available"
-    sheet.add_row("RAM", f"{format_bytes(memory.total_bytes)} total · {available}")
+    ram = _("{total} total · {available} available").format(
+        total=format_bytes(memory.total_bytes), available=format_bytes(memory.available_bytes)
+    )
+    sheet.add_row("RAM", ram)
     if memory.limit_bytes is not None:
-        sheet.add_row("Limit", f"{format_bytes(memory.limit_bytes)} (cgroup memory limit)")
-    swap_used = f"{format_bytes(memory.swap_used_bytes)} used"
-    sheet.add_row("Swap", f"{format_bytes(memory.swap_total_bytes)} total · {swap_used}")
-    sheet.add_row("RAM bandwidth", format_rate(memory.bandwidth_bytes_per_s))
+        limit = _("{limit} (cgroup memory limit)").format(limit=format_bytes(memory.limit_bytes))
+        sheet.add_row(_("Limit"), limit)
+    swap = _("{total} total · {used} used").format(
+        total=format_bytes(memory.swap_total_bytes), used=format_bytes(memory.swap_used_bytes)
+    )
+    sheet.add_row(_("Swap"), swap)
+    sheet.add_row(_("RAM bandwidth"), format_rate(memory.bandwidth_bytes_per_s))
     return sheet
 
 
@@ -103,15 +109,16 @@ def _os_line(machine: Machine) -> str:
 
 def _core_counts(machine: Machine) -> str:
     cpu = machine.cpu
-    counts = f"{cpu.cores} cores / {cpu.threads} threads"
+    counts = _("{cores} cores / {threads} threads").format(cores=cpu.cores, threads=cpu.threads)
     if cpu.performance_cores is not None:
-        counts += f" ({cpu.performance_cores} performance)"
+        counts += _(" ({count} performance)").format(count=cpu.performance_cores)
     return counts
 
 
 def _gpu_table(gpus: tuple[GpuInfo, ...]) -> Table:
     table = Table(title="GPUs", title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left")
-    for column in ("#", "GPU", "total", "free", "used", "bandwidth", "cc"):
+    columns = ("#", "GPU", _("total"), _("free"), _("used"), _("bandwidth"), "cc")
+    for column in columns:
         table.add_column(column, justify="left" if column == "GPU" else "right", no_wrap=True)
     for gpu in gpus:
         table.add_row(
@@ -133,33 +140,35 @@ def _driver_line(gpus: tuple[GpuInfo, ...]) -> str | None:
     if not with_driver:
         return None
     first = with_driver[0]
-    return f"NVIDIA driver {first.driver_version} · CUDA {first.cuda_version or '-'}"
+    return _("NVIDIA driver {driver} · CUDA {cuda}").format(
+        driver=first.driver_version, cuda=first.cuda_version or "-"
+    )
 
 
 def _apple_sheet(apple: AppleSiliconInfo, wired_bytes: int | None) -> Table:
     sheet = _sheet("Apple Silicon")
-    cores = f" · {apple.gpu_cores}-core GPU" if apple.gpu_cores else ""
-    sheet.add_row("Chip", f"{apple.chip}{cores}")
-    sheet.add_row("GPU working set", format_bytes(apple.gpu_working_set_bytes))
-    sheet.add_row("  macOS default", format_bytes(apple.default_working_set_bytes))
+    cores = _(" · {count}-core GPU").format(count=apple.gpu_cores) if apple.gpu_cores else ""
+    sheet.add_row(_("Chip"), f"{apple.chip}{cores}")
+    sheet.add_row(_("GPU working set"), format_bytes(apple.gpu_working_set_bytes))
+    sheet.add_row("  " + _("macOS default"), format_bytes(apple.default_working_set_bytes))
     sheet.add_row("  iogpu.wired_limit_mb", _wired_limit_text(apple.wired_limit_mb))
-    sheet.add_row("Wired now", format_bytes(wired_bytes))
-    sheet.add_row("Memory pressure", apple.memory_pressure or "-")
+    sheet.add_row(_("Wired now"), format_bytes(wired_bytes))
+    sheet.add_row(_("Memory pressure"), apple.memory_pressure or "-")
     return sheet
 
 
 def _wired_limit_text(wired_limit_mb: int) -> str:
     if wired_limit_mb <= 0:
-        return "0 (macOS default applies)"
-    return f"{wired_limit_mb} (replaces the default)"
+        return _("0 (macOS default applies)")
+    return _("{value} (replaces the default)").format(value=wired_limit_mb)
 
 
 def _runtime_table(runtimes: tuple[RuntimeInfo, ...]) -> Table:
-    table = Table(title="runtimes", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("runtime", "found", "version", "where"):
+    table = Table(title=_("runtimes"), title_justify="left", box=box.SIMPLE_HEAD)
+    for column in (_("runtime"), _("found"), _("version"), _("where")):
         table.add_column(column)
     for runtime in runtimes:
-        found = "[green]yes[/green]" if runtime.found else "no"
+        found = styled("green", _("yes")) if runtime.found else _("no")
         table.add_row(runtime.name, found, runtime.version or "-", runtime.location or "-")
     return table
 

@@ -37,9 +37,13 @@ def size_flag(flag: str, text: str | None) -> int | None:
     if text is None:
         return None
     if text.strip().startswith("-"):
-        raise SettingsError(f"{flag} must not be negative, got {text!r}; write e.g. 11GiB")
+        raise SettingsError.from_message(
+            "{flag} must not be negative, got {text!r}; write e.g. 11GiB", flag=flag, text=text
+        )
     try:
         size: int = parse_size(text)
     except ValueError:
-        raise SettingsError(f"{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB") from None
+        raise SettingsError.from_message(
+            "{flag} {text!r} is not a size; write e.g. 11GiB or 512MiB", flag=flag, text=text
+        ) from None
     return size

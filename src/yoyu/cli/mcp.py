@@ -26,6 +26,7 @@ from yoyu.cli.output import console
 from yoyu.cli.serve import load_gateway_config
 from yoyu.gateway.config import GatewayConfig
 from yoyu.gateway.service import GatewayService
+from yoyu.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -92,5 +93,6 @@ def _print_check(gateway: GatewayConfig, json_output: bool) -> None:
     if json_output:
         sys.stdout.write(json.dumps({"models": models, "tools": tools}) + "\n")
         return
-    console.print(f"models: {', '.join(models) or '(none)'}")
-    console.print(f"tools: {', '.join(tools)}")
+    listed = ", ".join(models) or _("(none)")
+    console.print(_("models: {models}").format(models=listed), markup=False)
+    console.print(_("tools: {tools}").format(tools=", ".join(tools)), markup=False)

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from yoyu.backends.ollama import PullProgress
 from yoyu.cli.output import console, print_json
 from yoyu.cli.run import JsonOpt
 from yoyu.cli.run_flags import CtxOpt
 from yoyu.errors import SettingsError
+from yoyu.i18n import _
 from yoyu.rollout import (
     Hooks,
     MigrationState,
@@ -119,19 +121,20 @@ def _show(state: MigrationState, as_json: bool) -> None:
         print_json({**state.to_dict(), "display_status": state.display_status})
         return
     style = _STATUS_STYLE.get(state.status, "bold")
-    console.print(
-        f"migration of [bold]{state.alias}[/] to [bold]{state.target}[/]: "
-        f"[{style}]{state.display_status}[/] (phase {state.phase})"
-    )
+    heading = _("migration of {alias} to {target}: {status} (phase {phase})").format(
+        alias=f"[bold]{escape(state.alias)}[/]", target=f"[bold]{escape(state.target)}[/]",
+        status=f"[{style}]{escape(state.display_status)}[/]", phase=escape(state.phase),
+    )  # fmt: skip
+    console.print(heading)
     for name in PHASES[:-1]:
         record = state.phases.get(name)
         if record is not None:
-            result = {True: "passed", False: "failed", None: "interrupted"}[record.passed]
-            console.print(f"  {name:<9} {result:<11} {'; '.join(record.reasons)}")
+            result = {True: _("passed"), False: _("failed"), None: _("interrupted")}[record.passed]
+            console.print(f"  {name:<9} {result:<11} {'; '.join(record.reasons)}", markup=False)
     for reason in state.reasons:
-        console.print(f"  - {reason}")
+        console.print(f"  - {reason}", markup=False)
     if state.report:
-        console.print(f"report: {state.report}")
+        console.print(_("report: {path}").format(path=state.report), markup=False)
 
 
 def _print_phase(phase: str) -> None:
@@ -153,7 +156,8 @@ def _pull_printer() -> Callable[[PullProgress], None]:
 
 
 def _print_point(point: SoakPoint) -> None:
-    console.print(
-        f"  soak turn {point.turn + 1:>3} at {point.t_s:6.1f} s: anon+swap "
-        f"{format_mib(point.growth_bytes)}"
-    )
+    line = _("soak turn {turn} at {seconds} s: anon+swap {growth}").format(
+        turn=f"{point.turn + 1:>3}", seconds=f"{point.t_s:6.1f}",
+        growth=format_mib(point.growth_bytes),
+    )  # fmt: skip
+    console.print(f"  {line}", markup=False)

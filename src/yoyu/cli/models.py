@@ -14,6 +14,7 @@ from rich.table import Table
 
 from yoyu.cli.output import console, print_json
 from yoyu.config import load_settings
+from yoyu.i18n import N_, _
 from yoyu.models import InstalledModel, find_installed_models
 from yoyu.units import format_bytes
 
@@ -21,7 +22,7 @@ SOURCE_LABELS = {
     "ollama": "Ollama",
     "hf-cache": "Hugging Face cache",
     "lmstudio": "LM Studio",
-    "path": "configured paths",
+    "path": N_("configured paths"),
 }
 
 
@@ -40,8 +41,10 @@ def models_command(
         return
     if not installed:
         console.print(
-            "No models found. Pull one with `ollama pull qwen3:8b`, "
-            "or add folders to [models] paths in yoyu.toml.",
+            _(
+                "No models found. Pull one with `ollama pull qwen3:8b`, "
+                "or add folders to [models] paths in yoyu.toml."
+            ),
             markup=False,
         )
         return
@@ -49,15 +52,16 @@ def models_command(
 
 
 def models_table(installed: list[InstalledModel]) -> Table:
-    table = Table(title=f"Installed models ({len(installed)})", title_justify="left")
-    table.add_column("source")
-    table.add_column("name", no_wrap=True)
-    table.add_column("format")
-    table.add_column("size", justify="right", no_wrap=True)
-    table.add_column("path", overflow="fold")
+    title = _("Installed models ({count})").format(count=len(installed))
+    table = Table(title=title, title_justify="left")
+    table.add_column(_("source"))
+    table.add_column(_("name"), no_wrap=True)
+    table.add_column(_("format"))
+    table.add_column(_("size"), justify="right", no_wrap=True)
+    table.add_column(_("path"), overflow="fold")
     for model in installed:
         table.add_row(
-            SOURCE_LABELS.get(model.source, model.source),
+            _(SOURCE_LABELS.get(model.source, model.source)),
             escape(model.name),
             model.format,
             format_bytes(model.size_bytes),

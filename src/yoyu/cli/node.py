@@ -12,10 +12,12 @@ import signal
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from yoyu.cli.node_flags import API_KEY_ENV
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.guard.policy import parse_size
+from yoyu.i18n import _
 from yoyu.node.worker import (
     DEFAULT_RPC_PORT,
     UNAUTHENTICATED_FLAG,
@@ -73,18 +75,18 @@ def node_command(
             code = worker.wait()
         except KeyboardInterrupt:
             return
-        reason = worker.status().stopped_reason or f"rpc-server exited ({code})"
-        console.print(f"[red]node stopped[/red]: {reason}")
+        reason = worker.status().stopped_reason or _("rpc-server exited ({code})").format(code=code)
+        console.print(styled("red", _("node stopped")) + f": {escape(reason)}")
         raise typer.Exit(1)
 
 
 def _print_started(address: str, rpc_port: int, offer_bytes: int, open_bind: bool) -> None:
-    console.print(
-        f"node ready: rpc-server on port {rpc_port}, offering "
-        f"{format_bytes(offer_bytes)}; on the head: --node {address}"
-    )
+    ready = _(
+        "node ready: rpc-server on port {port}, offering {offer}; on the head: --node {address}"
+    ).format(port=rpc_port, offer=format_bytes(offer_bytes), address=address)
+    console.print(escape(ready))
     if open_bind:
-        console.print(
-            "[bold red]warning[/bold red]: rpc-server has no authentication; "
-            "anyone who reaches its port can use this machine"
+        warning = _(
+            "rpc-server has no authentication; anyone who reaches its port can use this machine"
         )
+        console.print(styled("bold red", _("warning")) + f": {escape(warning)}")

@@ -26,7 +26,7 @@ from yoyu.cli.machine_flags import (
 )
 from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
-from yoyu.cli.output import console, moves_table_of, print_json
+from yoyu.cli.output import console, moves_table_of, print_json, shown_word, styled
 from yoyu.cli.plan_training import plan_training
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.training_flags import TrainingFlags
@@ -35,6 +35,7 @@ from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
+from yoyu.i18n import N_, _, ngettext, render_text
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec
@@ -48,7 +49,6 @@ from yoyu.plan.history import (
     same_settings_run,
     with_residual,
 )
-from yoyu.plan.placement import experts_phrase
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.runner.history import measured_runs
@@ -164,7 +164,10 @@ def plan_command(
         )
     training.refuse_without_train()
     if emit is not None and emit not in EMIT_TARGETS:
-        raise SettingsError(f"unknown --emit {emit!r}; choose one of {', '.join(EMIT_TARGETS)}")
+        raise SettingsError.from_message(
+            "unknown --emit {emit!r}; choose one of {known}",
+            emit=emit, known=", ".join(EMIT_TARGETS),
+        )  # fmt: skip
     spec = read_model_arg(model)[0]
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
@@ -266,9 +269,10 @@ def _emitted(
 
 
 def _print_emitted(plan: Plan, target: str, text: str) -> None:
-    console.print(f"\n[bold]Launch settings ({target})[/]")
+    console.print("\n[bold]" + _("Launch settings ({target})").format(target=target) + "[/]")
     if plan.verdict is Verdict.DOES_NOT_FIT:
-        console.print("[red]# the plan does not fit: these settings would fail to load[/]")
+        warning = _("# the plan does not fit: these settings would fail to load")
+        console.print(f"[red]{escape(warning)}[/]")
     console.print(escape(text.rstrip("\n")), soft_wrap=True)
 
 
@@ -310,7 +314,11 @@ _RISK_STYLE = {"safe": "green", "tight": "yellow", "caution": "yellow", "abort":
 
 
 def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
-    console.print(f"[bold]{escape(plan.model)}[/] on [bold]{escape(plan.machine)}[/]")
+    console.print(
+        _("{model} on {machine}").format(
+            model=f"[bold]{escape(plan.model)}[/]", machine=f"[bold]{escape(plan.machine)}[/]"
+        )
+    )
     _print_verdict(plan)
     console.print(_settings_line(plan))
     console.print(device_table(plan))
@@ -323,14 +331,16 @@ def print_plan(plan: Plan, fit_params: dict[str, Any] | None) -> None:
     if plan.moves:
         console.print(moves_table(plan))
     for note in plan.notes:
-        console.print(f"[dim]note: {escape(note)}[/]")
+        console.print(styled("dim", _("note: {note}").format(note=render_text(note))))
 
 
 def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
     """llama.cpp's figures (whole MiB, rounded down) beside yoyu's, per device."""
-    table = Table(title="llama.cpp's own estimate (llama-fit-params), MiB", box=box.SIMPLE)
-    for heading in ("device", "weights yoyu/llama.cpp", "KV", "compute"):
-        table.add_column(heading, justify="left" if heading == "device" else "right")
+    title = _("llama.cpp's own estimate (llama-fit-params), MiB")
+    table = Table(title=title, box=box.SIMPLE)
+    table.add_column(_("device"))
+    for heading in (_("weights yoyu/llama.cpp"), "KV", _("compute")):
+        table.add_column(heading, justify="right")
     for row in peer["estimate"]["devices"]:
         device = next((d for d in plan.estimate.devices if d.name == row["device"]), None)
         theirs = (row["model_bytes"], row["context_bytes"], row["compute_bytes"])
@@ -341,83 +351,109 @@ def _print_llama_cpp_peer(plan: Plan, peer: dict[str, Any]) -> None:
         ]
         table.add_row(escape(row["device"]), *cells)
     console.print(table)
-    console.print(
-        "[dim]llama-fit-params leaves out the CPU_REPACK copy and sizes compute for every "
-        "token's logits (it cannot be told llama-server's one row per slot)[/]"
+    caveat = _(
+        "llama-fit-params leaves out the CPU_REPACK copy and sizes compute for every "
+        "token's logits (it cannot be told llama-server's one row per slot)"
     )
+    console.print(f"[dim]{escape(caveat)}[/]")
     fit = peer["fit"]
-    answer = fit["printed"] if fit["fits"] else f"no placement fits ({fit['printed']})"
-    console.print(f"[bold]llama.cpp's fit[/] {escape(answer)}")
+    answer = (
+        fit["printed"]
+        if fit["fits"]
+        else _("no placement fits ({printed})").format(printed=fit["printed"])
+    )
+    heading = escape(_("llama.cpp's fit"))
+    console.print(f"[bold]{heading}[/] {escape(answer)}")
     untold = sorted({*peer["estimate"]["unexpressed"], *fit["unexpressed"]})
     if untold:
-        console.print(f"[dim]llama-fit-params has no flag for: {escape(' '.join(untold))}[/]")
+        untold_line = _("llama-fit-params has no flag for: {flags}").format(flags=" ".join(untold))
+        console.print(f"[dim]{escape(untold_line)}[/]")
 
 
 def _print_verdict(plan: Plan) -> None:
     verdict_style = _VERDICT_STYLE.get(plan.verdict, "yellow")
     risk_style = _RISK_STYLE[plan.risk.value]
+    verdict = f"[bold {verdict_style}]{escape(shown_word(plan.verdict))}[/]"
+    risk = f"[bold {risk_style}]{escape(shown_word(plan.risk))}[/]"
+    reason = escape(_risk_reason(plan))
     console.print(
-        f"Verdict [bold {verdict_style}]{plan.verdict.value}[/], risk "
-        f"[bold {risk_style}]{plan.risk.value}[/]: {escape(_risk_reason(plan))}"
+        _("Verdict {verdict}, risk {risk}: {reason}").format(
+            verdict=verdict, risk=risk, reason=reason
+        )
     )
     if plan.applied_move is not None:
-        console.print(f"Changed: {escape(plan.applied_move.description)}")
+        changed = _("Changed: {move}").format(move=render_text(plan.applied_move.description))
+        console.print(escape(changed))
 
 
 def _risk_reason(plan: Plan) -> str:
-    if plan.nodes or not plan.risk_reason:
-        where = "the tightest node" if plan.nodes else "system memory"
-        return f"{format_bytes(plan.free_after_bytes)} of {where} free after load"
-    return plan.risk_reason
+    if plan.nodes or not str(plan.risk_reason):
+        free = format_bytes(plan.free_after_bytes)
+        if plan.nodes:
+            return _("{free} of the tightest node free after load").format(free=free)
+        return _("{free} of system memory free after load").format(free=free)
+    return render_text(plan.risk_reason)
 
 
 def _settings_line(plan: Plan) -> str:
     settings = plan.settings
     if settings.engine == VLLM_NAME:  # no layers, batches or flash attention to choose
         where = ", ".join(device.name for device in plan.devices if device.kv_bytes) or "CPU"
-        return (
-            f"max_model_len {plan.estimate.n_ctx} · KV {vllm_kv_type(settings)} · pool "
-            f"{format_bytes(settings.kv_cache_bytes or 0)} · max_num_seqs "
-            f"{settings.n_parallel} · on {where}"
-        )
-    flash = "on" if settings.flash_attn else "off"
-    return (
-        f"ctx {plan.estimate.n_ctx} · KV {settings.type_k} · batch {settings.n_batch}/"
-        f"{settings.n_ubatch} · parallel {settings.n_parallel} · flash attention {flash} · "
-        f"{plan.n_gpu_layers}/{plan.n_layers_total} layers on the GPU{_experts_note(plan)}"
-    )
+        return _(
+            "max_model_len {ctx} · KV {kv} · pool {pool} · max_num_seqs {seqs} · on {where}"
+        ).format(
+            ctx=plan.estimate.n_ctx, kv=vllm_kv_type(settings),
+            pool=format_bytes(settings.kv_cache_bytes or 0), seqs=settings.n_parallel, where=where,
+        )  # fmt: skip
+    flash = _("on") if settings.flash_attn else _("off")
+    line = _(
+        "ctx {ctx} · KV {kv} · batch {batch}/{ubatch} · parallel {parallel} · "
+        "flash attention {flash} · {gpu_layers}/{layers} layers on the GPU"
+    ).format(
+        ctx=plan.estimate.n_ctx, kv=settings.type_k, batch=settings.n_batch,
+        ubatch=settings.n_ubatch, parallel=settings.n_parallel, flash=flash,
+        gpu_layers=plan.n_gpu_layers, layers=plan.n_layers_total,
+    )  # fmt: skip
+    return line + _experts_note(plan)
 
 
 def _experts_note(plan: Plan) -> str:
     blocks = plan.settings.n_cpu_moe if plan.verdict is not Verdict.CPU_ONLY else 0
-    return f", {experts_phrase(blocks)}" if blocks else ""
+    if not blocks:
+        return ""
+    phrase = ngettext(
+        "MoE experts of the first {n} block on the CPU (--n-cpu-moe {n})",
+        "MoE experts of the first {n} blocks on the CPU (--n-cpu-moe {n})",
+        blocks,
+    )
+    return ", " + phrase.format(n=blocks)
 
 
 def device_table(plan: Plan) -> Table:
     """One column per device, components in MiB as llama.cpp logs its buffers."""
-    table = Table(title="Memory per device", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=_("Memory per device"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("")
     for row in plan.devices:
         table.add_column(f"{row.name} ({row.kind})", justify="right")
-    table.add_column("all devices", justify="right", style="bold")
+    table.add_column(_("all devices"), justify="right", style="bold")
     totals = plan.to_dict()["totals"]
     for label, key in _COMPONENTS:
         cells = [format_mib(getattr(row, key)) for row in plan.devices]
-        table.add_row(label, *cells, format_mib(totals[key]))
-    table.add_row("layers", *(str(row.layers) for row in plan.devices), "")
-    table.add_row("may use", *(format_bytes(row.usable_bytes) for row in plan.devices), "")
-    table.add_row("free after", *(_free(row.free_after_bytes) for row in plan.devices), "")
+        table.add_row(_(label), *cells, format_mib(totals[key]))
+    table.add_row(_("layers"), *(str(row.layers) for row in plan.devices), "")
+    table.add_row(_("may use"), *(format_bytes(row.usable_bytes) for row in plan.devices), "")
+    table.add_row(_("free after"), *(_free(row.free_after_bytes) for row in plan.devices), "")
     return table
 
 
 _COMPONENTS = (
-    ("weights", "weights_bytes"),
-    ("KV cache", "kv_bytes"),
-    ("compute", "compute_bytes"),
-    ("output", "output_bytes"),
-    ("engine", "engine_bytes"),
-    ("overhead", "overhead_bytes"),
-    ("total", "total_bytes"),
+    (N_("weights"), "weights_bytes"),
+    (N_("KV cache"), "kv_bytes"),
+    (N_("compute"), "compute_bytes"),
+    (N_("output"), "output_bytes"),
+    (N_("engine"), "engine_bytes"),
+    (N_("overhead"), "overhead_bytes"),
+    (N_("total"), "total_bytes"),
 )
 
 
@@ -427,8 +463,11 @@ def _free(n_bytes: int) -> str:
 
 
 def node_table(plan: Plan) -> Table:
-    table = Table(title="Layer split across nodes", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("node", "role", "layers", "total", "may use", "free after", "risk"):
+    title = _("Layer split across nodes")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in (
+        _("node"), _("role"), _("layers"), _("total"), _("may use"), _("free after"), _("risk"),
+    ):  # fmt: skip
         table.add_column(column)
     for share in plan.nodes:
         table.add_row(
@@ -438,26 +477,28 @@ def node_table(plan: Plan) -> Table:
             format_bytes(share.total_bytes),
             format_bytes(share.usable_bytes),
             _free(share.free_after_bytes),
-            f"[{_RISK_STYLE[share.risk.value]}]{share.risk.value}[/]",
+            f"[{_RISK_STYLE[share.risk.value]}]{escape(shown_word(share.risk))}[/]",
         )
     return table
 
 
 def _print_reasons(plan: Plan) -> None:
     if plan.reasons:
-        console.print("[bold]Why[/]")
+        console.print(styled("bold", _("Why")))
     for reason in plan.reasons:
-        console.print(f"  - {escape(reason.message)}")
+        console.print(f"  - {escape(render_text(reason.message))}")
 
 
 def _print_speed(plan: Plan) -> None:
     if plan.predicted is None:
         return
     speed = plan.predicted
-    console.print(
-        f"[bold]Predicted[/] decode {speed.decode_tps:.1f} tok/s, prefill "
-        f"{speed.prefill_tps:.0f} tok/s ({escape(speed.bound)})"
+    figures = _("decode {decode} tok/s, prefill {prefill} tok/s ({bound})").format(
+        decode=f"{speed.decode_tps:.1f}",
+        prefill=f"{speed.prefill_tps:.0f}",
+        bound=render_text(speed.bound),
     )
+    console.print(styled("bold", _("Predicted")) + " " + escape(figures))
 
 
 def moves_table(plan: Plan) -> Table:

@@ -12,8 +12,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, moves_table_of, print_json
+from yoyu.cli.output import console, moves_table_of, print_json, shown_word, styled
 from yoyu.estimate.training_settings import TrainingSettings
+from yoyu.i18n import N_, _, render_text
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.training import TrainingPlan, make_training_plan
@@ -21,14 +22,14 @@ from yoyu.plan.types import PlanRequest, Verdict
 from yoyu.units import format_bytes, format_mib
 
 _COMPONENTS = (
-    ("base weights", "base_weights_bytes"),
-    ("adapters", "adapter_bytes"),
-    ("adapter gradients", "gradient_bytes"),
-    ("optimizer states", "optimizer_bytes"),
-    ("activations", "activation_bytes"),
-    ("logits (fp32 x3)", "logits_bytes"),
-    ("framework", "framework_bytes"),
-    ("host process", "host_bytes"),
+    (N_("base weights"), "base_weights_bytes"),
+    (N_("adapters"), "adapter_bytes"),
+    (N_("adapter gradients"), "gradient_bytes"),
+    (N_("optimizer states"), "optimizer_bytes"),
+    (N_("activations"), "activation_bytes"),
+    (N_("logits (fp32 x3)"), "logits_bytes"),
+    (N_("framework"), "framework_bytes"),
+    (N_("host process"), "host_bytes"),
 )
 
 
@@ -50,23 +51,30 @@ def plan_training(
 
 
 def print_training_plan(plan: TrainingPlan) -> None:
-    console.print(f"[bold]{escape(plan.model)}[/] on [bold]{escape(plan.machine)}[/] (training)")
+    heading = _("{model} on {machine} (training)").format(
+        model=f"[bold]{escape(plan.model)}[/]", machine=f"[bold]{escape(plan.machine)}[/]"
+    )
+    console.print(heading)
     console.print(
-        f"Verdict [bold]{plan.verdict.value}[/], risk [bold]{plan.risk.value}[/]: "
-        f"{escape(plan.risk_reason)}"
+        _("Verdict {verdict}, risk {risk}: {reason}").format(
+            verdict=styled("bold", shown_word(plan.verdict)),
+            risk=styled("bold", shown_word(plan.risk)),
+            reason=escape(render_text(plan.risk_reason)),
+        )
     )
     if plan.applied_move is not None:
-        console.print(f"Changed: {escape(plan.applied_move.description)}")
+        changed = _("Changed: {move}").format(move=render_text(plan.applied_move.description))
+        console.print(escape(changed))
     console.print(_settings_line(plan.settings))
     console.print(component_table(plan))
     if plan.reasons:
-        console.print("[bold]Why[/]")
+        console.print(styled("bold", _("Why")))
     for reason in plan.reasons:
-        console.print(f"  - {escape(reason.message)}")
+        console.print(f"  - {escape(render_text(reason.message))}")
     if plan.moves:
         console.print(moves_table_of(plan.moves))
     for note in plan.notes:
-        console.print(f"[dim]note: {escape(note)}[/]")
+        console.print(styled("dim", _("note: {note}").format(note=render_text(note))))
 
 
 def _settings_line(settings: TrainingSettings) -> str:
@@ -80,16 +88,16 @@ def _settings_line(settings: TrainingSettings) -> str:
 
 def component_table(plan: TrainingPlan) -> Table:
     memory = plan.assessment.memory
-    title = f"One training step on {memory.device}"
+    title = _("One training step on {device}").format(device=memory.device)
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("")
     table.add_column("MiB", justify="right")
     for label, key in _COMPONENTS:
-        table.add_row(label, format_mib(getattr(memory, key)))
-    table.add_row("[bold]total[/]", f"[bold]{format_mib(memory.total_bytes)}[/]")
+        table.add_row(_(label), format_mib(getattr(memory, key)))
+    table.add_row(styled("bold", _("total")), f"[bold]{format_mib(memory.total_bytes)}[/]")
     for row in plan.to_dict()["devices"]:
         table.add_row(
-            f"{row['name']} may use / free after",
+            escape(_("{device} may use / free after").format(device=row["name"])),
             f"{format_bytes(row['usable_bytes'])} / {format_bytes(row['free_after_bytes'])}",
         )
     return table

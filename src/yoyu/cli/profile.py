@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from yoyu.backends.protocol import ChatMessage
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import (
     JsonOpt,
     ModelArg,
@@ -35,6 +35,7 @@ from yoyu.cli.run_guard import (
     run_guard,
 )
 from yoyu.errors import SettingsError
+from yoyu.i18n import N_, _
 from yoyu.runner import (
     ABResult,
     ABRun,
@@ -54,7 +55,9 @@ _FIGURE_TITLES = {
     "prefill_tps": "prefill", "decode_tps": "decode",
 }  # fmt: skip
 _PHASE_TITLES = {
-    "pre_generation": "pre-gen", "post_generation": "post-gen", "stabilized": "settled",
+    "baseline": N_("baseline"), "loaded": N_("loaded"), "pre_generation": N_("pre-gen"),
+    "peak": N_("peak"), "post_generation": N_("post-gen"), "stabilized": N_("settled"),
+    "speed": N_("speed"),
 }  # fmt: skip
 
 
@@ -105,20 +108,22 @@ def profile_command(
 def _print_run(run: ABRun) -> None:
     peak = run.profile.peak
     rss = format_mib(peak.process_rss_bytes) if peak else "-"
-    progress_console.print(
-        f"{escape(run.label)} #{run.repeat + 1}: peak RSS {rss} (run {run.run_id})"
+    line = _("{label} #{repeat}: peak RSS {rss} (run {run})").format(
+        label=run.label, repeat=run.repeat + 1, rss=rss, run=run.run_id
     )
+    progress_console.print(escape(line))
 
 
 def comparison_table(result: ABResult) -> Table:
     a, b = result.labels
-    title = f"{a} vs {b} (MiB; tok/s for speed)"
+    title = escape(_("{a} vs {b} (MiB; tok/s for speed)").format(a=a, b=b))
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = ("phase", "figure", f"{a} median", "range", f"{b} median", "range", "B - A")
-    for column in (*columns, "noise", "real?"):
-        table.add_column(
-            escape(column), justify="left" if column in ("phase", "figure") else "right"
-        )
+    table.add_column(_("phase"))
+    table.add_column(_("figure"))
+    median, spread = _("{side} median"), _("range")
+    columns = (median.format(side=a), spread, median.format(side=b), spread, "B - A")
+    for column in (*columns, _("noise"), _("real?")):
+        table.add_column(escape(column), justify="right")
     for d in result.differences:
         if d.phase == "speed" or d.metric in SHOWN_METRICS:
             table.add_row(*_difference_cells(d))
@@ -127,9 +132,9 @@ def comparison_table(result: ABResult) -> Table:
 
 def _difference_cells(d: Difference) -> list[str]:
     value = _tps if d.phase == "speed" else _mib
-    real = {None: "?", True: "[bold]yes[/]", False: "no"}[d.exceeds_noise]
+    real = {None: "?", True: styled("bold", _("yes")), False: _("no")}[d.exceeds_noise]
     return [
-        _PHASE_TITLES.get(d.phase, d.phase), _FIGURE_TITLES.get(d.metric, d.metric),
+        _(_PHASE_TITLES.get(d.phase, d.phase)), _FIGURE_TITLES.get(d.metric, d.metric),
         value(d.a.median), value(d.a.range), value(d.b.median), value(d.b.range),
         value(d.delta), value(d.noise), real,
     ]  # fmt: skip

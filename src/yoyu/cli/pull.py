@@ -19,9 +19,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from yoyu.cli.model_ref import read_model_arg
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, shown_word
 from yoyu.cli.plan import default_context
 from yoyu.errors import RemoteModelError
+from yoyu.i18n import _
 from yoyu.machine.presets import load_machine
 from yoyu.machine.probe import probe_machine
 from yoyu.machine.types import Machine
@@ -94,20 +95,23 @@ def _short(part: RemoteGGUF) -> str:
 
 
 def _print_fit(name: str, target: Machine, prediction: Prediction) -> None:
-    needs = f"{format_bytes(prediction.total_bytes)} at ctx {prediction.settings.n_ctx}"
-    console.print(
-        f"[bold]{escape(name)}[/] on [bold]{escape(target.name)}[/]: {prediction.verdict}, "
-        f"risk {prediction.risk}, {needs}"
-    )
+    line = _("{model} on {machine}: {verdict}, risk {risk}, {size} at ctx {ctx}").format(
+        model=f"[bold]{escape(name)}[/]", machine=f"[bold]{escape(target.name)}[/]",
+        verdict=escape(shown_word(prediction.verdict)), risk=escape(shown_word(prediction.risk)),
+        size=format_bytes(prediction.total_bytes), ctx=prediction.settings.n_ctx,
+    )  # fmt: skip
+    console.print(line)
 
 
 def _print_pulled(pulled: tuple[PulledFile, ...]) -> None:
     for item in pulled:
         if item.already_present:
-            what = "already in the cache"
+            what = _("already in the cache")
         else:
-            what = f"{format_bytes(item.downloaded_bytes)} downloaded"
+            what = _("{size} downloaded").format(size=format_bytes(item.downloaded_bytes))
         if item.resumed_from_bytes:
-            what = f"resumed from {format_bytes(item.resumed_from_bytes)}, {what}"
-        check = "sha256 checked" if item.sha256 else "no sha256 listed on the Hub"
-        console.print(f"{escape(item.path)}: {what}, {check}")
+            what = _("resumed from {size}, {what}").format(
+                size=format_bytes(item.resumed_from_bytes), what=what
+            )
+        check = _("sha256 checked") if item.sha256 else _("no sha256 listed on the Hub")
+        console.print(f"{escape(item.path)}: {escape(what)}, {escape(check)}")

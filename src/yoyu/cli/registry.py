@@ -18,6 +18,8 @@ import typer
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
+from yoyu.i18n import _
+
 # The top-level app's settings, worn as well by the app each command is built in.
 APP_SETTINGS: dict[str, Any] = {"add_completion": False, "pretty_exceptions_enable": False}
 
@@ -129,12 +131,32 @@ def load_command(entry: CommandEntry) -> _click.Command:
     command = typer.main.get_group(holder).commands.get(entry.name)
     if command is None:
         raise LookupError(f"{entry.module}.register added no command named {entry.name!r}")
-    return command
+    return translated_help(command)
 
 
 def listed_command(entry: CommandEntry) -> _click.Command:
     """What ``yoyu --help`` reads of a command: its name and one-line help, nothing imported."""
-    return TyperCommand(entry.name, help=entry.help)
+    return TyperCommand(entry.name, help=_(entry.help))
+
+
+def translated_help(command: _click.Command) -> _click.Command:
+    """The command's help, its options' and its subcommands' in the user's language.
+
+    The English texts (docstrings and ``help=``) are the message ids;
+    ``yoyu.testing.catalog`` collects them from the built commands.
+    """
+    if command.help:
+        command.help = _(command.help)
+    if command.short_help:
+        command.short_help = _(command.short_help)
+    for param in command.params:
+        text = getattr(param, "help", None)
+        if text:
+            param.help = _(text)  # type: ignore[attr-defined]
+    if isinstance(command, TyperGroup):
+        for subcommand in command.commands.values():
+            translated_help(subcommand)
+    return command
 
 
 class LazyCommandGroup(TyperGroup):
@@ -163,6 +185,7 @@ class LazyCommandGroup(TyperGroup):
         return self.commands[cmd_name]
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        translated_help(self)  # its own help and --version; the commands are stand-ins here
         self._writing_help = True
         try:
             super().format_help(ctx, formatter)

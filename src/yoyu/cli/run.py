@@ -20,7 +20,7 @@ from rich.table import Table
 
 from yoyu.backends.protocol import ChatChunk, ChatMessage
 from yoyu.cli.node_flags import NodeOpt, RpcOpt, machine_with_nodes
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.run_guard import (
     BudgetOpt,
@@ -29,6 +29,7 @@ from yoyu.cli.run_guard import (
     guarded_run,
     run_guard,
 )
+from yoyu.i18n import N_, _
 from yoyu.monitor.store import RunStore
 from yoyu.plan.types import RiskThresholds
 from yoyu.runner import ModelRun
@@ -104,7 +105,7 @@ def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:
     if quiet:
         run.open()
         return
-    with progress_console.status(f"loading {escape(run.config.model)}..."):
+    with progress_console.status(escape(_("loading {model}...").format(model=run.config.model))):
         run.open()
     for notice in run.notices:
         print_notice(notice)
@@ -112,7 +113,7 @@ def open_with_spinner(run: ModelRun, quiet: bool = False) -> None:
 
 def print_notice(notice: str) -> None:
     """One line on stderr, so a piped answer stays clean."""
-    progress_console.print(f"[yellow]notice:[/] {escape(notice)}")
+    progress_console.print(styled("yellow", _("notice:")) + " " + escape(notice))
 
 
 def print_chunk(chunk: ChatChunk) -> None:
@@ -129,20 +130,26 @@ def draw_plot(run_id: int, path: Path) -> None:
     with RunStore() as store:
         record = store.get_run(run_id)
         plot_run(record, store.samples(run_id), store.events(run_id), path, floors)
-    progress_console.print(f"timeline drawn to {escape(str(path))}")
+    progress_console.print(escape(_("timeline drawn to {path}").format(path=path)))
 
 
 # --- the profile table ------------------------------------------------------------
 
 _ROWS = (
-    ("process RSS", "rss"), ("  predicted", "pred_rss"), ("  anon", "anon"),
-    ("  file", "file"), ("  swapped", "pswap"), ("system available", "avail"),
-    ("  predicted", "pred_avail"), ("swap used", "swap"), ("GPU used", "gpu"),
+    (N_("process RSS"), "rss"), ("  " + N_("predicted"), "pred_rss"), ("  anon", "anon"),
+    ("  file", "file"), ("  " + N_("swapped"), "pswap"), (N_("system available"), "avail"),
+    ("  " + N_("predicted"), "pred_avail"), (N_("swap used"), "swap"), (N_("GPU used"), "gpu"),
 )  # fmt: skip
 _PHASE_TITLES = {
-    "baseline": "baseline", "loaded": "loaded", "pre_generation": "pre-gen", "peak": "peak",
-    "post_generation": "post-gen", "stabilized": "settled",
+    "baseline": N_("baseline"), "loaded": N_("loaded"), "pre_generation": N_("pre-gen"),
+    "peak": N_("peak"), "post_generation": N_("post-gen"), "stabilized": N_("settled"),
 }  # fmt: skip
+
+
+def _label(text: str) -> str:
+    """A row label in the user's language, its indent kept."""
+    stripped = text.lstrip(" ")
+    return text[: len(text) - len(stripped)] + _(stripped)
 
 
 def print_profile(report: Mapping[str, Any]) -> None:
@@ -153,15 +160,20 @@ def print_profile(report: Mapping[str, Any]) -> None:
         console.print(node_table(report["nodes"]))
     stabilize_s = report.get("stabilize_s")
     if stabilize_s is not None:
-        settled = "settled" if report.get("stabilized_settled", True) else "did not settle"
-        console.print(f"[dim]memory {settled} {stabilize_s:.2f} s after the answer[/]")
+        line = (
+            _("memory settled {seconds} s after the answer")
+            if report.get("stabilized_settled", True)
+            else _("memory did not settle {seconds} s after the answer")
+        )
+        console.print(f"[dim]{escape(line.format(seconds=f'{stabilize_s:.2f}'))}[/]")
 
 
 def node_table(nodes: Sequence[Mapping[str, Any]]) -> Table:
     """Each `yoyu node`'s share: what the plan put there, what llama.cpp says it did."""
-    table = Table(title="Nodes (MiB)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("node", "layers", "planned", "llama.cpp"):
-        table.add_column(column, justify="left" if column == "node" else "right")
+    table = Table(title=_("Nodes (MiB)"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(_("node"))
+    for column in (_("layers"), _("planned"), "llama.cpp"):
+        table.add_column(column, justify="right")
     for node in nodes:
         table.add_row(
             node["node"], str(node["layers"]),
@@ -173,13 +185,13 @@ def node_table(nodes: Sequence[Mapping[str, Any]]) -> Table:
 def profile_table(report: Mapping[str, Any]) -> Table:
     """One column per phase, one row per figure; the plan's figure under the measured one."""
     table = Table(
-        title="Memory by phase (MiB)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+        title=_("Memory by phase (MiB)"), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
     )
     phases: Mapping[str, Any] = report.get("phases") or {}
     predicted: Mapping[str, Any] = report.get("predicted") or {}
     table.add_column("")
     for name in phases:
-        table.add_column(_PHASE_TITLES.get(name, name), justify="right")
+        table.add_column(_(_PHASE_TITLES.get(name, name)), justify="right")
     columns = [_phase_values(n, r, phases.get("baseline"), predicted) for n, r in phases.items()]
     table.add_row("t (s)", *(_seconds(column.get("t")) for column in columns))
     for label, key in _ROWS:
@@ -187,7 +199,7 @@ def profile_table(report: Mapping[str, Any]) -> Table:
             continue
         cells = [_mib_number(column.get(key)) for column in columns]
         style = "dim" if key.startswith("pred") else None
-        table.add_row(label, *cells, style=style)
+        table.add_row(_label(label), *cells, style=style)
     return table
 
 
@@ -223,32 +235,34 @@ def _mib_number(value: float | None) -> str:
 
 def prediction_table(report: Mapping[str, Any]) -> Table:
     """The plan's components beside llama.cpp's own buffers, total beside peak RSS, speed."""
-    table = Table(title="Predicted vs measured", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("", "predicted", "measured", "measured by"):
-        table.add_column(column, justify="right" if column in ("predicted", "measured") else "left")
+    table = Table(title=_("Predicted vs measured"), title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("")
+    table.add_column(_("predicted"), justify="right")
+    table.add_column(_("measured"), justify="right")
+    table.add_column(_("measured by"))
     predicted: Mapping[str, Any] = report.get("predicted") or {}
     buffers: Mapping[str, int] = report.get("engine_buffers") or {}
     peak = (report.get("phases") or {}).get("peak") or {}
     # vLLM prints no buffers; its pool is read from its /metrics (backends.vllm_metrics)
-    source = "vLLM /metrics" if report.get("engine") == "vllm" else "engine log"
+    source = "vLLM /metrics" if report.get("engine") == "vllm" else _("engine log")
     for label, key, kind in (
-        ("weights", "weights_bytes", "model"), ("KV cache", "kv_bytes", "kv"),
-        ("compute", "compute_bytes", "compute"), ("output", "output_bytes", "output"),
+        (_("weights"), "weights_bytes", "model"), (_("KV cache"), "kv_bytes", "kv"),
+        (_("compute"), "compute_bytes", "compute"), (_("output"), "output_bytes", "output"),
     ):  # fmt: skip
         table.add_row(label, _mib(predicted.get(key)), _mib(buffers.get(kind)), source)
     kv_used = peak.get("engine_kv_used_fraction")
     if kv_used is not None:
-        table.add_row("KV pool in use", "-", f"{kv_used:.1%}", "vLLM /metrics, at peak")
-    for label, key in (("engine arrays", "engine_bytes"), ("process", "overhead_bytes")):
-        table.add_row(label, _mib(predicted.get(key)), "-", "in peak RSS")
+        table.add_row(_("KV pool in use"), "-", f"{kv_used:.1%}", _("vLLM /metrics, at peak"))
+    for label, key in ((_("engine arrays"), "engine_bytes"), (_("process"), "overhead_bytes")):
+        table.add_row(label, _mib(predicted.get(key)), "-", _("in peak RSS"))
     table.add_row(
-        "total", _mib(predicted.get("total_bytes")), _mib(peak.get("process_rss_bytes")),
-        "peak RSS",
+        _("total"), _mib(predicted.get("total_bytes")), _mib(peak.get("process_rss_bytes")),
+        _("peak RSS"),
     )  # fmt: skip
     speed: Mapping[str, Any] = report.get("speed") or {}
     for label, key, source in (
-        ("prefill tok/s", "prefill_tps", "time to first token"),
-        ("decode tok/s", "decode_tps", "engine timings"),
+        (_("prefill tok/s"), "prefill_tps", _("time to first token")),
+        (_("decode tok/s"), "decode_tps", _("engine timings")),
     ):
         table.add_row(label, _tps(predicted.get(key)), _tps(speed.get(key)), source)
     return table

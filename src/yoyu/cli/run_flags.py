@@ -71,9 +71,10 @@ class RunFlags:
         try:
             return int(parse_size(self.kv_cache_memory))
         except ValueError:
-            raise SettingsError(
-                f"--kv-cache-memory {self.kv_cache_memory!r} is not a size; write e.g. 4GiB"
-            ) from None
+            raise SettingsError.from_message(
+                "{flag} {text!r} is not a size; write e.g. 4GiB",
+                flag="--kv-cache-memory", text=self.kv_cache_memory,
+            ) from None  # fmt: skip
 
     def run_config(self, model: str) -> RunConfig:
         """What ``ModelRun`` loads: ``model`` with these settings."""

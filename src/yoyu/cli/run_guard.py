@@ -46,7 +46,9 @@ def run_guard(no_guard: bool, budget: str | None) -> RunGuard | None:
     """The guard for this command's runs, or ``None`` with ``--no-guard``."""
     if no_guard:
         if budget is not None:
-            raise SettingsError("--budget sets the guard's budget; drop --no-guard to use it")
+            raise SettingsError.from_message(
+                "--budget sets the guard's budget; drop --no-guard to use it"
+            )
         return None
     return RunGuard(with_overrides(policy_from_settings(), budget=budget))
 

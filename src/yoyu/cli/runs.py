@@ -14,8 +14,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import print_profile
+from yoyu.i18n import _, ngettext
 from yoyu.monitor.phases import LOAD_START, phase_profile
 from yoyu.monitor.store import RunRecord, RunStore, run_state
 from yoyu.monitor.types import Sample
@@ -103,9 +104,12 @@ def _when(timestamp: float) -> str:
 
 
 def _list_table(records: list[RunRecord]) -> Table:
-    table = Table(title="Runs (newest first)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("id", "started", "mode", "model", "ctx", "peak RSS", "outcome"):
-        table.add_column(column, justify="right" if column in ("id", "ctx", "peak RSS") else "left")
+    table = Table(title=_("Runs (newest first)"), title_justify="left", box=box.SIMPLE_HEAD)
+    for column, right in (
+        ("id", True), (_("started"), False), (_("mode"), False), (_("model"), False),
+        ("ctx", True), (_("peak RSS"), True), (_("outcome"), False),
+    ):  # fmt: skip
+        table.add_column(column, justify="right" if right else "left")
     for record in records:
         table.add_row(
             str(record.id), _when(record.started), record.mode, escape(record.model),
@@ -124,31 +128,45 @@ def _outcome(record: RunRecord) -> str:
     result = record.result
     state = run_state(record)
     if state == "interrupted":
-        return "[red]interrupted[/] (its yoyu ended before the run did)"
+        return (
+            styled("red", _("interrupted")) + " " + escape(_("(its yoyu ended before the run did)"))
+        )
     if state == "running" or result is None:
-        return "running"
+        return _("running")
     if "error" in result:
-        return f"[red]error[/]: {escape(str(result['error'])[:60])}"
-    return f"{len(result.get('turns', []))} turn(s)"
+        return styled("red", _("error")) + ": " + escape(str(result["error"])[:60])
+    turns = len(result.get("turns", []))
+    return ngettext("{count} turn", "{count} turns", turns).format(count=turns)
 
 
 def _print_record(record: RunRecord, samples: list[Sample]) -> None:
-    console.print(
-        f"[bold]run {record.id}[/]: {escape(record.model)} ({record.mode}), "
-        f"started {_when(record.started)}, {len(samples)} samples"
-    )
+    heading = _("run {id}").format(id=record.id)
+    started = ngettext(
+        "{model} ({mode}), started {when}, {count} sample",
+        "{model} ({mode}), started {when}, {count} samples",
+        len(samples),
+    ).format(model=record.model, mode=record.mode, when=_when(record.started), count=len(samples))
+    console.print(f"[bold]{heading}[/]: {escape(started)}")
     if run_state(record) == "interrupted":
-        last = (
-            f"; the last sample was taken {_when(samples[-1].system.wall_time)}" if samples else ""
-        )
-        console.print(
-            f"[red]interrupted[/]: the yoyu that ran it (pid {record.owner_pid}) ended before "
-            f"the run finished (killed, crashed or powered off){last}"
-        )
+        _print_interrupted(record, samples)
     settings = ", ".join(f"{k}={v}" for k, v in record.settings.items())
-    console.print(f"settings: {escape(settings)}")
+    console.print(escape(_("settings: {settings}").format(settings=settings)))
     result = record.result or {}
     if "error" in result:
-        console.print(f"[red]error[/]: {escape(str(result['error']))}")
+        console.print(styled("red", _("error")) + ": " + escape(str(result["error"])))
     if result.get("text"):
-        console.print(f"last answer: {escape(str(result['text'])[:200])}")
+        answer = str(result["text"])[:200]
+        console.print(escape(_("last answer: {text}").format(text=answer)))
+
+
+def _print_interrupted(record: RunRecord, samples: list[Sample]) -> None:
+    last = (
+        _("; the last sample was taken {when}").format(when=_when(samples[-1].system.wall_time))
+        if samples
+        else ""
+    )
+    detail = _(
+        "the yoyu that ran it (pid {pid}) ended before the run finished "
+        "(killed, crashed or powered off){last}"
+    ).format(pid=record.owner_pid, last=last)
+    console.print(styled("red", _("interrupted")) + ": " + escape(detail))

@@ -30,6 +30,7 @@ from yoyu.gateway.app import Extension
 from yoyu.gateway.config import GatewayConfig, api_key, parse_gateway_config, with_flags
 from yoyu.gateway.server import serve
 from yoyu.gateway.service import GatewayService
+from yoyu.i18n import _
 
 OpenOpt = Annotated[
     bool, typer.Option("--open", help="Open the dashboard in the browser once serving.")
@@ -166,7 +167,10 @@ def _announce(gateway: GatewayConfig, json_output: bool, mcp: bool) -> None:
         sys.stdout.flush()
         return
     also = f"Ollama API: {ollama_url}" + (f", MCP: {mcp_url}" if mcp_url else "")
-    console.print(f"yoyu serving {', '.join(names)} at {url} ({also}); dashboard: {dashboard}")
+    line = _("yoyu serving {models} at {url} ({also}); dashboard: {dashboard}").format(
+        models=", ".join(names), url=url, also=also, dashboard=dashboard
+    )
+    console.print(line, markup=False)
 
 
 def _mcp_url(host: str, port: int) -> str:

@@ -10,8 +10,9 @@ import math
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.cli.run import (
     JsonOpt,
     ModelArg,
@@ -27,11 +28,12 @@ from yoyu.cli.run_guard import (
     guarded_run,
     run_guard,
 )
+from yoyu.i18n import N_, _
 from yoyu.monitor.leak import DEFAULT_THRESHOLD_MIB_PER_MIN
 from yoyu.runner import SoakPoint, parse_duration, run_soak
 from yoyu.units import format_mib
 
-_VERDICT_STYLE = {"leak": "bold red", "no_leak": "green", "inconclusive": "yellow"}
+_VERDICT_STYLE = {N_("leak"): "bold red", N_("no_leak"): "green", N_("inconclusive"): "yellow"}
 
 
 def register(app: typer.Typer) -> None:
@@ -70,18 +72,21 @@ def soak_command(
     else:
         stderr = "?" if math.isinf(leak.stderr_mib_per_min) else f"{leak.stderr_mib_per_min:.2f}"
         style = _VERDICT_STYLE[leak.verdict]
-        console.print(
-            f"[{style}]{leak.verdict}[/]: {leak.slope_mib_per_min:+.2f} ± {stderr} MiB/min "
-            f"over {leak.n_points} turns in {leak.duration_s:.0f} s ({leak.reason}); "
-            f"run {run.run_id}"
-        )
+        figures = _(
+            "{slope} ± {stderr} MiB/min over {turns} turns in {seconds} s ({reason}); run {run}"
+        ).format(
+            slope=f"{leak.slope_mib_per_min:+.2f}", stderr=stderr, turns=leak.n_points,
+            seconds=f"{leak.duration_s:.0f}", reason=leak.reason, run=run.run_id,
+        )  # fmt: skip
+        console.print(styled(style, _(leak.verdict)) + ": " + escape(figures))
     if leak.verdict == "leak":
         raise typer.Exit(1)
 
 
 def _print_point(point: SoakPoint) -> None:
-    settled = "" if point.settled else " (not settled)"
-    progress_console.print(
-        f"turn {point.turn + 1:>3} at {point.t_s:7.1f} s: anon+swap "
-        f"{format_mib(point.growth_bytes)}, RSS {format_mib(point.rss_bytes)}{settled}"
-    )
+    settled = "" if point.settled else _(" (not settled)")
+    line = _("turn {turn} at {seconds} s: anon+swap {growth}, RSS {rss}{settled}").format(
+        turn=f"{point.turn + 1:>3}", seconds=f"{point.t_s:7.1f}",
+        growth=format_mib(point.growth_bytes), rss=format_mib(point.rss_bytes), settled=settled,
+    )  # fmt: skip
+    progress_console.print(escape(line))

@@ -17,14 +17,15 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from yoyu.cli.output import console, print_json
+from yoyu.cli.output import console, print_json, styled
 from yoyu.errors import SettingsError
 from yoyu.guard import policy_from_settings, with_overrides
 from yoyu.guard.view import WatchReader, WatchView
+from yoyu.i18n import N_, _
 from yoyu.monitor.gpu import NvmlGpus
 from yoyu.units import format_bytes
 
-_LEVEL_STYLE = {"ok": "green", "caution": "yellow", "abort": "bold red"}
+_LEVEL_STYLE = {N_("ok"): "green", N_("caution"): "yellow", N_("abort"): "bold red"}
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +45,9 @@ def watch_command(
 ) -> None:
     """Memory, engines, GPUs and the guard's floors, refreshing in place."""
     if not 0.05 <= interval <= 3600:
-        raise SettingsError(f"--interval {interval} is out of range; use 0.05 to 3600 seconds")
+        raise SettingsError.from_message(
+            "--interval {interval} is out of range; use 0.05 to 3600 seconds", interval=interval
+        )
     policy = with_overrides(policy_from_settings(), caution=caution, abort=abort)
     gpus = NvmlGpus()
     reader = WatchReader(policy, pid, gpus=gpus if gpus.open() else None)
@@ -80,8 +83,11 @@ def render(view: WatchView) -> Group:
 
 def _system_table(view: WatchView) -> Table:
     system, floors = view.system, view.thresholds
-    table = Table(title="memory", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("total", "available", "swap used", "PSI some/full", "caution", "abort", "level"):
+    table = Table(title=_("memory"), box=box.SIMPLE_HEAD, title_justify="left")
+    for column in (
+        _("total"), _("available"), _("swap used"), _("PSI some/full"), _("caution"), _("abort"),
+        _("level"),
+    ):  # fmt: skip
         table.add_column(column)
     psi = (
         f"{system.psi_some_avg10:.1f}% / {system.psi_full_avg10 or 0:.1f}%"
@@ -89,11 +95,13 @@ def _system_table(view: WatchView) -> Table:
         else (system.macos_pressure or "-")
     )
     style = _LEVEL_STYLE[view.level]
-    level = f"[{style}]{view.level}[/]" + (f" {escape(view.reason)}" if view.reason else "")
+    level = styled(style, _(view.level)) + (f" {escape(view.reason)}" if view.reason else "")
     table.add_row(
         format_bytes(system.total_bytes),
         format_bytes(system.available_bytes),
-        f"{format_bytes(system.swap_used_bytes)} of {format_bytes(system.swap_total_bytes)}",
+        _("{used} of {total}").format(
+            used=format_bytes(system.swap_used_bytes), total=format_bytes(system.swap_total_bytes)
+        ),
         psi,
         format_bytes(floors.caution_bytes),
         format_bytes(floors.abort_bytes),
@@ -103,11 +111,11 @@ def _system_table(view: WatchView) -> Table:
 
 
 def _trees_table(view: WatchView) -> Table:
-    table = Table(title="engines", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("pid", "name", "processes", "resident", "swapped"):
+    table = Table(title=_("engines"), box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("pid", _("name"), _("processes"), _("resident"), _("swapped")):
         table.add_column(column)
     if not view.trees:
-        table.add_row("-", "no engine running", "", "", "")
+        table.add_row("-", _("no engine running"), "", "", "")
     for tree in view.trees:
         table.add_row(
             str(tree.pid),
@@ -121,7 +129,7 @@ def _trees_table(view: WatchView) -> Table:
 
 def _gpu_table(view: WatchView) -> Table:
     table = Table(title="GPUs", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("gpu", "used", "free", "engines' share"):
+    for column in ("gpu", _("used"), _("free"), _("engines' share")):
         table.add_column(column)
     for gpu in view.gpus:
         table.add_row(

@@ -54,9 +54,10 @@ def resolve_context(spec: ModelSpec, settings: RunSettings) -> ContextCells:
     """Apply llama.cpp's padding and clamping rules to the requested settings."""
     requested = settings.n_ctx or spec.context_length
     if requested <= 0:
-        raise SettingsError(
-            f"{spec.name} states no trained context length, so ctx 0 cannot be resolved; "
-            "give an explicit ctx"
+        raise SettingsError.from_message(
+            "{model} states no trained context length, so ctx 0 cannot be resolved; "
+            "give an explicit ctx",
+            model=spec.name,
         )
     n_seq = settings.n_parallel
     n_ctx = pad(requested, CTX_PAD)

@@ -139,5 +139,8 @@ def engine_profile(name: str) -> EngineProfile:
     """The profile called ``name``; a SettingsError naming the known ones otherwise."""
     profile = ENGINES.get(name)
     if profile is None:
-        raise SettingsError(f"unknown engine {name!r}; yoyu plans for {', '.join(sorted(ENGINES))}")
+        raise SettingsError.from_message(
+            "unknown engine {name!r}; yoyu plans for {known}",
+            name=name, known=", ".join(sorted(ENGINES)),
+        )  # fmt: skip
     return profile

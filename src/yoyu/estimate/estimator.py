@@ -34,6 +34,7 @@ from yoyu.estimate.weights import (
     place_layers,
     tied_output_copy,
 )
+from yoyu.i18n import message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec, TensorInfo
 from yoyu.units import format_bytes
@@ -142,31 +143,55 @@ def _notes(
     notes = []
     requested = settings.n_ctx or spec.context_length
     if cells.n_ctx != requested:
-        notes.append(f"llama.cpp pads the context from {requested} to {cells.n_ctx} cells")
+        notes.append(
+            message_of(
+                "llama.cpp pads the context from {requested} to {cells} cells",
+                requested=requested, cells=cells.n_ctx,
+            )
+        )  # fmt: skip
     if cells.swa_cells is not None:
         notes.append(
-            f"sliding-window layers ({len(spec.swa_layers)} of {spec.n_layers}) keep "
-            f"{cells.swa_cells} cells per sequence"
-        )
+            message_of(
+                "sliding-window layers ({swa} of {layers}) keep {cells} cells per sequence",
+                swa=len(spec.swa_layers), layers=spec.n_layers, cells=cells.swa_cells,
+            )
+        )  # fmt: skip
     if is_mla_vless(spec):
-        notes.append("MLA model: the cache holds the compressed latent only (no V cache)")
+        notes.append(
+            message_of("MLA model: the cache holds the compressed latent only (no V cache)")
+        )
     if repacked:
-        notes.append(f"{len(repacked)} weight tensors are repacked for this CPU (CPU_REPACK copy)")
+        notes.append(
+            message_of(
+                "{count} weight tensors are repacked for this CPU (CPU_REPACK copy)",
+                count=len(repacked),
+            )
+        )
     return tuple(notes)
 
 
 def _engine_notes(spec: ModelSpec, settings: RunSettings, cpu: DeviceMemory) -> tuple[str, ...]:
     profile = engine_profile(settings.engine)
-    notes = [f"planned for {profile.program}: its process and vocabulary are in the overhead"]
+    notes = [
+        message_of(
+            "planned for {program}: its process and vocabulary are in the overhead",
+            program=profile.program,
+        )
+    ]
     if settings.logits_all:
         notes.append(
-            f"logits_all keeps every token's logits ({spec.vocab_size} floats per token, "
-            f"{format_bytes(cpu.engine_bytes)} at this context): turn it off unless "
-            "completion logprobs are needed"
-        )
+            message_of(
+                "logits_all keeps every token's logits ({vocab} floats per token, {size} at this "
+                "context): turn it off unless completion logprobs are needed",
+                vocab=spec.vocab_size, size=format_bytes(cpu.engine_bytes),
+            )
+        )  # fmt: skip
     if profile.has_ctx_checkpoints and cpu.engine_bytes and settings.ctx_checkpoints:
         notes.append(
-            f"{settings.ctx_checkpoints} sliding-window checkpoint(s) per slot are counted "
-            "as engine memory (ctx_checkpoints)"
+            message_of(
+                "{count} sliding-window checkpoint(s) per slot are counted as engine memory "
+                "(ctx_checkpoints)",
+                count=settings.ctx_checkpoints,
+            )
         )
     return tuple(notes)

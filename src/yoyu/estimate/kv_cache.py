@@ -40,9 +40,10 @@ def row_bytes(type_name: str, n_elements: int) -> int:
 def check_kv_types(settings: RunSettings) -> None:
     """Refuse what llama.cpp refuses: a quantized V cache without flash attention."""
     if settings.type_v not in _UNQUANTIZED and not settings.flash_attn:
-        raise SettingsError(
-            f"a {settings.type_v} V cache needs flash attention in llama.cpp; "
-            "turn flash attention on or use an f16 V cache"
+        raise SettingsError.from_message(
+            "a {type_v} V cache needs flash attention in llama.cpp; "
+            "turn flash attention on or use an f16 V cache",
+            type_v=settings.type_v,
         )
 
 

@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from yoyu.estimate.repack import repacked_tensors
 from yoyu.estimate.types import MemoryEstimate
 from yoyu.estimate.weights import CPU, place_layers
+from yoyu.i18n import message_of
 from yoyu.machine.types import GpuInfo, Machine
 from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor
 
@@ -176,11 +177,21 @@ def predict_speed(
     if sampling:
         decode_s += spec.vocab_size * SAMPLING_S_PER_VOCAB_ENTRY
     prefill_s, prefill_device = _prefill_seconds(spec, estimate, machine, filled, backends)
-    bound = f"{decode_limit} of {decode_device}" + (" (assumed bandwidth)" if assumed else "")
+    limit = (
+        message_of("compute of {device}", device=decode_device)
+        if decode_limit == "compute"
+        else message_of("memory bandwidth of {device}", device=decode_device)
+    )
+    if assumed:
+        limit = message_of("{limit} (assumed bandwidth)", limit=limit)
     return SpeedPrediction(
         decode_tps=1.0 / decode_s if decode_s > 0 else 0.0,
         prefill_tps=1.0 / prefill_s if prefill_s > 0 else 0.0,
-        bound=f"decode: {bound}; prefill: compute of {prefill_device}",
+        bound=message_of(
+            "decode: {decode}; prefill: {prefill}",
+            decode=limit,
+            prefill=message_of("compute of {device}", device=prefill_device),
+        ),  # a Message: its English text in JSON, the user's language at the CLI
     )
 
 

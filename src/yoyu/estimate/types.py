@@ -16,6 +16,7 @@ from typing import Any
 
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import LLAMA_CPP_PYTHON, EngineProfile, engine_profile
+from yoyu.i18n import Message, message_of
 
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 ALL_LAYERS = -1  # n_gpu_layers value meaning "everything, output layer included"
@@ -66,19 +67,34 @@ class RunSettings:
     prompt_cache_mib: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.n_ctx >= 0, f"ctx must be 0 (the model's own) or positive, not {self.n_ctx}")
-        _require(self.n_batch >= 1, f"batch must be at least 1, not {self.n_batch}")
-        _require(self.n_ubatch >= 1, f"ubatch must be at least 1, not {self.n_ubatch}")
-        _require(self.n_parallel >= 1, f"parallel must be at least 1, not {self.n_parallel}")
+        _require(
+            self.n_ctx >= 0,
+            message_of(
+                "ctx must be 0 (the model's own) or positive, not {value}", value=self.n_ctx
+            ),
+        )
+        _require(
+            self.n_batch >= 1,
+            message_of("batch must be at least 1, not {value}", value=self.n_batch),
+        )
+        _require(
+            self.n_ubatch >= 1,
+            message_of("ubatch must be at least 1, not {value}", value=self.n_ubatch),
+        )
+        _require(
+            self.n_parallel >= 1,
+            message_of("parallel must be at least 1, not {value}", value=self.n_parallel),
+        )
         _require(
             self.n_gpu_layers >= ALL_LAYERS,
-            f"gpu layers must be -1 (all) or more, not {self.n_gpu_layers}",
+            message_of("gpu layers must be -1 (all) or more, not {value}", value=self.n_gpu_layers),
         )
         for name, kv_type in (("type_k", self.type_k), ("type_v", self.type_v)):
-            _require(
-                kv_type in KV_TYPES,
-                f"{name} {kv_type!r} is not a KV cache type; use one of {', '.join(KV_TYPES)}",
-            )
+            if kv_type not in KV_TYPES:
+                raise SettingsError.from_message(
+                    "{name} {value!r} is not a KV cache type; use one of {known}",
+                    name=name, value=kv_type, known=", ".join(KV_TYPES),
+                )  # fmt: skip
         _require(
             all(share >= 0 for share in self.tensor_split),
             "tensor split shares must not be negative",
@@ -128,9 +144,9 @@ class RunSettings:
         return {**dataclasses.asdict(self), "swa_full": self.swa_cache_full}
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, problem: str | Message) -> None:
     if not condition:
-        raise SettingsError(message)
+        raise SettingsError(problem)
 
 
 @dataclass(frozen=True)
@@ -201,5 +217,5 @@ class MemoryEstimate:
             "devices": [device.to_dict() for device in self.devices],
             "mapped_bytes": self.mapped_bytes,
             "total_bytes": self.total_bytes,
-            "notes": list(self.notes),
+            "notes": [str(note) for note in self.notes],
         }

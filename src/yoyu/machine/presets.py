@@ -47,11 +47,13 @@ def load_machine(name_or_path: str, env: Mapping[str, str] | None = None) -> Mac
     if _looks_like_path(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            raise MachineError(f"machine file {path} not found; give a preset name or a .toml path")
+            raise MachineError.from_message(
+                "machine file {path} not found; give a preset name or a .toml path", path=path
+            )
         return machine_from_file(path)
     presets = {ref.name: ref for ref in list_presets(env)}
     if name_or_path not in presets:
-        raise MachineError(_unknown_preset_message(name_or_path, sorted(presets)))
+        raise _unknown_preset(name_or_path, sorted(presets))
     return machine_from_file(Path(presets[name_or_path].path))
 
 
@@ -78,20 +80,30 @@ def _looks_like_path(name_or_path: str) -> bool:
     return name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path
 
 
-def _unknown_preset_message(name: str, known: list[str]) -> str:
+def _unknown_preset(name: str, known: list[str]) -> MachineError:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
-    suggestion = f"; did you mean '{close[0]}'?" if close else ""
-    listing = "list them with `yoyu machine --list-presets`"
-    return f"unknown machine preset '{name}'{suggestion} ({listing})"
+    if close:
+        return MachineError.from_message(
+            "unknown machine preset '{name}'; did you mean '{close}'? "
+            "(list them with `yoyu machine --list-presets`)",
+            name=name, close=close[0],
+        )  # fmt: skip
+    return MachineError.from_message(
+        "unknown machine preset '{name}' (list them with `yoyu machine --list-presets`)", name=name
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return load_toml(path)
     except TOMLDecodeError as error:
-        raise MachineError(f"{path}: not valid TOML ({error})") from None
+        raise MachineError.from_message(
+            "{path}: not valid TOML ({error})", path=path, error=error
+        ) from None
     except OSError as error:
-        raise MachineError(f"{path}: cannot be read ({error.strerror})") from None
+        raise MachineError.from_message(
+            "{path}: cannot be read ({reason})", path=path, reason=error.strerror
+        ) from None
 
 
 def _description(path: Path) -> str:

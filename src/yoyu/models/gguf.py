@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol, TypeAlias
 
 from yoyu.errors import ModelFileError, ModelNotFoundError
+from yoyu.i18n import Message, message_of
 from yoyu.models.ggml_types import GGMLType, TensorShapeError, ggml_type, tensor_bytes
 from yoyu.models.spec import TensorInfo, layer_of
 
@@ -50,8 +51,8 @@ KEEP_ARRAY_ITEMS = 1024  # longer arrays are stepped over and kept as ArrayInfo
 
 _MIN_KV_BYTES = 8 + 4 + 1  # empty key length, value type, one-byte value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # empty name, n_dims, type, offset
-_CORRUPT = "the file is corrupt; download or convert it again"
-_TRUNCATED = "the file is truncated (an interrupted download?); download it again"
+_CORRUPT = message_of("the file is corrupt; download or convert it again")
+_TRUNCATED = message_of("the file is truncated (an interrupted download?); download it again")
 
 
 class ByteStream(Protocol):
@@ -140,8 +141,10 @@ def read_gguf_file(path: Path, file_index: int = 0) -> GGUFFile:
             file_bytes = os.fstat(stream.fileno()).st_size
             return read_gguf_stream(stream, path, file_bytes, file_index)
     except OSError as error:
-        raise ModelFileError(
-            f"{display_path(path)}: cannot read the file ({error.strerror})"
+        raise ModelFileError.from_message(
+            "{path}: cannot read the file ({reason})",
+            path=display_path(path),
+            reason=error.strerror,
         ) from None
 
 
@@ -167,13 +170,14 @@ def read_gguf_stream(
 
 def _check_is_file(path: Path) -> None:
     if not path.exists():
-        raise ModelNotFoundError(f"{display_path(path)}: no such file")
+        raise ModelNotFoundError.from_message("{path}: no such file", path=display_path(path))
     if path.is_dir():
-        raise ModelFileError(
-            f"{display_path(path)}: is a directory, not a GGUF file; give the path of a .gguf file"
+        raise ModelFileError.from_message(
+            "{path}: is a directory, not a GGUF file; give the path of a .gguf file",
+            path=display_path(path),
         )
     if not path.is_file():
-        raise ModelFileError(f"{display_path(path)}: is not a regular file")
+        raise ModelFileError.from_message("{path}: is not a regular file", path=display_path(path))
 
 
 def display_path(path: Path | str) -> str:
@@ -182,19 +186,25 @@ def display_path(path: Path | str) -> str:
     return text if text.isprintable() else ascii(text)
 
 
-def identify_foreign_file(head: bytes) -> str | None:
+def identify_foreign_file(head: bytes) -> Message | None:
     """Name what a non-GGUF file looks like, from its first bytes, or None."""
     stripped = head.lstrip().lower()
     if head.startswith(b"version https://git-lfs"):
-        return "this is a Git LFS pointer, not the model; run git lfs pull"
+        return message_of("this is a Git LFS pointer, not the model; run git lfs pull")
     if stripped.startswith((b"<!doctype html", b"<html", b"<?xml")):
-        return "this is an HTML/XML page (a failed or login-walled download?), not the model"
+        return message_of(
+            "this is an HTML/XML page (a failed or login-walled download?), not the model"
+        )
     if len(head) >= 10 and head[8:10] == b'{"':
-        return "this is a safetensors file, not GGUF; give yoyu its folder (config.json + weights)"
+        return message_of(
+            "this is a safetensors file, not GGUF; give yoyu its folder (config.json + weights)"
+        )
     if head[:4] in (b"lmgg", b"fmgg", b"tjgg"):
-        return "this is a pre-GGUF GGML/GGJT file; convert it to GGUF with a current llama.cpp"
+        return message_of(
+            "this is a pre-GGUF GGML/GGJT file; convert it to GGUF with a current llama.cpp"
+        )
     if head.startswith(b"PK\x03\x04"):
-        return "this is a zip archive (a PyTorch checkpoint?), not a GGUF file"
+        return message_of("this is a zip archive (a PyTorch checkpoint?), not a GGUF file")
     return None
 
 
@@ -216,8 +226,11 @@ class _HeaderReader:
 
     # -- errors ---------------------------------------------------------------
 
-    def fail(self, what: str, at: int, advice: str = _CORRUPT) -> ModelFileError:
-        return ModelFileError(f"{display_path(self.path)}: byte {at}: {what}; {advice}")
+    def fail(self, what: str | Message, at: int, advice: Message = _CORRUPT) -> ModelFileError:
+        return ModelFileError.from_message(
+            "{path}: byte {at}: {what}; {advice}",
+            path=display_path(self.path), at=at, what=what, advice=advice,
+        )  # fmt: skip
 
     # -- primitive reads ------------------------------------------------------
 
@@ -225,11 +238,10 @@ class _HeaderReader:
         """Make ``[pos, pos + n_bytes)`` readable from ``buf``, or fail as truncated."""
         end = self.pos + n_bytes
         if end > self.file_bytes:
-            raise self.fail(
-                f"the file ends ({self.file_bytes} bytes) inside the {what}",
-                self.pos,
-                _TRUNCATED,
+            ends = message_of(
+                "the file ends ({size} bytes) inside the {what}", size=self.file_bytes, what=what
             )
+            raise self.fail(ends, self.pos, _TRUNCATED)
         if self.base <= self.pos and end <= self.base + len(self.buf):
             return
         self.stream.seek(self.pos)
@@ -268,8 +280,12 @@ class _HeaderReader:
         room = (self.file_bytes - self.pos) // max(min_item_bytes, 1)
         if value > room:
             raise self.fail(
-                f"{what} is {value}, more than the {self.file_bytes - self.pos} bytes left "
-                "in the file can hold",
+                message_of(
+                    "{what} is {value}, more than the {left} bytes left in the file can hold",
+                    what=what,
+                    value=value,
+                    left=self.file_bytes - self.pos,
+                ),
                 at,
             )
         if value > limit:
@@ -309,18 +325,23 @@ class _HeaderReader:
         self.stream.seek(0)
         head = self.stream.read(64)
         if not head:
-            raise ModelFileError(f"{display_path(self.path)}: the file is empty; download it again")
+            raise ModelFileError.from_message(
+                "{path}: the file is empty; download it again", path=display_path(self.path)
+            )
         if head[:4] != GGUF_MAGIC:
-            foreign = identify_foreign_file(head)
-            what = foreign or f"not a GGUF file (magic {head[:4]!r}); give yoyu a .gguf model"
-            raise ModelFileError(f"{display_path(self.path)}: {what}")
+            what = identify_foreign_file(head) or message_of(
+                "not a GGUF file (magic {magic!r}); give yoyu a .gguf model", magic=head[:4]
+            )
+            raise ModelFileError.from_message(
+                "{path}: {what}", path=display_path(self.path), what=what
+            )
         self.pos = 4
         version = self.u32("GGUF version")
         if version == 1:
             raise self.fail(
-                "GGUF version 1 is no longer supported (llama.cpp dropped it in 2023)",
+                message_of("GGUF version 1 is no longer supported (llama.cpp dropped it in 2023)"),
                 4,
-                "convert the model again with a current llama.cpp",
+                message_of("convert the model again with a current llama.cpp"),
             )
         if version in SUPPORTED_VERSIONS:
             return version
@@ -329,9 +350,11 @@ class _HeaderReader:
             self.endian, self.structs = ">", {}
             return swapped
         raise self.fail(
-            f"unknown GGUF version {version} (yoyu reads versions 2 and 3)",
+            message_of(
+                "unknown GGUF version {version} (yoyu reads versions 2 and 3)", version=version
+            ),
             4,
-            "the file is corrupt or from a newer format; update yoyu or re-convert it",
+            message_of("the file is corrupt or from a newer format; update yoyu or re-convert it"),
         )
 
     def read_metadata(self, kv_count: int) -> tuple[dict[str, MetadataValue], int]:
@@ -487,8 +510,13 @@ class _HeaderReader:
                 )
             if raw.relative_offset + raw.n_bytes > data_bytes:
                 raise self.fail(
-                    f"tensor {raw.name!r} ({raw.n_bytes} bytes at data offset "
-                    f"{raw.relative_offset}) ends past the end of the file",
+                    message_of(
+                        "tensor {name!r} ({size} bytes at data offset {offset}) ends past the "
+                        "end of the file",
+                        name=raw.name,
+                        size=raw.n_bytes,
+                        offset=raw.relative_offset,
+                    ),
                     raw.info_at,
                     _TRUNCATED,
                 )

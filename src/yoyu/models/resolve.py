@@ -73,9 +73,10 @@ def read_model_path(path: Path) -> ModelSpec:
         return read_gguf(path)
     if path.suffix.lower() == ".safetensors" or path.name == "config.json":
         return read_hf_model(path.parent)
-    raise ModelFileError(
-        f"{path}: not a model file (no GGUF magic, not safetensors); "
-        "give a .gguf file, a Hugging Face folder or an Ollama name"
+    raise ModelFileError.from_message(
+        "{path}: not a model file (no GGUF magic, not safetensors); "
+        "give a .gguf file, a Hugging Face folder or an Ollama name",
+        path=path,
     )
 
 
@@ -94,8 +95,13 @@ def _read_folder(folder: Path) -> ModelSpec:
         return read_gguf(groups[0].first)
     if groups:
         names = ", ".join(group.first.name for group in groups[:5])
-        raise ModelFileError(f"{folder}: holds {len(groups)} GGUF models ({names}); name one file")
-    raise ModelFileError(f"{folder}: no config.json and no .gguf file; not a model folder")
+        raise ModelFileError.from_message(
+            "{folder}: holds {count} GGUF models ({names}); name one file",
+            folder=folder, count=len(groups), names=names,
+        )  # fmt: skip
+    raise ModelFileError.from_message(
+        "{folder}: no config.json and no .gguf file; not a model folder", folder=folder
+    )
 
 
 def _has_gguf_magic(path: Path) -> bool:
@@ -103,7 +109,9 @@ def _has_gguf_magic(path: Path) -> bool:
         with path.open("rb") as handle:
             return handle.read(4) == GGUF_MAGIC
     except OSError as error:
-        raise ModelFileError(f"{path}: cannot be read ({error.strerror})") from None
+        raise ModelFileError.from_message(
+            "{path}: cannot be read ({reason})", path=path, reason=error.strerror
+        ) from None
 
 
 def _from_ollama_store(ref: str, root: Path) -> ModelSpec | None:
@@ -120,8 +128,15 @@ def _not_found(ref: str, ollama_root: Path, installed: list[InstalledModel]) -> 
     close = catalog_suggestions(ref) or difflib.get_close_matches(
         ref, [model.name for model in installed], n=3, cutoff=0.6
     )
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return ModelNotFoundError(
-        f"no model {ref!r}: not a file, not in the Ollama store at {ollama_root}, not installed "
-        f"elsewhere, not in the catalog{hint}; run `yoyu models` to list installed models"
-    )
+    if close:
+        return ModelNotFoundError.from_message(
+            "no model {ref!r}: not a file, not in the Ollama store at {root}, not installed "
+            "elsewhere, not in the catalog (did you mean {close}?); run `yoyu models` to list "
+            "installed models",
+            ref=ref, root=ollama_root, close=", ".join(close),
+        )  # fmt: skip
+    return ModelNotFoundError.from_message(
+        "no model {ref!r}: not a file, not in the Ollama store at {root}, not installed "
+        "elsewhere, not in the catalog; run `yoyu models` to list installed models",
+        ref=ref, root=ollama_root,
+    )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import MachineBudget, machine_budget
@@ -42,7 +43,7 @@ class Assessment:
     verdict: Verdict
     risk: Risk
     free_after_bytes: int
-    risk_reason: str = ""
+    risk_reason: str | Message = ""
 
     @property
     def fits(self) -> bool:
@@ -78,7 +79,9 @@ def assess(
         placement.n_gpu_layers, n_layers_total(spec), bool(budget.gpus), experts_on_cpu
     )
     risk = swap_raised_risk(classify_risk(free_after, request.thresholds), budget.swap_used_bytes)
-    reason = f"{format_bytes(free_after)} of system memory free after load"
+    reason: str | Message = message_of(
+        "{free} of system memory free after load", free=format_bytes(free_after)
+    )
     crowded = crowded_device(placement.estimate, budget, request.thresholds.gpu_margin_bytes)
     if crowded is not None and RISK_RANK[risk] < RISK_RANK[Risk.TIGHT]:
         risk, reason = Risk.TIGHT, crowded

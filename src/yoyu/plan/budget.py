@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yoyu.estimate.weights import RPC_VENDOR, rpc_device_name
+from yoyu.i18n import N_, Message, message_of
 from yoyu.machine.types import GpuInfo, Machine
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
@@ -67,14 +68,27 @@ def system_budget(machine: Machine, request: PlanRequest) -> DeviceBudget:
     memory = machine.memory
     given = request.ram_free_bytes
     available = memory.available_bytes if given is None else given
-    basis = f"{format_bytes(available)} {'available' if given is None else 'free (given)'}"
+    size = format_bytes(available)
+    basis = (
+        message_of("{size} available", size=size)
+        if given is None
+        else message_of("{size} free (given)", size=size)
+    )
     if given is None and memory.assumed_in_use_bytes is not None:
-        basis += f" ({format_bytes(memory.assumed_in_use_bytes)} assumed in use by the desktop)"
+        basis = message_of(
+            "{basis} ({size} assumed in use by the desktop)",
+            basis=basis, size=format_bytes(memory.assumed_in_use_bytes),
+        )  # fmt: skip
     if memory.limit_bytes is not None and memory.limit_bytes < available:
         available = memory.limit_bytes
-        basis += f", capped by the container limit {format_bytes(memory.limit_bytes)}"
+        basis = message_of(
+            "{basis}, capped by the container limit {limit}",
+            basis=basis, limit=format_bytes(memory.limit_bytes),
+        )  # fmt: skip
     if request.reserve_bytes:
-        basis += f", less {format_bytes(request.reserve_bytes)} reserved"
+        basis = message_of(
+            "{basis}, less {size} reserved", basis=basis, size=format_bytes(request.reserve_bytes)
+        )
     usable = max(0, available - request.reserve_bytes)
     return DeviceBudget(CPU_DEVICE, "cpu", usable, request.thresholds.caution_bytes, basis)
 
@@ -86,13 +100,19 @@ def gpu_budget(
     name = gpu_device_name(gpu)
     if gpu.vendor == RPC_VENDOR:
         # A node's offer is already net of its own floor (``yoyu node`` keeps it)
-        basis = f"{format_bytes(gpu.free_bytes)} offered by the node at {gpu.name}"
-        return DeviceBudget(name, "gpu", gpu.free_bytes, 0, basis)
+        offer = message_of(
+            "{size} offered by the node at {node}", size=format_bytes(gpu.free_bytes), node=gpu.name
+        )
+        return DeviceBudget(name, "gpu", gpu.free_bytes, 0, offer)
     if gpu.vendor == "apple" or machine.unified_memory:
         return _unified_gpu_budget(gpu, machine, name, system)
     free = gpu.free_bytes if request.gpu_free_bytes is None else request.gpu_free_bytes
-    label = "free" if request.gpu_free_bytes is None else "free (given)"
-    basis = f"{format_bytes(free)} {label} of {format_bytes(gpu.total_bytes)}"
+    template = (
+        N_("{free} free of {total}")
+        if request.gpu_free_bytes is None
+        else N_("{free} free (given) of {total}")
+    )
+    basis = Message(template, {"free": format_bytes(free), "total": format_bytes(gpu.total_bytes)})
     return DeviceBudget(name, "gpu", free, request.thresholds.gpu_margin_bytes, basis)
 
 
@@ -101,9 +121,12 @@ def _unified_gpu_budget(
 ) -> DeviceBudget:
     working_set = machine.apple.gpu_working_set_bytes if machine.apple else gpu.total_bytes
     usable = min(working_set, system.usable_bytes)
-    basis = f"Metal working set {format_bytes(working_set)}"
+    basis = message_of("Metal working set {size}", size=format_bytes(working_set))
     if usable < working_set:
-        basis += f", capped by {format_bytes(system.usable_bytes)} of unified memory usable"
+        basis = message_of(
+            "{basis}, capped by {size} of unified memory usable",
+            basis=basis, size=format_bytes(system.usable_bytes),
+        )  # fmt: skip
     return DeviceBudget(name, "gpu", usable, 0, basis)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 
 from yoyu.estimate.engine import LLAMA_SERVER_NAME
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.i18n import message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.placement import EstimateFn
@@ -53,12 +54,19 @@ def defaults_note(
     defaults = llama_server_defaults(settings, spec)
     held = estimate(spec, machine, defaults)
     difference = held.total_bytes - planned.total_bytes
-    change = f"{format_bytes(abs(difference))} {'more' if difference >= 0 else 'less'}"
-    return (
-        f"llama-server's own defaults would run ctx {held.n_ctx}, {DEFAULT_SLOTS} slots sharing "
-        f"one cache, flash attention, up to {DEFAULT_PROMPT_CACHE_MIB // 1024} GiB of prompt "
-        f"cache and {DEFAULT_CTX_CHECKPOINTS} checkpoints per slot: {change} than this plan "
-        f"({format_bytes(held.total_bytes)}), then --fit lowers the context (to "
-        f"{FIT_MIN_CTX} at least) or the GPU layers to keep {FIT_MARGIN} free per device; "
-        "yoyu starts it with this plan's settings and --fit off"
+    size = format_bytes(abs(difference))
+    change = (
+        message_of("{size} more", size=size)
+        if difference >= 0
+        else message_of("{size} less", size=size)
     )
+    return message_of(
+        "llama-server's own defaults would run ctx {ctx}, {slots} slots sharing one cache, "
+        "flash attention, up to {cache} GiB of prompt cache and {checkpoints} checkpoints per "
+        "slot: {change} than this plan ({total}), then --fit lowers the context (to {min_ctx} "
+        "at least) or the GPU layers to keep {margin} free per device; yoyu starts it with "
+        "this plan's settings and --fit off",
+        ctx=held.n_ctx, slots=DEFAULT_SLOTS, cache=DEFAULT_PROMPT_CACHE_MIB // 1024,
+        checkpoints=DEFAULT_CTX_CHECKPOINTS, change=change, total=format_bytes(held.total_bytes),
+        min_ctx=FIT_MIN_CTX, margin=FIT_MARGIN,
+    )  # fmt: skip

@@ -8,6 +8,7 @@ it may use, so a refusal can always be explained.
 from __future__ import annotations
 
 from yoyu.estimate.types import DeviceMemory, MemoryEstimate
+from yoyu.i18n import Message, message_of
 from yoyu.plan.budget import DeviceBudget, MachineBudget
 from yoyu.plan.types import Reason
 from yoyu.units import format_bytes
@@ -39,7 +40,7 @@ def system_free_after(estimate: MemoryEstimate, budget: MachineBudget) -> int:
 
 def crowded_device(
     estimate: MemoryEstimate, budget: MachineBudget, headroom_bytes: int
-) -> str | None:
+) -> Message | None:
     """The first GPU left with less than ``headroom_bytes`` of what it may use, in words.
 
     A discrete GPU's limit already keeps that headroom (``gpu_margin_bytes``),
@@ -51,13 +52,14 @@ def crowded_device(
             continue  # a node's offer is already net of the floor its guard keeps
         room = owner.usable_bytes - device.total_bytes
         if room < headroom_bytes and owner.usable_bytes > 0:
-            share = device.total_bytes / owner.usable_bytes
-            return (
-                f"{device.name} holds {format_bytes(device.total_bytes)} of the "
-                f"{format_bytes(owner.usable_bytes)} it may use ({share:.1%}; {owner.basis}): "
-                f"less than the {format_bytes(headroom_bytes)} llama.cpp's --fit keeps free "
-                "per device"
-            )
+            share = f"{device.total_bytes / owner.usable_bytes:.1%}"
+            return message_of(
+                "{device} holds {size} of the {usable} it may use ({share}; {basis}): "
+                "less than the {headroom} llama.cpp's --fit keeps free per device",
+                device=device.name, size=format_bytes(device.total_bytes),
+                usable=format_bytes(owner.usable_bytes), share=share, basis=owner.basis,
+                headroom=format_bytes(headroom_bytes),
+            )  # fmt: skip
     return None
 
 
@@ -90,10 +92,11 @@ def gpu_pairs(
 
 
 def _over(name: str, needed: int, budget: DeviceBudget) -> Reason:
-    message = (
-        f"{name} needs {format_bytes(needed)} but may use {format_bytes(budget.limit_bytes)} "
-        f"({budget.basis}, keeping {format_bytes(budget.margin_bytes)} free)"
-    )
+    message = message_of(
+        "{device} needs {needed} but may use {limit} ({basis}, keeping {margin} free)",
+        device=name, needed=format_bytes(needed), limit=format_bytes(budget.limit_bytes),
+        basis=budget.basis, margin=format_bytes(budget.margin_bytes),
+    )  # fmt: skip
     return Reason(name, needed, budget.limit_bytes, message)
 
 

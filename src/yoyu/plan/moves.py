@@ -21,6 +21,7 @@ from typing import Any
 
 from yoyu.estimate.engine import LLAMA_SERVER_NAME, VLLM_NAME, engine_profile
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
 from yoyu.plan.assess import Assessment, assess
@@ -110,13 +111,21 @@ def _flash_attention(current: Assessment, request: PlanRequest, judge: Assess) -
     if current.placement.settings.flash_attn:
         return None
     return _best_step(
-        "flash_attn", current, request, judge, [("flash attention on", {"flash_attn": True})]
+        "flash_attn",
+        current,
+        request,
+        judge,
+        [(message_of("flash attention on"), {"flash_attn": True})],
     )
 
 
 def _reduce_ctx(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
     n_ctx = current.placement.estimate.n_ctx
-    options = [(f"ctx {n_ctx} -> {ctx}", {"n_ctx": ctx}) for ctx in CTX_LADDER if ctx < n_ctx]
+    options = [
+        (message_of("ctx {old} -> {new}", old=n_ctx, new=ctx), {"n_ctx": ctx})
+        for ctx in CTX_LADDER
+        if ctx < n_ctx
+    ]
     return _best_step("reduce_ctx", current, request, judge, options)
 
 
@@ -129,7 +138,9 @@ def _quantize_kv(current: Assessment, request: PlanRequest, judge: Assess) -> Ca
     )
     options = [
         (
-            f"KV cache {settings.type_k} -> {kv_type} (with flash attention)",
+            message_of(
+                "KV cache {old} -> {new} (with flash attention)", old=settings.type_k, new=kv_type
+            ),
             {"type_k": kv_type, "type_v": kv_type, "flash_attn": True},
         )
         for kv_type in smaller
@@ -140,7 +151,7 @@ def _quantize_kv(current: Assessment, request: PlanRequest, judge: Assess) -> Ca
 def _reduce_batch(current: Assessment, request: PlanRequest, judge: Assess) -> Candidate | None:
     settings = current.placement.settings
     options = [
-        (f"ubatch {settings.n_ubatch} -> {size}", {"n_ubatch": size})
+        (message_of("ubatch {old} -> {new}", old=settings.n_ubatch, new=size), {"n_ubatch": size})
         for size in UBATCH_LADDER
         if size < settings.n_ubatch
     ]
@@ -168,11 +179,13 @@ def _experts_on_cpu(
     if not blocks or not improves(result, current):
         return None
     change = {"engine": LLAMA_SERVER_NAME, "n_cpu_moe": blocks}
-    speeds = [decode_tps(current.spec, machine, found.placement) for found in (result, current)]
-    label = (
-        f"{settings.engine} -> llama-server (decode {speeds[0]:.0f} tok/s predicted, "
-        f"{speeds[1]:.0f} now)"
+    predicted, now = (
+        f"{decode_tps(current.spec, machine, found.placement):.0f}" for found in (result, current)
     )
+    label = message_of(
+        "{engine} -> llama-server (decode {predicted} tok/s predicted, {now} now)",
+        engine=settings.engine, predicted=predicted, now=now,
+    )  # fmt: skip
     return _candidate("experts_on_cpu", label, change, result)
 
 
@@ -185,7 +198,7 @@ def _fewer_gpu_layers(current: Assessment, request: PlanRequest, judge: Assess) 
     layers = result.placement.n_gpu_layers
     if layers >= request.n_gpu_layers or not improves(result, current):
         return None
-    label = f"gpu layers {request.n_gpu_layers} -> {layers}"
+    label = message_of("gpu layers {old} -> {new}", old=request.n_gpu_layers, new=layers)
     return _candidate("fewer_gpu_layers", label, {"n_gpu_layers": layers}, result)
 
 
@@ -238,9 +251,10 @@ def _smaller_quant(current: Assessment, request: PlanRequest, judge: Assess) -> 
     for name, target in options:
         smaller = requantized(spec, name, target / bits)
         result = judge(smaller, request, _asked(current, request))
-        label = (
-            f"quant {spec.quantization or '?'} -> {name} (estimated at {target} bits per weight)"
-        )
+        label = message_of(
+            "quant {old} -> {new} (estimated at {bits} bits per weight)",
+            old=spec.quantization or "?", new=name, bits=target,
+        )  # fmt: skip
         candidate = _candidate(
             "smaller_quant", label, {"model": smaller.name, "quantization": name}, result
         )
@@ -294,7 +308,10 @@ def _smaller_model(
     best: Candidate | None = None
     for smaller in smaller_relatives(current.spec, catalog):
         result = judge(smaller, request, _asked(current, request))
-        label = f"a smaller model of the {_relation(current.spec, smaller)}: {smaller.name}"
+        label = message_of(
+            "a smaller model of the {relation}: {model}",
+            relation=_relation(current.spec, smaller), model=smaller.name,
+        )  # fmt: skip
         candidate = _candidate("smaller_model", label, {"model": smaller.name}, result)
         if result.fits and (best is None or result.rank() < _rank(best)):
             best = candidate
@@ -315,10 +332,10 @@ def smaller_relatives(spec: ModelSpec, catalog: Sequence[ModelSpec]) -> list[Mod
     return sorted(relatives, key=lambda model: -model.params_total)
 
 
-def _relation(spec: ModelSpec, relative: ModelSpec) -> str:
+def _relation(spec: ModelSpec, relative: ModelSpec) -> Message:
     if _family(relative) in _normalized(spec.name):
-        return "same family"
-    return f"same architecture ({relative.architecture})"
+        return message_of("same family")
+    return message_of("same architecture ({architecture})", architecture=relative.architecture)
 
 
 def _family(model: ModelSpec) -> str:
@@ -343,10 +360,13 @@ def _cluster(
             worst = min(shares, key=lambda share: share.free_after_bytes)
             move = Move(
                 action="cluster",
-                description=(
-                    f"split across {count} machines like this one (layers {ranges}; "
-                    f"{format_bytes(worst.total_bytes)} on the fullest node, "
-                    f"{format_bytes(worst.free_after_bytes)} free on it)"
+                description=message_of(
+                    "split across {count} machines like this one (layers {ranges}; "
+                    "{size} on the fullest node, {free} free on it)",
+                    count=count,
+                    ranges=ranges,
+                    size=format_bytes(worst.total_bytes),
+                    free=format_bytes(worst.free_after_bytes),
                 ),
                 resulting_verdict=Verdict.NEEDS_CLUSTER,
                 resulting_risk=worst.risk,
@@ -361,7 +381,7 @@ def _cluster(
 def _remote() -> Candidate:
     move = Move(
         action="remote",
-        description=(
+        description=message_of(
             "send these requests to a remote OpenAI-compatible model instead "
             "(a fallback route in yoyu.toml); it uses no local memory"
         ),
@@ -378,7 +398,7 @@ def _remote() -> Candidate:
 def _candidate(action: str, label: str, change: dict[str, Any], result: Assessment) -> Candidate:
     move = Move(
         action=action,
-        description=f"{label}: {outcome(result)}",
+        description=message_of("{change}: {outcome}", change=label, outcome=outcome(result)),
         resulting_verdict=result.verdict,
         resulting_risk=result.risk,
         settings_change=change,
@@ -398,20 +418,29 @@ def _assessed(candidate: Candidate) -> Assessment:
     return candidate.assessment
 
 
-def outcome(result: Assessment) -> str:
+def outcome(result: Assessment) -> Message:
     """What an assessment means, in one phrase with its figures."""
+    return message_of(
+        "{where}, {size} in all, {free} of system memory left ({risk})",
+        where=_where(result), size=format_bytes(result.placement.estimate.total_bytes),
+        free=format_bytes(result.free_after_bytes), risk=Message(result.risk.value),
+    )  # fmt: skip
+
+
+def _where(result: Assessment) -> Message:
     total = n_layers_total(result.spec)
-    layers = result.placement.n_gpu_layers
-    experts = cpu_expert_blocks(result.spec, result.placement.settings)
-    partial = f"{layers}/{total} layers on the GPU"
-    if experts:
-        partial += f", {experts_phrase(experts)}"
-    where = {
-        Verdict.FITS: f"all {total} layers on the GPU" if result.budget.gpus else "fits on the CPU",
-        Verdict.PARTIAL_OFFLOAD: partial,
-        Verdict.CPU_ONLY: "runs on the CPU only",
-    }.get(result.verdict, "still does not fit")
-    return (
-        f"{where}, {format_bytes(result.placement.estimate.total_bytes)} in all, "
-        f"{format_bytes(result.free_after_bytes)} of system memory left ({result.risk.value})"
+    if result.verdict is Verdict.FITS:
+        if result.budget.gpus:
+            return message_of("all {total} layers on the GPU", total=total)
+        return message_of("fits on the CPU")
+    if result.verdict is Verdict.CPU_ONLY:
+        return message_of("runs on the CPU only")
+    if result.verdict is not Verdict.PARTIAL_OFFLOAD:
+        return message_of("still does not fit")
+    partial = message_of(
+        "{layers}/{total} layers on the GPU", layers=result.placement.n_gpu_layers, total=total
     )
+    experts = cpu_expert_blocks(result.spec, result.placement.settings)
+    if experts:
+        return message_of("{partial}, {experts}", partial=partial, experts=experts_phrase(experts))
+    return partial

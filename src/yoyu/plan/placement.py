@@ -28,6 +28,7 @@ from yoyu.estimate.engine import engine_profile
 from yoyu.estimate.speed import predict_speed
 from yoyu.estimate.types import MemoryEstimate, RunSettings
 from yoyu.estimate.weights import cpu_expert_blocks as cpu_expert_blocks  # re-exported to plan
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.budget import MachineBudget, split_by_free_memory
@@ -125,10 +126,11 @@ def search_cpu_experts(
     return dataclasses.replace(best, limit_reasons=_gpu_failures(over, budget))
 
 
-def experts_phrase(blocks: int) -> str:
+def experts_phrase(blocks: int) -> Message:
     """The placement's expert offload in words, with the flag that asks for it."""
-    plural = "block" if blocks == 1 else "blocks"
-    return f"MoE experts of the first {blocks} {plural} on the CPU (--n-cpu-moe {blocks})"
+    if blocks == 1:
+        return message_of("MoE experts of the first block on the CPU (--n-cpu-moe 1)")
+    return message_of("MoE experts of the first {n} blocks on the CPU (--n-cpu-moe {n})", n=blocks)
 
 
 def decode_tps(spec: ModelSpec, machine: Machine, placement: Placement) -> float:

@@ -17,6 +17,7 @@ from yoyu.estimate.engine import VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import SpeedPrediction, predict_speed
 from yoyu.estimate.types import MemoryEstimate
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.assess import Assessment, assess
@@ -43,7 +44,7 @@ SETTINGS_MOVES = (
     "kv_pool", "fewer_seqs",  # vLLM's (plan.vllm_moves)
 )  # fmt: skip
 _RISK_ORDER = (Risk.SAFE, Risk.TIGHT, Risk.CAUTION, Risk.ABORT)
-ONE_NODE_NOTE = "the first node holds the whole model; no split across nodes is needed"
+ONE_NODE_NOTE = message_of("the first node holds the whole model; no split across nodes is needed")
 
 
 def make_plan(
@@ -94,8 +95,11 @@ def _machine_notes(machine: Machine) -> tuple[str, ...]:
     if assumed is None:
         return ()
     return (
-        f"assumed {format_bytes(assumed)} already in use by the system and apps (the preset's "
-        "typical desktop); give --free with your own figure",
+        message_of(
+            "assumed {size} already in use by the system and apps (the preset's typical "
+            "desktop); give --free with your own figure",
+            size=format_bytes(assumed),
+        ),
     )
 
 
@@ -157,14 +161,20 @@ def _one_more_layer(assessment: Assessment) -> tuple[Reason, ...]:
     placement = assessment.placement
     experts_on_cpu = cpu_expert_blocks(assessment.spec, placement.settings)
     if experts_on_cpu:
-        where = f"with the MoE experts of {experts_on_cpu - 1} blocks on the CPU"
+        where = message_of(
+            "with the MoE experts of {blocks} blocks on the CPU", blocks=experts_on_cpu - 1
+        )
     else:
         layers = f"{placement.n_gpu_layers + 1}/{n_layers_total(assessment.spec)}"
-        where = f"with {layers} layers on the GPU"
+        where = message_of("with {layers} layers on the GPU", layers=layers)
     return tuple(
-        dataclasses.replace(reason, message=f"{where}: {reason.message}")
+        dataclasses.replace(reason, message=_at(where, reason))
         for reason in placement.limit_reasons
     )
+
+
+def _at(where: Message, reason: Reason) -> Message:
+    return message_of("{where}: {reason}", where=where, reason=reason.message)
 
 
 def _as_asked(asked: Assessment) -> tuple[Reason, ...]:
@@ -172,9 +182,9 @@ def _as_asked(asked: Assessment) -> tuple[Reason, ...]:
     if not asked.budget.gpus:
         return asked.placement.failures
     layers = f"{asked.placement.n_gpu_layers}/{n_layers_total(asked.spec)}"
-    where = f"as asked, with {layers} layers on the GPU"
+    where = message_of("as asked, with {layers} layers on the GPU", layers=layers)
     return tuple(
-        dataclasses.replace(reason, message=f"{where}: {reason.message}")
+        dataclasses.replace(reason, message=_at(where, reason))
         for reason in asked.placement.failures
     )
 
@@ -281,7 +291,7 @@ def _cluster_speed(
     return SpeedFigures(
         decode_tps=_in_series([prediction.decode_tps for prediction in predictions]),
         prefill_tps=_in_series([prediction.prefill_tps for prediction in predictions]),
-        bound=f"{slowest.bound}; nodes in series, network time not counted",
+        bound=message_of("{bound}; nodes in series, network time not counted", bound=slowest.bound),
     )
 
 

@@ -52,7 +52,9 @@ def settings_from_mapping(values: Mapping[str, Any], base: RunSettings) -> RunSe
         name = _ALIASES.get(key, key)
         if name not in _FIELDS:
             known = ", ".join(sorted({*_FIELDS, *_ALIASES, *_BOTH_KV}))
-            raise SettingsError(f"unknown setting {key!r}; known settings: {known}")
+            raise SettingsError.from_message(
+                "unknown setting {key!r}; known settings: {known}", key=key, known=known
+            )
         changes[name] = tuple(value) if isinstance(value, list) else value
     return _replaced(base, changes, values)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from yoyu.errors import SettingsError
 from yoyu.estimate.types import MemoryEstimate, RunSettings
+from yoyu.i18n import Message
 from yoyu.units import GIB
 
 
@@ -85,7 +86,9 @@ class PlanRequest:
             if value is not None and value < 0:
                 raise SettingsError(f"{label} must not be negative, not {value} bytes")
         if self.n_gpu_layers is not None and self.n_gpu_layers < 0:
-            raise SettingsError(f"gpu layers must be 0 or more, not {self.n_gpu_layers}")
+            raise SettingsError.from_message(
+                "gpu layers must be 0 or more, not {value}", value=self.n_gpu_layers
+            )
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,14 @@ class Reason:
     device: str
     needed_bytes: int
     available_bytes: int
-    message: str
+    message: str | Message  # English in JSON, the user's language at the CLI
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "needed_bytes": self.needed_bytes,
             "available_bytes": self.available_bytes,
-            "message": self.message,
+            "message": str(self.message),
         }
 
 
@@ -127,7 +130,7 @@ class Move:
     def to_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
-            "description": self.description,
+            "description": str(self.description),
             "resulting_verdict": self.resulting_verdict.value,
             "resulting_risk": self.resulting_risk.value if self.resulting_risk else None,
             "settings_change": dict(self.settings_change),
@@ -214,7 +217,7 @@ class SpeedFigures:
         return {
             "decode_tps": round(self.decode_tps, 2),
             "prefill_tps": round(self.prefill_tps, 2),
-            "bound": self.bound,
+            "bound": str(self.bound),
         }
 
 
@@ -243,7 +246,7 @@ class Plan:
     nodes: tuple[NodeShare, ...] = ()
     predicted: SpeedFigures | None = None
     notes: tuple[str, ...] = ()
-    risk_reason: str = ""  # the figure behind the risk word, for the user
+    risk_reason: str | Message = ""  # the figure behind the risk word, for the user
 
     @property
     def kv_type(self) -> str:
@@ -255,7 +258,7 @@ class Plan:
             "machine": self.machine,
             "verdict": self.verdict.value,
             "risk": self.risk.value,
-            "risk_reason": self.risk_reason,
+            "risk_reason": str(self.risk_reason),
             "ctx": self.estimate.n_ctx,
             "kv_type": self.kv_type,
             "n_gpu_layers": self.n_gpu_layers,
@@ -269,7 +272,7 @@ class Plan:
             "reasons": [reason.to_dict() for reason in self.reasons],
             "moves": [move.to_dict() for move in self.moves],
             "applied_move": self.applied_move.to_dict() if self.applied_move else None,
-            "notes": list(self.notes),
+            "notes": [str(note) for note in self.notes],
         }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from yoyu.errors import DoesNotFitError
 from yoyu.estimate.types import RunSettings
+from yoyu.i18n import Message, message_of
 from yoyu.machine.types import Machine
 from yoyu.models.spec import ModelSpec
 from yoyu.plan.emit.llama_cpp import engine_load_settings
@@ -78,18 +79,20 @@ def predict(
     )  # fmt: skip
     plan = make_plan(spec, machine, request)
     if plan.verdict is Verdict.DOES_NOT_FIT and not force:
-        raise DoesNotFitError(
-            f"the plan says {spec.name} does not fit on {machine.name} at ctx {plan.estimate.n_ctx}"
-            f": {_shortfall(plan)}; lower --ctx, or pass --force to try anyway"
-        )
+        raise DoesNotFitError.from_message(
+            "the plan says {model} does not fit on {machine} at ctx {ctx}: {shortfall}; "
+            "lower --ctx, or pass --force to try anyway",
+            model=spec.name, machine=machine.name, ctx=plan.estimate.n_ctx,
+            shortfall=_shortfall(plan),
+        )  # fmt: skip
     return prediction_of(plan)
 
 
-def _shortfall(plan: Plan) -> str:
+def _shortfall(plan: Plan) -> str | Message:
     """The first reason with its figures, else the total the plan needs."""
     if plan.reasons:
         return plan.reasons[0].message
-    return f"{format_bytes(plan.estimate.total_bytes)} needed"
+    return message_of("{size} needed", size=format_bytes(plan.estimate.total_bytes))
 
 
 def prediction_of(plan: Plan) -> Prediction:
