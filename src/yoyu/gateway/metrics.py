@@ -6,7 +6,7 @@ latency; tokens; backend failures; fallbacks; how long requests waited for a
 model's slot and how many were refused because its queue was full. Gauges
 (memory, loaded models, queue depth, what engines say of their own load)
 are read from the service when ``/metrics`` is scraped. Labels never hold
-prompts or keys; model labels only names the gateway serves.
+prompts or keys; a model label holds only a name the gateway serves.
 
 The library writes the exposition (label escaping, histogram buckets that
 are cumulative, ``+Inf``), and answers in OpenMetrics when the scraper asks
