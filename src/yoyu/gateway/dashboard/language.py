@@ -217,11 +217,15 @@ def browser_language(accept_language: str) -> str | None:
 
 
 def _quality(params: str) -> float:
-    name, _, value = params.strip().partition("=")
-    try:
-        return float(value) if name.strip() == "q" else 1.0
-    except ValueError:
-        return 0.0
+    """The ``q`` of a tag's parameters (1 when it has none, 0 when it cannot be read)."""
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def ui_table(language: str) -> dict[str, str]:
