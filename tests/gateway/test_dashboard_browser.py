@@ -139,7 +139,8 @@ grace = 3600
 """,
         encoding="utf-8",
     )
-    env = {"YOYU_HOME": str(home)}
+    # YOYU_LANG unset (conftest sets "en", which would force it): each browser chooses.
+    env = {"YOYU_HOME": str(home), "YOYU_LANG": ""}
     args = ["--config", str(config), "--no-mcp"]
     with GatewayProcess(args, env=env, log_path=folder / "serve.log") as gateway:
         yield {"gateway": gateway, "home": home, "tiny": tiny, "runs": (run_a, run_b),
@@ -436,6 +437,38 @@ def test_every_page_reads_on_a_phone_in_dark_mode(
         browser.viewport(1280, 900)
         browser.color_scheme("light")
     assert browser.errors == []
+
+
+def test_a_japanese_reader_gets_the_memory_and_models_pages_in_japanese(
+    site: dict[str, Any], browser: Browser, tmp_path: Path, artifacts: Path
+) -> None:
+    gateway: GatewayProcess = site["gateway"]
+    shown_text = "document.querySelector('main section:not([hidden])').innerText"
+    go(browser, gateway, "models")  # Chromium's own Accept-Language (en-US): English
+    browser.wait_for("document.querySelector('[data-model-card=tiny]')")
+    assert browser.evaluate("document.documentElement.lang") == "en"
+    assert "Routes and aliases" in browser.evaluate(shown_text)
+    with Browser(tmp_path / "profile-ja") as japanese:
+        japanese.accept_language("ja,en")
+        go(japanese, gateway, "memory")
+        japanese.wait_for("document.getElementById('mem-available').textContent.includes('iB')")
+        assert japanese.evaluate("document.documentElement.lang") == "ja"
+        nav = japanese.evaluate("document.getElementById('nav').innerText")
+        assert "メモリ" in nav and "モデル" in nav and "Memory" not in nav
+        memory = japanese.evaluate(shown_text)
+        assert "直近数分" in memory and "エンジン" in memory and "利用可能" in memory
+        assert "Last minutes" not in memory and "Engines" not in memory
+        assert "Available" not in memory and "iB" in memory  # units stay as they are
+        go(japanese, gateway, "models")
+        japanese.wait_for("document.querySelector('[data-model-card=tiny] [data-state]')")
+        models = japanese.evaluate(shown_text)
+        assert "ルートとエイリアス" in models and "バックエンド:" in models
+        assert "Routes and aliases" not in models and "backend:" not in models
+        assert text(japanese, "[data-model-card=tiny] [data-action=load]") == "ロード"
+        state = "document.querySelector('[data-model-card=tiny] [data-state]').dataset.state"
+        assert japanese.evaluate(state) in ("unloaded", "ready")  # the data stays English
+        japanese.screenshot(artifacts / "models-ja.png")
+        assert japanese.errors == []
 
 
 def test_a_keyed_gateway_shows_nothing_before_the_key_is_given(tmp_path: Path) -> None:

@@ -174,6 +174,12 @@ class Browser:
         params = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
         self.call("Emulation.setDeviceMetricsOverride", params, session=True)
 
+    def accept_language(self, languages: str) -> None:
+        """Ask for ``languages`` (``ja,en``; Chromium adds the q-values) from now on."""
+        agent = self.call("Browser.getVersion")["userAgent"]  # the override needs one: keep it
+        override = {"userAgent": agent, "acceptLanguage": languages}
+        self.call("Emulation.setUserAgentOverride", override, session=True)
+
     def color_scheme(self, scheme: str) -> None:
         """Emulate ``prefers-color-scheme: light`` or ``dark``."""
         features = [{"name": "prefers-color-scheme", "value": scheme}]

@@ -35,9 +35,11 @@ KEYWORDS = {
     "Message": None,
     "N_": None,
 }
-# Only the modules that speak to a user (the CLI and the errors it shows); the
-# testing helpers and the gateway's wire formats never reach the catalog.
+# Only the modules that speak to a user (the CLI and the errors it shows, the
+# dashboard's words); the testing helpers and the gateway's wire formats never
+# reach the catalog. The first pattern that matches a file decides.
 METHOD_MAP = [
+    ("gateway/dashboard/language.py", "python"),
     ("testing/**.py", "ignore"), ("gateway/**.py", "ignore"), ("mcp/**.py", "ignore"),
     ("**.py", "python"),
 ]  # fmt: skip

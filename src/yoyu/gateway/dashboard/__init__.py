@@ -12,7 +12,8 @@ minutes of readings for its timeline (a few numbers each).
 
 Modules: ``memory`` (the Memory page's reading), ``feed`` (the thread and its
 history), ``models``, ``runs``, ``planning``, ``guardlog`` (each page's JSON),
-``session`` (the login cookie), ``routes`` (HTTP). Static files (the page, its
+``session`` (the login cookie), ``language`` (its words in English or Japanese),
+``routes`` (HTTP). Static files (the page, its
 script, and uPlot, MIT, vendored from npm) live in ``static/``.
 """
 

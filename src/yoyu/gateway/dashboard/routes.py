@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
@@ -24,6 +25,7 @@ from yoyu.errors import GatewayError, RunStoreError, YoyuError
 from yoyu.gateway import wire
 from yoyu.gateway.dashboard import guardlog, models, runs, session
 from yoyu.gateway.dashboard.feed import Feed
+from yoyu.gateway.dashboard.language import localized_page, page_language
 from yoyu.gateway.dashboard.planning import Planner, plan_choices
 from yoyu.gateway.service import GatewayService
 from yoyu.monitor.store import RunStore
@@ -93,10 +95,10 @@ class DashboardRoutes:
     # -- pages -------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
-        return _file("index.html")
+        return _page("index.html", request)
 
     async def login_page(self, request: Request) -> Response:
-        return _file("login.html")
+        return _page("login.html", request)
 
     async def static(self, request: Request) -> Response:
         return _file(request.path_params["name"])
@@ -185,6 +187,14 @@ def _file(name: str) -> Response:
     if "/" in name or name.startswith(".") or kind is None or not path.is_file():
         return JSONResponse({"error": {"message": f"no file {name!r}"}}, status_code=404)
     return Response(path.read_bytes(), media_type=kind, headers=PAGE_HEADERS)
+
+
+def _page(name: str, request: Request) -> Response:
+    """A page in the reader's language (``language.page_language``), read as the file is."""
+    language = page_language(request.headers.get("accept-language"), os.environ)
+    page = localized_page((STATIC_DIR / name).read_text(encoding="utf-8"), language)
+    headers = {**PAGE_HEADERS, "Content-Language": language, "Vary": "Accept-Language"}
+    return Response(page, media_type=_TYPES[".html"], headers=headers)
 
 
 async def _json(operation: Callable[[], Json]) -> Response:

@@ -7,6 +7,13 @@ const HISTORY = 900;
 const state = { rows: [], latest: null, guard: [], models: [], page: "memory", keyRequired: false };
 const charts = {};
 window.yoyu = { state, charts };
+// The page's words in the reader's language: the server puts their table in the page
+// (gateway/dashboard/language.py); an id without an entry is its own English.
+const WORDS = JSON.parse((document.getElementById("i18n") || {}).textContent || "{}");
+function t(id, values) {
+  const text = WORDS[id] || id;
+  return values ? text.replace(/\{(\w+)\}/g, (whole, name) => name in values ? String(values[name]) : whole) : text;
+}
 
 // -- small helpers -------------------------------------------------------------
 const $ = (id) => document.getElementById(id);
@@ -47,7 +54,7 @@ function showError(message) { const node = $("error"); node.textContent = messag
 
 async function api(path, options) {
   const answer = await fetch(path, { credentials: "same-origin", ...options });
-  if (answer.status === 401) { location.assign("/login"); throw new Error("sign in first"); }
+  if (answer.status === 401) { location.assign("/login"); throw new Error(t("sign in first")); }
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) throw new Error((body.error && body.error.message) || `${path}: ${answer.status}`);
   return body;
@@ -117,15 +124,15 @@ function memoryChart() {
   // The machine (left axis, GiB) and what the engines hold (right axis, its own scale:
   // a model of 80 MiB would be a flat line on a 24 GiB axis).
   const series = [
-    { label: "available", stroke: css("--accent"), width: 2 },
-    { label: "engines resident", stroke: css("--file"), width: 2, scale: "engines" },
-    { label: "engines anonymous", stroke: css("--anon"), width: 1.5, scale: "engines" },
-    { label: "swap used", stroke: css("--swap"), width: 1.5, scale: "engines" },
-    { label: "caution floor", stroke: css("--caution"), dash: [6, 4], width: 1.5 },
-    { label: "abort floor", stroke: css("--abort"), dash: [6, 4], width: 1.5 },
+    { label: t("available"), stroke: css("--accent"), width: 2 },
+    { label: t("engines resident"), stroke: css("--file"), width: 2, scale: "engines" },
+    { label: t("engines anonymous"), stroke: css("--anon"), width: 1.5, scale: "engines" },
+    { label: t("swap used"), stroke: css("--swap"), width: 1.5, scale: "engines" },
+    { label: t("caution floor"), stroke: css("--caution"), dash: [6, 4], width: 1.5 },
+    { label: t("abort floor"), stroke: css("--abort"), dash: [6, 4], width: 1.5 },
   ];
-  if (data.length > 7) series.push({ label: "GPU used", stroke: css("--ok"), width: 1.5 });
-  const engines = { ...axis("engines, swap", (u, ticks) => ticks.map((v) => v >= GIB ? (v / GIB).toFixed(1) + "G" : (v / MIB).toFixed(0) + "M")),
+  if (data.length > 7) series.push({ label: t("GPU used"), stroke: css("--ok"), width: 1.5 });
+  const engines = { ...axis(t("engines, swap"), (u, ticks) => ticks.map((v) => v >= GIB ? (v / GIB).toFixed(1) + "G" : (v / MIB).toFixed(0) + "M")),
     scale: "engines", side: 1, grid: { show: false } };
   makeChart("memory", $("mem-chart"), series, data, {
     hooks: { draw: [guardMarksHook] }, height: 260, axes: [engines],
@@ -136,15 +143,15 @@ function renderMemory() {
   const p = state.latest;
   if (!p) return;
   $("mem-available").textContent = bytes(p.available_bytes);
-  $("mem-total").textContent = `${(100 * p.available_bytes / p.total_bytes).toFixed(1)} % of ${bytes(p.total_bytes)}`;
+  $("mem-total").textContent = t("{share} % of {total}", { share: (100 * p.available_bytes / p.total_bytes).toFixed(1), total: bytes(p.total_bytes) });
   const level = $("mem-level");
-  level.textContent = p.level; level.className = `figure level-${p.level}`;
-  $("mem-reason").textContent = p.reason || "above both floors";
+  level.textContent = t(p.level); level.className = `figure level-${p.level}`;
+  $("mem-reason").textContent = p.reason || t("above both floors");
   $("mem-caution").textContent = bytes(p.caution_bytes);
   $("mem-abort").textContent = bytes(p.abort_bytes);
   $("mem-floor").textContent = bytes(p.floor_bytes);
   $("mem-swap").textContent = bytes(p.swap_used_bytes);
-  $("mem-swap-total").textContent = `of ${bytes(p.swap_total_bytes)}`;
+  $("mem-swap-total").textContent = t("of {total}", { total: bytes(p.swap_total_bytes) });
   $("mem-psi").textContent = p.psi_some === null ? (p.macos_pressure || "–") : `${p.psi_some.toFixed(1)} / ${(p.psi_full || 0).toFixed(1)} %`;
   $("mem-held").textContent = bytes(p.held_bytes);
   renderFloorBar(p);
@@ -159,14 +166,14 @@ function renderMemory() {
 function renderFloorBar(p) {
   const share = (n) => `${Math.max(0, Math.min(100, 100 * n / p.total_bytes)).toFixed(2)}%`;
   const used = p.total_bytes - p.available_bytes;
-  replace($("mem-bar"), h("div", { class: "used", style: `width:${share(used)}`, title: `in use ${bytes(used)}` }),
-    h("div", { class: "floor caution", style: `right:${share(p.caution_bytes)}`, title: `caution floor ${bytes(p.caution_bytes)}` }),
-    h("div", { class: "floor abort", style: `right:${share(p.abort_bytes)}`, title: `abort floor ${bytes(p.abort_bytes)}` }));
+  replace($("mem-bar"), h("div", { class: "used", style: `width:${share(used)}`, title: t("in use {size}", { size: bytes(used) }) }),
+    h("div", { class: "floor caution", style: `right:${share(p.caution_bytes)}`, title: t("caution floor {size}", { size: bytes(p.caution_bytes) }) }),
+    h("div", { class: "floor abort", style: `right:${share(p.abort_bytes)}`, title: t("abort floor {size}", { size: bytes(p.abort_bytes) }) }));
 }
 function split(e) {
   const total = Math.max(1, (e.anon_bytes || 0) + (e.file_bytes || 0) + (e.swap_bytes || 0));
   const part = (cls, n) => h("span", { class: cls, style: `width:${(100 * (n || 0) / total).toFixed(1)}%` });
-  return h("div", { class: "split", title: "anonymous / file-backed / swapped" },
+  return h("div", { class: "split", title: t("anonymous / file-backed / swapped") },
     part("anon", e.anon_bytes), part("file", e.file_bytes), part("swap", e.swap_bytes));
 }
 function renderEngines(p) {
@@ -175,14 +182,14 @@ function renderEngines(p) {
     h("td", { class: "num" }, bytes(e.rss_bytes)), h("td", { class: "num" }, bytes(e.anon_bytes)),
     h("td", { class: "num" }, bytes(e.file_bytes)), h("td", { class: "num" }, bytes(e.swap_bytes)),
     h("td", {}, split(e))))
-    : [h("tr", {}, h("td", { colspan: 8, class: "sub" }, "no engine running"))];
-  table($("mem-engines"), [["engine"], ["pid", "num"], ["procs", "num"], ["resident", "num"], ["anonymous", "num"],
-    ["file-backed", "num"], ["swapped", "num"], ["split"]], rows);
+    : [h("tr", {}, h("td", { colspan: 8, class: "sub" }, t("no engine running")))];
+  table($("mem-engines"), [[t("engine")], [t("pid"), "num"], [t("procs"), "num"], [t("resident"), "num"], [t("anonymous"), "num"],
+    [t("file-backed"), "num"], [t("swapped"), "num"], [t("split")]], rows);
 }
 function renderGpus(p) {
   $("mem-gpus-box").hidden = !p.gpus.length;
   if (!p.gpus.length) return;
-  table($("mem-gpus"), [["GPU"], ["used", "num"], ["free", "num"], ["engines' share", "num"]],
+  table($("mem-gpus"), [[t("GPU")], [t("used"), "num"], [t("free"), "num"], [t("engines' share"), "num"]],
     p.gpus.map((g) => h("tr", {}, h("td", {}, g.index), h("td", { class: "num" }, bytes(g.used_bytes)),
       h("td", { class: "num" }, bytes(g.free_bytes)), h("td", { class: "num" }, bytes(g.process_used_bytes)))));
 }
@@ -199,7 +206,7 @@ function liveModel(id) { return state.models.find((m) => m.id === id) || {}; }
 function renderModels() {
   if (!modelsView) return;
   replace($("models-list"), modelsView.models.length ? modelsView.models.map(modelCard)
-    : [h("p", { class: "sub" }, "No model is served: this is a monitor (yoyu dashboard). Serve models with yoyu serve.")]);
+    : [h("p", { class: "sub" }, t("No model is served: this is a monitor (yoyu dashboard). Serve models with yoyu serve."))]);
   renderGraph(modelsView);
 }
 function modelCard(m) {
@@ -207,23 +214,23 @@ function modelCard(m) {
   const busy = live.state === "loading";
   const buttons = m.managed ? [
     h("button", { class: "small", "data-action": "load", "data-model": m.id, disabled: busy || live.state === "ready",
-      onclick: () => act("load", m.id) }, "Load"),
+      onclick: () => act("load", m.id) }, t("Load")),
     h("button", { class: "small secondary", "data-action": "unload", "data-model": m.id, disabled: live.state !== "ready",
-      onclick: () => act("unload", m.id) }, "Unload")] : [h("span", { class: "sub" }, `loaded by ${m.backend}`)];
+      onclick: () => act("unload", m.id) }, t("Unload"))] : [h("span", { class: "sub" }, t("loaded by {backend}", { backend: m.backend }))];
   const facts = [
-    ["backend", m.backend + (m.remote ? " (remote)" : "")],
-    ["answering", `${live.running ?? 0} of ${live.max_concurrent ?? "–"}`],
-    ["waiting", `${live.waiting ?? 0} of ${live.max_queue ?? "–"}`],
-    ["TTL", m.ttl_s ? `${m.ttl_s} s` : "never"], ["idle", idleText(live)],
-    ["file", bytes(m.size_bytes)], ["plan needs", bytes(m.need_bytes)], ["verdict", m.verdict || "–"],
+    ["backend", m.remote ? t("{backend} (remote)", { backend: m.backend }) : m.backend],
+    ["answering", t("{count} of {limit}", { count: live.running ?? 0, limit: live.max_concurrent ?? "–" })],
+    ["waiting", t("{count} of {limit}", { count: live.waiting ?? 0, limit: live.max_queue ?? "–" })],
+    ["TTL", m.ttl_s ? `${m.ttl_s} s` : t("never")], ["idle", idleText(live)],
+    ["file", bytes(m.size_bytes)], ["plan needs", bytes(m.need_bytes)], ["verdict", m.verdict ? t(m.verdict) : "–"],
   ];
   return h("div", { class: "panel", "data-model-card": m.id },
     h("div", { class: "model-head" }, h("span", { class: "name" }, m.id),
-      h("span", { class: `badge ${live.state}`, "data-state": live.state }, live.state || (m.loaded ? "ready" : "–")),
-      m.pinned ? h("span", { class: "badge" }, "pinned") : null, m.private ? h("span", { class: "badge" }, "private") : null,
+      h("span", { class: `badge ${live.state}`, "data-state": live.state }, t(live.state || (m.loaded ? "ready" : "–"))),
+      m.pinned ? h("span", { class: "badge" }, t("pinned")) : null, m.private ? h("span", { class: "badge" }, t("private")) : null,
       h("span", { class: "spacer" }), ...buttons),
     live.detail ? h("p", { class: "error" }, live.detail) : null,
-    h("div", { class: "legend" }, facts.map(([k, v]) => h("span", {}, `${k}: `, h("b", { "data-fact": k }, v)))),
+    h("div", { class: "legend" }, facts.map(([k, v]) => h("span", {}, `${t(k)}: `, h("b", { "data-fact": k }, v)))),
     m.components.some((c) => c.planned_bytes !== null) ? componentsTable(m) : null,
     m.plan_error ? h("p", { class: "error" }, m.plan_error) : null);
 }
@@ -232,7 +239,7 @@ function componentsTable(m) {
     h("td", { class: "num" }, bytes(c.planned_bytes)), h("td", { class: "num" }, bytes(c.measured_bytes)),
     h("td", { class: "num" }, c.planned_bytes !== null && c.measured_bytes !== null ? signed(c.measured_bytes - c.planned_bytes) : "–")));
   const node = h("table", { class: "components" });
-  table(node, [["component"], ["plan", "num"], ["engine measured", "num"], ["difference", "num"]], rows);
+  table(node, [[t("component")], [t("plan"), "num"], [t("engine measured"), "num"], [t("difference"), "num"]], rows);
   return h("div", { class: "scroll" }, node);
 }
 async function act(action, id) {
@@ -240,7 +247,7 @@ async function act(action, id) {
   document.querySelectorAll(`[data-model="${CSS.escape(id)}"]`).forEach((b) => { b.disabled = true; });
   try {
     const result = await post(`/dashboard/api/models/${encodeURIComponent(id)}/${action}`);
-    if (action === "unload" && !result.unloaded) showError(`${id} stayed loaded: ${result.reason}`);
+    if (action === "unload" && !result.unloaded) showError(t("{model} stayed loaded: {reason}", { model: id, reason: result.reason }));
   } catch (error) { showError(String(error.message || error)); }
   await enterModels();
 }
@@ -258,7 +265,7 @@ function renderGraph(view) {
     if (text !== undefined) node.textContent = text;
     svg.append(node); return node;
   };
-  ["aliases", "routes", "models"].forEach((title, i) => add("text", { x: xs[i], y: 18, "font-weight": "bold" }, title));
+  ["aliases", "routes", "models"].forEach((title, i) => add("text", { x: xs[i], y: 18, "font-weight": "bold" }, t(title)));
   const edge = (from, to, label) => {
     if (!where[from] || !where[to]) return;
     const [x1, y1, x2, y2] = [where[from][0] + 150, where[from][1] - 4, where[to][0] - 6, where[to][1] - 4];
@@ -269,7 +276,7 @@ function renderGraph(view) {
   for (const [alias, target] of Object.entries(view.aliases)) edge(alias, target);
   for (const [route, chain] of Object.entries(view.routes)) chain.forEach((m, i) => edge(route, m, String(i + 1)));
   for (const [name, [x, y]] of Object.entries(where)) add("text", { x, y, class: "node" }, name);
-  replace($("models-graph"), (aliases.length || routes.length) ? svg : h("p", { class: "sub" }, "No routes or aliases: clients name the models themselves."));
+  replace($("models-graph"), (aliases.length || routes.length) ? svg : h("p", { class: "sub" }, t("No routes or aliases: clients name the models themselves.")));
 }
 function idleText(live) { return live.idle_s === null || live.idle_s === undefined ? "–" : `${live.idle_s} s`; }
 let renderedKey = "";
@@ -292,31 +299,31 @@ async function enterRuns() {
   const a = $("runs-a"), b = $("runs-b"), keepA = a.value, keepB = b.value;
   const option = (r) => h("option", { value: r.id }, `#${r.id} ${r.model} (${r.mode}${r.label ? ", " + r.label : ""})`);
   replace(a, runsList.map(option));
-  replace(b, h("option", { value: "" }, "(none)"), runsList.map(option));
+  replace(b, h("option", { value: "" }, t("(none)")), runsList.map(option));
   if (keepA) a.value = keepA;
   if (keepB) b.value = keepB;
-  table($("runs-table"), [["id", "num"], ["started"], ["mode"], ["model"], ["ctx", "num"], ["peak RSS", "num"], ["state"]],
+  table($("runs-table"), [[t("id"), "num"], [t("started")], [t("mode")], [t("model")], [t("ctx"), "num"], [t("peak RSS"), "num"], [t("state")]],
     runsList.map((r) => h("tr", {}, h("td", { class: "num" }, r.id), h("td", {}, when(r.started)), h("td", {}, r.mode),
       h("td", {}, r.model), h("td", { class: "num" }, r.n_ctx ?? "–"), h("td", { class: "num" }, bytes(r.peak_rss_bytes)),
-      h("td", {}, r.error ? `error: ${r.error}` : r.state))));
+      h("td", {}, r.error ? t("error: {message}", { message: r.error }) : r.state))));
   await showRuns();
 }
 async function showRuns() {
   const idA = $("runs-a").value, idB = $("runs-b").value;
-  if (!idA) { replace($("runs-view"), h("p", { class: "sub" }, "No stored runs yet: yoyu run, yoyu chat, yoyu soak and yoyu profile store theirs.")); return; }
+  if (!idA) { replace($("runs-view"), h("p", { class: "sub" }, t("No stored runs yet: yoyu run, yoyu chat, yoyu soak and yoyu profile store theirs."))); return; }
   const a = await api(`/dashboard/api/runs/${idA}`);
   const b = idB ? await api(`/dashboard/api/runs/${idB}`) : null;
   const view = h("div", { id: "runs-detail" });
   replace($("runs-view"), view);
-  view.append(h("h2", {}, b ? `A/B: run #${a.id} against run #${b.id}` : `Run #${a.id}: ${a.model}`));
+  view.append(h("h2", {}, b ? t("A/B: run #{a} against run #{b}", { a: a.id, b: b.id }) : t("Run #{id}: {model}", { id: a.id, model: a.model })));
   view.append(h("div", { class: "scroll" }, phasesTable(a, b)));
-  view.append(h("h2", {}, "Timeline (seconds from the load's start)"));
+  view.append(h("h2", {}, t("Timeline (seconds from the load's start)")));
   const chartNode = h("div", { class: "chart", id: "runs-chart" });
   view.append(chartNode);
   runsChart(chartNode, a, b);
   for (const run of [a, b]) {
     if (run && run.soak) {
-      view.append(h("h2", {}, `Soak of run #${run.id}: ${run.soak.verdict}`));
+      view.append(h("h2", {}, t("Soak of run #{id}: {verdict}", { id: run.id, verdict: run.soak.verdict })));
       view.append(h("p", { class: "sub", "data-soak": run.id }, soakLine(run.soak)));
       const soakNode = h("div", { class: "chart" });
       view.append(soakNode);
@@ -324,12 +331,12 @@ async function showRuns() {
     }
   }
 }
-const PHASE_FIGURES = [["process_rss_bytes", "resident"], ["process_anon_bytes", "anonymous"],
-  ["process_file_bytes", "file-backed"], ["process_swap_bytes", "swapped"], ["system_available_bytes", "available"], ["gpu_used_bytes", "GPU used"]];
+const PHASE_FIGURES = [["process_rss_bytes", t("resident")], ["process_anon_bytes", t("anonymous")],
+  ["process_file_bytes", t("file-backed")], ["process_swap_bytes", t("swapped")], ["system_available_bytes", t("available")], ["gpu_used_bytes", t("GPU used")]];
 function phasesTable(a, b) {
   if (!b) return phaseMatrix(a);
   const names = Object.keys(a.phases);
-  const head = [["phase"], ["figure"], [`A #${a.id}`, "num"]];
+  const head = [[t("phase")], [t("figure")], [`A #${a.id}`, "num"]];
   if (b) head.push([`B #${b.id}`, "num"], ["B − A", "num"]);
   const rows = [];
   for (const name of names) {
@@ -354,7 +361,7 @@ function phaseMatrix(run) {
   // One run: a row a phase, a column a figure.
   const figures = PHASE_FIGURES.filter(([key]) => Object.values(run.phases).some((p) => p && p[key] !== null && p[key] !== undefined));
   const node = h("table", { id: "runs-phases" });
-  table(node, [["phase"], ["t (s)", "num"], ...figures.map(([, label]) => [label, "num"])],
+  table(node, [[t("phase")], [t("t (s)"), "num"], ...figures.map(([, label]) => [label, "num"])],
     Object.entries(run.phases).map(([name, p]) => h("tr", { "data-phase": name }, h("td", {}, name.replace("_", " ")),
       h("td", { class: "num" }, p ? p.t_s.toFixed(2) : "–"),
       figures.map(([key]) => h("td", { class: "num", "data-figure": key, "data-run": "a" }, p ? bytes(p[key]) : "–")))));
@@ -364,12 +371,12 @@ function runsChart(node, a, b) {
   // Both runs on one time axis from their load's start: their sample times joined.
   const times = [...new Set([...a.timeline.t_s, ...(b ? b.timeline.t_s : [])])].sort((x, y) => x - y);
   const column = (run, key) => { const at = new Map(run.timeline.t_s.map((t, i) => [t, run.timeline[key][i]])); return times.map((t) => at.has(t) ? at.get(t) : null); };
-  const series = [{ label: `A #${a.id} resident`, stroke: css("--accent"), width: 2, spanGaps: true },
-    { label: `A #${a.id} anonymous`, stroke: css("--anon"), width: 1.5, spanGaps: true }];
+  const series = [{ label: t("{run} resident", { run: `A #${a.id}` }), stroke: css("--accent"), width: 2, spanGaps: true },
+    { label: t("{run} anonymous", { run: `A #${a.id}` }), stroke: css("--anon"), width: 1.5, spanGaps: true }];
   const data = [times, column(a, "rss_bytes"), column(a, "anon_bytes")];
   if (b) {
-    series.push({ label: `B #${b.id} resident`, stroke: css("--caution"), width: 2, spanGaps: true },
-      { label: `B #${b.id} anonymous`, stroke: css("--swap"), width: 1.5, spanGaps: true });
+    series.push({ label: t("{run} resident", { run: `B #${b.id}` }), stroke: css("--caution"), width: 2, spanGaps: true },
+      { label: t("{run} anonymous", { run: `B #${b.id}` }), stroke: css("--swap"), width: 1.5, spanGaps: true });
     data.push(column(b, "rss_bytes"), column(b, "anon_bytes"));
   }
   makeChart("runs", node, series, data, { x: { label: "s" }, scales: { x: { time: false } }, yValues: mib,
@@ -395,13 +402,14 @@ function phaseMarks(run) {
 }
 function soakLine(s) {
   const se = s.stderr_mib_per_min === null ? "?" : s.stderr_mib_per_min.toFixed(2);
-  return `${s.slope_mib_per_min >= 0 ? "+" : ""}${s.slope_mib_per_min.toFixed(2)} ± ${se} MiB/min over ${s.t_s.length} turns; band: ±${s.sigmas}σ of the slope. ${s.reason}`;
+  const slope = `${s.slope_mib_per_min >= 0 ? "+" : ""}${s.slope_mib_per_min.toFixed(2)}`;
+  return `${t("{slope} ± {se} MiB/min over {turns} turns; band: ±{sigmas}σ of the slope.", { slope, se, turns: s.t_s.length, sigmas: s.sigmas })} ${s.reason}`;
 }
 function soakChart(node, run) {
   const s = run.soak;
   makeChart(`soak${run.id}`, node, [
-    { label: "anonymous + swapped", stroke: css("--anon"), width: 0, points: { show: true, size: 6 } },
-    { label: "fit", stroke: css("--accent"), width: 2 },
+    { label: t("anonymous + swapped"), stroke: css("--anon"), width: 0, points: { show: true, size: 6 } },
+    { label: t("fit"), stroke: css("--accent"), width: 2 },
     { label: `−${s.sigmas}σ`, stroke: css("--muted"), dash: [4, 4], width: 1 },
     { label: `+${s.sigmas}σ`, stroke: css("--muted"), dash: [4, 4], width: 1 },
   ], [s.t_s, s.growth_bytes, s.fit_bytes, s.low_bytes, s.high_bytes], {
@@ -417,11 +425,11 @@ async function enterPlan() {
   if (choicesLoaded) return;
   const choices = await api("/dashboard/api/plan/choices");
   choicesLoaded = true;
-  replace($("plan-models"), [...choices.served.map((id) => h("option", { value: id }, "served")),
+  replace($("plan-models"), [...choices.served.map((id) => h("option", { value: id }, t("served"))),
     ...choices.installed.map((m) => h("option", { value: m.path }, `${m.name} (${m.source}, ${bytes(m.size_bytes)})`)),
-    ...choices.catalog.map((name) => h("option", { value: name }, "catalog"))]);
+    ...choices.catalog.map((name) => h("option", { value: name }, t("catalog")))]);
   const presets = choices.presets.map((p) => h("option", { value: p.name, title: p.description }, p.name));
-  replace($("plan-machine"), h("option", { value: "" }, "this machine"), presets);
+  replace($("plan-machine"), h("option", { value: "" }, t("this machine")), presets);
   replace($("plan-nodes"), choices.presets.map((p) => h("option", { value: p.name }, p.name)));
   if (!$("plan-model").value && choices.served.length) $("plan-model").value = choices.served[0];
 }
@@ -437,53 +445,54 @@ $("plan-form").addEventListener("submit", async (event) => {
   catch (error) { replace($("plan-view"), h("p", { class: "error", id: "plan-error" }, String(error.message || error))); }
   finally { $("plan-go").disabled = false; }
 });
-const PARTS = [["weights_bytes", "weights", "--accent"], ["kv_bytes", "KV cache", "--anon"], ["compute_bytes", "compute", "--file"],
-  ["output_bytes", "output", "--swap"], ["engine_bytes", "engine", "--caution"], ["overhead_bytes", "overhead", "--other"]];
+const PARTS = [["weights_bytes", t("weights"), "--accent"], ["kv_bytes", t("KV cache"), "--anon"], ["compute_bytes", t("compute"), "--file"],
+  ["output_bytes", t("output"), "--swap"], ["engine_bytes", t("engine"), "--caution"], ["overhead_bytes", t("overhead"), "--other"]];
 function renderPlan(plan) {
   const view = h("div", { id: "plan-result" });
   const verdictClass = plan.verdict === "does_not_fit" ? "level-abort" : plan.verdict === "fits" ? "level-ok" : "level-caution";
   view.append(h("div", { class: "cards" },
-    h("div", { class: "card" }, h("div", { class: "label" }, "Verdict"), h("div", { class: `figure ${verdictClass}`, id: "plan-verdict" }, plan.verdict)),
-    h("div", { class: "card" }, h("div", { class: "label" }, "Risk"), h("div", { class: "figure" }, plan.risk), h("div", { class: "sub" }, plan.risk_reason)),
-    h("div", { class: "card" }, h("div", { class: "label" }, "Total"), h("div", { class: "figure", id: "plan-total" }, bytes(plan.totals.total_bytes))),
-    h("div", { class: "card" }, h("div", { class: "label" }, "GPU layers"), h("div", { class: "figure" }, `${plan.n_gpu_layers}/${plan.n_layers_total}`)),
-    plan.predicted ? h("div", { class: "card" }, h("div", { class: "label" }, "Predicted decode"), h("div", { class: "figure" }, `${plan.predicted.decode_tps} tok/s`), h("div", { class: "sub" }, plan.predicted.bound)) : null));
-  view.append(h("p", { class: "sub" }, `${plan.model} on ${plan.machine} · ctx ${plan.ctx} · KV ${plan.kv_type}`));
-  view.append(h("h2", {}, "Per device"), deviceBars(plan.devices));
-  if (plan.nodes.length) view.append(h("h2", {}, "Nodes"), deviceBars(plan.nodes.map((n) => ({ ...n, name: `${n.name} (${n.role}, layers ${n.first_layer}-${n.last_layer})` }))));
+    h("div", { class: "card" }, h("div", { class: "label" }, t("Verdict")), h("div", { class: `figure ${verdictClass}`, id: "plan-verdict", "data-verdict": plan.verdict }, t(plan.verdict))),
+    h("div", { class: "card" }, h("div", { class: "label" }, t("Risk")), h("div", { class: "figure" }, t(plan.risk)), h("div", { class: "sub" }, plan.risk_reason)),
+    h("div", { class: "card" }, h("div", { class: "label" }, t("Total")), h("div", { class: "figure", id: "plan-total" }, bytes(plan.totals.total_bytes))),
+    h("div", { class: "card" }, h("div", { class: "label" }, t("GPU layers")), h("div", { class: "figure" }, `${plan.n_gpu_layers}/${plan.n_layers_total}`)),
+    plan.predicted ? h("div", { class: "card" }, h("div", { class: "label" }, t("Predicted decode")), h("div", { class: "figure" }, `${plan.predicted.decode_tps} tok/s`), h("div", { class: "sub" }, plan.predicted.bound)) : null));
+  view.append(h("p", { class: "sub" }, t("{model} on {machine} · ctx {ctx} · KV {kv}", { model: plan.model, machine: plan.machine, ctx: plan.ctx, kv: plan.kv_type })));
+  view.append(h("h2", {}, t("Per device")), deviceBars(plan.devices));
+  if (plan.nodes.length) view.append(h("h2", {}, t("Nodes")), deviceBars(plan.nodes.map((n) => ({ ...n, name: t("{name} ({role}, layers {first}-{last})", { name: n.name, role: n.role, first: n.first_layer, last: n.last_layer }) }))));
   for (const reason of plan.reasons) view.append(h("p", { class: "error" }, reason.message));
   if (plan.moves.length) {
     const node = h("table", { id: "plan-moves" });
-    table(node, [["move"], ["verdict"], ["total", "num"], ["free after", "num"]], plan.moves.map((m) => h("tr", {},
-      h("td", {}, m.description), h("td", {}, m.resulting_verdict), h("td", { class: "num" }, bytes(m.total_bytes)), h("td", { class: "num" }, bytes(m.free_after_bytes)))));
-    view.append(h("h2", {}, "Moves (and what each gives)"), h("div", { class: "scroll" }, node));
+    table(node, [[t("move")], [t("verdict")], [t("total"), "num"], [t("free after"), "num"]], plan.moves.map((m) => h("tr", {},
+      h("td", {}, m.description), h("td", {}, t(m.resulting_verdict)), h("td", { class: "num" }, bytes(m.total_bytes)), h("td", { class: "num" }, bytes(m.free_after_bytes)))));
+    view.append(h("h2", {}, t("Moves (and what each gives)")), h("div", { class: "scroll" }, node));
   }
-  view.append(h("h2", {}, "Launch settings"));
+  view.append(h("h2", {}, t("Launch settings")));
   for (const [target, text] of Object.entries(plan.emitted)) {
     const pre = h("pre", { "data-emit": target }, text);
     view.append(h("div", { class: "model-head" }, h("b", {}, target), h("span", { class: "spacer" }),
-      h("button", { class: "small secondary", onclick: (e) => copy(pre, e.target) }, "Copy")), pre);
+      h("button", { class: "small secondary", onclick: (e) => copy(pre, e.target) }, t("Copy"))), pre);
   }
   for (const note of plan.notes) view.append(h("p", { class: "sub" }, note));
   replace($("plan-view"), view);
 }
 function deviceBars(devices) {
   const legend = h("div", { class: "legend" }, PARTS.map(([, label, color]) => h("span", {}, h("i", { style: `background:var(${color})` }), label)),
-    h("span", {}, h("i", { style: "background:var(--text)" }), "may use"));
+    h("span", {}, h("i", { style: "background:var(--text)" }), t("may use")));
   return h("div", { class: "bars" }, legend, devices.map((d) => {
     const total = d.total_bytes || 0, scale = Math.max(total, d.usable_bytes || 0, 1);
     const parts = d.weights_bytes === undefined ? [h("span", { style: `width:${100 * total / scale}%;background:var(--accent)` })]
       : PARTS.map(([key, label, color]) => h("span", { title: `${label} ${bytes(d[key])}`, style: `width:${100 * (d[key] || 0) / scale}%;background:var(${color})` }));
     return h("div", { class: "bar-row", "data-device": d.name },
-      h("div", { class: "sub" }, `${d.name}${d.kind ? " (" + d.kind + ")" : ""}: ${bytes(total)} of ${bytes(d.usable_bytes)} it may use, ${bytes(d.free_after_bytes)} free after`),
+      h("div", { class: "sub" }, t("{name}: {total} of {usable} it may use, {free} free after", { name: `${d.name}${d.kind ? " (" + d.kind + ")" : ""}`,
+        total: bytes(total), usable: bytes(d.usable_bytes), free: bytes(d.free_after_bytes) })),
       h("div", { class: "bar" }, parts, h("div", { class: "limit", style: `left:calc(${100 * (d.usable_bytes || 0) / scale}% - 2px)` })));
   }));
 }
 async function copy(pre, button) {
   try { await navigator.clipboard.writeText(pre.textContent); }
   catch { const range = document.createRange(); range.selectNodeContents(pre); getSelection().removeAllRanges(); getSelection().addRange(range); document.execCommand("copy"); }
-  button.textContent = "Copied";
-  setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  button.textContent = t("Copied");
+  setTimeout(() => { button.textContent = t("Copy"); }, 1500);
 }
 
 // -- Guard log ---------------------------------------------------------------------------
@@ -492,11 +501,11 @@ const BYTE_FLOORS = ["abort", "caution", "swap_growth", "gpu_free"];
 async function enterGuard() {
   const records = (await api("/dashboard/api/guard")).records;
   guardSeen = state.guardCount;
-  replace($("guard-list"), records.length ? records.map(guardEntry) : [h("p", { class: "sub" }, "No decision logged yet.")]);
+  replace($("guard-list"), records.length ? records.map(guardEntry) : [h("p", { class: "sub" }, t("No decision logged yet."))]);
 }
 function guardEntry(r) {
   const samples = h("table", {});
-  table(samples, [["time"], ["available", "num"], ["swap used", "num"], ["PSI some/full", "num"], ["tree resident", "num"], ["anonymous", "num"], ["swapped", "num"]],
+  table(samples, [[t("time")], [t("available"), "num"], [t("swap used"), "num"], [t("PSI some/full"), "num"], [t("tree resident"), "num"], [t("anonymous"), "num"], [t("swapped"), "num"]],
     r.samples.map((s) => h("tr", {}, h("td", {}, s.t ? clock(s.t) : "–"), h("td", { class: "num" }, bytes(s.available_bytes)),
       h("td", { class: "num" }, bytes(s.swap_used_bytes)), h("td", { class: "num" }, s.psi_some === null ? "–" : `${s.psi_some}/${s.psi_full}`),
       h("td", { class: "num" }, bytes(s.rss_bytes)), h("td", { class: "num" }, bytes(s.anon_bytes)), h("td", { class: "num" }, bytes(s.swap_bytes)))));
@@ -506,9 +515,9 @@ function guardEntry(r) {
     h("span", {}, `${k}: `, h("b", {}, inBytes(k) && typeof v === "number" ? bytes(v) : JSON.stringify(v))));
   return h("details", { "data-kind": r.kind },
     h("summary", {}, h("span", { class: `kind ${r.kind}` }, r.kind), `${when(r.t)} · ${r.message}`),
-    h("p", { class: "sub" }, `${r.target} · guard pid ${r.guard_pid}${r.pids.length ? " · pids " + r.pids.join(", ") : ""}`),
+    h("p", { class: "sub" }, [r.target, t("guard pid {pid}", { pid: r.guard_pid }), ...(r.pids.length ? [t("pids {pids}", { pids: r.pids.join(", ") })] : [])].join(" · ")),
     h("div", { class: "legend" }, detail),
-    r.samples.length ? h("div", { class: "scroll" }, samples) : h("p", { class: "sub" }, "no samples kept with this record"));
+    r.samples.length ? h("div", { class: "scroll" }, samples) : h("p", { class: "sub" }, t("no samples kept with this record")));
 }
 
 // -- pages and the stream -----------------------------------------------------------------
@@ -547,11 +556,11 @@ function connect() {
     const update = JSON.parse(event.data);
     state.keyRequired = update.key_required;
     $("logout").hidden = !update.key_required;
-    live.textContent = "live"; live.className = "live on";
+    live.textContent = t("live"); live.className = "live on";
     onUpdate(update, true);
   });
   source.addEventListener("tick", (event) => onUpdate(JSON.parse(event.data), false));
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
+  source.onerror = () => { live.textContent = t("reconnecting"); live.className = "live off"; };
 }
 $("runs-a").addEventListener("change", () => showRuns().catch((e) => showError(e.message)));
 $("runs-b").addEventListener("change", () => showRuns().catch((e) => showError(e.message)));

@@ -10,6 +10,8 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
   });
   if (answer.ok) { location.replace("/"); return; }
   const body = await answer.json().catch(() => ({}));
-  error.textContent = (body.error && body.error.message) || `sign-in failed (${answer.status})`;
+  const words = JSON.parse((document.getElementById("i18n") || {}).textContent || "{}");
+  const failed = (words["sign-in failed ({status})"] || "sign-in failed ({status})").replace("{status}", answer.status);
+  error.textContent = (body.error && body.error.message) || failed;
   error.hidden = false;
 });
