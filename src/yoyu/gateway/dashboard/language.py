@@ -101,7 +101,7 @@ UI_TEXTS = (
     N_("ready"),
     N_("loading"),
     N_("unloaded"),
-    N_("failed"),
+    N_("load failed"),  # a model state; "failed" alone reads as a failed check
     N_("pinned"),
     N_("private"),
     N_("component"),

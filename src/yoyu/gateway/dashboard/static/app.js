@@ -226,7 +226,7 @@ function modelCard(m) {
   ];
   return h("div", { class: "panel", "data-model-card": m.id },
     h("div", { class: "model-head" }, h("span", { class: "name" }, m.id),
-      h("span", { class: `badge ${live.state}`, "data-state": live.state }, t(live.state || (m.loaded ? "ready" : "–"))),
+      h("span", { class: `badge ${live.state}`, "data-state": live.state }, t(live.state === "failed" ? "load failed" : live.state || (m.loaded ? "ready" : "–"))),
       m.pinned ? h("span", { class: "badge" }, t("pinned")) : null, m.private ? h("span", { class: "badge" }, t("private")) : null,
       h("span", { class: "spacer" }), ...buttons),
     live.detail ? h("p", { class: "error" }, live.detail) : null,
