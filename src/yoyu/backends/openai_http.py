@@ -187,19 +187,24 @@ class OpenAIHttpClient:
         )
         # Calls to loopback skip httpx's Client (see the module's docstring).
         self._loopback = transport if isinstance(transport, LoopbackTransport) else None
-        self._url = httpx.URL(self.base_url)
+        url = httpx.URL(self.base_url)
+        self._address = (url.host, url.port or 80)
+        self._path_prefix = url.raw_path.decode("ascii").rstrip("/")
         self._headers = list(headers.items())
+        self._json_headers = [*self._headers, ("Content-Type", "application/json")]
 
     def get_json(self, path: str, timeout_s: float | None = None) -> Any:
         """GET ``path`` below the base URL and return its JSON body; ``timeout_s``
         bounds the whole exchange (a probe), instead of the client's phase limits."""
         with self._masked(), map_http_errors(self.label, self.base_url + path), self._while_open():
+            response: _Answer
             if self._loopback is not None:
-                return self._lean_json("GET", path, None, None, timeout_s)
-            timeout = (
-                httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
-            )
-            response = self._client.get(path, timeout=timeout)
+                response = self._lean("GET", path, None, None, timeout_s)
+            else:
+                timeout = (
+                    httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+                )
+                response = self._client.get(path, timeout=timeout)
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
 
@@ -212,9 +217,11 @@ class OpenAIHttpClient:
             map_http_errors(self.label, self.base_url + path, cancel),
             self._while_open(),
         ):
+            response: _Answer
             if self._loopback is not None:
-                return self._lean_json("POST", path, body, cancel)
-            response = self._client.post(path, json=body, extensions=_cancellable(cancel))
+                response = self._lean("POST", path, body, cancel)
+            else:
+                response = self._client.post(path, json=body, extensions=_cancellable(cancel))
             _raise_for_status(response, self.label, path)
             return _json_body(response, self.label, path)
 
@@ -253,34 +260,18 @@ class OpenAIHttpClient:
         cancel: Cancellation | None,
         timeout_s: float | None = None,
     ) -> LeanResponse:
-        """One exchange with an engine on loopback, straight on the transport's connections."""
+        """One exchange with an engine on loopback, straight on the transport's connections.
+        Reading its body (``json``, ``text``, the error check) gives the connection back."""
         assert self._loopback is not None
-        headers = self._headers
-        payload = b""
+        headers, payload = self._headers, b""
         if body is not None:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            headers = [*headers, ("Content-Type", "application/json")]
-        url = self._url
-        target = url.raw_path.decode("ascii").rstrip("/") + path
-        outgoing = Outgoing(method, url.host, url.port or 80, target, headers, payload)
+            headers = self._json_headers
+        host, port = self._address
+        outgoing = Outgoing(method, host, port, self._path_prefix + path, headers, payload)
         response = self._loopback.open(outgoing, self._lean_timeouts(timeout_s), cancel)
         log.debug("HTTP %s %s%s -> %d", method, self.base_url, path, response.status_code)
         return response
-
-    def _lean_json(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, object] | None,
-        cancel: Cancellation | None,
-        timeout_s: float | None = None,
-    ) -> Any:
-        response = self._lean(method, path, body, cancel, timeout_s)
-        try:
-            _raise_for_status(response, self.label, path)
-            return _json_body(response, self.label, path)
-        finally:
-            response.close()
 
     def _lean_timeouts(self, timeout_s: float | None) -> Timeouts:
         if timeout_s is not None:  # a probe: one bound for every phase

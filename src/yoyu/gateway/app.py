@@ -258,24 +258,10 @@ class _Handlers:
         cancel = Cancellation()
         private = _private(request)
         request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
-        work = asyncio.ensure_future(
-            self.offload.run(lambda: self.service.answer(request_with_cancel, private=private))
+        answering = self.offload.run(
+            lambda: self.service.answer(request_with_cancel, private=private)
         )
-        gone = asyncio.ensure_future(_client_gone(request))
-        try:
-            done, _ = await asyncio.wait(
-                {work, gone}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            gone.cancel()
-        if work in done:
-            return work.result()
-        reason = CLIENT_GONE if gone in done else f"no answer within {self.timeout_s:g} s"
-        cancel.cancel(reason)
-        work.add_done_callback(_retrieve)  # it ends once its connection is cut
-        if gone in done:
-            raise RequestCancelledError(f"{parsed.model}: {reason}")
-        raise BackendTimeoutError(f"{parsed.model}: {reason}; the request was cancelled")
+        return await self._while_connected(request, cancel, answering, parsed.model, self.timeout_s)
 
     async def _stream(
         self,
@@ -319,33 +305,42 @@ class _Handlers:
 
         cancel = Cancellation()
         request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
-        stream, body = await self._open_while_connected(
-            request,
-            cancel,
-            self.offload.stream(
-                lambda: self.service.open_stream(request_with_cancel, private=private), pump
-            ),
+        opening = self.offload.stream(
+            lambda: self.service.open_stream(request_with_cancel, private=private), pump
         )
+        # Until the stream opens (in its model's line, or while the model loads); from then
+        # on the pump notices a client that left.
+        stream, body = await self._while_connected(request, cancel, opening, parsed.model)
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
         return StreamingResponse(body, media_type=media_type, headers=headers)
 
-    async def _open_while_connected(
-        self, request: Request, cancel: Cancellation, opening: Awaitable[T]
+    async def _while_connected(
+        self,
+        request: Request,
+        cancel: Cancellation,
+        pending: Awaitable[T],
+        model: str,
+        timeout_s: float | None = None,
     ) -> T:
-        """The opened stream, or its cancellation when the client leaves first (while the
-        request waits in its model's line or for a model to load): it never reaches the
-        engine, or its connection there is cut."""
-        work = asyncio.ensure_future(opening)
+        """``pending``'s result, or its cancellation the moment the client leaves or
+        ``timeout_s`` runs out: a request still in its model's line leaves it, and one at
+        the engine has its connection cut, so the engine stops generating for nobody."""
+        work = asyncio.ensure_future(pending)
         gone = asyncio.ensure_future(_client_gone(request))
         try:
-            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {work, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             gone.cancel()
-        if work.done():
+        if work in done:
             return work.result()
-        cancel.cancel(CLIENT_GONE)
-        work.add_done_callback(_retrieve)
-        raise RequestCancelledError(f"{CLIENT_GONE} before its stream opened")
+        reason = CLIENT_GONE if gone in done else f"no answer within {timeout_s:g} s"
+        cancel.cancel(reason)
+        work.add_done_callback(_retrieve)  # it ends once its connection is cut
+        if gone in done:
+            raise RequestCancelledError(f"{model}: {reason}")
+        raise BackendTimeoutError(f"{model}: {reason}; the request was cancelled")
 
     # -- plumbing ----------------------------------------------------------------
 

@@ -700,7 +700,9 @@ class GatewayService:
     def _queue_limits(self, model: ServedModel) -> QueueLimits:
         """A served model's own limits, else the server's, else by where it runs."""
         server = self.config.server
-        concurrent = _first_set(model.max_concurrent, server.max_concurrent)
+        concurrent = model.max_concurrent
+        if concurrent is None:
+            concurrent = server.max_concurrent
         if concurrent is None:
             remote = self._remote(model.backend)
             concurrent = DEFAULT_MAX_CONCURRENT_REMOTE if remote else DEFAULT_MAX_CONCURRENT_LOCAL
@@ -853,10 +855,6 @@ def _falls_back(error: YoyuError) -> bool:
         status = error.status_code
         return status is None or status >= 500 or status in _RETRYABLE_STATUS
     return isinstance(error, (AdmissionError, QueueFullError, BackendError))
-
-
-def _first_set(*values: int | None) -> int | None:
-    return next((value for value in values if value is not None), None)
 
 
 def _release(lease: Lease, slot: Slot) -> None:
