@@ -29,6 +29,7 @@ a load choice, not a default; ``embed`` on another model is a 400.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import re
 import socket
@@ -38,7 +39,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 import psutil
@@ -73,6 +74,7 @@ from yoyu.backends.protocol import (
     CompletionRequest,
     EmbeddingResponse,
     LoadedModel,
+    LoopStream,
     ModelInfo,
     ModelRef,
 )
@@ -254,6 +256,50 @@ class LlamaCppServerBackend:
         running = self._get(request.model)
         return self._stream(running, lambda: running.client.stream_complete(shaped))
 
+    # -- on the gateway's event loop ---------------------------------------------
+    # The same shaping, log reading and death checks as above; only the waiting differs.
+
+    def answers_on_loop(self, request: ChatRequest | CompletionRequest) -> bool:
+        return True  # every engine it starts listens on 127.0.0.1
+
+    async def answer_on_loop(self, request: ChatRequest | CompletionRequest) -> ChatResponse:
+        kind: Literal["chat", "completion"] = (
+            "chat" if isinstance(request, ChatRequest) else "completion"
+        )
+        if whole_from_stream(self.engine.kind, request.extra):
+            stream = self.stream_on_loop(request)
+            try:
+                chunks = [chunk async for chunk in stream]
+            finally:
+                stream.close()
+            return whole_answer(chunks, kind, request.model)
+        running, shaped = self._shaped(request)
+        log_start = running.process.log_size()
+        try:
+            if isinstance(shaped, ChatRequest):
+                response = await running.client.chat_on_loop(shaped)
+            else:
+                response = await running.client.complete_on_loop(shaped)
+        except BackendError as exc:
+            raise await asyncio.to_thread(self._explain_death, running, exc) from exc
+        return with_log_timings(response, running.process.log_text(log_start))
+
+    def stream_on_loop(self, request: ChatRequest | CompletionRequest) -> LoopStream:
+        running, shaped = self._shaped(request)
+        if isinstance(shaped, ChatRequest):
+            return _WatchedLoopStream(self, running, running.client.stream_chat_on_loop(shaped))
+        return _WatchedLoopStream(self, running, running.client.stream_complete_on_loop(shaped))
+
+    def _shaped(
+        self, request: ChatRequest | CompletionRequest
+    ) -> tuple[_Running, ChatRequest | CompletionRequest]:
+        """The model's engine, and the request as that engine takes it."""
+        if isinstance(request, ChatRequest):
+            running = self._get(request.model)
+            return running, chat_for_engine(request, self.engine.kind, _named_format(running))
+        shaped = completion_for_engine(request, self.engine.kind)
+        return self._get(request.model), shaped
+
     def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
         running = self._get(model)
         if not running.loaded.settings.get("embedding"):
@@ -380,24 +426,17 @@ class LlamaCppServerBackend:
     def _stream(
         self, running: _Running, open_stream: Callable[[], Generator[ChatChunk, None, None]]
     ) -> Iterator[ChatChunk]:
-        log_start = running.process.log_size()
+        watch = _StreamWatch(self, running)
         stream = open_stream()
-        ending: list[ChatChunk] = []  # vLLM's finish and after: held until it is known alive
         try:
             for chunk in stream:
-                if chunk.usage is not None and chunk.usage.prompt_tokens is None:
-                    chunk = with_log_usage(chunk, running.process.log_text(log_start))
-                if self.engine.kind == VLLM_KIND and (ending or chunk.finish_reason):
-                    ending.append(chunk)
-                    continue
-                yield chunk
+                if (passed := watch.passed(chunk)) is not None:
+                    yield passed
         except BackendError as exc:
             raise self._explain_death(running, exc) from exc
         finally:
             stream.close()
-        if ending and (died := self._engine_died(running)) is not None:
-            raise died
-        yield from ending
+        yield from watch.ending()
 
     def _explain_death(self, running: _Running, exc: BackendError) -> BackendError:
         """When the engine died, say so (with its exit status) instead of a socket error."""
@@ -435,6 +474,68 @@ class LlamaCppServerBackend:
             if self._running.get(model_id) is running:
                 del self._running[model_id]
         _shut_down(running, grace_s=0)
+
+
+class _StreamWatch:
+    """What the backend does to each chunk of a stream, whichever loop reads it: the prompt
+    count from the engine's log when the engine sent none (llama-cpp-python), and vLLM's
+    finish (and what follows) held until its engine is known alive."""
+
+    def __init__(self, backend: LlamaCppServerBackend, running: _Running) -> None:
+        self._backend = backend
+        self._running = running
+        self._log_start = running.process.log_size()
+        self._held: list[ChatChunk] = []
+
+    def passed(self, chunk: ChatChunk) -> ChatChunk | None:
+        """The chunk to send on now, or ``None`` when it is held for the ending."""
+        if chunk.usage is not None and chunk.usage.prompt_tokens is None:
+            chunk = with_log_usage(chunk, self._running.process.log_text(self._log_start))
+        if self._backend.engine.kind == VLLM_KIND and (self._held or chunk.finish_reason):
+            self._held.append(chunk)
+            return None
+        return chunk
+
+    def ending(self) -> list[ChatChunk]:
+        """The held chunks once the stream ended; raises when the engine died meanwhile."""
+        if self._held and (died := self._backend._engine_died(self._running)) is not None:
+            raise died
+        return self._held
+
+
+class _WatchedLoopStream:
+    """An engine's stream on the event loop, through the same ``_StreamWatch``."""
+
+    def __init__(
+        self, backend: LlamaCppServerBackend, running: _Running, upstream: LoopStream
+    ) -> None:
+        self._backend = backend
+        self._running = running
+        self._upstream = upstream
+        self._watch = _StreamWatch(backend, running)
+        self._ending: list[ChatChunk] | None = None
+
+    def __aiter__(self) -> _WatchedLoopStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        while self._ending is None:
+            try:
+                chunk = await self._upstream.__anext__()
+            except StopAsyncIteration:
+                self._ending = self._watch.ending()
+                break
+            except BackendError as exc:
+                explain = self._backend._explain_death
+                raise await asyncio.to_thread(explain, self._running, exc) from exc
+            if (passed := self._watch.passed(chunk)) is not None:
+                return passed
+        if self._ending:
+            return self._ending.pop(0)
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        self._upstream.close()
 
 
 def _joined_embeddings(model: str, parts: Sequence[EmbeddingResponse]) -> EmbeddingResponse:

@@ -31,6 +31,7 @@ from yoyu.backends.protocol import (
     CompletionRequest,
     EmbeddingResponse,
     LoadedModel,
+    LoopStream,
     ModelInfo,
     ModelRef,
 )
@@ -127,6 +128,21 @@ class OpenAICompatibleBackend:
 
     def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResponse:
         return self._client.embed(model, inputs)
+
+    # -- on the gateway's event loop (a server on loopback) -------------------------
+
+    def answers_on_loop(self, request: ChatRequest | CompletionRequest) -> bool:
+        return self._client.answers_on_loop
+
+    async def answer_on_loop(self, request: ChatRequest | CompletionRequest) -> ChatResponse:
+        if isinstance(request, ChatRequest):
+            return await self._client.chat_on_loop(request)
+        return await self._client.complete_on_loop(request)
+
+    def stream_on_loop(self, request: ChatRequest | CompletionRequest) -> LoopStream:
+        if isinstance(request, ChatRequest):
+            return self._client.stream_chat_on_loop(request)
+        return self._client.stream_complete_on_loop(request)
 
     # -- internals ---------------------------------------------------------
 

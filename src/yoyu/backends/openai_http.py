@@ -40,13 +40,14 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import httpx
 
 from yoyu.backends.cancellation import Cancellation
+from yoyu.backends.loopback_async import AsyncAnswer, AsyncLoopback
 from yoyu.backends.loopback_transport import (
     CANCEL_EXTENSION,
     LeanResponse,
@@ -185,8 +186,10 @@ class OpenAIHttpClient:
             timeout=self._timeouts.as_httpx(),
             transport=transport,
         )
-        # Calls to loopback skip httpx's Client (see the module's docstring).
+        # Calls to loopback skip httpx's Client (see the module's docstring), and may be
+        # made on an event loop (``chat_on_loop``, ``stream_on_loop``).
         self._loopback = transport if isinstance(transport, LoopbackTransport) else None
+        self._on_loop = AsyncLoopback() if self._loopback is not None else None
         url = httpx.URL(self.base_url)
         self._address = (url.host, url.port or 80)
         self._path_prefix = url.raw_path.decode("ascii").rstrip("/")
@@ -263,15 +266,18 @@ class OpenAIHttpClient:
         """One exchange with an engine on loopback, straight on the transport's connections.
         Reading its body (``json``, ``text``, the error check) gives the connection back."""
         assert self._loopback is not None
+        outgoing = self._outgoing(method, path, body)
+        response = self._loopback.open(outgoing, self._lean_timeouts(timeout_s), cancel)
+        log.debug("HTTP %s %s%s -> %d", method, self.base_url, path, response.status_code)
+        return response
+
+    def _outgoing(self, method: str, path: str, body: Mapping[str, object] | None) -> Outgoing:
         headers, payload = self._headers, b""
         if body is not None:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
             headers = self._json_headers
         host, port = self._address
-        outgoing = Outgoing(method, host, port, self._path_prefix + path, headers, payload)
-        response = self._loopback.open(outgoing, self._lean_timeouts(timeout_s), cancel)
-        log.debug("HTTP %s %s%s -> %d", method, self.base_url, path, response.status_code)
-        return response
+        return Outgoing(method, host, port, self._path_prefix + path, headers, payload)
 
     def _lean_timeouts(self, timeout_s: float | None) -> Timeouts:
         if timeout_s is not None:  # a probe: one bound for every phase
@@ -306,6 +312,47 @@ class OpenAIHttpClient:
 
     def close(self) -> None:
         self._client.close()
+        if self._on_loop is not None:
+            self._on_loop.close()
+
+    # -- on an event loop (engines on loopback) ----------------------------------
+
+    @property
+    def answers_on_loop(self) -> bool:
+        """Whether this engine can be called on an event loop (it is on loopback)."""
+        return self._on_loop is not None
+
+    async def chat_on_loop(self, request: ChatRequest) -> ChatResponse:
+        """``chat`` without blocking the loop; cancelling the task cuts the connection."""
+        return await self._post_on_loop("chat", chat_body(request, stream=False))
+
+    async def complete_on_loop(self, request: CompletionRequest) -> ChatResponse:
+        return await self._post_on_loop("completion", completion_body(request, stream=False))
+
+    def stream_chat_on_loop(self, request: ChatRequest) -> LoopChunks:
+        """``stream_chat`` on the loop: ``async for`` its chunks, ``close()`` to leave."""
+        return LoopChunks(self, "chat", chat_body(request, stream=True))
+
+    def stream_complete_on_loop(self, request: CompletionRequest) -> LoopChunks:
+        return LoopChunks(self, "completion", completion_body(request, stream=True))
+
+    async def _post_on_loop(self, kind: Kind, body: Mapping[str, object]) -> ChatResponse:
+        started = time.perf_counter()
+        path = _PATHS[kind]
+        with self._masked(), map_http_errors(self.label, self.base_url + path), self._while_open():
+            answer = await self._send_on_loop(path, body)
+            await answer.read()
+            _raise_for_status(answer, self.label, path)
+            payload = _json_body(answer, self.label, path)
+            _raise_for_error_object(payload, self.label)
+        return parse_response(payload, kind, time.perf_counter() - started)
+
+    async def _send_on_loop(self, path: str, body: Mapping[str, object]) -> AsyncAnswer:
+        assert self._on_loop is not None
+        outgoing = self._outgoing("POST", path, body)
+        answer = await self._on_loop.open(outgoing, self._lean_timeouts(None))
+        log.debug("HTTP POST %s%s -> %d", self.base_url, path, answer.status_code)
+        return answer
 
     def _post(
         self, kind: Kind, body: Mapping[str, object], cancel: Cancellation | None
@@ -352,6 +399,81 @@ class OpenAIHttpClient:
             raise
 
 
+class LoopChunks:
+    """A stream read on an event loop: ``async for`` its chunks; ``close()`` (plain, not
+    awaited, so it also runs where a cancelled task cannot await) leaves it, and a stream
+    left before its end has its connection cut, so the engine stops generating.
+
+    The same readers as the blocking stream (``SseReader``, ``ChunkReader``) and the
+    same errors: an error status before the first chunk, BackendRequestError for an
+    error event, BackendCrashedError when the events stop before ``[DONE]``.
+    """
+
+    def __init__(self, client: OpenAIHttpClient, kind: Kind, body: Mapping[str, object]) -> None:
+        self._client = client
+        self._kind = kind
+        self._body = body
+        self._answer: AsyncAnswer | None = None
+        self._lines: AsyncIterator[str] | None = None
+        self._sse = SseReader()
+        self._chunks = ChunkReader(kind, time.perf_counter(), client.label)
+        self._closed = False
+
+    def __aiter__(self) -> LoopChunks:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if self._closed:
+            raise StopAsyncIteration
+        client, path = self._client, _PATHS[self._kind]
+        try:
+            with client._masked(), map_http_errors(client.label, client.base_url + path):
+                chunk = await self._next_chunk(path)
+        except BaseException:
+            self.close()
+            raise
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def _next_chunk(self, path: str) -> ChatChunk | None:
+        if self._lines is None:
+            self._lines = await self._open(path)
+        if self._chunks.done:
+            await self._read_to_end(self._lines)
+            return None
+        async for line in self._lines:
+            event = self._sse.line(line)
+            if event is not None and (chunk := self._chunks.event(event)) is not None:
+                return chunk
+        event = self._sse.end()
+        if event is not None and (chunk := self._chunks.event(event)) is not None:
+            return chunk
+        self._chunks.end()
+        return None
+
+    async def _open(self, path: str) -> AsyncIterator[str]:
+        with self._client._while_open():
+            self._answer = await self._client._send_on_loop(path, self._body)
+        if self._answer.status_code >= 400:
+            await self._answer.read()
+            _raise_for_status(self._answer, self._client.label, path)
+        return self._answer.lines()
+
+    async def _read_to_end(self, lines: AsyncIterator[str]) -> None:
+        """What follows ``[DONE]`` (the body's end), so the connection goes back to the
+        pool; a server that keeps talking is cut off by ``close``."""
+        for _ in range(_DRAIN_LINES):
+            if await anext(lines, None) is None:
+                break
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._answer is not None:
+            self._answer.close()
+
+
 def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, object]:
     """The JSON body of ``/chat/completions``; unset fields are left to the engine."""
     body: dict[str, object] = {
@@ -385,30 +507,50 @@ def _with_common_fields(
     return body
 
 
-def iter_sse_events(lines: Iterable[str]) -> Iterator[SseEvent]:
-    """Group text/event-stream lines into events (a blank line ends one).
+class SseReader:
+    """text/event-stream lines grouped into events (a blank line ends one), fed one line
+    at a time so a blocking loop and an event loop read streams with the same rules.
 
     Comment lines (``: ping``) are keep-alives and are skipped. A bare
     ``error: {...}`` line, which is not standard SSE, is read as an error event
     so that no engine's way of reporting a failure is lost.
     """
-    event_name, data_lines = "message", list[str]()
-    for line in lines:
+
+    def __init__(self) -> None:
+        self._event_name = "message"
+        self._data_lines: list[str] = []
+
+    def line(self, line: str) -> SseEvent | None:
+        """The event this line ends, if it ends one."""
         if not line:
-            if data_lines:
-                yield SseEvent(event_name, "\n".join(data_lines))
-            event_name, data_lines = "message", []
-            continue
+            event = self.end()
+            self._event_name, self._data_lines = "message", []
+            return event
         field_name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if field_name == "data":
-            data_lines.append(value)
+            self._data_lines.append(value)
         elif field_name == "event":
-            event_name = value
+            self._event_name = value
         elif field_name == "error":
-            event_name, data_lines = "error", [value]
-    if data_lines:
-        yield SseEvent(event_name, "\n".join(data_lines))
+            self._event_name, self._data_lines = "error", [value]
+        return None
+
+    def end(self) -> SseEvent | None:
+        """The event pending when the lines stop (a stream cut before its blank line)."""
+        if not self._data_lines:
+            return None
+        return SseEvent(self._event_name, "\n".join(self._data_lines))
+
+
+def iter_sse_events(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """Group text/event-stream lines into events (``SseReader``'s rules)."""
+    reader = SseReader()
+    for line in lines:
+        if (event := reader.line(line)) is not None:
+            yield event
+    if (event := reader.end()) is not None:
+        yield event
 
 
 _DRAIN_LINES = 16
@@ -421,28 +563,57 @@ def _drain(lines: Iterator[str]) -> None:
         pass
 
 
+class ChunkReader:
+    """SSE events turned into chunks, timed from ``started`` (a ``perf_counter`` value);
+    one event at a time, so both the blocking and the event-loop streams use it.
+
+    ``event`` raises BackendRequestError on an error event; after ``[DONE]`` it
+    gives the closing chunk (with the usage) and ``done`` is true; ``end``
+    raises BackendCrashedError when the events stopped before ``[DONE]``.
+    """
+
+    def __init__(self, kind: Kind, started: float, label: str = "engine") -> None:
+        self._kind = kind
+        self._started = started
+        self._label = label
+        self._token_count = 0
+        self._reported_usage: Usage | None = None
+        self._timings: EngineTimings | None = None
+        self.done = False
+
+    def event(self, event: SseEvent) -> ChatChunk | None:
+        t_s = time.perf_counter() - self._started
+        if event.data.strip() == _DONE:
+            self.done = True
+            usage = self._reported_usage or Usage(None, completion_tokens=self._token_count)
+            return ChatChunk(None, t_s, None, usage, self._timings)
+        payload = _event_payload(event, self._label)
+        self._reported_usage = _usage(payload) or self._reported_usage
+        self._timings = _engine_timings(payload) or self._timings
+        chunk = parse_stream_chunk(payload, self._kind, t_s)
+        if chunk is not None:
+            self._token_count += chunk.content is not None
+        return chunk
+
+    def end(self) -> None:
+        if not self.done:
+            raise BackendCrashedError(
+                f"{self._label} ended its stream before [DONE]; check the engine's log"
+            )
+
+
 def stream_chunks(
     events: Iterable[SseEvent], kind: Kind, started: float, label: str = "engine"
 ) -> Iterator[ChatChunk]:
-    """Turn SSE events into chunks, timed from ``started`` (a ``perf_counter`` value).
-
-    Raises BackendRequestError on an error event and BackendCrashedError when
-    the events stop before ``[DONE]``.
-    """
-    token_count, reported_usage, timings = 0, None, None
+    """Turn SSE events into chunks (``ChunkReader``'s rules), up to the closing one."""
+    reader = ChunkReader(kind, started, label)
     for event in events:
-        if event.data.strip() == _DONE:
-            usage = reported_usage or Usage(prompt_tokens=None, completion_tokens=token_count)
-            yield ChatChunk(None, time.perf_counter() - started, None, usage, timings)
-            return
-        payload = _event_payload(event, label)
-        reported_usage = _usage(payload) or reported_usage
-        timings = _engine_timings(payload) or timings
-        chunk = parse_stream_chunk(payload, kind, time.perf_counter() - started)
+        chunk = reader.event(event)
         if chunk is not None:
-            token_count += chunk.content is not None
             yield chunk
-    raise BackendCrashedError(f"{label} ended its stream before [DONE]; check the engine's log")
+        if reader.done:
+            return
+    reader.end()
 
 
 def _event_payload(event: SseEvent, label: str) -> dict[str, Any]:

@@ -304,6 +304,37 @@ class BackendHealth:
     failing_models: tuple[str, ...] = ()
 
 
+class LoopStream(Protocol):
+    """A stream read on an event loop: ``async for`` its chunks. ``close()`` is plain (not
+    awaited), so a task being cancelled can still leave it; left early, its connection
+    is cut and the engine stops generating."""
+
+    def __aiter__(self) -> LoopStream: ...
+
+    async def __anext__(self) -> ChatChunk: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LoopGeneration(Protocol):
+    """A backend that can also answer on an event loop, without a worker thread.
+
+    The gateway serves from one event loop; handing each request to a thread
+    and back cost as much as the rest of its relay. A backend whose engines
+    are on loopback offers these beside the blocking ``chat``/``stream_chat``
+    (same shaping, same errors); a cancelled task is a cancelled request (its
+    connection is cut). ``answers_on_loop`` says whether a given request may
+    go this way; the others take the blocking path in a worker thread.
+    """
+
+    def answers_on_loop(self, request: ChatRequest | CompletionRequest) -> bool: ...
+
+    async def answer_on_loop(self, request: ChatRequest | CompletionRequest) -> ChatResponse: ...
+
+    def stream_on_loop(self, request: ChatRequest | CompletionRequest) -> LoopStream: ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One engine, seen the same way whatever it is. See the module docstring

@@ -2,12 +2,17 @@
 
 ``create_app(service)`` is the only way in. Every request first passes the
 trust check (``gateway.trust``: host, origin, content type, key), then a
-handler parses it (``gateway.wire``), calls the service in a worker thread
-(backends block) and writes OpenAI shapes. One request, one path::
+handler parses it (``gateway.wire``), calls the service and writes OpenAI
+shapes. One request, one path::
 
-    generate(kind): parse -> whole: service.answer, cancelled if the client leaves
-                             stream: service.open_stream, relayed as SSE
+    generate(kind): parse -> whole: service.answer_async, cancelled if the client leaves
+                             stream: service.open_stream_async, relayed as SSE
     any YoyuError -> its own status, OpenAI error object (and Retry-After)
+
+Generation runs on the event loop: an engine on loopback is called without a
+worker thread, and the service hands only blocking work (a load, a remote or
+Ollama backend) to its threads. Everything else a handler needs from the
+service that may block runs in ``service.offload``.
 
 Ollama's API (``/api/*``, ``gateway.ollama_routes``) shares this plumbing
 (``edge()``): the body limit, the whole-answer cancellation, the stream relay
@@ -46,17 +51,13 @@ from yoyu.errors import (
 )
 from yoyu.gateway import wire
 from yoyu.gateway.ollama_routes import Edge, ollama_routes
-from yoyu.gateway.relay import Emit, Offload
-from yoyu.gateway.service import Answer, GatewayService, Generation, StreamAnswer
+from yoyu.gateway.service import Answer, GatewayService, Generation, OpenStream
 from yoyu.gateway.trust import OPEN_PATHS, TrustMiddleware, TrustPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ROUTE_HEADER = "X-Yoyu-Route"
 PRIVACY_HEADER = "x-yoyu-privacy"
-# Blocking backend calls in flight beyond the models' lines: /yoyu, /metrics, requests
-# for names that fail at once (Starlette's default pool is 40 in all).
-SPARE_WORKER_THREADS = 32
 CLIENT_GONE = "the client went away"
 
 
@@ -100,7 +101,6 @@ def create_app(
         finally:  # before uvicorn re-raises a SIGTERM: the engines stop with the gateway
             handlers.draining.set()
             await asyncio.get_running_loop().run_in_executor(None, service.close)
-            handlers.offload.close()
 
     routes = [
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
@@ -132,7 +132,7 @@ def create_app(
 class _Handlers:
     def __init__(self, service: GatewayService, draining: threading.Event) -> None:
         self.service = service
-        self.offload = Offload(_worker_threads(service))
+        self.offload = service.offload
         self.draining = draining
         self.max_body = service.config.server.max_body_bytes
         self.timeout_s = service.config.server.request_timeout_s
@@ -256,11 +256,8 @@ class _Handlers:
         """The answer, or its cancellation the moment the client leaves or time runs out:
         the engine's connection is cut, so it stops generating for nobody."""
         cancel = Cancellation()
-        private = _private(request)
         request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
-        answering = self.offload.run(
-            lambda: self.service.answer(request_with_cancel, private=private)
-        )
+        answering = self.service.answer_async(request_with_cancel, private=_private(request))
         return await self._while_connected(request, cancel, answering, parsed.model, self.timeout_s)
 
     async def _stream(
@@ -268,51 +265,54 @@ class _Handlers:
         request: Request,
         parsed: Generation,
         started: float,
-        writer_for: Callable[[StreamAnswer], wire.StreamWriter],
+        writer_for: Callable[[OpenStream], wire.StreamWriter],
         media_type: str = "text/event-stream",
-        on_end: Callable[[StreamAnswer], None] | None = None,
+        on_end: Callable[[OpenStream], None] | None = None,
     ) -> Response:
         """Open the stream (its errors still get a status), then relay what ``writer_for``
-        makes of it (OpenAI's SSE, Ollama's NDJSON); ``on_end`` runs once it is closed."""
-        private = _private(request)
-        draining = self.draining
-
-        def pump(stream: StreamAnswer, emit: Emit, cancelled: threading.Event) -> None:
-            writer = writer_for(stream)
-            status = 200
-            try:
-                for chunk in stream:
-                    if cancelled.is_set():  # the client left: stop reading the engine
-                        status = 499
-                        break
-                    if draining.is_set():
-                        raise ShuttingDownError("the gateway is shutting down; ask again")
-                    data = writer.chunk(chunk)
-                    if data:
-                        emit(data)
-                else:
-                    emit(writer.done())
-            except YoyuError as error:
-                # Headers are gone: the client gets an error event, and the stream ends.
-                status = error.http_status
-                log.warning("stream from %s ended: %s", stream.route, error)
-                emit(writer.error(error))
-            finally:
-                stream.close()  # frees the model even when the client left
-                if on_end is not None:
-                    on_end(stream)
-                self._count(request, stream.requested, stream.route, status, started)
-
+        makes of it (OpenAI's SSE, Ollama's NDJSON); ``on_end`` runs once it is closed
+        (in a worker thread: it may unload a model)."""
         cancel = Cancellation()
         request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
-        opening = self.offload.stream(
-            lambda: self.service.open_stream(request_with_cancel, private=private), pump
-        )
+        opening = self.service.open_stream_async(request_with_cancel, private=_private(request))
         # Until the stream opens (in its model's line, or while the model loads); from then
-        # on the pump notices a client that left.
-        stream, body = await self._while_connected(request, cancel, opening, parsed.model)
+        # on Starlette notices a client that left and cancels the relay.
+        stream = await self._while_connected(request, cancel, opening, parsed.model)
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
+        body = self._relay(request, stream, writer_for(stream), started, on_end)
         return StreamingResponse(body, media_type=media_type, headers=headers)
+
+    async def _relay(
+        self,
+        request: Request,
+        stream: OpenStream,
+        writer: wire.StreamWriter,
+        started: float,
+        on_end: Callable[[OpenStream], None] | None,
+    ) -> AsyncIterator[bytes]:
+        """The stream's chunks in the writer's format. Headers are gone once this runs: an
+        error becomes an error event, and a client that leaves stops the engine."""
+        status = 200
+        try:
+            async for chunk in stream:
+                if self.draining.is_set():
+                    raise ShuttingDownError("the gateway is shutting down; ask again")
+                data = writer.chunk(chunk)
+                if data:
+                    yield data
+            yield writer.done()
+        except YoyuError as error:
+            status = error.http_status
+            log.warning("stream from %s ended: %s", stream.route, error)
+            yield writer.error(error)
+        except BaseException:  # the client left (cancelled, or the generator closed)
+            status = 499
+            raise
+        finally:
+            stream.close()  # frees the model even when the client left
+            if on_end is not None:
+                self.offload.run_detached(lambda: on_end(stream))
+            self._count(request, stream.requested, stream.route, status, started)
 
     async def _while_connected(
         self,
@@ -336,7 +336,8 @@ class _Handlers:
         if work in done:
             return work.result()
         reason = CLIENT_GONE if gone in done else f"no answer within {timeout_s:g} s"
-        cancel.cancel(reason)
+        cancel.cancel(reason)  # what runs in a worker thread
+        work.cancel()  # what runs on the loop
         work.add_done_callback(_retrieve)  # it ends once its connection is cut
         if gone in done:
             raise RequestCancelledError(f"{model}: {reason}")
@@ -391,14 +392,6 @@ class _Handlers:
         log.info(
             "%s model=%s route=%s status=%d %.1fms", endpoint, model, route, status, elapsed * 1e3
         )
-
-
-def _worker_threads(service: GatewayService) -> int:
-    """Enough threads for every request the models' lines admit (each running or waiting
-    request holds one while backends block) and a few for the rest, so no request waits
-    unseen in the pool's own queue: the lines are the only place a request waits."""
-    held = sum(queue.max_concurrent + queue.max_queue for queue in service.queues())
-    return held + SPARE_WORKER_THREADS
 
 
 def _private(request: Request) -> bool:

@@ -42,14 +42,14 @@ from yoyu.gateway import ollama_listing as listing
 from yoyu.gateway import ollama_wire as ollama
 from yoyu.gateway import wire
 from yoyu.gateway.relay import Offload
-from yoyu.gateway.service import Answer, GatewayService, Generation, ModelEntry, StreamAnswer
+from yoyu.gateway.service import Answer, GatewayService, Generation, ModelEntry, OpenStream
 from yoyu.models.resolve import read_model_path
 from yoyu.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 UNLOAD_NOW_S = 1e-3  # keep_alive 0: a TTL the reaper's next tick finds run out
 NDJSON = "application/x-ndjson"
-WriterFor = Callable[[StreamAnswer], wire.StreamWriter]
+WriterFor = Callable[[OpenStream], wire.StreamWriter]
 _BODIES = {"chat": ollama.chat_body, "generate": ollama.generate_body}
 _PARSERS = {"chat": ollama.chat_call, "generate": ollama.generate_call}
 
@@ -63,7 +63,7 @@ class Edge:
     read_body: Callable[[Request], Awaitable[bytes]]
     whole: Callable[[Request, Generation], Awaitable[Answer]]
     stream: Callable[
-        [Request, Generation, float, WriterFor, str, Callable[[StreamAnswer], None] | None],
+        [Request, Generation, float, WriterFor, str, Callable[[OpenStream], None] | None],
         Awaitable[Response],
     ]  # relays a stream in the writer's format
     count: Callable[[Request, str, str, int, float], None]

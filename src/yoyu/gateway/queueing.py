@@ -13,10 +13,15 @@ deadline passes, leaves the queue without ever reaching the engine.
 
 A refused request is a route member that cannot answer now: the service
 moves on to the next member of its route, as for a model that does not fit.
+
+One line serves both kinds of caller: a worker thread waits with ``enter``
+and a task on the gateway's event loop with ``enter_async``; they queue in
+one arrival order, and a slot handed on wakes either kind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -78,9 +83,22 @@ class Slot:
 
 
 class _Waiter:
-    def __init__(self) -> None:
+    """One request in line: a thread's Event, or a task's future on its loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.admitted = threading.Event()
-        self.abandoned = False
+        self.future: asyncio.Future[None] | None = loop.create_future() if loop else None
+
+    def wake(self) -> None:
+        self.admitted.set()
+        future = self.future
+        if future is not None and not future.get_loop().is_closed():
+            future.get_loop().call_soon_threadsafe(_settle, future)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ModelQueue:
@@ -101,18 +119,48 @@ class ModelQueue:
         when the queue is full and RequestCancelledError when the client leaves or the
         deadline passes first."""
         arrived = self._clock()
-        with self._lock:
-            if self._running < self.limits.max_concurrent and not self._waiters:
-                self._running += 1
-                return Slot(self, arrived, 0.0)
-            if len(self._waiters) >= self.limits.max_queue:
-                self._rejected += 1
-                raise self._full_error()
-            waiter = _Waiter()
-            self._waiters.append(waiter)
+        waiter = self._join(None)
+        if waiter is None:
+            return Slot(self, arrived, 0.0)
         self._wait(waiter, timeout_s, cancel)
         started = self._clock()
         return Slot(self, started, started - arrived)
+
+    async def enter_async(self, *, timeout_s: float) -> Slot:
+        """``enter`` for a task on an event loop: it waits without a thread, and a task
+        cancelled while in line (its client left) leaves the line."""
+        arrived = self._clock()
+        waiter = self._join(asyncio.get_running_loop())
+        if waiter is None:
+            return Slot(self, arrived, 0.0)
+        assert waiter.future is not None
+        try:
+            await asyncio.wait_for(waiter.future, timeout_s)
+        except asyncio.TimeoutError:
+            with self._lock:
+                self._abandon(waiter)
+            raise RequestCancelledError(
+                f"{self.model_id}: no free slot within {timeout_s:g} s while queued"
+            ) from None
+        except BaseException:  # cancelled: out of the line, or the slot handed on
+            with self._lock:
+                self._abandon(waiter)
+            raise
+        started = self._clock()
+        return Slot(self, started, started - arrived)
+
+    def _join(self, loop: asyncio.AbstractEventLoop | None) -> _Waiter | None:
+        """A slot at once (``None``), or this request's place at the end of the line."""
+        with self._lock:
+            if self._running < self.limits.max_concurrent and not self._waiters:
+                self._running += 1
+                return None
+            if len(self._waiters) >= self.limits.max_queue:
+                self._rejected += 1
+                raise self._full_error()
+            waiter = _Waiter(loop)
+            self._waiters.append(waiter)
+            return waiter
 
     def _wait(self, waiter: _Waiter, timeout_s: float, cancel: Cancellation | None) -> None:
         remove = cancel.on_cancel(waiter.admitted.set) if cancel is not None else None
@@ -154,7 +202,7 @@ class ModelQueue:
         while self._waiters and self._running < self.limits.max_concurrent:
             waiter = self._waiters.popleft()
             self._running += 1
-            waiter.admitted.set()
+            waiter.wake()
 
     def _learn(self, held_s: float) -> None:
         mean = self._mean_service_s

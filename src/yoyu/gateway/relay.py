@@ -1,26 +1,22 @@
-"""Blocking work off the event loop, cheaply: one executor, and a relay for streams.
+"""Blocking work off the event loop, cheaply: one executor, and a pump for blocking streams.
 
-Backends block (the protocol has no async twin), so every request runs its
-backend call in a worker thread. A stream lives *whole* in one worker: the
-thread opens it, reads chunks from the backend, turns them into SSE bytes
-and hands them to the loop with ``call_soon_threadsafe``; the loop sends
-whatever has piled up in one write. That is one thread hand-off per request
-instead of one per chunk (Starlette's ``iterate_in_threadpool``), and the
-JSON work stays off the loop.
+Backends that cannot answer on the gateway's event loop (``LoopGeneration``)
+block, so their calls run in a worker thread. A blocking stream lives *whole*
+in one worker: the thread opens it, reads its items and hands each to the
+loop with ``call_soon_threadsafe``. That is one thread hand-off per request
+instead of one per item (Starlette's ``iterate_in_threadpool``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-S = TypeVar("S")
-Emit = Callable[[bytes], None]
-Pump = Callable[[S, Emit, threading.Event], None]
+S = TypeVar("S", bound=Iterable[object])
 
 
 class Offload:
@@ -32,67 +28,110 @@ class Offload:
     async def run(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
 
-    async def stream(
-        self, open_stream: Callable[[], S], pump: Pump[S]
-    ) -> tuple[S, AsyncIterator[bytes]]:
-        """Open a stream and pump it, both in one worker thread; return it and its bytes.
+    def run_detached(self, function: Callable[[], object]) -> None:
+        """Run ``function`` in a worker, waited for by nobody (its errors are its own)."""
+        self._pool.submit(function).add_done_callback(_retrieve_threaded)
+
+    async def run_owned(self, function: Callable[[], T], give_up: Callable[[T], None]) -> T:
+        """``function``'s result; when the caller is cancelled first (its client left) the
+        result, once it comes, is handed to ``give_up`` (a lease taken for nobody)."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, function)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: _give_up(done, give_up))
+            raise
+
+    async def pump(self, open_items: Callable[[], S]) -> tuple[S, Pumped[Any]]:
+        """Open an iterable and read it, both in one worker thread; return it and its items.
 
         One thread per stream for its whole life: opening in one worker and
         pumping in another lets opened streams, each holding an upstream
         connection, wait for workers held by requests waiting for a
-        connection (a deadlock until the pool times out). ``open_stream``'s
-        error is raised here, before any byte is sent, so the caller can still
-        answer with a status; when the consumer stops early (the client
-        left), the event passed to ``pump`` is set and the pump stops.
+        connection (a deadlock until the pool times out). ``open_items``'s
+        error is raised here, before any item is read, so the caller can still
+        answer with a status; an error while reading is raised by the items;
+        ``close()`` on them stops the pump at the next item, and the iterable
+        is closed in its own thread.
         """
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[S] = loop.create_future()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def emit(data: bytes | None) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, data)
+        items: Pumped[Any] = Pumped(loop)
 
         def run() -> None:
             try:
-                stream = open_stream()
+                source = open_items()
             except BaseException as error:
                 loop.call_soon_threadsafe(_settle, opened, None, error)
                 return
-            loop.call_soon_threadsafe(_settle, opened, stream, None)
-            try:
-                pump(stream, emit, cancelled)
-            finally:
-                emit(None)
+            loop.call_soon_threadsafe(_settle, opened, source, None)
+            items.fill(source)
 
         loop.run_in_executor(self._pool, run).add_done_callback(_retrieve)
-        return await opened, _drain(queue, cancelled)
+        try:
+            return await opened, items
+        except asyncio.CancelledError:  # opened for nobody: the pump closes it at once
+            items.close()
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _drain(
-    queue: asyncio.Queue[bytes | None], cancelled: threading.Event
-) -> AsyncIterator[bytes]:
-    """What the pump emitted, batched: everything queued by now goes out in one write."""
-    try:
-        finished = False
-        while not finished:
-            parts = [await queue.get()]
-            while not queue.empty():
-                parts.append(queue.get_nowait())
-            finished = None in parts
-            data = b"".join(part for part in parts if part is not None)
-            if data:
-                yield data
-    finally:
-        cancelled.set()
+class _End:
+    """The pump's last word: the source ended, or failed with ``error``."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class Pumped(Generic[T]):
+    """Items a worker thread reads, handed to the loop: ``async for`` them, ``close()`` to
+    stop the worker at its next item (plain, not awaited: a cancelled task can call it)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[T | _End] = asyncio.Queue()
+        self._stopped = threading.Event()
+
+    def fill(self, source: Iterable[T]) -> None:
+        """Read ``source`` into the queue (in the worker thread) until it ends or is stopped."""
+        end = _End()
+        try:
+            for item in source:
+                if self._stopped.is_set():
+                    break
+                self._put(item)
+        except BaseException as error:
+            end = _End(error)
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+            self._put(end)
+
+    def _put(self, item: T | _End) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def __aiter__(self) -> Pumped[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._stopped.set()
+            if item.error is not None:
+                raise item.error
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        self._stopped.set()
 
 
 def _settle(future: asyncio.Future[S], value: S | None, error: BaseException | None) -> None:
-    if future.cancelled():  # the request was abandoned while the stream opened
+    if future.cancelled():  # the request was abandoned while it opened (the pump closes it)
         return
     if error is not None:
         future.set_exception(error)
@@ -100,7 +139,17 @@ def _settle(future: asyncio.Future[S], value: S | None, error: BaseException | N
         future.set_result(value)  # type: ignore[arg-type]
 
 
-def _retrieve(future: asyncio.Future[None] | Future[None]) -> None:
+def _give_up(done: asyncio.Future[T], give_up: Callable[[T], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        give_up(done.result())
+
+
+def _retrieve_threaded(future: Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
     """A producer's own errors are its business (it reports them); never 'never retrieved'."""
     if not future.cancelled():
         future.exception()

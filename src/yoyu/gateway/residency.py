@@ -132,15 +132,9 @@ class Residency:
         engine does not come up; waiters on the same load get the same error.
         """
         while True:
+            if self._hold_loaded(model):
+                return
             with self._lock:
-                entry = self._entries.get(model.id)
-            if entry is not None and not self._engine_alive(model):
-                self._drop(model.id, entry)  # it died since its last request: load it anew
-                continue
-            with self._lock:
-                if entry is not None and self._entries.get(model.id) is entry:
-                    entry.in_flight += 1
-                    return
                 if self._entries.get(model.id) is not None:
                     continue  # loaded meanwhile by another request: check that one
                 pending = self._pending.get(model.id)
@@ -153,6 +147,21 @@ class Residency:
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
+
+    def _hold_loaded(self, model: ServedModel) -> bool:
+        """Mark ``model`` in use if it is loaded and its engine alive; never waits."""
+        with self._lock:
+            entry = self._entries.get(model.id)
+        if entry is None:
+            return False
+        if not self._engine_alive(model):
+            self._drop(model.id, entry)  # it died since its last request: load it anew
+            return False
+        with self._lock:
+            if self._entries.get(model.id) is not entry:
+                return False
+            entry.in_flight += 1
+            return True
 
     def release(self, model: ServedModel) -> None:
         with self._lock:
@@ -167,6 +176,17 @@ class Residency:
         if not model.managed:
             return Lease(None, lambda: None)
         self.acquire(model)
+        return Lease(model.id, lambda: self.release(model))
+
+    def lease_now(self, model: ServedModel) -> Lease | None:
+        """The lease at once when ``model`` needs no load (it is loaded, or not managed);
+        ``None`` when getting it means loading or waiting for a load (``lease`` in a
+        worker thread). The event loop asks this first: a loaded model never costs it a
+        thread."""
+        if not model.managed:
+            return Lease(None, lambda: None)
+        if not self._hold_loaded(model):
+            return None
         return Lease(model.id, lambda: self.release(model))
 
     def _engine_alive(self, model: ServedModel) -> bool:

@@ -6,6 +6,7 @@ public methods are the whole API::
 
     answer(request, private=False) -> Answer           a whole chat or completion
     open_stream(request, private=False) -> StreamAnswer  a streamed one
+    answer_async / open_stream_async                   the same, on the gateway's event loop
     embeddings(model, inputs, private=False) -> EmbeddingAnswer
     preload(name, private=False) -> str                served_ids(name, private=False) -> list[str]
     list_models(installed=False) -> ModelListing      model_ids() -> list[str]
@@ -23,6 +24,12 @@ served model really answered (``route``). One request, one path::
     open_stream:  _route(name) -> for each member: lease the model, open, read the first chunk
                   (the StreamAnswer owns the lease and the upstream from then on)
 
+The ``_async`` twins walk the same route with the same rules (``_RouteWalk``),
+the same queue (a task waits in line without a thread) and the same leases;
+a member whose backend answers on the event loop (``LoopGeneration``: the
+engines on loopback) costs no worker thread at all; any other member runs the
+blocking member call above in one (a model that must load first, too).
+
 Errors are YoyuError subclasses, each carrying its HTTP status:
 UnknownModelError, PrivacyError, AdmissionError, NoRouteError,
 RequestCancelledError, and the backend's own BackendRequestError for a 4xx
@@ -36,9 +43,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from yoyu.backends.cancellation import Cancellation
 from yoyu.backends.protocol import (
@@ -49,6 +56,8 @@ from yoyu.backends.protocol import (
     CompletionRequest,
     EmbeddingResponse,
     LoadedModel,
+    LoopGeneration,
+    LoopStream,
 )
 from yoyu.backends.registry import create_backend
 from yoyu.backends.vllm_metrics import read_engine_sample
@@ -77,6 +86,7 @@ from yoyu.gateway.config import (
 from yoyu.gateway.guarding import GatewayTarget
 from yoyu.gateway.metrics import GatewayMetrics, Gauge
 from yoyu.gateway.queueing import ModelQueue, QueueLimits, QueueStats, Slot
+from yoyu.gateway.relay import Offload, Pumped
 from yoyu.gateway.residency import Lease, Residency, ResidentInfo
 from yoyu.gateway.routing import Cooldowns, local_members, order_by_cooldown, resolve
 from yoyu.gateway.runaway import BUSY_TICKS, EngineLoad, RunawayWatch
@@ -90,6 +100,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Generation = ChatRequest | CompletionRequest
 MAINTENANCE_TICK_S = 1.0
+# Blocking calls in flight beyond the models' lines: /yoyu, /metrics, requests for names
+# that fail at once (Starlette's default pool is 40 in all).
+SPARE_WORKER_THREADS = 32
 # Upstream 4xx statuses that are the operator's or the engine's trouble, not the
 # caller's (a wrong upstream key, a model the upstream lacks, rate limits): next route.
 _RETRYABLE_STATUS = frozenset({401, 403, 404, 408, 409, 429})
@@ -105,6 +118,39 @@ class Routed(Generic[T]):
     fallbacks: tuple[str, ...]
 
 
+class _RouteWalk:
+    """One request's walk down its route, whichever loop walks it: which failures move on
+    to the next member, what they leave in the metrics and cooldowns, and the answer."""
+
+    def __init__(self, service: GatewayService, name: str, cancel: Cancellation | None) -> None:
+        self._service = service
+        self._name = name
+        self._cancel = cancel
+        self._failures: list[tuple[str, YoyuError]] = []
+
+    def failed(self, served: ServedModel, error: YoyuError) -> None:
+        """Note a member's failure, or raise it when nothing may be tried after it: a 4xx
+        is the caller's, and a cancelled request has nobody to answer."""
+        if (self._cancel is not None and self._cancel.cancelled) or not _falls_back(error):
+            raise error
+        self._failures.append((served.id, error))
+        if isinstance(error, BackendError):
+            self._service._record_failure(served, error)
+
+    def answered(self, served: ServedModel, result: T) -> Routed[T]:
+        self._service._cooldowns.succeeded(served.backend)
+        for tried, _ in self._failures:
+            self._service.metrics.fallback(tried, served.id)
+        return Routed(served, result, tuple(f"{m}: {e}" for m, e in self._failures))
+
+    def exhausted(self) -> YoyuError:
+        return _no_route(self._name, self._failures)
+
+
+# What moves a request on to the next member of its route.
+_MEMBER_FAILURES = (AdmissionError, QueueFullError, BackendError)
+
+
 @dataclass(frozen=True)
 class Answer:
     """A whole answer and the served model that gave it."""
@@ -116,7 +162,42 @@ class Answer:
     fallbacks: tuple[str, ...] = ()  # "model: why" for each route tried before this one
 
 
-class StreamAnswer:
+class _HeldStream:
+    """What every open stream holds: the served model that answers, its first chunk, its
+    lease on the model (released once, by ``close``) and what to note when it ends."""
+
+    def __init__(
+        self,
+        requested: str,
+        served: ServedModel,
+        first: ChatChunk,
+        lease: Lease,
+        on_failure: Callable[[BackendError], None],
+        on_finish: Callable[[ChatChunk], None],
+    ) -> None:
+        self.requested = requested
+        self.route = served.id
+        self.backend = served.backend
+        self._first = first
+        self._lease = lease
+        self._on_failure = on_failure
+        self._on_finish = on_finish
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._close_upstream()
+        finally:
+            self._lease.release()
+
+    def _close_upstream(self) -> None:
+        raise NotImplementedError
+
+
+class StreamAnswer(_HeldStream):
     """A streamed answer: iterate for chunks; ``close()`` ends it and frees the model.
 
     The first chunk has already arrived when this exists, so a backend that
@@ -137,15 +218,8 @@ class StreamAnswer:
         on_failure: Callable[[BackendError], None],
         on_finish: Callable[[ChatChunk], None],
     ) -> None:
-        self.requested = requested
-        self.route = served.id
-        self.backend = served.backend
-        self._first = first
+        super().__init__(requested, served, first, lease, on_failure, on_finish)
         self._upstream = upstream
-        self._lease = lease
-        self._on_failure = on_failure
-        self._on_finish = on_finish
-        self._closed = False
 
     def __iter__(self) -> Iterator[ChatChunk]:
         try:
@@ -161,14 +235,63 @@ class StreamAnswer:
         finally:
             self.close()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close_upstream(self) -> None:
+        _close(self._upstream)
+
+
+class LoopStreamAnswer(_HeldStream):
+    """``StreamAnswer`` read on the event loop: ``async for`` its chunks; ``close()`` (plain,
+    so a cancelled task can call it) ends it and frees the model."""
+
+    def __init__(
+        self,
+        requested: str,
+        served: ServedModel,
+        first: ChatChunk,
+        upstream: LoopStream,
+        lease: Lease,
+        on_failure: Callable[[BackendError], None],
+        on_finish: Callable[[ChatChunk], None],
+    ) -> None:
+        super().__init__(requested, served, first, lease, on_failure, on_finish)
+        self._upstream = upstream
+
+    async def __aiter__(self) -> AsyncIterator[ChatChunk]:
         try:
-            _close(self._upstream)
+            last = self._first
+            yield self._first
+            async for chunk in self._upstream:
+                last = chunk
+                yield chunk
+            self._on_finish(last)
+        except BackendError as error:
+            self._on_failure(error)
+            raise
         finally:
-            self._lease.release()
+            self.close()
+
+    def _close_upstream(self) -> None:
+        self._upstream.close()
+
+
+class PumpedStreamAnswer:
+    """A blocking member's ``StreamAnswer`` read by a worker thread for the event loop (its
+    lease and notes stay with it, in that thread); ``close()`` stops the worker."""
+
+    def __init__(self, stream: StreamAnswer, chunks: Pumped[ChatChunk]) -> None:
+        self.requested = stream.requested
+        self.route = stream.route
+        self.backend = stream.backend
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+OpenStream = LoopStreamAnswer | PumpedStreamAnswer  # what open_stream_async gives
 
 
 @dataclass(frozen=True)
@@ -297,6 +420,7 @@ class GatewayService:
             model.id: ModelQueue(model.id, self._queue_limits(model), clock)
             for model in config.served.values()
         }
+        self.offload = Offload(self._worker_threads())
         self._sizer = sizer or PlanSizer()
         reader = system_reader() if available_bytes is None or total_bytes is None else None
         self._available = available_bytes or (lambda: reader.read().available_bytes)  # type: ignore[union-attr]
@@ -328,15 +452,40 @@ class GatewayService:
 
     def answer(self, request: Generation, *, private: bool = False) -> Answer:
         """A whole chat or completion from the first route member that gives one."""
+        routed = self._route(
+            request.model, private, lambda served: self._call(served, request), request.cancel
+        )
+        return self._answered(request, routed)
 
-        def call(served: ServedModel) -> ChatResponse:
+    async def answer_async(self, request: Generation, *, private: bool = False) -> Answer:
+        """``answer`` on the event loop; cancelling the task cancels the request."""
+
+        async def call(served: ServedModel) -> ChatResponse:
             backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
-            with self._turn(served, request.cancel), self.residency.lease(served):
-                if isinstance(upstream, ChatRequest):
-                    return backend.chat(upstream)
-                return backend.complete(upstream)
+            if not _on_loop(backend, upstream):
+                return await self.offload.run(lambda: self._call(served, request))
+            slot = await self._turn_async(served)
+            try:
+                lease = await self._lease_async(served)
+                try:
+                    return await backend.answer_on_loop(upstream)
+                finally:
+                    lease.release()
+            finally:
+                slot.release()
 
-        routed = self._route(request.model, private, call, request.cancel)
+        routed = await self._route_async(request.model, private, call, request.cancel)
+        return self._answered(request, routed)
+
+    def _call(self, served: ServedModel, request: Generation) -> ChatResponse:
+        """One member's whole answer, blocking: its turn in line, its lease, the call."""
+        backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
+        with self._turn(served, request.cancel), self.residency.lease(served):
+            if isinstance(upstream, ChatRequest):
+                return backend.chat(upstream)
+            return backend.complete(upstream)
+
+    def _answered(self, request: Generation, routed: Routed[ChatResponse]) -> Answer:
         usage = routed.result.usage
         self.metrics.tokens(routed.served.id, usage.prompt_tokens, usage.completion_tokens)
         served = routed.served
@@ -397,6 +546,14 @@ class GatewayService:
         routed = self._route(
             request.model, private, lambda served: self._open(served, request), request.cancel
         )
+        return routed.result
+
+    async def open_stream_async(self, request: Generation, *, private: bool = False) -> OpenStream:
+        """``open_stream`` on the event loop; cancelling the task cancels the request."""
+        routed = await self._route_async(
+            request.model, private, lambda served: self._open_async(served, request),
+            request.cancel,
+        )  # fmt: skip
         return routed.result
 
     def embeddings(
@@ -604,6 +761,7 @@ class GatewayService:
         self.residency.close()
         for backend in self.backends.values():
             backend.close()
+        self.offload.close()
 
     def _maintain(self) -> None:
         next_health = time.monotonic() + self.config.server.health_interval_s
@@ -680,6 +838,57 @@ class GatewayService:
             on_finish=lambda last: self._count_stream_tokens(served, last),
         )  # fmt: skip
 
+    async def _open_async(self, served: ServedModel, request: Generation) -> OpenStream:
+        """``_open`` on the event loop: on the loop for a backend that answers there, else
+        the blocking ``_open`` and its reading in one worker thread."""
+        backend, upstream = self.backends[served.backend], self._for_upstream(request, served)
+        if not _on_loop(backend, upstream):
+            stream, chunks = await self.offload.pump(lambda: self._open(served, request))
+            return PumpedStreamAnswer(stream, chunks)
+        slot = await self._turn_async(served)
+        try:
+            model_lease = await self._lease_async(served)
+        except BaseException:
+            slot.release()
+            raise
+        lease = Lease(served.id, lambda: _release(model_lease, slot))
+        try:
+            upstream_chunks = backend.stream_on_loop(upstream)
+            first = await anext(upstream_chunks, None)
+        except BaseException:
+            lease.release()
+            raise
+        if first is None:
+            lease.release()
+            raise BackendCrashedError(f"{served.backend} sent an empty stream")
+        return LoopStreamAnswer(
+            request.model, served, first, upstream_chunks, lease,
+            on_failure=lambda error: self._record_failure(served, error),
+            on_finish=lambda last: self._count_stream_tokens(served, last),
+        )  # fmt: skip
+
+    async def _turn_async(self, served: ServedModel) -> Slot:
+        """``_turn`` for a task: it waits in the same line without a thread."""
+        try:
+            slot = await self._queues[served.id].enter_async(
+                timeout_s=self.config.server.request_timeout_s
+            )
+        except QueueFullError:
+            self.metrics.queue_rejected(served.id)
+            raise
+        self.metrics.queue_wait(served.id, slot.waited_s)
+        return slot
+
+    async def _lease_async(self, served: ServedModel) -> Lease:
+        """The lease at once when the model is loaded; a load (or waiting on one) runs in
+        a worker thread, and a lease that arrives after its client left is given back."""
+        lease = self.residency.lease_now(served)
+        if lease is not None:
+            return lease
+        return await self.offload.run_owned(
+            lambda: self.residency.lease(served), lambda late: late.release()
+        )
+
     def _turn(self, served: ServedModel, cancel: Cancellation | None = None) -> Slot:
         """A slot of ``served``'s queue, waiting in line when it is busy; a full line
         raises QueueFullError, which moves the request on to the route's next member."""
@@ -692,6 +901,14 @@ class GatewayService:
             raise
         self.metrics.queue_wait(served.id, slot.waited_s)
         return slot
+
+    def _worker_threads(self) -> int:
+        """Enough threads for every request the models' lines admit (a blocking member call
+        holds one while it runs or waits) and a few for the rest, so no request waits
+        unseen in the pool's own queue: the lines are the only place a request waits."""
+        held = sum(queue.limits.max_concurrent + queue.limits.max_queue
+                   for queue in self._queues.values())  # fmt: skip
+        return held + SPARE_WORKER_THREADS
 
     def queues(self) -> list[QueueStats]:
         """Every served model's queue: running, waiting, limits, refusals."""
@@ -727,22 +944,33 @@ class GatewayService:
         next member; a 4xx is the caller's and is raised, and so is a
         cancellation: nobody waits for another member's answer.
         """
-        failures: list[tuple[str, YoyuError]] = []
+        walk = _RouteWalk(self, name, cancel)
         for served in self._chain(name, private):
             try:
                 result = call(served)
-            except (AdmissionError, QueueFullError, BackendError) as error:
-                if (cancel is not None and cancel.cancelled) or not _falls_back(error):
-                    raise
-                failures.append((served.id, error))
-                if isinstance(error, BackendError):
-                    self._record_failure(served, error)
+            except _MEMBER_FAILURES as error:
+                walk.failed(served, error)
                 continue
-            self._cooldowns.succeeded(served.backend)
-            for tried, _ in failures:
-                self.metrics.fallback(tried, served.id)
-            return Routed(served, result, tuple(f"{m}: {e}" for m, e in failures))
-        raise _no_route(name, failures)
+            return walk.answered(served, result)
+        raise walk.exhausted()
+
+    async def _route_async(
+        self,
+        name: str,
+        private: bool,
+        call: Callable[[ServedModel], Awaitable[T]],
+        cancel: Cancellation | None = None,
+    ) -> Routed[T]:
+        """``_route`` for calls on the event loop, by the same rules (``_RouteWalk``)."""
+        walk = _RouteWalk(self, name, cancel)
+        for served in self._chain(name, private):
+            try:
+                result = await call(served)
+            except _MEMBER_FAILURES as error:
+                walk.failed(served, error)
+                continue
+            return walk.answered(served, result)
+        raise walk.exhausted()
 
     def _chain(self, name: str, private: bool) -> list[ServedModel]:
         """The served models to try for ``name``: local ones only when private, those
@@ -847,6 +1075,11 @@ class GatewayService:
             InstalledEntry(m.name, m.source, str(m.path), m.size_bytes, m.format)
             for m in find_installed_models(load_settings())
         )
+
+
+def _on_loop(backend: Backend, request: Generation) -> TypeGuard[LoopGeneration]:
+    """Whether ``backend`` answers ``request`` on the event loop (else: a worker thread)."""
+    return isinstance(backend, LoopGeneration) and backend.answers_on_loop(request)
 
 
 def _falls_back(error: YoyuError) -> bool:
