@@ -4,11 +4,8 @@ the engine closed while idle, a body left half-read, framing, and errors."""
 from __future__ import annotations
 
 import gzip
-import json
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +15,7 @@ from yoyu.backends.loopback_transport import LoopbackTransport
 from yoyu.backends.openai_http import OpenAIHttpClient
 from yoyu.backends.protocol import ChatMessage, ChatRequest, summarize_stream
 from yoyu.testing.openai_stub import OpenAIStub
+from yoyu.testing.raw_http import StartRaw, json_reply
 
 HELLO = ChatRequest(model="stub-model", messages=(ChatMessage("user", "Say hi"),), max_tokens=6)
 
@@ -84,94 +82,12 @@ def test_a_stream_left_half_read_is_not_reused(
     assert len(accepted) == 2
 
 
-# -- a raw server, for what the stub never does ----------------------------------
-
-Reply = Callable[[int], bytes]
-
-
-@dataclass
-class RawServer:
-    url: str
-    connections: list[int] = field(default_factory=list)  # accepted, in order
-    hung_up: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
-
-
-StartRaw = Callable[[Reply, bool], RawServer]
-
-
-@pytest.fixture
-def raw_server() -> Iterator[StartRaw]:
-    """A one-thread HTTP server of raw bytes: ``reply(n)`` answers the n-th request
-    (an empty answer: the connection is closed instead);
-    with ``close_after`` it closes each connection after one answer, saying nothing
-    (``hung_up`` is released once it has, so a test can wait for the idle close)."""
-    sockets: list[socket.socket] = []
-
-    def start(reply: Reply, close_after: bool) -> RawServer:
-        listener = socket.create_server(("127.0.0.1", 0))
-        sockets.append(listener)
-        server = RawServer(f"http://127.0.0.1:{listener.getsockname()[1]}")
-
-        def serve() -> None:
-            served = 0
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                server.connections.append(served)
-                with conn:
-                    while _read_request(conn):
-                        served += 1
-                        answer = reply(served)
-                        if not answer:  # hang up on this request without a word
-                            break
-                        conn.sendall(answer)
-                        if close_after:
-                            break
-                server.hung_up.release()
-
-        threading.Thread(target=serve, daemon=True).start()
-        return server
-
-    yield start
-    for listener in sockets:
-        listener.close()
-
-
-def _read_request(conn: socket.socket) -> bool:
-    """Read one request (headers and a Content-Length body); False at EOF."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = conn.recv(65536)
-        if not piece:
-            return False
-        data += piece
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ),
-        0,
-    )
-    while len(body) < length:
-        body += conn.recv(65536)
-    return True
-
-
-def _json_reply(number: int) -> bytes:
-    body = json.dumps({"n": number}).encode()
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
 def test_a_connection_the_engine_closed_while_idle_is_replaced_not_reused(
     raw_server: StartRaw,
 ) -> None:
     """The server hangs up after each answer without a ``Connection: close``: an
     idle socket that reads as EOF is dropped before the next request is sent."""
-    server = raw_server(_json_reply, True)
+    server = raw_server(json_reply, True)
     numbers = []
     with httpx.Client(transport=LoopbackTransport(), base_url=server.url) as client:
         for _ in range(3):
@@ -203,7 +119,7 @@ def test_a_request_met_by_an_idle_timeout_close_goes_again_on_a_new_connection(
 ) -> None:
     """A kept-alive connection closed by the engine just as a request goes out is
     retried once, anew; a fresh connection closed unanswered is an error."""
-    server = raw_server(lambda number: b"" if number in (2, 4) else _json_reply(number), False)
+    server = raw_server(lambda number: b"" if number in (2, 4) else json_reply(number), False)
     with httpx.Client(transport=LoopbackTransport(), base_url=server.url) as client:
         first = client.post("/x", json={}).json()["n"]
         retried = client.post("/x", json={}).json()["n"]  # 2 met the close; 3 answers

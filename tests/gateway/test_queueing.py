@@ -3,6 +3,7 @@ state the queue reports)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
@@ -137,3 +138,83 @@ def test_a_slot_handed_to_a_waiter_that_was_cancelled_meanwhile_goes_to_the_next
     # The hand-over above stood for the first holder's release: one slot, now number 1's.
     assert queue.stats().running == 1 and queue.stats().waiting == 0
     del running
+
+
+# -- tasks on an event loop share the same line --------------------------------------
+
+
+def test_tasks_and_threads_wait_in_one_line_in_arrival_order() -> None:
+    """A thread, a task, a thread: released one slot at a time, they start in that order."""
+    queue = ModelQueue("m", QueueLimits(max_concurrent=1, max_queue=5))
+    order: list[str] = []
+
+    async def scenario() -> None:
+        holder = await queue.enter_async(timeout_s=1)
+        thread_a, outcome_a = enter_in_thread(queue, order, 0)
+        await asyncio.to_thread(wait_until, waiting(queue, 1), 5, "thread 0 in line")
+
+        async def task_in_line() -> Slot:
+            slot = await queue.enter_async(timeout_s=30)
+            order.append("task")
+            return slot
+
+        task = asyncio.ensure_future(task_in_line())
+        await asyncio.to_thread(wait_until, waiting(queue, 2), 5, "the task in line")
+        thread_b, outcome_b = enter_in_thread(queue, order, 2)
+        await asyncio.to_thread(wait_until, waiting(queue, 3), 5, "thread 2 in line")
+        holder.release()
+        await asyncio.to_thread(wait_until, lambda: order == [0], 5, "thread 0 first")
+        thread_a.join(5)
+        assert not task.done() and queue.stats().running == 1
+        slot_a = outcome_a[0]
+        assert isinstance(slot_a, Slot)
+        slot_a.release()
+        task_slot = await task
+        assert order == [0, "task"]
+        task_slot.release()
+        thread_b.join(5)
+        assert order == [0, "task", 2] and isinstance(outcome_b[0], Slot)
+
+    asyncio.run(scenario())
+
+
+def test_a_task_cancelled_in_line_leaves_it_and_a_slow_line_times_out() -> None:
+    queue = ModelQueue("m", QueueLimits(max_concurrent=1, max_queue=5))
+
+    async def scenario() -> None:
+        holder = await queue.enter_async(timeout_s=1)
+        task = asyncio.ensure_future(queue.enter_async(timeout_s=30))
+        await asyncio.to_thread(wait_until, waiting(queue, 1), 5, "the task in line")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert queue.stats().waiting == 0
+        with pytest.raises(RequestCancelledError, match=r"no free slot within 0\.05 s"):
+            await queue.enter_async(timeout_s=0.05)
+        assert queue.stats().waiting == 0
+        holder.release()
+        assert queue.stats().running == 0  # nobody was handed the slot
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_handed_to_a_task_cancelled_meanwhile_goes_to_the_next() -> None:
+    """The slot is handed over (the task is woken) and the task is cancelled before it
+    runs: the slot goes on to the next in line instead of being lost."""
+    queue = ModelQueue("m", QueueLimits(max_concurrent=1, max_queue=5))
+
+    async def scenario() -> None:
+        holder = await queue.enter_async(timeout_s=1)
+        first = asyncio.ensure_future(queue.enter_async(timeout_s=30))
+        second = asyncio.ensure_future(queue.enter_async(timeout_s=30))
+        await asyncio.to_thread(wait_until, waiting(queue, 2), 5, "two tasks in line")
+        holder.release()  # hands the slot to the first task (woken, not yet run)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        slot = await second
+        assert queue.stats().running == 1 and queue.stats().waiting == 0
+        slot.release()
+        assert queue.stats().running == 0
+
+    asyncio.run(scenario())

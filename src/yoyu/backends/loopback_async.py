@@ -76,9 +76,7 @@ class AsyncLoopback:
             idle = [connection for pool in self._idle.values() for connection in pool]
             self._idle.clear()
         for connection in idle:
-            loop = connection.key[0]
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(connection.abort)
+            _abort_on_its_loop(connection)
 
     async def _connection(
         self, outgoing: Outgoing, connect_timeout: float | None, *, fresh: bool = False
@@ -346,6 +344,19 @@ class AsyncAnswer:
 
     def close(self) -> None:
         self._body.close()
+
+
+def _abort_on_its_loop(connection: _Connection) -> None:
+    """A transport is closed on its own loop: at once from there, else handed to it."""
+    loop = connection.key[0]
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        connection.abort()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(connection.abort)
 
 
 def _request_bytes(outgoing: Outgoing) -> bytes:

@@ -101,6 +101,15 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _LineTimeoutError(Exception):
+    """A task's wait in line ran past its deadline."""
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(_LineTimeoutError())
+
+
 class ModelQueue:
     """The slots of one served model and the requests waiting for one. Thread-safe."""
 
@@ -133,19 +142,22 @@ class ModelQueue:
         waiter = self._join(asyncio.get_running_loop())
         if waiter is None:
             return Slot(self, arrived, 0.0)
-        assert waiter.future is not None
+        future = waiter.future
+        assert future is not None
+        # A timer, not wait_for: wait_for can swallow a cancellation that meets the slot.
+        timer = future.get_loop().call_later(timeout_s, _expire, future)
         try:
-            await asyncio.wait_for(waiter.future, timeout_s)
-        except asyncio.TimeoutError:
+            await future
+        except BaseException as error:  # cancelled or timed out: out of the line
             with self._lock:
                 self._abandon(waiter)
-            raise RequestCancelledError(
-                f"{self.model_id}: no free slot within {timeout_s:g} s while queued"
-            ) from None
-        except BaseException:  # cancelled: out of the line, or the slot handed on
-            with self._lock:
-                self._abandon(waiter)
+            if isinstance(error, _LineTimeoutError):
+                raise RequestCancelledError(
+                    f"{self.model_id}: no free slot within {timeout_s:g} s while queued"
+                ) from None
             raise
+        finally:
+            timer.cancel()
         started = self._clock()
         return Slot(self, started, started - arrived)
 
