@@ -144,6 +144,24 @@ def test_a_second_page_adds_its_quants_and_the_first_page_wins_a_shared_one(
     assert entry.sources[1:] == (ollama.source, page.source)
 
 
+def test_a_family_read_through_a_copy_says_so_for_its_ollama_figures_only(
+    tmp_path: Path,
+) -> None:
+    """``files_basis``/``files_via`` at the top of a file describe how the Ollama pages
+    were read; an entry whose sizes come from another page keeps its own basis."""
+    other = _A_MODEL.replace("m:1b", "m:2b").replace('basis = "recalled"\n', "")
+    other = other.replace("params = 1\n", 'params = 1\nfiles_source = "https://h.example/m"\n')
+    head = 'files_basis = "copied"\nfiles_via = "https://copy.example/ollama"\n'
+    (tmp_path / "m.toml").write_text(head + _A_MODEL + other)
+    by_name = {entry.name: entry.published[0] for entry in load_catalog(tmp_path)}
+    assert (by_name["m:1b"].basis, by_name["m:1b"].via) == (
+        "copied", "https://copy.example/ollama",
+    )  # fmt: skip
+    assert (by_name["m:2b"].source, by_name["m:2b"].basis, by_name["m:2b"].via) == (
+        "https://h.example/m", "recalled", "",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("page", "message"),
     [
@@ -164,6 +182,7 @@ def test_published_sizes_carry_their_rounding() -> None:
     assert PublishedSize.parse("4.9GB") == PublishedSize("4.9GB", 4_900_000_000, 50_000_000)
     assert PublishedSize.parse("398MB").rounding_bytes == 500_000
     assert PublishedSize.parse("5.03GB").rounding_bytes == 5_000_000
+    assert PublishedSize.parse("4920739168B") == PublishedSize("4920739168B", 4_920_739_168, 0)
     with pytest.raises(ValueError, match="not a size"):
         PublishedSize.parse("4.9 gigs")
 

@@ -55,14 +55,15 @@ DEFAULT_QUANT = "Q4_K_M"
 USES = ("chat", "code", "reasoning", "embedding", "vision")
 BASES = ("recalled", "copied")  # how a page's figures were written down (catalog_data/README)
 
-_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)\s*$", re.IGNORECASE)
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
 @dataclass(frozen=True)
 class PublishedSize:
     """A download size as a page writes it: ``"4.9GB"`` is 4.9e9 bytes, give or take
-    half its last digit (the rounding the page applied)."""
+    half its last digit (the rounding the page applied); ``"4920739168B"``, a page
+    that gives the bytes, is exact."""
 
     text: str
     bytes: int
@@ -72,7 +73,7 @@ class PublishedSize:
     def parse(cls, text: str) -> PublishedSize:
         match = _SIZE_TEXT.match(text)
         if match is None:
-            raise ValueError(f"{text!r} is not a size like 4.9GB or 398MB")
+            raise ValueError(f"{text!r} is not a size like 4.9GB, 398MB or 4920739168B")
         number, unit = match.group(1), _UNITS[match.group(2).upper()]
         decimals = len(number.partition(".")[2])
         return cls(text, round(float(number) * unit), unit // 10**decimals // 2)
@@ -325,6 +326,8 @@ class _Family:
     name: str
     uses: tuple[str, ...]
     files_source: str
+    files_basis: str  # how the family's pages were read, where an entry names none
+    files_via: str
     basis: str
     architectures: dict[str, dict[str, Any]]
 
@@ -341,6 +344,8 @@ class _Family:
             name=str(document.get("family", path.stem)),
             uses=uses,
             files_source=str(document.get("files_source", "")),
+            files_basis=str(document.get("files_basis", "")),
+            files_via=str(document.get("files_via", "")),
             basis=str(document.get("basis", "")),
             architectures=architectures,
         )
@@ -389,16 +394,17 @@ class _Family:
         return {**self.architectures[shared_name], **body.get("config", {})}
 
     def _published(self, name: str, body: dict[str, Any], where: str) -> tuple[PublishedFiles, ...]:
-        """The entry's own ``files`` (from ``files_source``, else the Ollama page), then each
-        ``[[published]]`` page's."""
+        """The entry's own ``files`` (from ``files_source``, else the family's page read as
+        the family's ``files_basis`` and ``files_via`` say), then each ``[[published]]``
+        page's."""
         pages: list[dict[str, Any]] = list(body.get("published", ()))
         if body.get("files"):
-            own = {
-                "source": body.get("files_source", self.files_source or _ollama_page(name)),
-                "basis": body.get("files_basis", body.get("basis", self.basis)),
-                "via": body.get("files_via", ""),
-                "files": body["files"],
-            }
+            source = body.get("files_source", self.files_source or _ollama_page(name))
+            basis, via = body.get("files_basis"), body.get("files_via", "")
+            if basis is None and "files_source" not in body and self.files_basis:
+                basis, via = self.files_basis, self.files_via  # the family's page, as read
+            basis = basis or body.get("basis", self.basis)
+            own = {"source": source, "basis": basis, "via": via, "files": body["files"]}
             pages.insert(0, own)
         return tuple(_page(page, where) for page in pages)
 
