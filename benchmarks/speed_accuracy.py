@@ -37,7 +37,6 @@ from yoyu.estimate.speed_facts import (
     check_facts,
     fact_spec,
     in_fact_terms,
-    load_speed_facts,
     summarize,
 )
 from yoyu.machine.presets import load_machine
@@ -51,7 +50,7 @@ def rule_of_thumb_tps(check: FactCheck) -> float:
     """Peak bandwidth / model size: the peer estimate."""
     machine = load_machine(check.fact.hardware)
     bandwidth = machine.gpus[0].bandwidth_bytes_per_s or 0
-    spec = fact_spec(check.fact, load_speed_facts())
+    spec = fact_spec(check.fact)
     return bandwidth / spec.file_bytes
 
 
@@ -143,12 +142,11 @@ def _group(fact: SpeedFact) -> str:
 
 
 def decode_terms(fact: SpeedFact) -> DecodeTerms:
-    facts = load_speed_facts()
     current = BACKENDS_BY_BUILD[fact.build]
     ideal = {v: dataclasses.replace(b, bandwidth_efficiency=1.0, layer_overhead_s=0.0)
              for v, b in current.items()}  # fmt: skip
-    check = check_fact(fact, facts, backends=ideal)
-    spec = fact_spec(fact, facts)
+    check = check_fact(fact, backends=ideal)
+    spec = fact_spec(fact)
     moe = {t.layer for t in spec.tensors if is_expert_tensor(t.name)}
     sampled = spec.vocab_size if fact.engine != "llama-bench" else 0
     read_s = 1.0 / check.decode_tps - sampled * speed.SAMPLING_S_PER_VOCAB_ENTRY

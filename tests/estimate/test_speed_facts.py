@@ -27,9 +27,10 @@ from yoyu.estimate.speed import (
     predict_speed,
 )
 from yoyu.estimate.speed_facts import (
+    FACTS_PATH,
     GOAL,
     check_facts,
-    fact_architecture,
+    fact_entry,
     fact_spec,
     load_speed_facts,
     summarize,
@@ -39,6 +40,7 @@ from yoyu.machine import list_presets, load_machine
 from yoyu.models.catalog import catalog_model
 from yoyu.models.spec import TensorInfo
 from yoyu.testing.benchmark_modules import load_benchmark
+from yoyu.toml import load_toml
 
 FACTS = load_speed_facts()
 GPU_SETTINGS = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
@@ -71,17 +73,17 @@ def test_every_fact_runs_on_a_built_in_preset_with_a_gpu_bandwidth() -> None:
         assert machine.gpus and machine.gpus[0].bandwidth_bytes_per_s, fact.id
 
 
-def test_every_fact_resolves_to_an_architecture_and_a_quant() -> None:
+def test_every_fact_resolves_to_a_catalog_model_and_a_quant() -> None:
     for fact in FACTS.facts:
-        arch = fact_architecture(fact, FACTS)
+        arch = fact_entry(fact).architecture
         assert arch.n_layers > 0 and arch.n_embd > 0, fact.id
-        assert fact_spec(fact, FACTS).file_bytes > 0, fact.id  # refuses an unknown quant
+        assert fact_spec(fact).file_bytes > 0, fact.id  # refuses an unknown quant
 
 
 def test_the_llama_2_7b_of_the_scoreboards_has_the_size_llama_bench_printed() -> None:
     """llama-bench printed "llama 7B Q4_0 | 3.56 GiB | 6.74 B" (and F16 12.55 GiB)."""
     fact = next(f for f in FACTS.facts if f.model == "llama2:7b" and f.quant == "Q4_0")
-    spec = fact_spec(fact, FACTS)
+    spec = fact_spec(fact)
     assert spec.file_bytes / 1024**3 == pytest.approx(3.56, abs=0.01)
     assert spec.params_total / 1e9 == pytest.approx(6.74, abs=0.01)
 
@@ -139,7 +141,7 @@ def test_a_bundled_vision_tower_is_not_read_per_token() -> None:
 
 def test_the_2023_metal_build_is_slower_per_layer_than_today() -> None:
     fact = next(f for f in FACTS.facts if f.id == "llamacpp4167-m2max-llama2-7b-q4_0")
-    spec, machine = fact_spec(fact, FACTS), load_machine(fact.hardware)
+    spec, machine = fact_spec(fact), load_machine(fact.hardware)
     estimate = estimate_memory(spec, machine, GPU_SETTINGS)
     now = predict_speed(spec, estimate, machine, context_tokens=64, backends=GPU_BACKENDS)
     then = predict_speed(
@@ -203,10 +205,20 @@ def test_a_fact_with_an_unknown_measure_says_which_are_known(tmp_path: Path) -> 
         load_speed_facts(_facts_file(tmp_path, measure="wall"))
 
 
-def test_a_fact_whose_model_is_nowhere_says_where_to_describe_it(tmp_path: Path) -> None:
+def test_a_fact_whose_model_is_not_in_the_catalog_says_where_to_add_it(tmp_path: Path) -> None:
     facts = load_speed_facts(_facts_file(tmp_path, model="no-such:1b"))
-    with pytest.raises(ConfigError, match="neither in the catalog nor described under"):
+    with pytest.raises(ConfigError, match="'no-such:1b' is not in the catalog; add it to"):
         check_facts(facts)
+
+
+def test_the_facts_file_describes_no_models_of_its_own(tmp_path: Path) -> None:
+    """The catalog is the one place an architecture is written (issue 22): a [models]
+    section beside the facts is refused rather than silently ignored."""
+    assert set(load_toml(FACTS_PATH)) == {"facts"}
+    path = _facts_file(tmp_path)
+    path.write_text(path.read_text() + '[models."x:1b".config]\nhidden_size = 8\n')
+    with pytest.raises(ConfigError, match=r"\[models\] is not read here; describe the model"):
+        load_speed_facts(path)
 
 
 def test_a_preset_gpu_with_a_bad_fp32_figure_names_the_key(tmp_path: Path) -> None:

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from yoyu.errors import ConfigError
 from yoyu.models.catalog import (
+    BASES,
     USES,
     CatalogEntry,
+    PublishedFiles,
     PublishedSize,
     catalog_entries,
     catalog_model,
     catalog_spec,
     catalog_suggestions,
     find_catalog_entry,
+    load_catalog,
     match_catalog,
     relatives_of,
 )
@@ -29,7 +33,10 @@ from yoyu.models.gguf_spec import read_gguf_model
 
 ENTRIES = {entry.name: entry for entry in catalog_entries()}
 PUBLISHED = [
-    (entry, quant, size) for entry in ENTRIES.values() for quant, size in entry.files.items()
+    (entry, page, quant, size)
+    for entry in ENTRIES.values()
+    for page in entry.published
+    for quant, size in page.files.items()
 ]
 SIZE_TOLERANCE = 0.02
 # The names a new user types first (issue 22).
@@ -53,19 +60,20 @@ def test_the_catalog_covers_the_popular_library() -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry", "quant", "published"),
+    ("entry", "page", "quant", "published"),
     PUBLISHED,
-    ids=[f"{entry.name}-{quant}" for entry, quant, _ in PUBLISHED],
+    ids=[f"{entry.name}-{quant}-{page.host}" for entry, page, quant, _ in PUBLISHED],
 )
 def test_derived_bytes_match_the_published_size(
-    entry: CatalogEntry, quant: str, published: PublishedSize
+    entry: CatalogEntry, page: PublishedFiles, quant: str, published: PublishedSize
 ) -> None:
     """Within 2 %, or within the page's own rounding where that is coarser ("19GB" is
-    18.5 to 19.5 GB)."""
+    18.5 to 19.5 GB); every page's figure, where two pages size the same quant."""
     derived = catalog_spec(entry, quant).file_bytes
     tolerance = max(SIZE_TOLERANCE * published.bytes, published.rounding_bytes)
     assert abs(derived - published.bytes) <= tolerance, (
-        f"{entry.name} {quant}: derived {derived / 1e9:.3f} GB, published {published.text}"
+        f"{entry.name} {quant}: derived {derived / 1e9:.3f} GB, "
+        f"{page.host} publishes {published.text}"
     )
 
 
@@ -86,16 +94,95 @@ def test_derived_parameters_match_the_model_card(entry: CatalogEntry) -> None:
 def test_every_entry_says_where_its_figures_come_from(entry: CatalogEntry) -> None:
     assert entry.sources[0].startswith("https://huggingface.co/")
     assert entry.sources[0].endswith("/config.json")
-    if entry.files:
-        assert entry.sources[1].startswith("https://"), entry.sources
+    for page in entry.published:
+        assert page.source.startswith("https://"), page
+        assert page.source in entry.sources
+        assert page.basis in BASES, page
+        assert not page.via or page.via.startswith("https://"), page
     assert entry.basis
     assert set(entry.uses) <= set(USES)
+
+
+_A_MODEL = """
+basis = "recalled"
+
+[models."m:1b"]
+hf = "o/m"
+params = 1
+files = { Q4_K_M = "1.0GB", Q8_0 = "1.8GB" }
+[models."m:1b".config]
+model_type = "llama"
+hidden_size = 2048
+intermediate_size = 8192
+num_hidden_layers = 16
+num_attention_heads = 32
+num_key_value_heads = 8
+vocab_size = 32000
+max_position_embeddings = 4096
+"""
+
+
+def test_a_second_page_adds_its_quants_and_the_first_page_wins_a_shared_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "m.toml").write_text(
+        _A_MODEL
+        + '[[models."m:1b".published]]\nsource = "https://huggingface.co/b/m-GGUF"\n'
+        + 'via = "https://mirror.example/b/m-GGUF"\nbasis = "copied"\n'
+        + 'files = { Q8_0 = "1.79GB", F16 = "3.2GB" }\n'
+    )
+    (entry,) = load_catalog(tmp_path)
+    assert list(entry.files) == ["Q4_K_M", "Q8_0", "F16"]
+    assert entry.files["Q8_0"].text == "1.8GB"
+    assert entry.quants == ("Q4_K_M", "Q8_0", "F16")
+    ollama, page = entry.published
+    assert (ollama.source, ollama.basis) == ("https://ollama.com/library/m/tags", "recalled")
+    assert (page.host, page.basis, page.via) == (
+        "huggingface.co", "copied", "https://mirror.example/b/m-GGUF",
+    )  # fmt: skip
+    assert page.files["Q8_0"].text == "1.79GB"
+    assert entry.sources[1:] == (ollama.source, page.source)
+
+
+def test_a_family_read_through_a_copy_says_so_for_its_ollama_figures_only(
+    tmp_path: Path,
+) -> None:
+    """``files_basis``/``files_via`` at the top of a file describe how the Ollama pages
+    were read; an entry whose sizes come from another page keeps its own basis."""
+    other = _A_MODEL.replace("m:1b", "m:2b").replace('basis = "recalled"\n', "")
+    other = other.replace("params = 1\n", 'params = 1\nfiles_source = "https://h.example/m"\n')
+    head = 'files_basis = "copied"\nfiles_via = "https://copy.example/ollama"\n'
+    (tmp_path / "m.toml").write_text(head + _A_MODEL + other)
+    by_name = {entry.name: entry.published[0] for entry in load_catalog(tmp_path)}
+    assert (by_name["m:1b"].basis, by_name["m:1b"].via) == (
+        "copied", "https://copy.example/ollama",
+    )  # fmt: skip
+    assert (by_name["m:2b"].source, by_name["m:2b"].basis, by_name["m:2b"].via) == (
+        "https://h.example/m", "recalled", "",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ('source = "huggingface.co/b/m"\nbasis = "copied"',
+         "needs its https source, not 'huggingface.co/b/m'"),
+        ('source = "https://h.example/b/m"\nbasis = "guessed"', "basis 'guessed'; choose"),
+        ('source = "https://h.example/b/m"\nbasis = "copied"\nfiles = { Q9 = "1GB" }',
+         "unknown quant 'Q9'"),
+    ],
+)  # fmt: skip
+def test_a_bad_published_page_names_what_is_wrong(tmp_path: Path, page: str, message: str) -> None:
+    (tmp_path / "m.toml").write_text(_A_MODEL + f'[[models."m:1b".published]]\n{page}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_catalog(tmp_path)
 
 
 def test_published_sizes_carry_their_rounding() -> None:
     assert PublishedSize.parse("4.9GB") == PublishedSize("4.9GB", 4_900_000_000, 50_000_000)
     assert PublishedSize.parse("398MB").rounding_bytes == 500_000
     assert PublishedSize.parse("5.03GB").rounding_bytes == 5_000_000
+    assert PublishedSize.parse("4920739168B") == PublishedSize("4920739168B", 4_920_739_168, 0)
     with pytest.raises(ValueError, match="not a size"):
         PublishedSize.parse("4.9 gigs")
 

@@ -2,8 +2,8 @@
 
 Decode speed on GPUs and Apple chips cannot be measured on the machine yoyu is
 developed on; published measurements can. ``speed_facts.toml`` holds them (the
-hardware as a machine preset, the model as a catalog entry or an architecture
-written beside the facts, the measured tokens/s, the source and its words), and
+hardware as a machine preset, the model as a catalog entry, the measured
+tokens/s, the source and its words), and
 ``check_facts`` predicts each one with ``predict_speed`` on its preset with
 every layer on the GPU, as the measurements ran. ``benchmarks/speed_accuracy.py``
 prints the table; a test keeps every ratio inside ``GOAL``.
@@ -35,8 +35,7 @@ from yoyu.estimate.speed import (
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
-from yoyu.models.catalog import catalog_spec, find_catalog_entry
-from yoyu.models.hf_config import HfArchitecture, parse_hf_config
+from yoyu.models.catalog import CatalogEntry, catalog_spec, find_catalog_entry
 from yoyu.models.spec import ModelSpec
 from yoyu.toml import TOMLDecodeError, load_toml
 
@@ -118,11 +117,11 @@ class AccuracySummary:
 @dataclass(frozen=True)
 class SpeedFacts:
     facts: tuple[SpeedFact, ...]
-    architectures: Mapping[str, HfArchitecture]
 
 
 def load_speed_facts(path: Path = FACTS_PATH) -> SpeedFacts:
-    """Every fact and every architecture the file describes; a bad entry names itself."""
+    """Every fact the file holds; a bad entry names itself. The models are the catalog's
+    (``fact_entry``), so an architecture is written in one place only."""
     return _load(path)
 
 
@@ -132,13 +131,12 @@ def _load(path: Path) -> SpeedFacts:
         document = load_toml(path)
     except (OSError, TOMLDecodeError) as error:
         raise ConfigError(f"{path}: the speed facts cannot be read ({error})") from None
-    models = document.get("models", {})
-    architectures = {
-        name: parse_hf_config(body.get("config", {}), f"{path} [models.{name}]")
-        for name, body in models.items()
-    }
-    facts = tuple(_fact(body, path) for body in document.get("facts", []))
-    return SpeedFacts(facts, architectures)
+    if "models" in document:
+        raise ConfigError(
+            f"{path}: [models] is not read here; describe the model in the catalog "
+            "(src/yoyu/models/catalog_data/) and name it in the fact"
+        )
+    return SpeedFacts(tuple(_fact(body, path) for body in document.get("facts", [])))
 
 
 def _fact(body: dict[str, Any], path: Path) -> SpeedFact:
@@ -176,28 +174,21 @@ def _require_choice(body: dict[str, Any], key: str, allowed: tuple[str, ...], la
         raise ConfigError(f"{label}: {key} must be one of {', '.join(allowed)}")
 
 
-def fact_architecture(fact: SpeedFact, facts: SpeedFacts) -> HfArchitecture:
-    """The fact's model: described beside the facts, else the catalog's entry."""
-    if fact.model in facts.architectures:
-        return facts.architectures[fact.model]
+def fact_entry(fact: SpeedFact) -> CatalogEntry:
+    """The fact's model, as the catalog describes it."""
     entry = find_catalog_entry(fact.model)
     if entry is None:
         raise ConfigError(
-            f"speed fact {fact.id}: model {fact.model!r} is neither in the catalog nor "
-            "described under [models] in the facts file"
+            f"speed fact {fact.id}: model {fact.model!r} is not in the catalog; "
+            "add it to src/yoyu/models/catalog_data/ or name a catalog model"
         )
-    return entry.architecture
+    return entry
 
 
-def fact_spec(fact: SpeedFact, facts: SpeedFacts) -> ModelSpec:
+def fact_spec(fact: SpeedFact) -> ModelSpec:
     """The model as the fact ran it: the catalog's entry at the fact's quant (the catalog
     derives each quant's tensor types with llama.cpp's own rules)."""
-    entry = find_catalog_entry(fact.model)
-    if entry is None:
-        raise ConfigError(
-            f"speed fact {fact.id}: model {fact.model!r} is neither in the catalog nor "
-            "described under [models] in the facts file"
-        )
+    entry = fact_entry(fact)
     try:
         return catalog_spec(entry, fact.quant)
     except YoyuError as error:
@@ -206,7 +197,6 @@ def fact_spec(fact: SpeedFact, facts: SpeedFacts) -> ModelSpec:
 
 def check_fact(
     fact: SpeedFact,
-    facts: SpeedFacts,
     machine: Machine | None = None,
     backends: Mapping[str, GpuBackendSpeed] | None = None,
     sampling: bool | None = None,
@@ -215,7 +205,7 @@ def check_fact(
     the GPU figures of the fact's llama.cpp generation unless ``backends`` replaces them,
     and the sampler's time where the engine samples unless ``sampling`` says otherwise."""
     machine = machine or load_machine(fact.hardware)
-    spec = fact_spec(fact, facts)
+    spec = fact_spec(fact)
     settings = RunSettings(n_ctx=4096, n_gpu_layers=ALL_LAYERS, engine="llama-server")
     estimate = estimate_memory(spec, machine, settings)
     backends = backends or BACKENDS_BY_BUILD[fact.build]
@@ -247,7 +237,7 @@ def check_facts(
 ) -> list[FactCheck]:
     """Every fact of the file, predicted (``check_fact``'s overrides apply to all)."""
     facts = facts or load_speed_facts()
-    return [check_fact(fact, facts, backends=backends, sampling=sampling) for fact in facts.facts]
+    return [check_fact(fact, backends=backends, sampling=sampling) for fact in facts.facts]
 
 
 def summarize(checks: list[FactCheck]) -> AccuracySummary:

@@ -53,15 +53,17 @@ from yoyu.toml import TOMLDecodeError, load_toml
 CATALOG_DIR = Path(__file__).with_name("catalog_data")
 DEFAULT_QUANT = "Q4_K_M"
 USES = ("chat", "code", "reasoning", "embedding", "vision")
+BASES = ("recalled", "copied")  # how a page's figures were written down (catalog_data/README)
 
-_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB)\s*$", re.IGNORECASE)
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)\s*$", re.IGNORECASE)
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
 @dataclass(frozen=True)
 class PublishedSize:
     """A download size as a page writes it: ``"4.9GB"`` is 4.9e9 bytes, give or take
-    half its last digit (the rounding the page applied)."""
+    half its last digit (the rounding the page applied); ``"4920739168B"``, a page
+    that gives the bytes, is exact."""
 
     text: str
     bytes: int
@@ -71,16 +73,33 @@ class PublishedSize:
     def parse(cls, text: str) -> PublishedSize:
         match = _SIZE_TEXT.match(text)
         if match is None:
-            raise ValueError(f"{text!r} is not a size like 4.9GB or 398MB")
+            raise ValueError(f"{text!r} is not a size like 4.9GB, 398MB or 4920739168B")
         number, unit = match.group(1), _UNITS[match.group(2).upper()]
         decimals = len(number.partition(".")[2])
         return cls(text, round(float(number) * unit), unit // 10**decimals // 2)
 
 
 @dataclass(frozen=True)
+class PublishedFiles:
+    """The file sizes one page publishes for a model, and how they were written down:
+    ``basis`` "recalled" (from knowledge of the page) or "copied" (from the page itself,
+    read through the public copy ``via`` where that differs from ``source``)."""
+
+    source: str
+    basis: str
+    files: dict[str, PublishedSize]
+    via: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.source.split("/")[2] if "://" in self.source else self.source
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
-    """One model size of the catalog; ``published_*`` and ``files`` are the figures its
-    sources state, kept to check the derivation against."""
+    """One model size of the catalog; ``published_*`` and ``published`` are the figures its
+    sources state, kept to check the derivation against. ``files`` merges the pages' sizes,
+    the first page's figure winning where two publish the same quant."""
 
     name: str
     family: str
@@ -88,6 +107,7 @@ class CatalogEntry:
     aliases: tuple[str, ...]
     default_quant: str
     files: dict[str, PublishedSize]
+    published: tuple[PublishedFiles, ...]
     architecture: HfArchitecture
     published_params_total: int
     published_params_active: int | None
@@ -122,6 +142,11 @@ class CatalogMatch:
 def catalog_entries() -> tuple[CatalogEntry, ...]:
     """Every entry of the bundled catalog, family files in name order."""
     return _load_catalog(CATALOG_DIR)
+
+
+def load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
+    """Every entry of the catalog files in ``folder`` (the bundled one: ``catalog_entries``)."""
+    return _load_catalog(folder)
 
 
 def find_catalog_entry(ref: str) -> CatalogEntry | None:
@@ -301,6 +326,8 @@ class _Family:
     name: str
     uses: tuple[str, ...]
     files_source: str
+    files_basis: str  # how the family's pages were read, where an entry names none
+    files_via: str
     basis: str
     architectures: dict[str, dict[str, Any]]
 
@@ -317,13 +344,19 @@ class _Family:
             name=str(document.get("family", path.stem)),
             uses=uses,
             files_source=str(document.get("files_source", "")),
+            files_basis=str(document.get("files_basis", "")),
+            files_via=str(document.get("files_via", "")),
             basis=str(document.get("basis", "")),
             architectures=architectures,
         )
 
     def entry(self, name: str, body: dict[str, Any]) -> CatalogEntry:
         where = f"{self.path} [{name}]"
-        files = self._files(body, where)
+        published = self._published(name, body, where)
+        files: dict[str, PublishedSize] = {}
+        for page in published:  # the first page's figure wins, its order first
+            for quant, size in page.files.items():
+                files.setdefault(quant, size)
         default = str(
             body.get(
                 "default",
@@ -339,6 +372,7 @@ class _Family:
             aliases=tuple(body.get("aliases", ())),
             default_quant=default,
             files=files,
+            published=published,
             architecture=parse_hf_config(self._config(body, where), where),
             published_params_total=int(body["params"]),
             published_params_active=body.get("params_active"),
@@ -346,7 +380,7 @@ class _Family:
                 body.get("active_excludes_token_embd", False)
             ),
             vision_params=int(body.get("vision_params", 0)),
-            sources=self._sources(name, body),
+            sources=self._sources(body, published),
             basis=str(body.get("basis", self.basis)),
         )
 
@@ -359,24 +393,52 @@ class _Family:
             raise ConfigError(f"{where}: no shared architecture {shared_name!r}")
         return {**self.architectures[shared_name], **body.get("config", {})}
 
-    def _files(self, body: dict[str, Any], where: str) -> dict[str, PublishedSize]:
-        files: dict[str, PublishedSize] = {}
-        for quant, text in body.get("files", {}).items():
-            if quant not in FILE_TYPES:
-                raise ConfigError(f"{where}: unknown quant {quant!r} in files")
-            try:
-                files[quant] = PublishedSize.parse(str(text))
-            except ValueError as error:
-                raise ConfigError(f"{where}: {error}") from None
-        return files
+    def _published(self, name: str, body: dict[str, Any], where: str) -> tuple[PublishedFiles, ...]:
+        """The entry's own ``files`` (from ``files_source``, else the family's page read as
+        the family's ``files_basis`` and ``files_via`` say), then each ``[[published]]``
+        page's."""
+        pages: list[dict[str, Any]] = list(body.get("published", ()))
+        if body.get("files"):
+            source = body.get("files_source", self.files_source or _ollama_page(name))
+            basis, via = body.get("files_basis"), body.get("files_via", "")
+            if basis is None and "files_source" not in body and self.files_basis:
+                basis, via = self.files_basis, self.files_via  # the family's page, as read
+            basis = basis or body.get("basis", self.basis)
+            own = {"source": source, "basis": basis, "via": via, "files": body["files"]}
+            pages.insert(0, own)
+        return tuple(_page(page, where) for page in pages)
 
-    def _sources(self, name: str, body: dict[str, Any]) -> tuple[str, ...]:
+    def _sources(
+        self, body: dict[str, Any], published: tuple[PublishedFiles, ...]
+    ) -> tuple[str, ...]:
         sources = (
             [f"https://huggingface.co/{body['hf']}/blob/main/config.json"] if body.get("hf") else []
         )
-        if body.get("files"):
-            sources.append(str(body.get("files_source", self.files_source or _ollama_page(name))))
+        sources.extend(page.source for page in published)
         return (*sources, *body.get("sources", ()))
+
+
+def _page(page: dict[str, Any], where: str) -> PublishedFiles:
+    source, basis = str(page.get("source", "")), str(page.get("basis", ""))
+    if not source.startswith("https://"):
+        raise ConfigError(f"{where}: each page of sizes needs its https source, not {source!r}")
+    if basis not in BASES:
+        raise ConfigError(f"{where}: basis {basis!r}; choose from {', '.join(BASES)}")
+    return PublishedFiles(
+        source, basis, _files(page.get("files", {}), where), str(page.get("via", ""))
+    )
+
+
+def _files(table: dict[str, Any], where: str) -> dict[str, PublishedSize]:
+    files: dict[str, PublishedSize] = {}
+    for quant, text in table.items():
+        if quant not in FILE_TYPES:
+            raise ConfigError(f"{where}: unknown quant {quant!r} in files")
+        try:
+            files[quant] = PublishedSize.parse(str(text))
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return files
 
 
 def _ollama_page(name: str) -> str:
