@@ -496,6 +496,11 @@ class _StreamWatch:
             return None
         return chunk
 
+    @property
+    def holding(self) -> bool:
+        """Chunks are held (vLLM's ending): the next is sent only once the stream ends."""
+        return bool(self._held)
+
     def ending(self) -> list[ChatChunk]:
         """The held chunks once the stream ended; raises when the engine died meanwhile."""
         if self._held and (died := self._backend._engine_died(self._running)) is not None:
@@ -533,6 +538,11 @@ class _WatchedLoopStream:
         if self._ending:
             return self._ending.pop(0)
         raise StopAsyncIteration
+
+    def ready(self) -> bool:
+        if self._ending is not None:
+            return bool(self._ending)
+        return self._upstream.ready() and not self._watch.holding
 
     def close(self) -> None:
         self._upstream.close()

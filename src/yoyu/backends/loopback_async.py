@@ -32,7 +32,6 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -302,8 +301,8 @@ class _Body:
 
 
 class AsyncAnswer:
-    """An answer's status and body: read whole (``read``, then ``json``/``text``) or line
-    by line (``lines``). ``close`` before its end cuts the connection."""
+    """An answer's status and body: read whole (``read``, then ``json``/``text``) or as it
+    arrives (``next_piece``). ``close`` before its end cuts the connection."""
 
     def __init__(self, status: int, reason: str, body: _Body) -> None:
         self.status_code = status
@@ -331,16 +330,9 @@ class AsyncAnswer:
         """The body read by ``read``, as JSON."""
         return json.loads(self._content or b"")
 
-    async def lines(self) -> AsyncIterator[str]:
-        """The body's lines as they arrive (``\\n`` or ``\\r\\n``), without their ends."""
-        pending = b""
-        while data := await self._body.next_piece():
-            pending += data
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
-        if pending:
-            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+    async def next_piece(self) -> bytes:
+        """The body's next bytes as they arrive; ``b""`` at its end."""
+        return await self._body.next_piece()
 
     def close(self) -> None:
         self._body.close()

@@ -34,13 +34,14 @@ counted from the token chunks and prompt tokens left unknown.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -406,7 +407,9 @@ class LoopChunks:
 
     The same readers as the blocking stream (``SseReader``, ``ChunkReader``) and the
     same errors: an error status before the first chunk, BackendRequestError for an
-    error event, BackendCrashedError when the events stop before ``[DONE]``.
+    error event, BackendCrashedError when the events stop before ``[DONE]``. Every
+    event that arrived in one read is decoded at once, so ``ready()`` can tell a relay
+    that the next chunk needs no wait (it then writes them to its client together).
     """
 
     def __init__(self, client: OpenAIHttpClient, kind: Kind, body: Mapping[str, object]) -> None:
@@ -414,57 +417,84 @@ class LoopChunks:
         self._kind = kind
         self._body = body
         self._answer: AsyncAnswer | None = None
-        self._lines: AsyncIterator[str] | None = None
         self._sse = SseReader()
         self._chunks = ChunkReader(kind, time.perf_counter(), client.label)
+        self._decoded: collections.deque[ChatChunk] = collections.deque()
+        self._partial_line = b""
+        self._ended = False  # the body ended (with or without [DONE])
         self._closed = False
 
     def __aiter__(self) -> LoopChunks:
         return self
 
     async def __anext__(self) -> ChatChunk:
-        if self._closed:
-            raise StopAsyncIteration
-        client, path = self._client, _PATHS[self._kind]
-        try:
-            with client._masked(), map_http_errors(client.label, client.base_url + path):
-                chunk = await self._next_chunk(path)
-        except BaseException:
-            self.close()
-            raise
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
+        if not self._decoded and not self._ended and not self._closed:
+            client, path = self._client, _PATHS[self._kind]
+            try:
+                with client._masked(), map_http_errors(client.label, client.base_url + path):
+                    await self._read_more(path)
+            except BaseException:
+                self.close()
+                raise
+        if self._decoded:
+            return self._decoded.popleft()
+        if self._ended:
+            self._chunks.end()  # a stream cut before [DONE] is an error, after its chunks
+        raise StopAsyncIteration
 
-    async def _next_chunk(self, path: str) -> ChatChunk | None:
-        if self._lines is None:
-            self._lines = await self._open(path)
-        if self._chunks.done:
-            await self._read_to_end(self._lines)
-            return None
-        async for line in self._lines:
-            event = self._sse.line(line)
-            if event is not None and (chunk := self._chunks.event(event)) is not None:
-                return chunk
-        event = self._sse.end()
-        if event is not None and (chunk := self._chunks.event(event)) is not None:
-            return chunk
-        self._chunks.end()
-        return None
+    def ready(self) -> bool:
+        """Whether the next chunk is here already (``__anext__`` will not wait)."""
+        return bool(self._decoded)
 
-    async def _open(self, path: str) -> AsyncIterator[str]:
+    async def _read_more(self, path: str) -> None:
+        """Read until at least one chunk is decoded, or the stream is over."""
+        answer = self._answer or await self._open(path)
+        while not self._decoded:
+            if self._chunks.done:
+                await self._read_to_end(answer)
+                return
+            piece = await answer.next_piece()
+            if not piece:
+                self._decode_end()
+                return
+            self._decode(piece)
+
+    def _decode(self, piece: bytes) -> None:
+        *lines, self._partial_line = (self._partial_line + piece).split(b"\n")
+        for line in lines:
+            self._decode_line(line)
+
+    def _decode_line(self, line: bytes) -> None:
+        text = line.rstrip(b"\r").decode("utf-8", errors="replace")
+        self._decode_event(self._sse.line(text))
+
+    def _decode_event(self, event: SseEvent | None) -> None:
+        if event is None or self._chunks.done:  # what follows [DONE] is not read
+            return
+        if (chunk := self._chunks.event(event)) is not None:
+            self._decoded.append(chunk)
+
+    def _decode_end(self) -> None:
+        """The body ended: its last line and event, if unterminated, then no more."""
+        if self._partial_line:
+            self._decode_line(self._partial_line)
+        self._decode_event(self._sse.end())
+        self._ended = True
+        self.close()
+
+    async def _open(self, path: str) -> AsyncAnswer:
         with self._client._while_open():
-            self._answer = await self._client._send_on_loop(path, self._body)
-        if self._answer.status_code >= 400:
-            await self._answer.read()
-            _raise_for_status(self._answer, self._client.label, path)
-        return self._answer.lines()
+            answer = self._answer = await self._client._send_on_loop(path, self._body)
+        if answer.status_code >= 400:
+            await answer.read()
+            _raise_for_status(answer, self._client.label, path)
+        return answer
 
-    async def _read_to_end(self, lines: AsyncIterator[str]) -> None:
+    async def _read_to_end(self, answer: AsyncAnswer) -> None:
         """What follows ``[DONE]`` (the body's end), so the connection goes back to the
         pool; a server that keeps talking is cut off by ``close``."""
         for _ in range(_DRAIN_LINES):
-            if await anext(lines, None) is None:
+            if not await answer.next_piece():
                 break
         self.close()
 

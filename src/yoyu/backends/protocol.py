@@ -313,6 +313,11 @@ class LoopStream(Protocol):
 
     async def __anext__(self) -> ChatChunk: ...
 
+    def ready(self) -> bool:
+        """Whether the next chunk is here already: a relay writes what it holds to its
+        client once this is false, so chunks that arrived together leave together."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -293,18 +293,21 @@ class _Handlers:
         """The stream's chunks in the writer's format. Headers are gone once this runs: an
         error becomes an error event, and a client that leaves stops the engine."""
         status = 200
+        held: list[bytes] = []  # written once nothing more is here already
         try:
             async for chunk in stream:
                 if self.draining.is_set():
                     raise ShuttingDownError("the gateway is shutting down; ask again")
-                data = writer.chunk(chunk)
-                if data:
-                    yield data
-            yield writer.done()
+                if data := writer.chunk(chunk):
+                    held.append(data)
+                if held and not stream.ready():
+                    yield b"".join(held)
+                    held.clear()
+            yield b"".join([*held, writer.done()])
         except YoyuError as error:
             status = error.http_status
             log.warning("stream from %s ended: %s", stream.route, error)
-            yield writer.error(error)
+            yield b"".join([*held, writer.error(error)])
         except BaseException:  # the client left (cancelled, or the generator closed)
             status = 499
             raise

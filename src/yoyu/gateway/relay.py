@@ -126,6 +126,10 @@ class Pumped(Generic[T]):
             raise StopAsyncIteration
         return item
 
+    def ready(self) -> bool:
+        """Whether the next item (or the end) is here already."""
+        return not self._queue.empty()
+
     def close(self) -> None:
         self._stopped.set()
 

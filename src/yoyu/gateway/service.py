@@ -255,20 +255,35 @@ class LoopStreamAnswer(_HeldStream):
     ) -> None:
         super().__init__(requested, served, first, lease, on_failure, on_finish)
         self._upstream = upstream
+        self._last = first
+        self._unsent_first = True
 
-    async def __aiter__(self) -> AsyncIterator[ChatChunk]:
+    def __aiter__(self) -> LoopStreamAnswer:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if self._unsent_first:
+            self._unsent_first = False
+            return self._last
         try:
-            last = self._first
-            yield self._first
-            async for chunk in self._upstream:
-                last = chunk
-                yield chunk
-            self._on_finish(last)
+            chunk = await self._upstream.__anext__()
+        except StopAsyncIteration:
+            self._on_finish(self._last)
+            self.close()
+            raise
         except BackendError as error:
             self._on_failure(error)
-            raise
-        finally:
             self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self._last = chunk
+        return chunk
+
+    def ready(self) -> bool:
+        """Whether the next chunk is here already (see ``LoopStream.ready``)."""
+        return self._unsent_first or self._upstream.ready()
 
     def _close_upstream(self) -> None:
         self._upstream.close()
@@ -286,6 +301,9 @@ class PumpedStreamAnswer:
 
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._chunks
+
+    def ready(self) -> bool:
+        return self._chunks.ready()
 
     def close(self) -> None:
         self._chunks.close()
