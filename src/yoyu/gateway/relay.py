@@ -29,8 +29,12 @@ class Offload:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function)
 
     def run_detached(self, function: Callable[[], object]) -> None:
-        """Run ``function`` in a worker, waited for by nobody (its errors are its own)."""
-        self._pool.submit(function).add_done_callback(_retrieve_threaded)
+        """Run ``function`` in a worker, waited for by nobody (its errors are its own);
+        nothing runs once the pool has shut down (the gateway is stopping)."""
+        try:
+            self._pool.submit(function).add_done_callback(_retrieve_threaded)
+        except RuntimeError:  # shut down: what it would do no longer matters
+            return
 
     async def run_owned(self, function: Callable[[], T], give_up: Callable[[T], None]) -> T:
         """``function``'s result; when the caller is cancelled first (its client left) the
