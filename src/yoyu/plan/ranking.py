@@ -2,8 +2,9 @@
 
 ``rank_catalog`` is a pure function of (catalog entries, machine, request): the
 CLI (``yoyu fit``), the MCP ``fit_models`` tool and the dashboard's "What fits
-here" call it with their own machine and filters and ``fit_request``'s settings. For each model and quant it answers the questions
-``yoyu plan`` answers for one, with the same estimator and placement search:
+here" call it with their own machine and filters and ``fit_request``'s settings.
+For each model and quant it answers the questions ``yoyu plan`` answers for one,
+with the same estimator and placement search:
 
 1. the best placement at the base context (``--min-ctx``, else 4096, capped at the
    model's own): all on the GPU, the MoE experts of some blocks on the CPU, some

@@ -508,22 +508,25 @@ async function copy(pre, button) {
 const FIT_FIELDS = [["machine", "fit-machine"], ["family", "fit-family"], ["use", "fit-use"], ["min_ctx", "fit-min-ctx"],
   ["max_size", "fit-max-size"], ["free", "fit-free"], ["gpu_free", "fit-gpu-free"]];
 const RISK_LEVEL = { safe: "level-ok", tight: "level-caution", caution: "level-caution", abort: "level-abort" };
-let fitEngine = null, fitAsked = {};
+let fitEngine = null, fitAsked = {}, fitAsks = 0;
 $("fit-form").addEventListener("submit", (event) => { event.preventDefault(); rankFit(); });
 $("fit-all").addEventListener("change", () => { if (state.fit) renderFit(state.fit); });
 async function rankFit() {
-  const query = new URLSearchParams();
+  const query = new URLSearchParams(), ask = ++fitAsks;  // only the latest answer is shown
   for (const [name, id] of FIT_FIELDS) if ($(id).value.trim()) query.set(name, $(id).value.trim());
   if ($("fit-default-quant").checked) query.set("default_quant", "true");
   $("fit-go").disabled = true;
   try {
-    state.fit = await api(`/dashboard/api/fit?${query}`);
+    const report = await api(`/dashboard/api/fit?${query}`);
+    if (ask !== fitAsks) return;
     fitAsked = { machine: query.get("machine") || "", free: query.get("free"), gpu_free: query.get("gpu_free") };
-    renderFit(state.fit);
+    state.fit = report;
+    renderFit(report);
   } catch (error) {
+    if (ask !== fitAsks) return;
     state.fit = null;
     replace($("fit-view"), h("p", { class: "error", id: "fit-error" }, String(error.message || error)));
-  } finally { $("fit-go").disabled = false; }
+  } finally { if (ask === fitAsks) $("fit-go").disabled = false; }
 }
 function renderFit(report) {
   const rows = report.models.filter((m) => m.runs || $("fit-all").checked);
@@ -534,8 +537,9 @@ function renderFit(report) {
     { runs: report.runs, count: report.models.length, machine: report.machine });
   const none = report.models.length ? t("None fits here: loosen the filters, give more free memory, or show those that do not fit.")
     : t("No catalog model matches these filters.");
-  replace($("fit-view"), h("p", { class: "sub", id: "fit-summary" }, summary, rows.length ? ` ${t("Click a row to plan it.")}` : null),
-    rows.length ? h("div", { class: "scroll" }, node) : h("p", { class: "sub", id: "fit-none" }, none));
+  replace($("fit-view"), h("p", { class: "sub", id: "fit-summary" }, summary),
+    rows.length ? [h("p", { class: "sub" }, t("Click a row to plan it.")), h("div", { class: "scroll" }, node)]
+      : h("p", { class: "sub", id: "fit-none" }, none));
 }
 function fitRow(m) {
   const open = () => openPlan(m), dash = "–";
@@ -562,7 +566,7 @@ function openPlan(m) {
   $("plan-ctx").value = m.runs ? m.ctx : "";
   planExtra = { engine: fitEngine, free: fitAsked.free, gpu_free: fitAsked.gpu_free };
   $("plan-form").requestSubmit();
-  $("plan-form").scrollIntoView();
+  window.scrollTo({ top: 0 });  // the form and the plan it opens head the page
 }
 
 // -- Guard log ---------------------------------------------------------------------------
