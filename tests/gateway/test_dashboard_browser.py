@@ -21,7 +21,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import httpx
 import psutil
 import pytest
 
+from yoyu.gateway.dashboard.language import ui_table
 from yoyu.guard.policy import policy_from_config
 from yoyu.testing.browser import CHROMIUM, Browser
 from yoyu.testing.gateway_process import GatewayProcess
@@ -382,6 +384,100 @@ def test_plan_page_says_what_was_wrong_with_a_model_it_cannot_find(
     )
     message = browser.wait_for("(document.getElementById('plan-error') || {}).textContent", 30)
     assert "missing.gguf" in message
+
+
+def fixed(value: float, digits: int) -> str:
+    """``value.toFixed(digits)`` as the page's script writes it (a tie rounds up)."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def fit_cells(row: dict[str, Any], words: Mapping[str, str]) -> list[str]:
+    """A row of ``yoyu fit --json`` as the What fits here table writes it, in the language
+    of ``words`` (the page's table; English: none)."""
+
+    def t(text: str, **values: object) -> str:
+        return words.get(text, text).format(**values)
+
+    if not row["runs"]:
+        where, figures = t("does not fit"), ["–"] * 3
+    else:
+        ctx = row["ctx"]
+        where = placement_cell(row, t)
+        figures = [f"{ctx // 1024}k" if ctx >= 1024 and ctx % 1024 == 0 else str(ctx),
+                   fixed(row["decode_tps"], 1), fixed(row["prefill_tps"], 0)]  # fmt: skip
+    needs = shown(row["total_bytes"]) if row["runs"] else "–"
+    return [row["model"], row["quant"], where, *figures, t(row["verdict"]), t(row["risk"]), needs]
+
+
+def placement_cell(row: dict[str, Any], t: Any) -> str:
+    if row["verdict"] == "CPU_ONLY":
+        return str(t("CPU only"))
+    if row["n_cpu_moe"]:
+        blocks = row["n_layers_total"] - 1
+        return str(t("MoE experts of {cpu}/{blocks} blocks on the CPU", cpu=row["n_cpu_moe"],
+                     blocks=blocks))  # fmt: skip
+    if row["n_gpu_layers"] < row["n_layers_total"]:
+        return str(t("{gpu}/{total} layers on the GPU", gpu=row["n_gpu_layers"],
+                     total=row["n_layers_total"]))  # fmt: skip
+    return str(t("all on the GPU"))
+
+
+def rank_on(browser: Browser, preset: str, *, every_row: bool) -> list[list[str]]:
+    """Rank the catalog on ``preset`` with the page's form; the table's cells."""
+    browser.wait_for(f"document.querySelector('#fit-machine option[value=\"{preset}\"]')")
+    browser.evaluate(
+        f"(() => {{ document.getElementById('fit-machine').value = '{preset}';"
+        f" document.getElementById('fit-all').checked = {json.dumps(every_row)};"
+        " document.getElementById('fit-form').requestSubmit(); })()"
+    )
+    browser.wait_for(f"yoyu.state.fit && yoyu.state.fit.machine === '{preset}'", 60)
+    cells: list[list[str]] = browser.evaluate(
+        "[...document.querySelectorAll('#fit-table tbody tr')]"
+        ".map(tr => [...tr.children].map(td => td.textContent))"
+    )
+    return cells
+
+
+def test_what_fits_here_lists_yoyu_fits_rows_in_english_and_japanese(
+    site: dict[str, Any], browser: Browser, tmp_path: Path, artifacts: Path
+) -> None:
+    gateway: GatewayProcess = site["gateway"]
+    gpu_box = yoyu(site["home"], "fit", "--machine", "linux-rtx3060-12g")["models"]
+    go(browser, gateway, "plan")
+    # The rows that run, as `yoyu fit --json` ranks them: GPU, some layers, MoE experts.
+    shown_rows = rank_on(browser, "linux-rtx3060-12g", every_row=False)
+    assert shown_rows == [fit_cells(row, {}) for row in gpu_box if row["runs"]]
+    wheres = {row[2] for row in shown_rows}
+    assert {"all on the GPU"} < wheres and any("blocks on the CPU" in w for w in wheres)
+    # In English the placement reads as the ranking's own words.
+    assert [row[2] for row in shown_rows] == [row["placement"] for row in gpu_box if row["runs"]]
+    browser.screenshot(artifacts / "plan-fit.png")
+
+    # A row opens the Plan view of its model on the same machine, at the row's context.
+    row = next(row for row in gpu_box if row["n_cpu_moe"])
+    browser.click(f"#fit-table tr[data-model='{row['model']}']")
+    browser.wait_for(f"(document.getElementById('plan-result') || {{dataset: {{}}}})"
+                     f".dataset.model === '{row['model']}'", 60)  # fmt: skip
+    assert text(browser, "#plan-verdict") == row["verdict"]
+    assert browser.evaluate("document.getElementById('plan-result').dataset.ctx") == str(row["ctx"])
+    assert browser.evaluate("document.getElementById('plan-machine').value") == "linux-rtx3060-12g"
+    emitted = text(browser, "pre[data-emit=llama-server]")
+    assert f"--n-cpu-moe {row['n_cpu_moe']}" in emitted
+    assert browser.errors == []
+
+    cpu_box = yoyu(site["home"], "fit", "--machine", "linux-cpu-32g")["models"]
+    with Browser(tmp_path / "profile-ja") as japanese:
+        japanese.accept_language("ja,en")
+        go(japanese, gateway, "plan")
+        words = ui_table("ja")
+        every_row = rank_on(japanese, "linux-cpu-32g", every_row=True)
+        assert every_row == [fit_cells(row, words) for row in cpu_box]
+        assert {row[2] for row in every_row} == {"CPU のみ", "収まりません"}
+        page = japanese.evaluate("document.getElementById('page-plan').innerText")
+        assert "ここで動くモデル" in page and "必要メモリ" in page and "最小コンテキスト" in page
+        assert "What fits here" not in page and "memory needed" not in page
+        japanese.screenshot(artifacts / "plan-fit-ja.png")
+        assert japanese.errors == []
 
 
 def test_guard_log_page_shows_each_decision_with_its_samples(

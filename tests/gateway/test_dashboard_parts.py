@@ -1,6 +1,7 @@
 """The dashboard's parts without a browser: the door (key, cookie, login page), the
 login call, the static files, the feed, the audit log's tail, a soak's band, the
-Plan form's bad input. The pages in a real browser: test_dashboard_browser.py."""
+Plan form's bad input, What fits here (``yoyu fit --json``'s answer, its filters and
+their bad values). The pages in a real browser: test_dashboard_browser.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psutil
@@ -182,6 +184,114 @@ def test_the_plan_on_a_preset_is_the_planners(keyed_app: Any) -> None:
     cluster = {"model": "llama3.1:70b", "nodes": ["linux-cpu-32g", "linux-cpu-32g"]}
     split = call(keyed_app, "POST", "/dashboard/api/plan", json=cluster, headers=headers).json()
     assert len(split["nodes"]) == 2 and set(split["emitted"]) == {"llama-server", "rpc", "exo"}
+
+
+# -- What fits here ----------------------------------------------------------------------
+
+
+def ranked(app: Any, query: str) -> httpx.Response:
+    return call(app, "GET", f"/dashboard/api/fit?{query}", headers=cookie(session_token(KEY)))
+
+
+@pytest.mark.parametrize(
+    ("fields", "flags"),
+    [
+        ({"machine": "linux-rtx4090-24g", "family": "qwen3"},
+         ("--machine", "linux-rtx4090-24g", "--family", "qwen3")),
+        ({"machine": "mac-studio-m2-max-32g", "use": "code", "min_ctx": "32768",
+          "max_size": "20GB", "default_quant": "true"},
+         ("--machine", "mac-studio-m2-max-32g", "--use", "code", "--min-ctx", "32768",
+          "--max-size", "20GB", "--default-quant")),
+        ({"machine": "linux-rtx3060-12g", "use": "reasoning", "free": "12GiB", "gpu_free": "6GiB"},
+         ("--machine", "linux-rtx3060-12g", "--use", "reasoning", "--free", "12GiB",
+          "--gpu-free", "6GiB")),
+    ],
+)  # fmt: skip
+def test_what_fits_here_answers_what_yoyu_fit_json_prints(
+    keyed_app: Any,
+    yoyu_cli: Callable[..., tuple[int, str, str]],
+    fields: dict[str, str],
+    flags: tuple[str, ...],
+) -> None:
+    answer = ranked(keyed_app, urlencode(fields))
+    assert answer.status_code == 200, answer.text
+    code, out, err = yoyu_cli("fit", *flags, "--json")
+    assert code == 0, err
+    assert answer.json() == json.loads(out)
+    assert answer.json()["machine"] == fields["machine"] and answer.json()["runs"] > 0
+
+
+def test_each_filter_and_the_free_memory_change_the_ranking(keyed_app: Any) -> None:
+    """Each field reaches ``rank_catalog``: with it the answer is not the one without."""
+    machine = "machine=linux-rtx3060-12g&family=llama3.1"
+    plain = ranked(keyed_app, machine).json()
+    for extra, differs in (
+        ("min_ctx=200000", lambda r: r["models"] == []),  # llama3.1 holds 128k
+        ("use=embedding", lambda r: r["models"] == []),
+        ("max_size=6GB", lambda r: all(m["file_bytes"] <= 6e9 for m in r["models"])),
+        ("default_quant=1", lambda r: len({m["model"] for m in r["models"]}) == len(r["models"])),
+        ("free=2GiB&gpu_free=2GiB", lambda r: r["runs"] < plain["runs"]),
+    ):
+        report = ranked(keyed_app, f"{machine}&{extra}").json()
+        assert report != plain and differs(report), extra
+    assert plain["models"] and all(m["family"] == "llama3.1" for m in plain["models"])
+
+
+def test_what_fits_on_this_machine_is_the_probed_ones(keyed_app: Any) -> None:
+    """No machine field: this machine, probed once for the page as the Plan form's is."""
+    report = ranked(keyed_app, "family=qwen3&free=8GiB").json()
+    planned = call(
+        keyed_app, "POST", "/dashboard/api/plan", json={"model": "qwen3:8b", "ctx": 2048},
+        headers=cookie(session_token(KEY)),
+    ).json()  # fmt: skip
+    assert report["machine"] == planned["machine"] and report["models"]
+
+
+@pytest.mark.parametrize(
+    ("query", "param", "words"),
+    [
+        ("use=poetry", "use", "unknown use 'poetry'; choose one of chat, code"),
+        ("max_size=big", "max_size", "max_size 'big' is not a size; write e.g. 11GiB"),
+        ("free=-4GiB", "free", "free must not be negative"),
+        ("gpu_free=lots", "gpu_free", "gpu_free 'lots' is not a size"),
+        ("min_ctx=many", "min_ctx", "min_ctx is a number of tokens, 0 or more, not 'many'"),
+        ("min_ctx=-1", "min_ctx", "min_ctx is a number of tokens"),
+        ("default_quant=maybe", "default_quant", "default_quant is true or false"),
+        ("machine=no-such-box", "machine", "'no-such-box' is no preset"),
+        ("machine=%2Fetc%2Fyoyu.toml", "machine", "is no preset"),  # no machine file
+        ("maxsize=20GB", "maxsize", "unknown field 'maxsize'; the fields are machine,"),
+        ("family=qwen3&family=llama3.1", "family", "give family once"),
+    ],
+)
+def test_a_bad_filter_is_a_400_that_says_what_was_wrong(
+    keyed_app: Any, query: str, param: str, words: str
+) -> None:
+    answer = ranked(keyed_app, query)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert words in error["message"] and "\n" not in error["message"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error", "invalid_request", param,
+    )  # fmt: skip
+
+
+def test_a_row_opens_the_plan_with_the_rankings_engine_and_free_memory(keyed_app: Any) -> None:
+    headers = cookie(session_token(KEY))
+    report = ranked(keyed_app, "machine=linux-rtx3060-12g&family=gpt-oss&free=12GiB").json()
+    row = next(m for m in report["models"] if m["n_cpu_moe"])  # experts on the CPU
+    body = {"model": row["model"], "machine": "linux-rtx3060-12g", "ctx": row["ctx"],
+            "engine": "llama-server", "free": "12GiB"}  # fmt: skip
+    plan = call(keyed_app, "POST", "/dashboard/api/plan", json=body, headers=headers).json()
+    assert plan["settings"]["engine"] == "llama-server" and plan["ctx"] == row["ctx"]
+    assert (plan["verdict"], plan["n_gpu_layers"], plan["settings"]["n_cpu_moe"]) == (
+        row["verdict"], row["n_gpu_layers"], row["n_cpu_moe"],
+    )  # fmt: skip
+    cpu = next(device for device in plan["devices"] if device["kind"] == "cpu")
+    assert cpu["usable_bytes"] == 12 * 1024**3
+    for bad, words in (({"engine": "vllm2"}, '"engine" is one of'), ({"free": "x"}, "free 'x'")):
+        answer = call(keyed_app, "POST", "/dashboard/api/plan", json={**body, **bad},
+                      headers=headers)  # fmt: skip
+        assert answer.status_code == 400 and words in answer.json()["error"]["message"]
 
 
 # -- the feed -------------------------------------------------------------------------

@@ -21,11 +21,10 @@ from yoyu.cli.machine_flags import (
 )
 from yoyu.cli.output import console, print_json, shown_word, styled
 from yoyu.errors import SettingsError
-from yoyu.estimate.types import RunSettings
 from yoyu.i18n import N_, _
 from yoyu.models.catalog import USES, catalog_entries
-from yoyu.plan.ranking import FIT_ENGINE, FitFilters, FitReport, FitRow, rank_catalog
-from yoyu.plan.types import PlanRequest, Verdict
+from yoyu.plan.ranking import FitFilters, FitReport, FitRow, fit_request, rank_catalog
+from yoyu.plan.types import Verdict
 
 _VERDICT_STYLE = {
     Verdict.FITS: "green",
@@ -76,11 +75,7 @@ def fit_command(
         family=family, use=use, min_ctx=min_ctx,
         max_size_bytes=size_flag("--max-size", max_size), all_quants=not default_quant,
     )  # fmt: skip
-    request = PlanRequest(
-        settings=RunSettings(engine=FIT_ENGINE),
-        ram_free_bytes=size_flag("--free", free),
-        gpu_free_bytes=size_flag("--gpu-free", gpu_free),
-    )
+    request = fit_request(size_flag("--free", free), size_flag("--gpu-free", gpu_free))
     report = rank_catalog(catalog_entries(), target_machine(machine), request, filters)
     if as_json:
         print_json(report.to_dict())

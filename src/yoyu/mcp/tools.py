@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 
 from yoyu.backends.protocol import ChatMessage, ChatRequest, CompletionRequest
 from yoyu.errors import UnknownModelError, YoyuError
-from yoyu.estimate.types import RunSettings
 from yoyu.gateway.service import Answer, GatewayService
 from yoyu.gateway.sizing import served_settings
 from yoyu.machine.bandwidth import with_measured_bandwidth
@@ -39,7 +38,7 @@ from yoyu.models import resolve_model
 from yoyu.models.catalog import catalog_entries, relatives_of
 from yoyu.monitor.system import SystemReader, system_reader
 from yoyu.plan.planner import make_plan
-from yoyu.plan.ranking import FIT_ENGINE, FitFilters, rank_catalog
+from yoyu.plan.ranking import FitFilters, fit_request, rank_catalog
 from yoyu.plan.types import PlanRequest
 from yoyu.units import format_bytes
 
@@ -321,8 +320,7 @@ class YoyuTools:
         prefill speed, verdict and risk. Only the models that run are listed."""
         target = load_machine(machine) if machine else self._this_machine()
         filters = FitFilters(family=family, use=use, min_ctx=min_ctx, max_size_bytes=max_size_bytes)
-        request = PlanRequest(settings=RunSettings(engine=FIT_ENGINE))
-        report = rank_catalog(catalog_entries(), target, request, filters).to_dict()
+        report = rank_catalog(catalog_entries(), target, fit_request(), filters).to_dict()
         report["models"] = [row for row in report["models"] if row["runs"]][:limit]
         return report
 

@@ -1,9 +1,10 @@
 """What runs on a machine: every catalog model in every quant, placed, sized and ranked.
 
 ``rank_catalog`` is a pure function of (catalog entries, machine, request): the
-CLI (``yoyu fit``), the MCP ``fit_models`` tool and the dashboard call it with
-their own machine and filters. For each model and quant it answers the questions
-``yoyu plan`` answers for one, with the same estimator and placement search:
+CLI (``yoyu fit``), the MCP ``fit_models`` tool and the dashboard's "What fits
+here" call it with their own machine and filters and ``fit_request``'s settings.
+For each model and quant it answers the questions ``yoyu plan`` answers for one,
+with the same estimator and placement search:
 
 1. the best placement at the base context (``--min-ctx``, else 4096, capped at the
    model's own): all on the GPU, the MoE experts of some blocks on the CPU, some
@@ -31,7 +32,7 @@ from typing import Any
 
 from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.speed import SpeedPrediction, predict_speed
-from yoyu.estimate.types import MemoryEstimate
+from yoyu.estimate.types import MemoryEstimate, RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.catalog import CatalogEntry, compact_spec, spec_name
 from yoyu.models.spec import ModelSpec
@@ -122,6 +123,19 @@ class FitReport:
             "runs": sum(row.runs for row in self.rows),
             "models": [row.to_dict() for row in self.rows],
         }
+
+
+def fit_request(
+    ram_free_bytes: int | None = None, gpu_free_bytes: int | None = None
+) -> PlanRequest:
+    """The request every front door ranks with: ``FIT_ENGINE``'s settings, and the free
+    memory the user gave (None: what the machine reports), so the CLI, the MCP tool and
+    the dashboard rank alike."""
+    return PlanRequest(
+        settings=RunSettings(engine=FIT_ENGINE),
+        ram_free_bytes=ram_free_bytes,
+        gpu_free_bytes=gpu_free_bytes,
+    )
 
 
 def rank_catalog(

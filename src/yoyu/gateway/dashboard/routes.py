@@ -25,6 +25,7 @@ from yoyu.errors import GatewayError, RunStoreError, YoyuError
 from yoyu.gateway import wire
 from yoyu.gateway.dashboard import guardlog, models, runs, session
 from yoyu.gateway.dashboard.feed import Feed
+from yoyu.gateway.dashboard.fitting import fit_report, parse_fit_query
 from yoyu.gateway.dashboard.language import localized_page, page_language
 from yoyu.gateway.dashboard.planning import Planner, plan_choices
 from yoyu.gateway.service import GatewayService
@@ -89,6 +90,7 @@ class DashboardRoutes:
             Route("/dashboard/api/runs/{run_id:int}", self.run, methods=["GET"]),
             Route("/dashboard/api/plan/choices", self.plan_choices, methods=["GET"]),
             Route("/dashboard/api/plan", self.plan, methods=["POST"]),
+            Route("/dashboard/api/fit", self.fit, methods=["GET"]),
             Route("/dashboard/api/guard", self.guard, methods=["GET"]),
         ]
 
@@ -175,6 +177,11 @@ class DashboardRoutes:
         except YoyuError as error:
             return _error(error)
         return await _json(lambda: self.planner.plan(payload))
+
+    async def fit(self, request: Request) -> Response:
+        """What fits here: ``yoyu fit --json`` for the query string's filters."""
+        items = request.query_params.multi_items()
+        return await _json(lambda: fit_report(parse_fit_query(items), self.planner.here))
 
     async def guard(self, request: Request) -> Response:
         return await _json(lambda: {"records": guardlog.guard_log()})

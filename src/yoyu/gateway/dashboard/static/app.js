@@ -432,13 +432,22 @@ async function enterPlan() {
   replace($("plan-machine"), h("option", { value: "" }, t("this machine")), presets);
   replace($("plan-nodes"), choices.presets.map((p) => h("option", { value: p.name }, p.name)));
   if (!$("plan-model").value && choices.served.length) $("plan-model").value = choices.served[0];
+  replace($("fit-machine"), h("option", { value: "" }, t("this machine")),
+    choices.presets.map((p) => h("option", { value: p.name, title: p.description }, p.name)));
+  replace($("fit-families"), choices.families.map((name) => h("option", { value: name })));
+  replace($("fit-use"), h("option", { value: "" }, t("any")), choices.uses.map((use) => h("option", { value: use }, t(use))));
+  fitEngine = choices.fit_engine;
+  await rankFit();
 }
+// A "What fits here" row plans with the ranking's engine and free memory, until the form changes.
+let planExtra = {};
+$("plan-form").addEventListener("input", () => { planExtra = {}; });
 $("plan-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   showError("");
   const nodes = [...$("plan-nodes").selectedOptions].map((o) => o.value);
   const ctx = $("plan-ctx").value;
-  const payload = { model: $("plan-model").value, machine: $("plan-machine").value || null, nodes };
+  const payload = { model: $("plan-model").value, machine: $("plan-machine").value || null, nodes, ...planExtra };
   if (ctx !== "") payload.ctx = Number(ctx);
   $("plan-go").disabled = true;
   try { renderPlan(await post("/dashboard/api/plan", payload)); }
@@ -448,8 +457,8 @@ $("plan-form").addEventListener("submit", async (event) => {
 const PARTS = [["weights_bytes", t("weights"), "--accent"], ["kv_bytes", t("KV cache"), "--anon"], ["compute_bytes", t("compute"), "--file"],
   ["output_bytes", t("output"), "--swap"], ["engine_bytes", t("engine"), "--caution"], ["overhead_bytes", t("overhead"), "--other"]];
 function renderPlan(plan) {
-  const view = h("div", { id: "plan-result" });
-  const verdictClass = plan.verdict === "does_not_fit" ? "level-abort" : plan.verdict === "fits" ? "level-ok" : "level-caution";
+  const view = h("div", { id: "plan-result", "data-model": plan.model, "data-ctx": plan.ctx });
+  const verdictClass = plan.verdict === "DOES_NOT_FIT" ? "level-abort" : plan.verdict === "FITS" ? "level-ok" : "level-caution";
   view.append(h("div", { class: "cards" },
     h("div", { class: "card" }, h("div", { class: "label" }, t("Verdict")), h("div", { class: `figure ${verdictClass}`, id: "plan-verdict", "data-verdict": plan.verdict }, t(plan.verdict))),
     h("div", { class: "card" }, h("div", { class: "label" }, t("Risk")), h("div", { class: "figure" }, t(plan.risk)), h("div", { class: "sub" }, plan.risk_reason)),
@@ -493,6 +502,71 @@ async function copy(pre, button) {
   catch { const range = document.createRange(); range.selectNodeContents(pre); getSelection().removeAllRanges(); getSelection().addRange(range); document.execCommand("copy"); }
   button.textContent = t("Copied");
   setTimeout(() => { button.textContent = t("Copy"); }, 1500);
+}
+
+// -- What fits here: yoyu fit's ranking of the catalog, on this machine or a preset ----------
+const FIT_FIELDS = [["machine", "fit-machine"], ["family", "fit-family"], ["use", "fit-use"], ["min_ctx", "fit-min-ctx"],
+  ["max_size", "fit-max-size"], ["free", "fit-free"], ["gpu_free", "fit-gpu-free"]];
+const RISK_LEVEL = { safe: "level-ok", tight: "level-caution", caution: "level-caution", abort: "level-abort" };
+let fitEngine = null, fitAsked = {}, fitAsks = 0;
+$("fit-form").addEventListener("submit", (event) => { event.preventDefault(); rankFit(); });
+$("fit-all").addEventListener("change", () => { if (state.fit) renderFit(state.fit); });
+async function rankFit() {
+  const query = new URLSearchParams(), ask = ++fitAsks;  // only the latest answer is shown
+  for (const [name, id] of FIT_FIELDS) if ($(id).value.trim()) query.set(name, $(id).value.trim());
+  if ($("fit-default-quant").checked) query.set("default_quant", "true");
+  $("fit-go").disabled = true;
+  try {
+    const report = await api(`/dashboard/api/fit?${query}`);
+    if (ask !== fitAsks) return;
+    fitAsked = { machine: query.get("machine") || "", free: query.get("free"), gpu_free: query.get("gpu_free") };
+    state.fit = report;
+    renderFit(report);
+  } catch (error) {
+    if (ask !== fitAsks) return;
+    state.fit = null;
+    replace($("fit-view"), h("p", { class: "error", id: "fit-error" }, String(error.message || error)));
+  } finally { if (ask === fitAsks) $("fit-go").disabled = false; }
+}
+function renderFit(report) {
+  const rows = report.models.filter((m) => m.runs || $("fit-all").checked);
+  const node = h("table", { id: "fit-table", class: "pick" });
+  table(node, [[t("model")], [t("quant")], [t("where")], [t("ctx"), "num"], [t("decode tok/s"), "num"], [t("prefill tok/s"), "num"],
+    [t("verdict")], [t("risk")], [t("memory needed"), "num"]], rows.map(fitRow));
+  const summary = t("{runs} of {count} catalog models and quants run on {machine}; ctx: the largest that keeps the headroom; tok/s: predicted decode / prefill",
+    { runs: report.runs, count: report.models.length, machine: report.machine });
+  const none = report.models.length ? t("None fits here: loosen the filters, give more free memory, or show those that do not fit.")
+    : t("No catalog model matches these filters.");
+  replace($("fit-view"), h("p", { class: "sub", id: "fit-summary" }, summary),
+    rows.length ? [h("p", { class: "sub" }, t("Click a row to plan it.")), h("div", { class: "scroll" }, node)]
+      : h("p", { class: "sub", id: "fit-none" }, none));
+}
+function fitRow(m) {
+  const open = () => openPlan(m), dash = "–";
+  return h("tr", { "data-model": m.model, title: m.reason, tabindex: 0, onclick: open, onkeydown: (e) => { if (e.key === "Enter") open(); } },
+    h("td", {}, m.model), h("td", {}, m.quant), h("td", { class: m.runs ? null : "level-abort" }, placement(m)),
+    h("td", { class: "num" }, m.runs ? tokens(m.ctx) : dash),
+    h("td", { class: "num" }, m.runs ? m.decode_tps.toFixed(1) : dash), h("td", { class: "num" }, m.runs ? m.prefill_tps.toFixed(0) : dash),
+    h("td", {}, t(m.verdict)), h("td", { class: RISK_LEVEL[m.risk] }, t(m.risk)), h("td", { class: "num" }, m.runs ? bytes(m.total_bytes) : dash));
+}
+function placement(m) {
+  // As plan/ranking.py's placement_words says it, in the reader's language.
+  if (!m.runs) return t("does not fit");
+  if (m.verdict === "CPU_ONLY") return t("CPU only");
+  if (m.n_cpu_moe) return t("MoE experts of {cpu}/{blocks} blocks on the CPU", { cpu: m.n_cpu_moe, blocks: m.n_layers_total - 1 });
+  if (m.n_gpu_layers < m.n_layers_total) return t("{gpu}/{total} layers on the GPU", { gpu: m.n_gpu_layers, total: m.n_layers_total });
+  return t("all on the GPU");
+}
+function tokens(count) { return count >= 1024 && count % 1024 === 0 ? `${count / 1024}k` : String(count); }
+function openPlan(m) {
+  // The Plan view for the row: its model on the same machine, at the context the row found.
+  $("plan-model").value = m.model;
+  $("plan-machine").value = fitAsked.machine;
+  for (const option of $("plan-nodes").options) option.selected = false;
+  $("plan-ctx").value = m.runs ? m.ctx : "";
+  planExtra = { engine: fitEngine, free: fitAsked.free, gpu_free: fitAsked.gpu_free };
+  $("plan-form").requestSubmit();
+  window.scrollTo({ top: 0 });  // the form and the plan it opens head the page
 }
 
 // -- Guard log ---------------------------------------------------------------------------
