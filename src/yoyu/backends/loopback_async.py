@@ -38,7 +38,7 @@ import httpx
 
 from yoyu.backends.loopback_transport import Outgoing, Timeouts
 
-_IDLE_CONNECTIONS = 32  # kept for reuse per engine and loop; more may be open while busy
+_IDLE_CONNECTIONS = 256  # kept for reuse per engine and loop; more may be open while busy
 _READ_SIZE = 64 * 1024
 _MAX_HEAD_LINES = 100
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -50,6 +50,7 @@ from yoyu.errors import (
     YoyuError,
 )
 from yoyu.gateway import wire
+from yoyu.gateway.client_watch import ClientWatch, RelayResponse
 from yoyu.gateway.ollama_routes import Edge, ollama_routes
 from yoyu.gateway.service import Answer, GatewayService, Generation, OpenStream
 from yoyu.gateway.trust import OPEN_PATHS, TrustMiddleware, TrustPolicy
@@ -276,11 +277,11 @@ class _Handlers:
         request_with_cancel = dataclasses.replace(parsed, cancel=cancel)
         opening = self.service.open_stream_async(request_with_cancel, private=_private(request))
         # Until the stream opens (in its model's line, or while the model loads); from then
-        # on Starlette notices a client that left and cancels the relay.
+        # on the response's own watch notices a client that left and cancels the relay.
         stream = await self._while_connected(request, cancel, opening, parsed.model)
         headers = {ROUTE_HEADER: stream.route, "Cache-Control": "no-cache"}
         body = self._relay(request, stream, writer_for(stream), started, on_end)
-        return StreamingResponse(body, media_type=media_type, headers=headers)
+        return RelayResponse(body, media_type, headers)
 
     async def _relay(
         self,
@@ -328,21 +329,15 @@ class _Handlers:
         """``pending``'s result, or its cancellation the moment the client leaves or
         ``timeout_s`` runs out: a request still in its model's line leaves it, and one at
         the engine has its connection cut, so the engine stops generating for nobody."""
-        work = asyncio.ensure_future(pending)
-        gone = asyncio.ensure_future(_client_gone(request))
-        try:
-            done, _ = await asyncio.wait(
-                {work, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            gone.cancel()
-        if work in done:
-            return work.result()
-        reason = CLIENT_GONE if gone in done else f"no answer within {timeout_s:g} s"
-        cancel.cancel(reason)  # what runs in a worker thread
-        work.cancel()  # what runs on the loop
-        work.add_done_callback(_retrieve)  # it ends once its connection is cut
-        if gone in done:
+        with ClientWatch(request.receive, timeout_s) as watch:
+            try:
+                return await pending
+            except asyncio.CancelledError:
+                if not watch.fired:
+                    raise
+        reason = CLIENT_GONE if watch.left else f"no answer within {timeout_s:g} s"
+        cancel.cancel(reason)  # what still runs in a worker thread
+        if watch.left:
             raise RequestCancelledError(f"{model}: {reason}")
         raise BackendTimeoutError(f"{model}: {reason}; the request was cancelled")
 
@@ -399,17 +394,3 @@ class _Handlers:
 
 def _private(request: Request) -> bool:
     return request.headers.get(PRIVACY_HEADER, "").strip().lower() == "local"
-
-
-async def _client_gone(request: Request) -> None:
-    """Return once the client has disconnected (the body was read: only that can come)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """A cancelled request's outcome is nobody's: read it so it is never 'never retrieved'."""
-    if not future.cancelled():
-        future.exception()
