@@ -14,7 +14,14 @@ ai-gateway-bench and onthebench.ai). LiteLLM runs from a separate venv
 (``--litellm PATH/bin/litellm``); without one its rows are skipped.
 
     PYTHONPATH=src python benchmarks/gateway_overhead.py [--quick] \\
-        [--litellm /tmp/litellm-venv/bin/litellm] [--concurrency 1 16 64 128]
+        [--litellm /tmp/litellm-venv/bin/litellm] [--concurrency 1 16 64 128] \\
+        [--before ../yoyu-old/src]
+
+Each gateway's own CPU time per request (its process tree's user + system
+time around the cell, over the requests answered) is printed beside the
+latencies: on a shared or noisy machine it moves far less than latency does.
+``--before`` serves another yoyu tree (its ``src`` folder) beside this one
+against the same stub, measured in the same cells, for an A/B of a change.
 
 Goals (issue 15): added p50 under 1 ms at one client, p99 under 30 ms at 64 clients,
 and at least 5x LiteLLM's requests/s at 16 and 128 clients, whole and streamed.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from yoyu.testing.gateway_process import free_port
 
@@ -54,6 +63,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     rps: float
+    cpu_ms: float | None = None  # the target's own CPU time per request
 
 
 # -- a minimal keep-alive HTTP/1.1 client -----------------------------------
@@ -125,18 +135,44 @@ async def _load(
 
 
 def measure(
-    target: str, port: int, path: str, mode: str, concurrency: int, seconds: float, key: str
+    target: str,
+    port: int,
+    path: str,
+    mode: str,
+    concurrency: int,
+    seconds: float,
+    key: str,
+    pid: int | None = None,
 ) -> Result:
     body = json.dumps({**BODY, "stream": mode == "stream"}).encode()
     headers = f"Authorization: Bearer {key}\r\n"
     asyncio.run(_load(port, path, body, headers, concurrency, min(1.0, seconds)))  # warm up
+    cpu_before = _cpu_seconds(pid)
     latencies, errors, elapsed = asyncio.run(_load(port, path, body, headers, concurrency, seconds))
+    cpu_ms = None
+    if pid is not None and latencies:
+        cpu_ms = (_cpu_seconds(pid) - cpu_before) / len(latencies) * 1e3
     ordered = sorted(latencies) or [float("nan")]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return Result(
         target, mode, concurrency, len(latencies), errors,
-        statistics.median(ordered) * 1e3, p99 * 1e3, len(latencies) / elapsed,
+        statistics.median(ordered) * 1e3, p99 * 1e3, len(latencies) / elapsed, cpu_ms,
     )  # fmt: skip
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system time of a process and its children (LiteLLM's workers)."""
+    if pid is None:
+        return 0.0
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 # -- the three targets -------------------------------------------------------
@@ -208,21 +244,22 @@ general_settings:
     return path
 
 
+Target = tuple[str, int, str, int | None]  # name, port, path, pid
+
+
 def run(args: argparse.Namespace) -> list[Result]:
     folder = Path(tempfile.mkdtemp(prefix="yoyu-gateway-bench-"))
-    stub_port, yoyu_port, litellm_port = free_port(), free_port(), free_port()
+    stub_port, litellm_port = free_port(), free_port()
     results: list[Result] = []
     stub_cmd = [sys.executable, "-m", "yoyu.testing.openai_stub", "--port", str(stub_port)]
     with process(stub_cmd, f"http://127.0.0.1:{stub_port}/v1/models", folder / "stub.log"):
-        targets = [("direct", stub_port, "/v1/chat/completions")]
-        with process(
-            [sys.executable, "-m", "yoyu", "serve", "--config", str(yoyu_config(folder, stub_port)),
-             "--port", str(yoyu_port)],
-            f"http://127.0.0.1:{yoyu_port}/health",
-            folder / "yoyu.log",
-            env={"YOYU_HOME": str(folder / "home")},
-        ):  # fmt: skip
-            targets.append(("yoyu", yoyu_port, "/v1/chat/completions"))
+        targets: list[Target] = [("direct", stub_port, "/v1/chat/completions", None)]
+        trees = [("yoyu", None)] + ([("before", args.before)] if args.before else [])
+        with contextlib.ExitStack() as gateways:  # this tree and the one before, side by side
+            for name, source in trees:
+                port = free_port()
+                child = gateways.enter_context(yoyu_process(folder, name, source, stub_port, port))
+                targets.append((name, port, "/v1/chat/completions", child.pid))
             results += _measure_all(targets, args)
         if args.litellm:
             litellm_cmd = [args.litellm, "--config", str(litellm_config(folder, stub_port)),
@@ -232,21 +269,37 @@ def run(args: argparse.Namespace) -> list[Result]:
                 f"http://127.0.0.1:{litellm_port}/health/liveliness",
                 folder / "litellm.log",
                 env={"LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"},
-            ):
-                results += _measure_all([("litellm", litellm_port, "/v1/chat/completions")], args)
+            ) as litellm:
+                target = ("litellm", litellm_port, "/v1/chat/completions", litellm.pid)
+                results += _measure_all([target], args)
     return results
 
 
-def _measure_all(targets: list[tuple[str, int, str]], args: argparse.Namespace) -> list[Result]:
+@contextmanager
+def yoyu_process(folder: Path, name: str, source: str | None, stub_port: int, port: int):  # type: ignore[no-untyped-def]
+    """``yoyu serve`` of this tree, or of the tree whose ``src`` folder is ``source``."""
+    env = {"YOYU_HOME": str(folder / f"home-{name}")}
+    if source is not None:
+        env["PYTHONPATH"] = str(Path(source).resolve())
+    command = [sys.executable, "-m", "yoyu", "serve", "--config",
+               str(yoyu_config(folder, stub_port)), "--port", str(port)]  # fmt: skip
+    with process(command, f"http://127.0.0.1:{port}/health", folder / f"{name}.log", env) as child:
+        yield child
+
+
+def _measure_all(targets: list[Target], args: argparse.Namespace) -> list[Result]:
     results = []
     for mode in ("whole", "stream"):
         for concurrency in args.concurrency:
-            for name, port, path in targets:
-                result = measure(name, port, path, mode, concurrency, args.seconds, "bench-key")
+            for name, port, path, pid in targets:
+                result = measure(
+                    name, port, path, mode, concurrency, args.seconds, "bench-key", pid
+                )
+                cpu = f"{result.cpu_ms:6.3f} ms/req" if result.cpu_ms is not None else ""
                 print(
                     f"  {name:8} {mode:6} c={concurrency:<4} {result.requests:6} req "
                     f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-                    f"{result.rps:8.0f} req/s  errors {result.errors}",
+                    f"{result.rps:8.0f} req/s  errors {result.errors}  {cpu}",
                     flush=True,
                 )
                 results.append(result)
@@ -256,19 +309,23 @@ def _measure_all(targets: list[tuple[str, int, str]], args: argparse.Namespace) 
 def table(results: list[Result]) -> str:
     direct = {(r.mode, r.concurrency): r for r in results if r.target == "direct"}
     litellm = {(r.mode, r.concurrency): r for r in results if r.target == "litellm"}
+    before = {(r.mode, r.concurrency): r for r in results if r.target == "before"}
     lines = [
         "| target | mode | clients | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s "
-        "| vs direct | vs LiteLLM |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU ms/req | vs direct | vs LiteLLM | vs before |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda r: (r.mode, r.concurrency, r.target)):
         base = direct[(r.mode, r.concurrency)]
         peer = litellm.get((r.mode, r.concurrency))
+        old = before.get((r.mode, r.concurrency))
         vs_peer = f"{r.rps / peer.rps:.1f}x" if peer and r.target == "yoyu" else ""
+        vs_old = f"{r.rps / old.rps:.2f}x" if old and r.target == "yoyu" else ""
+        cpu = f"{r.cpu_ms:.3f}" if r.cpu_ms is not None else ""
         lines.append(
             f"| {r.target} | {r.mode} | {r.concurrency} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
             f"| {r.p50_ms - base.p50_ms:+.2f} | {r.p99_ms - base.p99_ms:+.2f} | {r.rps:.0f} "
-            f"| {r.rps / base.rps:.2f} | {vs_peer} |"
+            f"| {cpu} | {r.rps / base.rps:.2f} | {vs_peer} | {vs_old} |"
         )
     return "\n".join(lines)
 
@@ -278,6 +335,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 s per cell instead of 8 s")
     parser.add_argument("--litellm", help="path of the litellm executable (its own venv)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 128])
+    parser.add_argument("--before", help="another yoyu tree's src folder, served beside this one")
     args = parser.parse_args()
     args.seconds = 2.0 if args.quick else 8.0
     print(f"cpu cores: {os.cpu_count()}; {args.seconds:.0f} s per cell", flush=True)

@@ -6,8 +6,10 @@ OpenAI-compatible server (vLLM, LM Studio, a remote API). The gateway, the
 ``run``/``chat`` commands and the monitor talk to all of them through
 ``Backend`` alone, so no engine name appears outside ``yoyu.backends``.
 
-Every method blocks the calling thread until it has an answer (there is no
-async twin: callers that need concurrency use threads). Errors are
+Every method blocks the calling thread until it has an answer. A backend
+whose engines listen on loopback may also answer on an event loop
+(``LoopGeneration``: the gateway's relay uses it so a request costs no worker
+thread); it is the same request shaping and the same errors. Errors are
 ``yoyu.errors.BackendError`` subclasses, always, so a caller catches one
 family::
 
