@@ -13,6 +13,9 @@ Tried in order, first match wins:
 Otherwise ``ModelNotFoundError`` says what was tried, suggests close names and
 how to list models. Files that exist but are broken raise ``ModelFileError``
 rather than falling through to a catalog estimate of the same name.
+
+Each reader, and the catalog, is imported when resolution reaches it: ``yoyu
+plan model.gguf`` loads neither the Hugging Face reader nor the catalog's tables.
 """
 
 from __future__ import annotations
@@ -25,13 +28,11 @@ from pathlib import Path
 
 from yoyu.config import Settings, load_settings
 from yoyu.errors import ModelFileError, ModelNotFoundError
-from yoyu.models.catalog import catalog_model, catalog_suggestions
 from yoyu.models.discover import (
     InstalledModel,
     find_installed_models,
     group_gguf_files,
 )
-from yoyu.models.hf_model import read_hf_model
 from yoyu.models.ollama_store import (
     find_manifest,
     model_blob,
@@ -59,6 +60,8 @@ def resolve_model(
     match = next((model for model in installed if model.name == ref), None)
     if match is not None:
         return read_model_path(match.path)
+    from yoyu.models.catalog import catalog_model
+
     spec = catalog_model(ref)
     if spec is not None:
         return spec
@@ -72,7 +75,7 @@ def read_model_path(path: Path) -> ModelSpec:
     if path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
         return read_gguf(path)
     if path.suffix.lower() == ".safetensors" or path.name == "config.json":
-        return read_hf_model(path.parent)
+        return read_hf_folder(path.parent)
     raise ModelFileError.from_message(
         "{path}: not a model file (no GGUF magic, not safetensors); "
         "give a .gguf file, a Hugging Face folder or an Ollama name",
@@ -87,9 +90,16 @@ def read_gguf(path: Path) -> ModelSpec:
     return read_gguf_model(path)
 
 
+def read_hf_folder(folder: Path) -> ModelSpec:
+    """The Hugging Face reader (config.json and safetensors headers), imported here likewise."""
+    from yoyu.models.hf_model import read_hf_model
+
+    return read_hf_model(folder)
+
+
 def _read_folder(folder: Path) -> ModelSpec:
     if (folder / "config.json").is_file():
-        return read_hf_model(folder)
+        return read_hf_folder(folder)
     groups = group_gguf_files(folder.glob("*.gguf"))
     if len(groups) == 1:
         return read_gguf(groups[0].first)
@@ -125,6 +135,8 @@ def _from_ollama_store(ref: str, root: Path) -> ModelSpec | None:
 
 
 def _not_found(ref: str, ollama_root: Path, installed: list[InstalledModel]) -> ModelNotFoundError:
+    from yoyu.models.catalog import catalog_suggestions
+
     close = catalog_suggestions(ref) or difflib.get_close_matches(
         ref, [model.name for model in installed], n=3, cutoff=0.6
     )
