@@ -9,7 +9,6 @@ import typer
 
 from yoyu.errors import SettingsError
 from yoyu.machine.machine_file import parse_size
-from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 
 MachineOpt = Annotated[
@@ -25,11 +24,19 @@ def target_machine(name: str | None) -> Machine:
     """A preset or machine file by name, else this machine (with its measured bandwidth).
     The probe is imported only when it runs: a preset needs none of it."""
     if name:
-        return load_machine(name)
+        return named_machine(name)
     from yoyu.machine.bandwidth import with_measured_bandwidth
     from yoyu.machine.probe import probe_machine
 
     return with_measured_bandwidth(probe_machine())
+
+
+def named_machine(name: str) -> Machine:
+    """A preset or machine file (``--machine``, ``--node``); the presets and their TOML
+    reader are imported only then: a plan for this machine needs none of them."""
+    from yoyu.machine.presets import load_machine
+
+    return load_machine(name)
 
 
 def size_flag(flag: str, text: str | None) -> int | None:

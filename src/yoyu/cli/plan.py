@@ -22,6 +22,7 @@ from yoyu.cli.machine_flags import (
     FreeOpt,
     GpuFreeOpt,
     MachineOpt,
+    named_machine,
     size_flag,
     target_machine,
 )
@@ -36,7 +37,6 @@ from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.i18n import N_, _, ngettext, render_text
-from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec
 from yoyu.plan.emit import EMIT_TARGETS, emit_settings
@@ -171,7 +171,7 @@ def plan_command(
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
         raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
-    nodes = [] if live else [load_machine(name) for name in node or []]
+    nodes = [] if live else [named_machine(name) for name in node or []]
     if rpc and nodes:
         raise SettingsError("--rpc adds devices to this machine; give --node presets or --rpc")
     target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else target_machine(machine))
@@ -238,7 +238,7 @@ def _plan_training(
 def _training_machine(name: str | None) -> Machine:
     """A preset, else this machine without the bandwidth probe (no speed is predicted)."""
     if name:
-        return load_machine(name)
+        return named_machine(name)
     from yoyu.machine.probe import probe_machine
 
     return probe_machine()
