@@ -45,6 +45,8 @@ PLAN_ON_DEMAND = {
     "yoyu.monitor.store": "opened only when a run store exists",
     "sqlite3": "the run store",
     "tarfile": "unpacking llama.cpp's source for a build",
+    "yoyu.machine.runtimes": "the engines found here, which yoyu machine and doctor list",
+    "http.client": "asking Ollama its version",
 }
 
 

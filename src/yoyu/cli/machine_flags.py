@@ -21,14 +21,15 @@ GpuFreeOpt = Annotated[str | None, typer.Option(help="Free memory of each GPU, e
 
 
 def target_machine(name: str | None) -> Machine:
-    """A preset or machine file by name, else this machine (with its measured bandwidth).
-    The probe is imported only when it runs: a preset needs none of it."""
+    """A preset or machine file by name, else this machine (with its measured bandwidth,
+    without the engines found on it: a plan or a ranking reads none of them). The probe is
+    imported only when it runs: a preset needs none of it."""
     if name:
         return named_machine(name)
     from yoyu.machine.bandwidth import with_measured_bandwidth
     from yoyu.machine.probe import probe_machine
 
-    return with_measured_bandwidth(probe_machine())
+    return with_measured_bandwidth(probe_machine(find_runtimes=False))
 
 
 def named_machine(name: str) -> Machine:

@@ -241,7 +241,7 @@ def _training_machine(name: str | None) -> Machine:
         return named_machine(name)
     from yoyu.machine.probe import probe_machine
 
-    return probe_machine()
+    return probe_machine(find_runtimes=False)
 
 
 # --- input ------------------------------------------------------------------

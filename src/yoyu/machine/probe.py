@@ -13,7 +13,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -21,8 +21,18 @@ from yoyu.machine.commands import CommandError, CommandRunner, run_command
 from yoyu.machine.darwin import probe_darwin
 from yoyu.machine.linux import probe_linux
 from yoyu.machine.nvidia import probe_nvidia_gpus
-from yoyu.machine.runtimes import HttpGet, probe_runtimes
-from yoyu.machine.types import AppleSiliconInfo, CpuInfo, GpuInfo, Machine, MemoryInfo, OsInfo
+from yoyu.machine.types import (
+    AppleSiliconInfo,
+    CpuInfo,
+    GpuInfo,
+    Machine,
+    MemoryInfo,
+    OsInfo,
+    RuntimeInfo,
+)
+
+if TYPE_CHECKING:
+    from yoyu.machine.runtimes import HttpGet
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,15 @@ def probe_machine(
     nvml: Any = None,
     http_get: HttpGet | None = None,
     hostname: str | None = None,
+    find_runtimes: bool = True,
 ) -> Machine:
     """Probe this machine (or, in tests, the recorded one the arguments describe).
 
     ``system`` is ``platform.system()``'s answer; ``root`` is where Linux's /proc
     and /sys live; ``run`` runs sysctl/vm_stat/ioreg and llama-server; ``nvml``
     stands in for the pynvml module; ``http_get`` fetches Ollama's /api/version.
+    ``find_runtimes=False`` leaves ``runtimes`` empty, without the HTTP request and
+    the subprocess that find them: a plan reads only the memory and the devices.
     """
     system_name = system or platform.system()
     host = _host_facts(system_name, root, run or run_command)
@@ -65,8 +78,16 @@ def probe_machine(
         gpus=apple_gpus + nvidia,
         unified_memory=host.apple is not None,
         apple=host.apple,
-        runtimes=probe_runtimes(os.environ if env is None else env, http_get=http_get, run=run),
+        runtimes=_runtimes(env, http_get, run) if find_runtimes else (),
     )
+
+
+def _runtimes(
+    env: Mapping[str, str] | None, http_get: HttpGet | None, run: CommandRunner | None
+) -> tuple[RuntimeInfo, ...]:
+    from yoyu.machine.runtimes import probe_runtimes  # HTTP and subprocesses: only when asked
+
+    return probe_runtimes(os.environ if env is None else env, http_get=http_get, run=run)
 
 
 def _host_facts(system_name: str, root: Path, run: CommandRunner) -> _HostFacts:
