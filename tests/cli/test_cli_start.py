@@ -38,6 +38,8 @@ PLAN_ON_DEMAND = {
     "yoyu.models.catalog": "read only to name a smaller model",
     "yoyu.models.catalog_tables": "the catalog's derived tensor tables",
     "yoyu.models.hf_model": "the Hugging Face folder reader",
+    "yoyu.models.names": "an Ollama, installed or catalog name",
+    "yoyu.models.discover": "the scan of installed models",
     "yoyu.cli.plan_training": "--train",
     "yoyu.plan.training": "--train",
     "yoyu.machine.presets": "--machine and --node",
@@ -47,6 +49,7 @@ PLAN_ON_DEMAND = {
     "tarfile": "unpacking llama.cpp's source for a build",
     "yoyu.machine.runtimes": "the engines found here, which yoyu machine and doctor list",
     "http.client": "asking Ollama its version",
+    "psutil": "a platform without a probe of its own (Linux and macOS have one)",
 }
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from yoyu.machine.commands import CommandError, CommandRunner, run_command
 from yoyu.machine.darwin import probe_darwin
 from yoyu.machine.linux import probe_linux
@@ -104,7 +102,10 @@ def _host_facts(system_name: str, root: Path, run: CommandRunner) -> _HostFacts:
 
 
 def _psutil_facts(system_name: str) -> _HostFacts:
-    """The portable minimum: no SIMD flags, no limits, just sizes and counts."""
+    """The portable minimum: no SIMD flags, no limits, just sizes and counts (psutil,
+    imported here: Linux and macOS read their own sources)."""
+    import psutil
+
     virtual, swap = psutil.virtual_memory(), psutil.swap_memory()
     threads = psutil.cpu_count(logical=True) or 1
     return _HostFacts(
