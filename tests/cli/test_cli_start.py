@@ -99,7 +99,9 @@ def test_a_light_command_imports_no_heavy_module(args: tuple[str, ...], tiny_ggu
 
 @pytest.mark.slow
 @pytest.mark.parametrize("output", [(), ("--json",)], ids=["text", "json"])
-def test_a_plan_that_fits_imports_only_what_it_uses(output: tuple[str, ...], tiny_gguf: Path) -> None:
+def test_a_plan_that_fits_imports_only_what_it_uses(
+    output: tuple[str, ...], tiny_gguf: Path
+) -> None:
     modules = imported_modules("plan", str(tiny_gguf), *output)
     assert {name: PLAN_ON_DEMAND[name] for name in modules if name in PLAN_ON_DEMAND} == {}
 

@@ -8,8 +8,8 @@ fit, 2 for bad input (through the CLI boundary).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
