@@ -33,7 +33,7 @@ HEAVY = {
 # yoyu's own layers above the core that no light command needs.
 HEAVY_YOYU = ("yoyu.gateway", "yoyu.mcp", "yoyu.rollout", "yoyu.runner.session", "yoyu.node")
 # What `yoyu plan FILE` imports only when the plan needs it, and so not for a model that fits
-# as asked on this machine with no run stored (about 30 ms of the command's start-up).
+# as asked on this machine with no run stored (about 45 ms of its start-up on 2 CPUs).
 PLAN_ON_DEMAND = {
     "yoyu.models.catalog": "read only to name a smaller model",
     "yoyu.models.catalog_tables": "the catalog's derived tensor tables",
