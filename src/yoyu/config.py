@@ -20,7 +20,6 @@ from typing import Any
 
 from yoyu.errors import ConfigError
 from yoyu.paths import config_dir
-from yoyu.toml import TOMLDecodeError, load_toml
 
 _KNOWN_KEYS: dict[str, set[str]] = {"models": {"paths"}}
 # Sections whose keys their owning package checks (see ``read_document``).
@@ -81,6 +80,8 @@ def read_document(env: Mapping[str, str] | None = None) -> tuple[Path, dict[str,
 
 
 def _read_document(path: Path) -> dict[str, Any]:
+    from yoyu.toml import TOMLDecodeError, load_toml  # the parser, only when there is a file
+
     try:
         return load_toml(path)
     except TOMLDecodeError as error:

@@ -34,6 +34,12 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(base).expanduser() / "yoyu"
 
 
+def run_store_path(env: Mapping[str, str] | None = None) -> Path:
+    """The run store's SQLite file (``yoyu.monitor.store``), named here so that asking
+    whether there is one (``yoyu plan``'s history) does not import the store."""
+    return data_dir(env) / "runs.sqlite"
+
+
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """Folder of what yoyu can fetch again (remote GGUF headers): safe to delete."""
     environ = _environ(env)

@@ -40,6 +40,19 @@ def test_this_machine(validate_machine: Validate) -> None:
     validate_machine(machine.to_dict())
 
 
+def test_without_runtimes_nothing_is_asked_of_engines() -> None:
+    asked: list[str] = []
+
+    def http_get(url: str, timeout_s: float) -> bytes:
+        asked.append(url)
+        raise ConnectionRefusedError(url)
+
+    machine = probe_machine(http_get=http_get, find_runtimes=False)
+    assert machine.runtimes == () and asked == []
+    assert machine.memory.total_bytes > 0
+    assert len(probe_machine(http_get=http_get).runtimes) == 3 and len(asked) == 1
+
+
 def test_this_machine_serialises_to_json() -> None:
     data = json.loads(json.dumps(probe_machine(http_get=no_ollama).to_dict()))
     assert set(data) >= {"os", "cpu", "memory", "gpus", "unified_memory"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fake_plan_inputs import KV_PER_TOKEN, fake_estimate, linux_box, uniform_model
 
 from yoyu.estimate.types import RunSettings
+from yoyu.models.spec import ModelSpec
 from yoyu.plan.moves import quantized_bits_per_weight, requantized, smaller_relatives
 from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Risk, Verdict
@@ -84,6 +85,20 @@ def test_smaller_model_of_the_same_family_from_the_catalog() -> None:
     move = next(move for move in result.moves if move.action == "smaller_model")
     assert move.settings_change == {"model": "family:3b"}
     assert move.resulting_verdict is Verdict.CPU_ONLY
+
+
+def test_a_catalog_given_as_a_function_is_read_only_when_a_smaller_model_is_weighed() -> None:
+    reads: list[str] = []
+
+    def read_catalog() -> list[ModelSpec]:
+        reads.append("catalog")
+        return [uniform_model(3, name="family:3b", params_per_layer=10**9)]
+
+    plan_at(4096, linux_box(32, 24), catalog=read_catalog)  # ideal: no move is weighed
+    assert reads == []
+    big = uniform_model(10, name="family:10b", params_per_layer=10**9)
+    result = plan_at(4096, linux_box(8), model=big, catalog=read_catalog)
+    assert reads == ["catalog"] and "smaller_model" in actions(result)
 
 
 def test_relatives_fall_back_to_the_same_architecture() -> None:

@@ -25,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -222,6 +221,8 @@ def _fetch_source(
     archives = sorted(folder.glob("llama_cpp_python-*.tar.gz"))
     if not archives:
         raise EngineBuildError(f"pip fetched no source archive into {folder}; see {log_path}")
+    import tarfile  # only a build unpacks the source
+
     with tarfile.open(archives[-1]) as archive:
         archive.extractall(folder, filter="data")
     if not (tree / "CMakeLists.txt").is_file():

@@ -9,7 +9,6 @@ import typer
 
 from yoyu.errors import SettingsError
 from yoyu.machine.machine_file import parse_size
-from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 
 MachineOpt = Annotated[
@@ -22,14 +21,23 @@ GpuFreeOpt = Annotated[str | None, typer.Option(help="Free memory of each GPU, e
 
 
 def target_machine(name: str | None) -> Machine:
-    """A preset or machine file by name, else this machine (with its measured bandwidth).
-    The probe is imported only when it runs: a preset needs none of it."""
+    """A preset or machine file by name, else this machine (with its measured bandwidth,
+    without the engines found on it: a plan or a ranking reads none of them). The probe is
+    imported only when it runs: a preset needs none of it."""
     if name:
-        return load_machine(name)
+        return named_machine(name)
     from yoyu.machine.bandwidth import with_measured_bandwidth
     from yoyu.machine.probe import probe_machine
 
-    return with_measured_bandwidth(probe_machine())
+    return with_measured_bandwidth(probe_machine(find_runtimes=False))
+
+
+def named_machine(name: str) -> Machine:
+    """A preset or machine file (``--machine``, ``--node``); the presets and their TOML
+    reader are imported only then: a plan for this machine needs none of them."""
+    from yoyu.machine.presets import load_machine
+
+    return load_machine(name)
 
 
 def size_flag(flag: str, text: str | None) -> int | None:

@@ -8,6 +8,7 @@ fit, 2 for bad input (through the CLI boundary).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,13 +22,13 @@ from yoyu.cli.machine_flags import (
     FreeOpt,
     GpuFreeOpt,
     MachineOpt,
+    named_machine,
     size_flag,
     target_machine,
 )
 from yoyu.cli.model_ref import MODEL_HELP, read_model_arg
 from yoyu.cli.node_flags import RpcOpt, is_node_address, machine_with_nodes
 from yoyu.cli.output import console, moves_table_of, print_json, shown_word, styled
-from yoyu.cli.plan_training import plan_training
 from yoyu.cli.run_flags import RunFlags, with_run_flags
 from yoyu.cli.training_flags import TrainingFlags
 from yoyu.errors import SettingsError
@@ -36,10 +37,8 @@ from yoyu.estimate.estimator import estimate_memory
 from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.i18n import N_, _, ngettext, render_text
-from yoyu.machine.presets import load_machine
 from yoyu.machine.types import Machine
 from yoyu.models import ModelSpec
-from yoyu.models.catalog import relatives_of
 from yoyu.plan.emit import EMIT_TARGETS, emit_settings
 from yoyu.plan.emit.llama_cpp import engine_load_settings, rpc_endpoints
 from yoyu.plan.history import (
@@ -172,7 +171,7 @@ def plan_command(
     live = [value for value in node or [] if is_node_address(value)]
     if live and len(live) != len(node or []):
         raise SettingsError("--node takes machine presets or live `yoyu node` addresses, not both")
-    nodes = [] if live else [load_machine(name) for name in node or []]
+    nodes = [] if live else [named_machine(name) for name in node or []]
     if rpc and nodes:
         raise SettingsError("--rpc adds devices to this machine; give --node presets or --rpc")
     target = machine_with_nodes(live, rpc or []) or (nodes[0] if nodes else target_machine(machine))
@@ -188,11 +187,10 @@ def plan_command(
         ram_free_bytes=size_flag("--free", free),
         gpu_free_bytes=size_flag("--gpu-free", gpu_free),
     )
-    catalog = relatives_of(spec)  # the smaller models a "smaller model" move may name
     runs = [] if no_history else measured_runs()
     residual = residual_of(spec, settings.engine, runs)
     plan = make_plan(
-        spec, target, request, nodes=nodes or None, catalog=catalog,
+        spec, target, request, nodes=nodes or None, catalog=smaller_relatives_of(spec),
         estimate=with_residual(estimate_memory, residual),
     )  # fmt: skip
     history = (
@@ -226,6 +224,8 @@ def _plan_training(
 ) -> None:
     """``--train``: one fine-tuning step on this machine or a preset (no bandwidth probe:
     a training plan predicts no speed)."""
+    from yoyu.cli.plan_training import plan_training  # the training planner, only for --train
+
     free, gpu_free, reserve = sizes
     request = PlanRequest(
         reserve_bytes=size_flag("--reserve", reserve) or 0,
@@ -238,10 +238,10 @@ def _plan_training(
 def _training_machine(name: str | None) -> Machine:
     """A preset, else this machine without the bandwidth probe (no speed is predicted)."""
     if name:
-        return load_machine(name)
+        return named_machine(name)
     from yoyu.machine.probe import probe_machine
 
-    return probe_machine()
+    return probe_machine(find_runtimes=False)
 
 
 # --- input ------------------------------------------------------------------
@@ -250,6 +250,18 @@ def _training_machine(name: str | None) -> Machine:
 def _default_engine(emit: str | None) -> str:
     """The engine the emitted settings are for, else the one ``yoyu run`` starts here."""
     return emit if emit in ENGINES else find_engine().kind
+
+
+def smaller_relatives_of(spec: ModelSpec) -> Callable[[], list[ModelSpec]]:
+    """The catalog models a "smaller model" move may name, read when the planner weighs
+    one: a model that fits as asked needs no catalog."""
+
+    def read_catalog() -> list[ModelSpec]:
+        from yoyu.models.catalog import relatives_of
+
+        return relatives_of(spec)
+
+    return read_catalog
 
 
 def default_context(spec: ModelSpec, ctx: int | None) -> int:

@@ -13,16 +13,24 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from yoyu.machine.commands import CommandError, CommandRunner, run_command
 from yoyu.machine.darwin import probe_darwin
 from yoyu.machine.linux import probe_linux
 from yoyu.machine.nvidia import probe_nvidia_gpus
-from yoyu.machine.runtimes import HttpGet, probe_runtimes
-from yoyu.machine.types import AppleSiliconInfo, CpuInfo, GpuInfo, Machine, MemoryInfo, OsInfo
+from yoyu.machine.types import (
+    AppleSiliconInfo,
+    CpuInfo,
+    GpuInfo,
+    Machine,
+    MemoryInfo,
+    OsInfo,
+    RuntimeInfo,
+)
+
+if TYPE_CHECKING:
+    from yoyu.machine.runtimes import HttpGet
 
 
 @dataclass(frozen=True)
@@ -45,12 +53,15 @@ def probe_machine(
     nvml: Any = None,
     http_get: HttpGet | None = None,
     hostname: str | None = None,
+    find_runtimes: bool = True,
 ) -> Machine:
     """Probe this machine (or, in tests, the recorded one the arguments describe).
 
     ``system`` is ``platform.system()``'s answer; ``root`` is where Linux's /proc
     and /sys live; ``run`` runs sysctl/vm_stat/ioreg and llama-server; ``nvml``
     stands in for the pynvml module; ``http_get`` fetches Ollama's /api/version.
+    ``find_runtimes=False`` leaves ``runtimes`` empty, without the HTTP request and
+    the subprocess that find them: a plan reads only the memory and the devices.
     """
     system_name = system or platform.system()
     host = _host_facts(system_name, root, run or run_command)
@@ -65,8 +76,16 @@ def probe_machine(
         gpus=apple_gpus + nvidia,
         unified_memory=host.apple is not None,
         apple=host.apple,
-        runtimes=probe_runtimes(os.environ if env is None else env, http_get=http_get, run=run),
+        runtimes=_runtimes(env, http_get, run) if find_runtimes else (),
     )
+
+
+def _runtimes(
+    env: Mapping[str, str] | None, http_get: HttpGet | None, run: CommandRunner | None
+) -> tuple[RuntimeInfo, ...]:
+    from yoyu.machine.runtimes import probe_runtimes  # HTTP and subprocesses: only when asked
+
+    return probe_runtimes(os.environ if env is None else env, http_get=http_get, run=run)
 
 
 def _host_facts(system_name: str, root: Path, run: CommandRunner) -> _HostFacts:
@@ -83,7 +102,10 @@ def _host_facts(system_name: str, root: Path, run: CommandRunner) -> _HostFacts:
 
 
 def _psutil_facts(system_name: str) -> _HostFacts:
-    """The portable minimum: no SIMD flags, no limits, just sizes and counts."""
+    """The portable minimum: no SIMD flags, no limits, just sizes and counts (psutil,
+    imported here: Linux and macOS read their own sources)."""
+    import psutil
+
     virtual, swap = psutil.virtual_memory(), psutil.swap_memory()
     threads = psutil.cpu_count(logical=True) or 1
     return _HostFacts(

@@ -13,33 +13,24 @@ Tried in order, first match wins:
 Otherwise ``ModelNotFoundError`` says what was tried, suggests close names and
 how to list models. Files that exist but are broken raise ``ModelFileError``
 rather than falling through to a catalog estimate of the same name.
+
+A path is read here, each reader imported when its kind of file comes; a name
+is looked up by ``yoyu.models.names``, imported only for one. ``yoyu plan
+model.gguf`` so loads neither the Ollama store, the installed-model scan, the
+Hugging Face reader nor the catalog.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yoyu.config import Settings, load_settings
-from yoyu.errors import ModelFileError, ModelNotFoundError
-from yoyu.models.catalog import catalog_model, catalog_suggestions
-from yoyu.models.discover import (
-    InstalledModel,
-    find_installed_models,
-    group_gguf_files,
-)
-from yoyu.models.hf_model import read_hf_model
-from yoyu.models.ollama_store import (
-    find_manifest,
-    model_blob,
-    ollama_models_dir,
-    parse_manifest_file,
-    parse_ollama_name,
-)
+from yoyu.errors import ModelFileError
 from yoyu.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from yoyu.config import Settings
 
 GGUF_MAGIC = b"GGUF"
 
@@ -48,21 +39,12 @@ def resolve_model(
     ref: str, *, settings: Settings | None = None, env: Mapping[str, str] | None = None
 ) -> ModelSpec:
     """Read the model ``ref`` names (a path, an Ollama name, an installed or catalog name)."""
-    environ = os.environ if env is None else env
     path = Path(ref).expanduser()
     if path.exists():
         return read_model_path(path)
-    spec = _from_ollama_store(ref, ollama_models_dir(environ))
-    if spec is not None:
-        return spec
-    installed = find_installed_models(settings or load_settings(environ), environ)
-    match = next((model for model in installed if model.name == ref), None)
-    if match is not None:
-        return read_model_path(match.path)
-    spec = catalog_model(ref)
-    if spec is not None:
-        return spec
-    raise _not_found(ref, ollama_models_dir(environ), installed)
+    from yoyu.models.names import resolve_name
+
+    return resolve_name(ref, settings=settings, env=env)
 
 
 def read_model_path(path: Path) -> ModelSpec:
@@ -72,7 +54,7 @@ def read_model_path(path: Path) -> ModelSpec:
     if path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
         return read_gguf(path)
     if path.suffix.lower() == ".safetensors" or path.name == "config.json":
-        return read_hf_model(path.parent)
+        return read_hf_folder(path.parent)
     raise ModelFileError.from_message(
         "{path}: not a model file (no GGUF magic, not safetensors); "
         "give a .gguf file, a Hugging Face folder or an Ollama name",
@@ -87,9 +69,18 @@ def read_gguf(path: Path) -> ModelSpec:
     return read_gguf_model(path)
 
 
+def read_hf_folder(folder: Path) -> ModelSpec:
+    """The Hugging Face reader (config.json and safetensors headers), imported here likewise."""
+    from yoyu.models.hf_model import read_hf_model
+
+    return read_hf_model(folder)
+
+
 def _read_folder(folder: Path) -> ModelSpec:
     if (folder / "config.json").is_file():
-        return read_hf_model(folder)
+        return read_hf_folder(folder)
+    from yoyu.models.discover import group_gguf_files  # with the Ollama store: for a folder
+
     groups = group_gguf_files(folder.glob("*.gguf"))
     if len(groups) == 1:
         return read_gguf(groups[0].first)
@@ -112,31 +103,3 @@ def _has_gguf_magic(path: Path) -> bool:
         raise ModelFileError.from_message(
             "{path}: cannot be read ({reason})", path=path, reason=error.strerror
         ) from None
-
-
-def _from_ollama_store(ref: str, root: Path) -> ModelSpec | None:
-    name = parse_ollama_name(ref)
-    manifest_file = None if name is None else find_manifest(root, name)
-    if name is None or manifest_file is None:
-        return None
-    manifest = parse_manifest_file(manifest_file, name)
-    spec = read_gguf(model_blob(root, manifest))
-    return dataclasses.replace(spec, name=name.display)
-
-
-def _not_found(ref: str, ollama_root: Path, installed: list[InstalledModel]) -> ModelNotFoundError:
-    close = catalog_suggestions(ref) or difflib.get_close_matches(
-        ref, [model.name for model in installed], n=3, cutoff=0.6
-    )
-    if close:
-        return ModelNotFoundError.from_message(
-            "no model {ref!r}: not a file, not in the Ollama store at {root}, not installed "
-            "elsewhere, not in the catalog (did you mean {close}?); run `yoyu models` to list "
-            "installed models",
-            ref=ref, root=ollama_root, close=", ".join(close),
-        )  # fmt: skip
-    return ModelNotFoundError.from_message(
-        "no model {ref!r}: not a file, not in the Ollama store at {root}, not installed "
-        "elsewhere, not in the catalog; run `yoyu models` to list installed models",
-        ref=ref, root=ollama_root,
-    )  # fmt: skip

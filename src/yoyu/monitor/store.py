@@ -1,10 +1,10 @@
 """Every run, its settings, samples and events, in one SQLite file.
 
-Default location: ``yoyu.paths.data_dir() / "runs.sqlite"``. WAL journaling
-lets one thread (or process) write samples while another lists or reads runs;
-each ``RunStore`` holds one connection, guarded by a lock so a sampler thread
-and its owner may share it. Samples are written in batches (``executemany`` in
-one transaction), never one commit per sample.
+Default location: ``yoyu.paths.run_store_path()`` (``runs.sqlite`` in the data
+folder). WAL journaling lets one thread (or process) write samples while another
+lists or reads runs; each ``RunStore`` holds one connection, guarded by a lock so
+a sampler thread and its owner may share it. Samples are written in batches
+(``executemany`` in one transaction), never one commit per sample.
 
 The schema version lives in SQLite's ``user_version``. ``MIGRATIONS[n]`` takes a
 store from version n to n + 1; opening an older file applies the missing steps,
@@ -35,9 +35,7 @@ from yoyu.monitor.types import (
     Sample,
     SystemSample,
 )
-from yoyu.paths import data_dir
-
-STORE_FILE_NAME = "runs.sqlite"
+from yoyu.paths import run_store_path
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ _SAMPLE_COLUMNS = (
 
 
 def default_store_path() -> Path:
-    return data_dir() / STORE_FILE_NAME
+    return run_store_path()
 
 
 class RunStore:

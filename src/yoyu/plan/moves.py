@@ -47,6 +47,9 @@ QUANT_BITS = {"Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.7, "Q4_K_M": 4.85, "Q3_K_M"
 _FULL_PRECISION = {"F32", "F16", "BF16"}
 
 Assess = Callable[[ModelSpec, PlanRequest, RunSettings], Assessment]
+# Models a "smaller model" move may name, or a function giving them: the CLI's reads the
+# bundled catalog, which only a model that does not fit as asked needs.
+Catalog = Sequence[ModelSpec] | Callable[[], Sequence[ModelSpec]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def fitting_moves(
     request: PlanRequest,
     current: Assessment,
     estimate: EstimateFn,
-    catalog: Sequence[ModelSpec] = (),
+    catalog: Catalog = (),
 ) -> tuple[Candidate, ...]:
     """Every move that improves on ``current``, cheapest first; none when it is ideal."""
     if current.is_ideal:
@@ -303,10 +306,11 @@ def _scaled(tensor: TensorInfo, scale: float) -> TensorInfo:
 
 
 def _smaller_model(
-    current: Assessment, request: PlanRequest, judge: Assess, catalog: Sequence[ModelSpec]
+    current: Assessment, request: PlanRequest, judge: Assess, catalog: Catalog
 ) -> Candidate | None:
     best: Candidate | None = None
-    for smaller in smaller_relatives(current.spec, catalog):
+    models = catalog() if callable(catalog) else catalog
+    for smaller in smaller_relatives(current.spec, models):
         result = judge(smaller, request, _asked(current, request))
         label = message_of(
             "a smaller model of the {relation}: {model}",

@@ -23,7 +23,7 @@ from yoyu.models.spec import ModelSpec
 from yoyu.plan.assess import Assessment, assess
 from yoyu.plan.engine_defaults import defaults_note
 from yoyu.plan.fit import device_budgets
-from yoyu.plan.moves import Candidate, fitting_moves
+from yoyu.plan.moves import Candidate, Catalog, fitting_moves
 from yoyu.plan.multinode import node_names, node_spec, plan_nodes
 from yoyu.plan.placement import EstimateFn, cpu_expert_blocks, n_layers_total
 from yoyu.plan.types import (
@@ -55,13 +55,14 @@ def make_plan(
     nodes: Sequence[Machine] | None = None,
     estimate: EstimateFn = estimate_memory,
     speed: SpeedFn | None = predict_speed,
-    catalog: Sequence[ModelSpec] = (),
+    catalog: Catalog = (),
 ) -> Plan:
     """Plan ``spec`` on ``machine`` (or across ``nodes``, the first being the head).
 
     Args:
-        catalog: models a "smaller model" move may propose (the CLI passes the
-            bundled catalog); empty means no such move.
+        catalog: models a "smaller model" move may propose, or a function called for
+            them only when such a move is weighed (the CLI's reads the bundled catalog);
+            empty means no such move.
     """
     asked = assess(spec, machine, request, request.settings, estimate)
     candidates = (

@@ -8,10 +8,13 @@ resident size of the engine's processes in any phase of any turn.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from yoyu.monitor.store import RunRecord, RunStore, default_store_path
+from yoyu.paths import run_store_path
 from yoyu.plan.history import MeasuredRun
+
+if TYPE_CHECKING:
+    from yoyu.monitor.store import RunRecord, RunStore
 
 RECENT_RUNS = 500  # newest first; older runs describe an older yoyu or llama.cpp
 
@@ -19,8 +22,10 @@ RECENT_RUNS = 500  # newest first; older runs describe an older yoyu or llama.cp
 def measured_runs(store: RunStore | None = None) -> list[MeasuredRun]:
     """Every usable run of ``store`` (the user's store by default; none if it has none)."""
     if store is None:
-        if not default_store_path().exists():
+        if not run_store_path().exists():
             return []
+        from yoyu.monitor.store import RunStore  # SQLite: only for a user who has runs
+
         with RunStore() as user_store:
             return measured_runs(user_store)
     return [run for record in store.list_runs(RECENT_RUNS) if (run := measured_run(record))]

@@ -16,7 +16,6 @@ from yoyu.errors import ConfigError, SettingsError
 from yoyu.estimate.types import RunSettings
 from yoyu.plan.settings import settings_from_mapping
 from yoyu.plan.types import RiskThresholds
-from yoyu.toml import TOMLDecodeError, load_toml
 from yoyu.units import MIB
 
 # The engine field is set to the engine the backend really starts (ModelRun.open),
@@ -57,6 +56,8 @@ class RunConfig:
 
 def settings_from_file(path: Path, base: RunSettings = DEFAULT_SETTINGS) -> RunSettings:
     """Settings from a TOML file of ``key = value`` lines (or a ``[settings]`` table)."""
+    from yoyu.toml import TOMLDecodeError, load_toml  # the parser, only when a file is read
+
     try:
         document = load_toml(path)
     except (OSError, TOMLDecodeError) as error:
