@@ -54,7 +54,8 @@ def test_the_catalog_covers_the_popular_library() -> None:
                    "phi4", "phi4-mini", "mistral", "mistral-nemo", "mistral-small", "mixtral",
                    "gpt-oss", "granite3.3", "smollm2", "command-r-plus", "kimi-k2",
                    "codellama", "starcoder2", "nomic-embed-text", "bge-m3",
-                   "mxbai-embed-large"):  # fmt: skip
+                   "mxbai-embed-large", "llava", "llama3.2-vision", "qwen2.5vl",
+                   "minicpm-v"):  # fmt: skip
         assert family in families, family
     assert sum(len(entry.files) for entry in ENTRIES.values()) >= 250
 
@@ -339,3 +340,41 @@ def test_llama4_maverick_alternates_dense_and_moe_blocks_with_a_shared_expert() 
     assert max(dense) * 10 < min(moe)
     scout = catalog_spec(ENTRIES["llama4:16x17b"])
     assert len(set(scout.layer_bytes)) <= 2  # every block MoE (Q4_K_M's two ffn_down types)
+
+
+VISION = [entry for entry in ENTRIES.values() if entry.vision_params]
+
+
+@pytest.mark.parametrize("entry", VISION, ids=[entry.name for entry in VISION])
+def test_a_vision_tower_is_one_f16_tensor_outside_the_blocks(entry: CatalogEntry) -> None:
+    """Ollama's quantizer skips ``v.`` tensors and an mmproj blob is F16: the tower adds
+    two bytes a parameter to the language model's file, in no block."""
+    assert "vision" in entry.uses
+    spec = catalog_spec(entry)
+    (tower,) = [tensor for tensor in spec.tensors if tensor.name.startswith("v.")]
+    assert (tower.type_name, tower.layer, tower.n_params) == ("F16", None, entry.vision_params)
+    assert tower.n_bytes >= 2 * entry.vision_params
+    assert spec.params_total - entry.vision_params < entry.published_params_total
+
+
+@pytest.mark.parametrize("name", ["llava:7b", "llava:13b", "minicpm-v:8b"])
+def test_the_mmproj_families_are_sized_in_q4_0_not_q4_k_m(name: str) -> None:
+    """Ollama's llava and minicpm-v tags pull Q4_0: the published sum of model and projector
+    fits the Q4_0 derivation and is missed by more than 2 % in Q4_K_M."""
+    entry = ENTRIES[name]
+    published = entry.files["Q4_0"].bytes
+    assert entry.default_quant == "Q4_0"
+    assert abs(catalog_spec(entry, "Q4_0").file_bytes / published - 1) < SIZE_TOLERANCE
+    assert catalog_spec(entry, "Q4_K_M").file_bytes / published - 1 > SIZE_TOLERANCE
+
+
+def test_vision_language_models_keep_their_language_models_layout() -> None:
+    """Qwen2.5-VL converts as llama.cpp's qwen2vl (q/k/v biases, as Qwen2); Llama 3.2
+    Vision's 40 blocks include its 8 cross-attention blocks; LLaVA 1.6 is a Llama."""
+    qwen = catalog_spec(ENTRIES["qwen2.5vl:7b"])
+    names = {tensor.name for tensor in qwen.tensors}
+    assert qwen.architecture == "qwen2vl" and "blk.0.attn_k.bias" in names
+    mllama = catalog_spec(ENTRIES["llama3.2-vision:11b"])
+    assert (mllama.architecture, mllama.n_layers, mllama.n_embd) == ("mllama", 40, 4096)
+    assert catalog_spec(ENTRIES["llava:34b"]).architecture == "llama"
+    assert catalog_spec(ENTRIES["minicpm-v:8b"]).architecture == "qwen2"

@@ -112,7 +112,7 @@ class CatalogEntry:
     published_params_total: int
     published_params_active: int | None
     published_active_excludes_token_embd: bool
-    vision_params: int  # a vision tower Ollama ships in the same blob (F16), else 0
+    vision_params: int  # a vision tower Ollama ships in its blob or an mmproj (F16), else 0
     sources: tuple[str, ...]
     basis: str
 

@@ -28,7 +28,9 @@ GGUF_ALIGNMENT = 32  # general.alignment: every tensor's data starts on this bou
 SPM_BYTES_PER_TOKEN = 25
 BPE_BYTES_PER_TOKEN = 40
 HEADER_BYTES_PER_TENSOR = 96  # a tensor-info record: name, dims, type, offset
-VISION_TYPE = "F16"  # Ollama keeps a bundled vision tower unquantized
+# Ollama keeps a vision tower unquantized: its quantizer skips "v." and "mm." tensors
+# (server/quantization.go), and an mmproj blob is written F16.
+VISION_TYPE = "F16"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,11 @@ k-quant fits). The tensors per architecture follow ``llama-arch.cpp``'s
 - 1-D tensors (norms, biases, sinks) stay F32, as the converter writes them.
 
 Biases and norms are listed because a small model's file holds them too; a
-vision tower is not (Ollama ships it in the same blob for Gemma 3 and Llama 4:
-the catalog adds its published parameter count as F16 separately).
+vision tower is not (Ollama ships it in the same blob for Gemma 3, Llama 3.2
+Vision and Qwen2.5-VL, or as a second mmproj blob for LLaVA and MiniCPM-V: the
+catalog adds its parameter count as F16 separately). A Llama 3.2 Vision
+cross-attention block is listed as a self-attention block: the same q/k/v/o and
+FFN matrices.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class LayoutTensor:
         object.__setattr__(self, "n_params", math.prod(self.shape))
 
 
-_QKV_BIAS = frozenset({"qwen2", "qwen2moe", "starcoder2", "bert", "gpt-oss"})
+_QKV_BIAS = frozenset({"qwen2", "qwen2vl", "qwen2moe", "starcoder2", "bert", "gpt-oss"})
 _QK_NORM = frozenset({"qwen3", "qwen3moe", "gemma3", "olmo2"})
 _POST_NORMS = frozenset({"gemma2", "gemma3", "olmo2"})
 _FUSED_QKV = frozenset({"phi3", "nomic-bert"})

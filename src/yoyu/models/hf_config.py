@@ -66,6 +66,12 @@ GGUF_ARCHITECTURES: dict[str, str] = {
     "xlm-roberta": "bert",  # llama.cpp converts XLM-RoBERTa (bge-m3) as BERT
     "nomic_bert": "nomic-bert",
     "llama4_text": "llama4",
+    # Vision-language models: the language model's architecture (the vision tower is apart).
+    "llava_llama": "llama",  # LLaVA 1.6 (liuhaotian/*): a Llama, Vicuna or Yi language model
+    "llava_mistral": "llama",
+    "minicpmv": "qwen2",  # MiniCPM-V 2.6: Qwen2-7B (llama.cpp converts its LLM as qwen2)
+    "qwen2_5_vl": "qwen2vl",  # llama.cpp's LLM_ARCH_QWEN2VL (Ollama: qwen25vl)
+    "mllama_text_model": "mllama",  # Llama 3.2 Vision: Llama 3.1 with cross-attention blocks
 }
 
 # Defaults of the transformers config classes for keys real configs leave out.
