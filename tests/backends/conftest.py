@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from yoyu.testing.openai_stub import OpenAIStub
 from yoyu.testing.raw_http import RawServer, Reply, StartRaw, read_request
 
 
@@ -49,3 +51,18 @@ def raw_server() -> Iterator[StartRaw]:
     yield start
     for listener in sockets:
         listener.close()
+
+
+@pytest.fixture
+def counted_stub() -> Iterator[tuple[OpenAIStub, list[object]]]:
+    """The OpenAI stub, and the client addresses of the TCP connections it accepted."""
+    accepted: list[object] = []
+    with OpenAIStub() as stub:
+        serve_one = stub._server.process_request
+
+        def count_connection(request: Any, client_address: Any) -> None:
+            accepted.append(client_address)
+            serve_one(request, client_address)
+
+        stub._server.process_request = count_connection  # type: ignore[method-assign]
+        yield stub, accepted

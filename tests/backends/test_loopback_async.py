@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -54,20 +54,6 @@ async def read_all(chunks: Any) -> list[ChatChunk]:
         return [chunk async for chunk in chunks]
     finally:
         chunks.close()
-
-
-@pytest.fixture
-def counted_stub() -> Iterator[tuple[OpenAIStub, list[object]]]:
-    accepted: list[object] = []
-    with OpenAIStub() as stub:
-        serve_one = stub._server.process_request
-
-        def count_connection(request: Any, client_address: Any) -> None:
-            accepted.append(client_address)
-            serve_one(request, client_address)
-
-        stub._server.process_request = count_connection  # type: ignore[method-assign]
-        yield stub, accepted
 
 
 def test_answers_on_the_loop_equal_the_blocking_ones_on_one_kept_alive_connection(

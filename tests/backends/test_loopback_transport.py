@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -18,21 +16,6 @@ from yoyu.testing.openai_stub import OpenAIStub
 from yoyu.testing.raw_http import StartRaw, json_reply
 
 HELLO = ChatRequest(model="stub-model", messages=(ChatMessage("user", "Say hi"),), max_tokens=6)
-
-
-@pytest.fixture
-def counted_stub() -> Iterator[tuple[OpenAIStub, list[object]]]:
-    """The OpenAI stub, and the client addresses of the TCP connections it accepted."""
-    accepted: list[object] = []
-    with OpenAIStub() as stub:
-        serve_one = stub._server.process_request
-
-        def count_connection(request: Any, client_address: Any) -> None:
-            accepted.append(client_address)
-            serve_one(request, client_address)
-
-        stub._server.process_request = count_connection  # type: ignore[method-assign]
-        yield stub, accepted
 
 
 def test_a_local_engine_gets_the_loopback_transport_and_a_remote_one_does_not() -> None:

@@ -847,14 +847,8 @@ class GatewayService:
         except BaseException:
             lease.release()
             raise
-        if first is None:
-            lease.release()
-            raise BackendCrashedError(f"{served.backend} sent an empty stream")
-        return StreamAnswer(
-            request.model, served, first, chunks, lease,
-            on_failure=lambda error: self._record_failure(served, error),
-            on_finish=lambda last: self._count_stream_tokens(served, last),
-        )  # fmt: skip
+        first = _first_or_release(first, lease, served)
+        return StreamAnswer(request.model, served, first, chunks, lease, *self._notes(served))
 
     async def _open_async(self, served: ServedModel, request: Generation) -> OpenStream:
         """``_open`` on the event loop: on the loop for a backend that answers there, else
@@ -876,14 +870,19 @@ class GatewayService:
         except BaseException:
             lease.release()
             raise
-        if first is None:
-            lease.release()
-            raise BackendCrashedError(f"{served.backend} sent an empty stream")
+        first = _first_or_release(first, lease, served)
         return LoopStreamAnswer(
-            request.model, served, first, upstream_chunks, lease,
-            on_failure=lambda error: self._record_failure(served, error),
-            on_finish=lambda last: self._count_stream_tokens(served, last),
-        )  # fmt: skip
+            request.model, served, first, upstream_chunks, lease, *self._notes(served)
+        )
+
+    def _notes(
+        self, served: ServedModel
+    ) -> tuple[Callable[[BackendError], None], Callable[[ChatChunk], None]]:
+        """What an open stream of ``served`` reports when it fails, and when it finishes."""
+        return (
+            lambda error: self._record_failure(served, error),
+            lambda last: self._count_stream_tokens(served, last),
+        )
 
     async def _turn_async(self, served: ServedModel) -> Slot:
         """``_turn`` for a task: it waits in the same line without a thread."""
@@ -1106,6 +1105,14 @@ def _falls_back(error: YoyuError) -> bool:
         status = error.status_code
         return status is None or status >= 500 or status in _RETRYABLE_STATUS
     return isinstance(error, (AdmissionError, QueueFullError, BackendError))
+
+
+def _first_or_release(first: ChatChunk | None, lease: Lease, served: ServedModel) -> ChatChunk:
+    """A stream's first chunk; a stream that ended before one frees its model and fails."""
+    if first is None:
+        lease.release()
+        raise BackendCrashedError(f"{served.backend} sent an empty stream")
+    return first
 
 
 def _release(lease: Lease, slot: Slot) -> None:
