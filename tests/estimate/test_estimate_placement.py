@@ -69,6 +69,25 @@ def test_output_layer_is_offloaded_first_and_token_embd_stays_on_cpu() -> None:
     assert full.device_of(embd) == "CPU"
 
 
+def test_a_vision_tower_goes_where_the_output_layer_goes() -> None:
+    """Offloaded, the vision tower and projector count in VRAM (an mmproj is offloaded
+    by default, Ollama puts its projector on the GPU); with nothing offloaded, in RAM."""
+    plain = tiny_spec(n_layers=2)
+    vision = TensorInfo("v.vision_tower.weight", "F16", (1_000_000,), 1_000_000, 2_000_000,
+                        None, 0, plain.file_bytes)  # fmt: skip
+    projector = dataclasses.replace(vision, name="mm.0.weight", n_bytes=20_000)
+    spec = dataclasses.replace(plain, tensors=(*plain.tensors, vision, projector))
+    offloaded = place_layers(spec, RunSettings(n_gpu_layers=1), machine(gpus=1))
+    assert offloaded.device_of(vision) == offloaded.device_of(projector) == "CUDA0"
+    on_cpu = place_layers(spec, RunSettings(n_gpu_layers=0), machine(gpus=1))
+    assert on_cpu.device_of(vision) == "CPU"
+    with_tower = estimate_memory(spec, machine(gpus=1), RunSettings(n_gpu_layers=-1))
+    without = estimate_memory(plain, machine(gpus=1), RunSettings(n_gpu_layers=-1))
+    added = with_tower.device("CUDA0").weights_bytes - without.device("CUDA0").weights_bytes
+    assert added >= 2_020_000  # both tensors, padded to CUDA's alignment
+    assert with_tower.device("CPU").weights_bytes == without.device("CPU").weights_bytes
+
+
 def test_tensor_split_shares_layers_between_gpus() -> None:
     spec = tiny_spec(n_layers=4)
     split = place_layers(spec, RunSettings(n_gpu_layers=-1, tensor_split=(3, 1)), machine(gpus=2))

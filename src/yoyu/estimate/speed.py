@@ -78,7 +78,7 @@ from yoyu.estimate.types import MemoryEstimate
 from yoyu.estimate.weights import CPU, place_layers
 from yoyu.i18n import message_of
 from yoyu.machine.types import GpuInfo, Machine
-from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor
+from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor, is_vision_tensor
 
 DEFAULT_CPU_BANDWIDTH = 50 * 10**9
 DEFAULT_GPU_BANDWIDTH = 500 * 10**9
@@ -225,12 +225,6 @@ def decode_work(
         device_work.layers += 1
         device_work.moe_layers += layer in moe_layers
     return work
-
-
-def is_vision_tensor(tensor_name: str) -> bool:
-    """A vision tower's weights (``v.*``) or its projector (``mm.*``), which Ollama ships in
-    the model's own GGUF; llama.cpp names them so in an mmproj file."""
-    return tensor_name.startswith(("v.", "mm."))
 
 
 def _is_output(tensor_name: str) -> bool:

@@ -9,7 +9,11 @@ offload needs ``n_layer + 1``. Offloaded slots are shared between GPUs by
 the cumulative ``tensor_split`` (``upper_bound`` on the normalised shares).
 The token embeddings always stay on the CPU ("very little benefit to
 offloading the input layer"); a model with tied embeddings (no
-``output.weight``) gets a copy of ``token_embd`` on the output device.
+``output.weight``) gets a copy of ``token_embd`` on the output device. A
+vision tower and its projector (``v.*``, ``mm.*``: Ollama's blob, or an
+mmproj file) go where the output layer goes: to the GPU once anything is
+offloaded (llama.cpp's mtmd offloads an mmproj unless told not to, and Ollama
+puts the projector on its GPU), so a GPU plan counts their bytes in VRAM.
 
 Bytes: a GPU buffer is the sum of its tensors, each padded to the buffer's
 alignment (128 on CUDA) and, for quantized rows not a multiple of 512
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from yoyu.estimate.types import ALL_LAYERS, RunSettings
 from yoyu.machine.types import Machine
 from yoyu.models.ggml_types import ggml_type_named
-from yoyu.models.spec import ModelSpec, TensorInfo
+from yoyu.models.spec import ModelSpec, TensorInfo, is_vision_tensor
 
 CPU = "CPU"
 # llama.cpp common.h LLM_FFN_EXPS_REGEX: what --n-cpu-moe / --cpu-moe keep on the CPU
@@ -55,7 +59,7 @@ class LayerPlacement:
             if tensor.layer < self.cpu_expert_blocks and moved_by_cpu_moe(tensor.name):
                 return CPU
             return self.blocks[tensor.layer]
-        if tensor.name.startswith(_OUTPUT_TENSORS):
+        if tensor.name.startswith(_OUTPUT_TENSORS) or is_vision_tensor(tensor.name):
             return self.output
         return CPU  # token_embd and other input-side tensors
 

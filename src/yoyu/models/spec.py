@@ -42,6 +42,12 @@ def is_expert_tensor(tensor_name: str) -> bool:
     return any(marker in tensor_name for marker in _EXPERT_MARKERS) and "shexp" not in tensor_name
 
 
+def is_vision_tensor(tensor_name: str) -> bool:
+    """A vision tower's weights (``v.*``) or its projector (``mm.*``), which Ollama ships in
+    the model's own GGUF; llama.cpp names them so in an mmproj file."""
+    return tensor_name.startswith(("v.", "mm."))
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """One tensor from a file's table: its data is never read."""
