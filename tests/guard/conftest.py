@@ -22,7 +22,8 @@ MIB = 1024**2
 
 @dataclass
 class Hog:
-    """A running memory_hog.py; ``finish`` reaps it and reports its peak RSS."""
+    """A running memory_hog.py; ``finish`` reaps it and reports its peak RSS (the hog's own
+    ``peak`` line, printed as SIGTERM arrives; None when it died otherwise)."""
 
     process: subprocess.Popen[bytes]
     lines: list[str] = field(default_factory=list)
@@ -52,13 +53,14 @@ class Hog:
         return None
 
     def _reaped(self) -> bool:
-        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
         if pid != self.pid:
             return False
-        self.peak_rss_bytes = usage.ru_maxrss * 1024  # KiB on Linux
         self.returncode = os.waitstatus_to_exitcode(status)
         self.process.returncode = self.returncode
         self._drain()
+        peaks = [line.split()[1] for line in self.lines if line.startswith("peak ")]
+        self.peak_rss_bytes = int(peaks[-1]) if peaks else None
         return True
 
     def taken_levels(self) -> list[tuple[float, int]]:

@@ -3,8 +3,9 @@
 The machine has far more memory than these tests take, so the guard is told
 to act as if only ``BUDGET`` were available when it started: caution then sits
 at half of it and abort at a quarter (the default floors, shrunk). A hog that
-takes memory at a set rate must be stopped before its own peak RSS (from the
-kernel's rusage, exact) reaches the abort floor, i.e. ``BUDGET - abort``.
+takes memory at a set rate must be stopped before its own peak RSS (``VmHWM``,
+which the hog prints as SIGTERM arrives: ``wait4``'s ``ru_maxrss`` also holds
+the test process's RSS at the fork) reaches the abort floor, i.e. ``BUDGET - abort``.
 Memory taken by other processes on the machine meanwhile counts against the
 budget too, which can only make the guard act earlier.
 """

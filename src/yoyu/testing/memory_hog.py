@@ -9,7 +9,11 @@ RATE MiB/s, until ``--limit`` MiB, or until the machine has only ``--leave``
 MiB available, then holds them (forever, or ``--hold`` seconds and exits). After each chunk it
 prints ``<time.monotonic()> <bytes taken>`` on stdout, so a reader knows when
 each level was reached (CLOCK_MONOTONIC is one clock for every process on
-Linux). ``--ignore-term`` ignores SIGTERM; ``--spawn`` first starts a child
+Linux). On SIGTERM it prints ``peak <bytes>``, its own peak RSS (``VmHWM``), then
+dies of the signal: the kernel's ``ru_maxrss`` for a child also holds its
+parent's RSS at the fork (it survives exec), so a test process past a hog's
+limit cannot read the hog's own peak from ``wait4``. ``--ignore-term`` ignores
+SIGTERM; ``--spawn`` first starts a child
 process (that stays in the hog's tree) and prints ``child <pid>``; ``--wait-stdin``
 starts growing only once a line arrives on stdin.
 """
@@ -43,6 +47,8 @@ def main() -> None:
         set_name(args.name)
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, report_peak_and_die)
     # A shell's background job starts with SIGINT ignored and its children inherit that;
     # the unload tests stop the hog with SIGINT, so it must take it whoever ran pytest.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -72,6 +78,22 @@ def grow(chunk: int, rate: float, limit: int, leave: int = 0) -> None:
         taken += chunk
         report(f"{time.monotonic():.6f} {taken}")
     globals()["_kept"] = blocks
+
+
+def report_peak_and_die(signum: int, frame: object) -> None:
+    """Say this process's own peak RSS, then die of the signal as if it had no handler."""
+    report(f"peak {peak_rss_bytes()}")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def peak_rss_bytes() -> int:
+    """``VmHWM``: the most this process has had resident since it started (its own mm)."""
+    with Path("/proc/self/status").open(encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM")
 
 
 def available_bytes() -> int:
