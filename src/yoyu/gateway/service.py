@@ -98,6 +98,7 @@ from yoyu.monitor.system import system_reader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 Generation = ChatRequest | CompletionRequest
 MAINTENANCE_TICK_S = 1.0
 # Blocking calls in flight beyond the models' lines: /yoyu, /metrics, requests for names
@@ -162,8 +163,9 @@ class Answer:
     fallbacks: tuple[str, ...] = ()  # "model: why" for each route tried before this one
 
 
-class _HeldStream:
-    """What every open stream holds: the served model that answers, its first chunk, its
+class _HeldStream(Generic[U]):
+    """What every open stream holds: the served model that answers, its first chunk, the
+    upstream the rest comes from (``U``: a blocking iterator, or a stream on the loop), its
     lease on the model (released once, by ``close``) and what to note when it ends."""
 
     def __init__(
@@ -171,6 +173,7 @@ class _HeldStream:
         requested: str,
         served: ServedModel,
         first: ChatChunk,
+        upstream: U,
         lease: Lease,
         on_failure: Callable[[BackendError], None],
         on_finish: Callable[[ChatChunk], None],
@@ -179,6 +182,7 @@ class _HeldStream:
         self.route = served.id
         self.backend = served.backend
         self._first = first
+        self._upstream = upstream
         self._lease = lease
         self._on_failure = on_failure
         self._on_finish = on_finish
@@ -197,7 +201,7 @@ class _HeldStream:
         raise NotImplementedError
 
 
-class StreamAnswer(_HeldStream):
+class StreamAnswer(_HeldStream[Iterator[ChatChunk]]):
     """A streamed answer: iterate for chunks; ``close()`` ends it and frees the model.
 
     The first chunk has already arrived when this exists, so a backend that
@@ -207,19 +211,6 @@ class StreamAnswer(_HeldStream):
     iteration, and when a client leaves) closes one and releases the other,
     once, whoever calls it.
     """
-
-    def __init__(
-        self,
-        requested: str,
-        served: ServedModel,
-        first: ChatChunk,
-        upstream: Iterator[ChatChunk],
-        lease: Lease,
-        on_failure: Callable[[BackendError], None],
-        on_finish: Callable[[ChatChunk], None],
-    ) -> None:
-        super().__init__(requested, served, first, lease, on_failure, on_finish)
-        self._upstream = upstream
 
     def __iter__(self) -> Iterator[ChatChunk]:
         try:
@@ -239,32 +230,19 @@ class StreamAnswer(_HeldStream):
         _close(self._upstream)
 
 
-class LoopStreamAnswer(_HeldStream):
+class LoopStreamAnswer(_HeldStream[LoopStream]):
     """``StreamAnswer`` read on the event loop: ``async for`` its chunks; ``close()`` (plain,
     so a cancelled task can call it) ends it and frees the model."""
 
-    def __init__(
-        self,
-        requested: str,
-        served: ServedModel,
-        first: ChatChunk,
-        upstream: LoopStream,
-        lease: Lease,
-        on_failure: Callable[[BackendError], None],
-        on_finish: Callable[[ChatChunk], None],
-    ) -> None:
-        super().__init__(requested, served, first, lease, on_failure, on_finish)
-        self._upstream = upstream
-        self._last = first
-        self._unsent_first = True
+    _last: ChatChunk | None = None  # the chunk handed out last; None before the first
 
     def __aiter__(self) -> LoopStreamAnswer:
         return self
 
     async def __anext__(self) -> ChatChunk:
-        if self._unsent_first:
-            self._unsent_first = False
-            return self._last
+        if self._last is None:
+            self._last = self._first
+            return self._first
         try:
             chunk = await self._upstream.__anext__()
         except StopAsyncIteration:
@@ -283,7 +261,7 @@ class LoopStreamAnswer(_HeldStream):
 
     def ready(self) -> bool:
         """Whether the next chunk is here already (see ``LoopStream.ready``)."""
-        return self._unsent_first or self._upstream.ready()
+        return self._last is None or self._upstream.ready()
 
     def _close_upstream(self) -> None:
         self._upstream.close()
