@@ -4,6 +4,7 @@ and the phase order on a real child process."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from monitor_children import MIB, MemoryChild
@@ -17,11 +18,19 @@ from yoyu.monitor.phases import (
     STABILIZED,
     phase_profile,
     phase_spans,
+    pool_in_use,
     settling_figures,
     stabilize,
 )
 from yoyu.monitor.sampler import Sampler
-from yoyu.monitor.types import Event, GpuSample, ProcessSample, Sample, SystemSample
+from yoyu.monitor.types import (
+    EngineSample,
+    Event,
+    GpuSample,
+    ProcessSample,
+    Sample,
+    SystemSample,
+)
 
 
 def sample(
@@ -90,6 +99,25 @@ def test_peak_takes_the_worst_of_each_figure_over_the_generation() -> None:
     assert peak.process_rss_bytes == 1200 * MIB  # t=5.0: 300 + 900
     assert peak.gpu_used_bytes == 950 * MIB
     assert peak.t_s == 5.0  # when the footprint (RSS + swap) peaked
+
+
+def with_pool(t_s: float, used: float, running: int) -> Sample:
+    return replace(sample(t_s, 9000, 100, 900), engine=EngineSample(used, running, 0))
+
+
+def test_the_pool_counts_only_readings_that_saw_it_in_use() -> None:
+    """vLLM's frontend, starved of CPU, can update its gauge only after the answer is done:
+    every reading then says 0 with nothing running, and the fill is unknown, not 0 %."""
+    idle = [with_pool(4.0, 0.0, 0), with_pool(5.0, 0.0, 0)]
+    assert pool_in_use(idle) is None
+    assert pool_in_use([*idle, with_pool(4.5, 0.004, 1)]) == 0.004
+    # still held after the request ended (the gauge waits for the next step): a true figure
+    assert pool_in_use([*idle, with_pool(5.5, 0.008, 0)]) == 0.008
+    assert pool_in_use([with_pool(4.2, 0.0, 1)]) == 0.0  # running in an empty pool: 0 %
+    assert pool_in_use(SAMPLES) is None  # no engine gauge at all (llama.cpp)
+    events = [Event(4.0, GENERATION_START), Event(6.0, GENERATION_END)]
+    profile = phase_profile([*idle, with_pool(4.5, 0.004, 1), with_pool(6.5, 0.02, 1)], events)
+    assert profile.peak is not None and profile.peak.engine_kv_used_fraction == 0.004
 
 
 def test_chat_turns_pick_their_own_generation_and_share_the_load() -> None:

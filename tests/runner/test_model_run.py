@@ -75,10 +75,13 @@ def test_one_shot_run_profiles_stores_and_unloads(tiny: TinyModel, tmp_path: Pat
     assert record.prediction["file_bytes"] == tiny.path.stat().st_size
     kinds = [event.kind for event in store.events(run.run_id)]
     assert kinds == [
-        "load_start", "load_end", "generation_start", "generation_end", "stabilized",
-        "unload", "unloaded",
+        "load_start", "load_end", "generation_start", "first_token", "generation_end",
+        "stabilized", "unload", "unloaded",
     ]  # fmt: skip
     samples = store.samples(run.run_id)
+    # the first chunk's reading is in the turn's window whatever the sampler thread managed
+    first_token = next(e.t_s for e in store.events(run.run_id) if e.kind == "first_token")
+    assert any(sample.t_s == first_token for sample in samples)
     rebuilt = phase_profile(samples, store.events(run.run_id))
     assert rebuilt.peak == turn.profile.peak
     assert samples[-1].process.rss_bytes == 0  # sampled after the unload: nothing left

@@ -253,6 +253,8 @@ def prediction_table(report: Mapping[str, Any]) -> Table:
     kv_used = peak.get("engine_kv_used_fraction")
     if kv_used is not None:
         table.add_row(_("KV pool in use"), "-", f"{kv_used:.1%}", _("vLLM /metrics, at peak"))
+    elif report.get("engine") == "vllm":  # its frontend fell behind: no reading saw the pool
+        table.add_row(_("KV pool in use"), "-", "-", _("not observed: vLLM /metrics lagged"))
     for label, key in ((_("engine arrays"), "engine_bytes"), (_("process"), "overhead_bytes")):
         table.add_row(label, _mib(predicted.get(key)), "-", _("in peak RSS"))
     table.add_row(

@@ -18,6 +18,7 @@ from yoyu.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from yoyu.monitor.leak import LeakCheck, check_leak, fit_slope, leak_points
     from yoyu.monitor.phases import (
+        FIRST_TOKEN,
         GENERATION_END,
         GENERATION_START,
         LOAD_END,
@@ -39,6 +40,7 @@ else:  # each submodule is imported when one of its names is first used
         {
             "yoyu.monitor.leak": ("LeakCheck", "check_leak", "fit_slope", "leak_points"),
             "yoyu.monitor.phases": (
+                "FIRST_TOKEN",
                 "GENERATION_END",
                 "GENERATION_START",
                 "LOAD_END",
@@ -58,6 +60,7 @@ else:  # each submodule is imported when one of its names is first used
     )
 
 __all__ = [
+    "FIRST_TOKEN",
     "GENERATION_END",
     "GENERATION_START",
     "LOAD_END",

@@ -36,6 +36,10 @@ from yoyu.monitor.types import Event, Sample
 LOAD_START = "load_start"
 LOAD_END = "load_end"
 GENERATION_START = "generation_start"
+# The answer's first chunk: prefill is done and the engine holds the prompt's cache. A reading
+# taken here is the one a turn always has between its start and end, however starved of CPU
+# the sampler thread is while the engine works (vLLM on the CPU takes every core it can).
+FIRST_TOKEN = "first_token"
 GENERATION_END = "generation_end"
 STABILIZED = "stabilized"
 N = TypeVar("N", int, float)
@@ -110,8 +114,27 @@ def peak_reading(samples: Sequence[Sample]) -> PhaseReading:
         process_file_bytes=_max_known([r.process_file_bytes for r in readings]),
         process_swap_bytes=_max_known([r.process_swap_bytes for r in readings]),
         gpu_used_bytes=_max_known([r.gpu_used_bytes for r in readings]),
-        engine_kv_used_fraction=_max_known([r.engine_kv_used_fraction for r in readings]),
+        engine_kv_used_fraction=pool_in_use(samples),
     )
+
+
+def pool_in_use(samples: Sequence[Sample]) -> float | None:
+    """The engine's KV pool at its fullest over ``samples``, or None when no reading saw it
+    in use.
+
+    A reading of an empty pool with no request running says nothing about the answer
+    written meanwhile: vLLM's frontend can fall seconds behind its engine on a busy CPU
+    and then updates the gauge only once the answer is done (seen here with both cores
+    busy: the whole answer arrived in 0.2 s after 3.6 s of silence, every reading 0.0).
+    Reporting 0 % there would be a wrong figure; "not observed" is the true one.
+    """
+    in_use = [
+        sample.engine.kv_used_fraction
+        for sample in samples
+        if sample.engine is not None
+        and (sample.engine.requests_running > 0 or sample.engine.kv_used_fraction > 0)
+    ]
+    return max(in_use, default=None)
 
 
 def phase_profile(
