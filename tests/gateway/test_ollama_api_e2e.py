@@ -18,19 +18,14 @@ import httpx
 import ollama
 import psutil
 import pytest
+from e2e_gateway import metric, write_config
 
-from yoyu.estimate.engine import LLAMA_CPP_PYTHON
-from yoyu.gateway.config import ServedModel
-from yoyu.gateway.sizing import PlanSizer
-from yoyu.testing.gateway_process import GatewayProcess, free_port
+from yoyu.testing.gateway_process import GatewayProcess
 from yoyu.testing.openai_stub import OpenAIStub, StubBehaviour
-from yoyu.testing.tiny_models import write_tiny_model
 from yoyu.testing.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
-LOAD_SETTINGS = {"n_ctx": 256, "n_batch": 64, "n_ubatch": 64, "seed": 1}
-SETTINGS = "{ " + ", ".join(f"{key} = {value}" for key, value in LOAD_SETTINGS.items()) + " }"
 HI = [{"role": "user", "content": "Say hello."}]
 SECRET = "the launch code is 0000"
 MUL = {
@@ -57,73 +52,9 @@ def stub() -> Iterator[OpenAIStub]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, stub: OpenAIStub) -> Iterator[GatewayProcess]:
     folder = tmp_path_factory.mktemp("ollama-api")
-    tiny_a = write_tiny_model(folder / "tiny-a.gguf").path
-    tiny_b = write_tiny_model(folder / "tiny-b.gguf").path
-    model = ServedModel("tiny", "local", path=tiny_a, settings=LOAD_SETTINGS)
-    need = PlanSizer().size(model, LLAMA_CPP_PYTHON).need_bytes
-    config = folder / "yoyu.toml"
-    config.write_text(
-        f"""
-[server]
-memory_floor = 0
-memory_budget = {need * 3 // 2}
-cooldown_s = 30
-health_interval_s = 3600
-max_body_bytes = 65536
-
-[backends.local]
-kind = "llama.cpp"
-start_timeout_s = 60
-stop_grace_s = 5
-
-[backends.down]
-kind = "openai"
-base_url = "http://127.0.0.1:{free_port()}/v1"
-models = ["gone"]
-remote = false
-
-[backends.cloud]
-kind = "openai"
-base_url = "{stub.base_url}"
-models = ["stub-model"]
-remote = true
-
-[served.tiny]
-backend = "local"
-path = "{tiny_a}"
-settings = {SETTINGS}
-
-[served.tiny-b]
-backend = "local"
-path = "{tiny_b}"
-settings = {{ n_ctx = 256, n_batch = 64, n_ubatch = 64, seed = 1, embedding = true }}
-
-[served.huge]
-backend = "local"
-path = "{tiny_b}"
-memory = "512 GiB"
-
-[served.dead]
-backend = "down"
-upstream = "gone"
-
-[served.cloud]
-backend = "cloud"
-upstream = "stub-model"
-
-[served.cloud-secret]
-backend = "cloud"
-upstream = "stub-model"
-private = true
-
-[aliases]
-coder = "tiny"
-
-[routes]
-resilient = ["dead", "tiny"]
-""",
-        encoding="utf-8",
-    )
+    embedding = "{ n_ctx = 256, n_batch = 64, n_ubatch = 64, seed = 1, embedding = true }"
+    huge = '[served.huge]\nbackend = "local"\npath = "{tiny_b}"\nmemory = "512 GiB"\n'
+    config = write_config(folder, stub, tiny_b_settings=embedding, extra_served=huge)
     log_path = folder / "serve.log"
     with GatewayProcess(["--config", str(config), "-v"], log_path=log_path) as server:
         yield server
@@ -139,14 +70,6 @@ def client(gateway: GatewayProcess) -> Iterator[ollama.Client]:
 
 def running(client: ollama.Client) -> set[str]:
     return {model.model or "" for model in client.ps().models}
-
-
-def metric(gateway: GatewayProcess, name: str, **labels: str) -> float | None:
-    for line in httpx.get(f"{gateway.url}/metrics").text.splitlines():
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.partition(" ")[0]))
-        if line.partition("{")[0] == name and labels.items() <= found.items():
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 # -- listing -------------------------------------------------------------------
