@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ConfigError
+from yoyu.models.catalog_files import catalog_documents
 from yoyu.models.catalog_tables import TableKey, compact_table, header_bytes, tensor_table
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
 from yoyu.models.hf_model import architecture_spec
@@ -48,7 +49,6 @@ from yoyu.models.model_tags import (
 )
 from yoyu.models.quant_mix import FILE_TYPES
 from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
-from yoyu.toml import TOMLDecodeError, load_toml
 
 CATALOG_DIR = Path(__file__).with_name("catalog_data")
 DEFAULT_QUANT = "Q4_K_M"
@@ -296,7 +296,7 @@ def _name_index(folder: Path) -> dict[str, CatalogEntry]:
 
 @functools.lru_cache(maxsize=4)
 def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
-    documents = [(path, _read(path)) for path in sorted(folder.glob("*.toml"))]
+    documents = catalog_documents(folder)
     shared = {
         name: config
         for _, document in documents
@@ -309,13 +309,6 @@ def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
             family.entry(name, body) for name, body in document.get("models", {}).items()
         )
     return tuple(entries)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return load_toml(path)
-    except (OSError, TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: the model catalog cannot be read ({error})") from None
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def typed_layout(key: TableKey) -> tuple[tuple[LayoutTensor, ...], tuple[str, ..
     arch = key.arch
     layout = gguf_layout(arch, output_head=key.output_head)
     if key.vision_params:
-        layout.append(LayoutTensor("v.vision_tower.weight", (key.vision_params,), None))
+        layout.append(LayoutTensor.of("v.vision_tower.weight", (key.vision_params,)))
     context = QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
     types = assign_types(layout, key.quant, context)
     if key.vision_params:
