@@ -26,6 +26,7 @@ a flavour and quant suffix (``llama3.1:8b-instruct-q8_0``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import math
@@ -48,7 +49,7 @@ from yoyu.models.model_tags import (
     unknown_quant_at,
 )
 from yoyu.models.quant_mix import FILE_TYPES
-from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
+from yoyu.models.spec import ModelSpec, TensorInfo, TensorSummary, summarize_tensors
 
 CATALOG_DIR = Path(__file__).with_name("catalog_data")
 DEFAULT_QUANT = "Q4_K_M"
@@ -242,24 +243,31 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
-    entry = next(entry for entry in catalog_entries() if entry.name == name)
+    entry = _entries_by_name(CATALOG_DIR)[name]
     if quant not in FILE_TYPES:
         known = ", ".join(FILE_TYPES)
         raise ConfigError(f"{entry.name}: no quant {quant!r} in the catalog; choose one of {known}")
     arch = entry.architecture
     key = table_key(entry, quant)
-    tensors = list(compact_table(key) if compact else tensor_table(key))
-    summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
+    tensors, summary = _table(key, compact)
     return architecture_spec(
         arch,
         tensors,
-        summary,
+        dataclasses.replace(summary, type_bytes=dict(summary.type_bytes)),  # each spec its own
         name=spec_name(entry, quant),
         format="catalog",
         paths=(),
         file_bytes=summary.tensor_bytes + header_bytes(key),
         quantization=quant,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _table(key: TableKey, compact: bool) -> tuple[tuple[TensorInfo, ...], TensorSummary]:
+    """A table and its totals, summed once for the fine-tunes that share it."""
+    arch = key.arch
+    tensors = compact_table(key) if compact else tensor_table(key)
+    return tensors, summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
 
 
 def catalog_tensors(entry: CatalogEntry, quant: str) -> list[TensorInfo]:
@@ -273,6 +281,11 @@ def table_key(entry: CatalogEntry, quant: str) -> TableKey:
 
 
 # --- names ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _entries_by_name(folder: Path) -> dict[str, CatalogEntry]:
+    return {entry.name: entry for entry in _load_catalog(folder)}
 
 
 @functools.lru_cache(maxsize=4)

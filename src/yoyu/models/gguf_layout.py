@@ -26,6 +26,7 @@ FFN matrices.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from yoyu.models.hf_config import HfArchitecture
@@ -57,47 +58,86 @@ _ENCODERS = frozenset({"bert", "nomic-bert"})
 _ONE_NORM = frozenset({"command-r", "cohere2"})  # parallel attention + FFN share one norm
 
 
+BlockTemplate = tuple[tuple[str, tuple[int, ...], int], ...]  # (name after blk.N., shape, params)
+
+
+@dataclass(frozen=True)
+class LayoutParts:
+    """The converted file's tensors as three parts: the input side, the blocks, the output
+    side. A block is the index of its template (its tensors without the ``blk.N.``
+    prefix): a model's dense blocks share one template and its MoE blocks another, so
+    what follows from a block's tensors (their types, their sums) is worked out per
+    template instead of per tensor."""
+
+    head: tuple[LayoutTensor, ...]
+    templates: tuple[BlockTemplate, ...]
+    blocks: tuple[int, ...]  # the template of each block, in block order
+    tail: tuple[LayoutTensor, ...]
+
+    def block_tensors(self, layer: int) -> list[LayoutTensor]:
+        prefix = f"blk.{layer}."
+        return [
+            LayoutTensor(prefix + name, shape, layer, n_params)
+            for name, shape, n_params in self.templates[self.blocks[layer]]
+        ]
+
+    def tensors(self) -> list[LayoutTensor]:
+        """Every tensor in file order."""
+        tensors = list(self.head)
+        for layer in range(len(self.blocks)):
+            tensors.extend(self.block_tensors(layer))
+        return tensors + list(self.tail)
+
+    def count(self) -> int:
+        return (
+            len(self.head) + sum(len(self.templates[kind]) for kind in self.blocks) + len(self.tail)
+        )
+
+
 def gguf_layout(arch: HfArchitecture, *, output_head: bool = True) -> list[LayoutTensor]:
     """Every tensor of the converted GGUF, in file order (input side, blocks, output).
 
     ``output_head`` False: an embedding model converted without its LM head
     (Qwen3-Embedding); encoders (BERT) never have one."""
-    tensors = [LayoutTensor.of("token_embd.weight", (arch.n_embd, arch.vocab_size), None)]
-    tensors.extend(_encoder_inputs(arch))
-    templates: dict[bool, BlockTemplate] = {}  # dense and MoE blocks: each laid out once
+    return gguf_layout_parts(arch, output_head=output_head).tensors()
+
+
+def gguf_layout_parts(arch: HfArchitecture, *, output_head: bool = True) -> LayoutParts:
+    """``gguf_layout`` in its three parts, each block by its template."""
+    head = [
+        LayoutTensor.of("token_embd.weight", (arch.n_embd, arch.vocab_size)),
+        *_encoder_inputs(arch),
+    ]
+    kinds: dict[bool, int] = {}  # dense (False) and MoE (True) blocks: each laid out once
+    templates: list[BlockTemplate] = []
+    blocks = []
     for layer in range(arch.n_layers):
         moe = arch.n_experts > 0 and layer not in arch.dense_layers
-        if moe not in templates:
-            templates[moe] = _block_template(arch, moe)
-        prefix = f"blk.{layer}."
-        tensors.extend(
-            LayoutTensor(prefix + name, shape, layer, n_params)
-            for name, shape, n_params in templates[moe]
-        )
-    tensors.append(LayoutTensor.of("output_norm.weight", (arch.n_embd,), None))
+        if moe not in kinds:
+            kinds[moe] = len(templates)
+            templates.append(_block_template(arch, moe))
+        blocks.append(kinds[moe])
+    tail = [LayoutTensor.of("output_norm.weight", (arch.n_embd,))]
     untied = not arch.tie_word_embeddings and arch.architecture not in _ENCODERS
     if untied and output_head:
-        tensors.append(LayoutTensor.of("output.weight", (arch.n_embd, arch.vocab_size), None))
-    return tensors
+        tail.append(LayoutTensor.of("output.weight", (arch.n_embd, arch.vocab_size)))
+    return LayoutParts(tuple(head), tuple(templates), tuple(blocks), tuple(tail))
 
 
 def _encoder_inputs(arch: HfArchitecture) -> list[LayoutTensor]:
     if arch.architecture not in _ENCODERS:
         return []
     inputs = [
-        LayoutTensor.of("token_types.weight", (arch.n_embd, 2), None),
-        LayoutTensor.of("token_embd_norm.weight", (arch.n_embd,), None),
+        LayoutTensor.of("token_types.weight", (arch.n_embd, 2)),
+        LayoutTensor.of("token_embd_norm.weight", (arch.n_embd,)),
     ]
     if arch.architecture == "bert":  # learned absolute positions; nomic-bert uses RoPE
-        inputs.append(
-            LayoutTensor.of("position_embd.weight", (arch.n_embd, arch.context_length), None)
-        )
-        inputs.append(LayoutTensor.of("token_embd_norm.bias", (arch.n_embd,), None))
+        inputs.append(LayoutTensor.of("position_embd.weight", (arch.n_embd, arch.context_length)))
+        inputs.append(LayoutTensor.of("token_embd_norm.bias", (arch.n_embd,)))
     return inputs
 
 
 Named = list[tuple[str, tuple[int, ...]]]
-BlockTemplate = tuple[tuple[str, tuple[int, ...], int], ...]
 
 
 def _block_template(arch: HfArchitecture, moe: bool) -> BlockTemplate:
