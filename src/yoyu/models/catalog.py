@@ -142,12 +142,12 @@ class CatalogMatch:
 
 def catalog_entries() -> tuple[CatalogEntry, ...]:
     """Every entry of the bundled catalog, family files in name order."""
-    return _load_catalog(CATALOG_DIR)
+    return _catalog(CATALOG_DIR).entries()
 
 
 def load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
     """Every entry of the catalog files in ``folder`` (the bundled one: ``catalog_entries``)."""
-    return _load_catalog(folder)
+    return _catalog(folder).entries()
 
 
 def find_catalog_entry(ref: str) -> CatalogEntry | None:
@@ -158,13 +158,15 @@ def find_catalog_entry(ref: str) -> CatalogEntry | None:
 
 def match_catalog(ref: str) -> CatalogMatch | None:
     """Resolve ``ref`` to an entry and a quant (case-insensitive, registry prefix ignored)."""
-    index = _name_index(CATALOG_DIR)
+    catalog = _catalog(CATALOG_DIR)
+    index = catalog.names
     key, quant = split_quant(normalize(ref))
     if quant is None and unknown_quant_at(key) is not None:
         return None  # a quant the catalog does not size (q3_k_s, iq4_xs): no guess
-    entry = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
-    if entry is None:
+    name = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
+    if name is None:
         return None
+    entry = catalog.entry(name)
     return CatalogMatch(entry, quant or entry.default_quant)
 
 
@@ -243,7 +245,7 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
-    entry = _entries_by_name(CATALOG_DIR)[name]
+    entry = _catalog(CATALOG_DIR).entry(name)
     if quant not in FILE_TYPES:
         known = ", ".join(FILE_TYPES)
         raise ConfigError(f"{entry.name}: no quant {quant!r} in the catalog; choose one of {known}")
@@ -280,48 +282,66 @@ def table_key(entry: CatalogEntry, quant: str) -> TableKey:
     return TableKey(entry.architecture, quant, entry.vision_params, "embedding" not in entry.uses)
 
 
-# --- names ------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4)
-def _entries_by_name(folder: Path) -> dict[str, CatalogEntry]:
-    return {entry.name: entry for entry in _load_catalog(folder)}
-
-
-@functools.lru_cache(maxsize=4)
-def _name_index(folder: Path) -> dict[str, CatalogEntry]:
-    """Every name an entry answers to, lower-cased; a repo id also by its bare repo name."""
-    index: dict[str, CatalogEntry] = {}
-    bare: dict[str, list[CatalogEntry]] = {}
-    for entry in _load_catalog(folder):
-        for name in (entry.name, *entry.aliases):
-            index.setdefault(name.lower(), entry)
-            if "/" in name:
-                bare.setdefault(name.lower().rpartition("/")[2], []).append(entry)
-    for name, entries in bare.items():
-        if len({entry.name for entry in entries}) == 1:
-            index.setdefault(name, entries[0])
-    return index
-
-
 # --- loading ------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
-def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
-    documents = catalog_documents(folder)
-    shared = {
-        name: config
-        for _, document in documents
-        for name, config in document.get("architectures", {}).items()
-    }
-    entries: list[CatalogEntry] = []
-    for path, document in documents:
-        family = _Family.of(document, path, shared)
-        entries.extend(
-            family.entry(name, body) for name, body in document.get("models", {}).items()
-        )
-    return tuple(entries)
+def _catalog(folder: Path) -> _Catalog:
+    return _Catalog(folder)
+
+
+class _Catalog:
+    """The catalog's files, read; each entry is built when it is first asked for, so looking
+    one name up (``yoyu plan NAME``) builds that entry, not all of them. Two threads
+    asking at once may both build one: equal values, either is kept."""
+
+    def __init__(self, folder: Path) -> None:
+        documents = catalog_documents(folder)
+        shared = {
+            name: config
+            for _, document in documents
+            for name, config in document.get("architectures", {}).items()
+        }
+        self._rows: list[tuple[_Family, str, dict[str, Any]]] = []
+        for path, document in documents:
+            family = _Family.of(document, path, shared)
+            self._rows.extend(
+                (family, name, body) for name, body in document.get("models", {}).items()
+            )
+        self._built: dict[int, CatalogEntry] = {}
+        self._position: dict[str, int] = {}
+        for position, (_, name, _) in enumerate(self._rows):
+            self._position.setdefault(name, position)
+        self.names = self._name_index()
+
+    def entry(self, name: str) -> CatalogEntry:
+        """The entry ``name`` (its tag, as the file spells it)."""
+        return self._at(self._position[name])
+
+    def entries(self) -> tuple[CatalogEntry, ...]:
+        return tuple(self._at(position) for position in range(len(self._rows)))
+
+    def _at(self, position: int) -> CatalogEntry:
+        entry = self._built.get(position)
+        if entry is None:
+            family, name, body = self._rows[position]
+            entry = self._built[position] = family.entry(name, body)
+        return entry
+
+    def _name_index(self) -> dict[str, str]:
+        """Every name an entry answers to, lower-cased, to the entry's own name; a repo id
+        also by its bare repo name where only one entry answers to that."""
+        index: dict[str, str] = {}
+        bare: dict[str, set[str]] = {}
+        for _, name, body in self._rows:
+            for alias in (name, *body.get("aliases", ())):
+                index.setdefault(alias.lower(), name)
+                if "/" in alias:
+                    bare.setdefault(alias.lower().rpartition("/")[2], set()).add(name)
+        for alias, names in bare.items():
+            if len(names) == 1:
+                index.setdefault(alias, next(iter(names)))
+        return index
 
 
 @dataclass(frozen=True)
