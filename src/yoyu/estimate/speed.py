@@ -72,6 +72,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from yoyu.estimate.repack import repacked_tensors
 from yoyu.estimate.types import MemoryEstimate
@@ -196,8 +197,7 @@ def predict_speed(
     )
 
 
-@dataclass(frozen=True)
-class _Placed:
+class _Placed(NamedTuple):
     """Where the estimate put each tensor, and which ones the CPU repacks: what decode and
     prefill both read, worked out once per prediction."""
 

@@ -13,10 +13,10 @@ the whole catalog (``plan.ranking``) needs them few.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from yoyu.models.gguf_layout import BlockTemplate, LayoutParts, LayoutTensor, gguf_layout_parts
 from yoyu.models.hf_config import HfArchitecture
@@ -53,11 +53,11 @@ def typed_parts(key: TableKey) -> tuple[LayoutParts, PartTypes]:
     parts = gguf_layout_parts(arch, output_head=key.output_head)
     if key.vision_params:
         vision = LayoutTensor.of("v.vision_tower.weight", (key.vision_params,))
-        parts = dataclasses.replace(parts, tail=(*parts.tail, vision))
+        parts = parts._replace(tail=(*parts.tail, vision))
     context = QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
     types = assign_part_types(parts, key.quant, context)
     if key.vision_params:  # Ollama keeps the vision tower as converted
-        types = dataclasses.replace(types, tail=(*types.tail[:-1], VISION_TYPE))
+        types = types._replace(tail=(*types.tail[:-1], VISION_TYPE))
     return parts, types
 
 
@@ -95,8 +95,7 @@ def compact_table(key: TableKey) -> tuple[TensorInfo, ...]:
     return tuple(kept + _typed(parts.tail, types.tail) + merged)
 
 
-@dataclass(frozen=True)
-class _BlockSums:
+class _BlockSums(NamedTuple):
     """One block's compact rows without its index: the expert stacks it keeps
     (name after ``blk.N.``, type, shape, parameters, bytes) and the merged groups
     (type, row length, parameters, bytes), in file order."""
@@ -149,7 +148,7 @@ def header_bytes(key: TableKey) -> int:
     """GGUF metadata before the tensor data: the tokenizer dominates it."""
     arch = key.arch
     per_token = SPM_BYTES_PER_TOKEN if _sentencepiece(arch) else BPE_BYTES_PER_TOKEN
-    n_tensors = typed_parts(key)[0].count()
+    n_tensors = typed_parts(key)[0].n_tensors()
     return arch.vocab_size * per_token + n_tensors * HEADER_BYTES_PER_TENSOR
 
 

@@ -26,7 +26,6 @@ FFN matrices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from yoyu.models.hf_config import HfArchitecture
@@ -61,8 +60,7 @@ _ONE_NORM = frozenset({"command-r", "cohere2"})  # parallel attention + FFN shar
 BlockTemplate = tuple[tuple[str, tuple[int, ...], int], ...]  # (name after blk.N., shape, params)
 
 
-@dataclass(frozen=True)
-class LayoutParts:
+class LayoutParts(NamedTuple):
     """The converted file's tensors as three parts: the input side, the blocks, the output
     side. A block is the index of its template (its tensors without the ``blk.N.``
     prefix): a model's dense blocks share one template and its MoE blocks another, so
@@ -88,7 +86,7 @@ class LayoutParts:
             tensors.extend(self.block_tensors(layer))
         return tensors + list(self.tail)
 
-    def count(self) -> int:
+    def n_tensors(self) -> int:
         return (
             len(self.head) + sum(len(self.templates[kind]) for kind in self.blocks) + len(self.tail)
         )

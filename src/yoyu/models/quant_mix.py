@@ -30,6 +30,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from yoyu.models.ggml_types import ggml_type_named
 from yoyu.models.gguf_layout import LayoutParts, LayoutTensor
@@ -78,8 +79,7 @@ def assign_types(
     return [quantizer.type_of(tensor.name, tensor.shape) for tensor in tensors]
 
 
-@dataclass(frozen=True)
-class PartTypes:
+class PartTypes(NamedTuple):
     """``assign_types`` of a ``LayoutParts``: the input side's types, each block's, the
     output side's."""
 
