@@ -54,8 +54,7 @@ def typed_parts(key: TableKey) -> tuple[LayoutParts, PartTypes]:
     if key.vision_params:
         vision = LayoutTensor.of("v.vision_tower.weight", (key.vision_params,))
         parts = parts._replace(tail=(*parts.tail, vision))
-    context = QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
-    types = assign_part_types(parts, key.quant, context)
+    types = assign_part_types(parts, key.quant, quant_context(arch))
     if key.vision_params:  # Ollama keeps the vision tower as converted
         types = types._replace(tail=(*types.tail[:-1], VISION_TYPE))
     return parts, types
@@ -156,6 +155,11 @@ def _sentencepiece(arch: HfArchitecture) -> bool:
     """Gemma's, and the 32k vocabularies of Llama 2, Mistral and Phi-3, are SentencePiece."""
     small_llama = arch.model_type in ("llama", "mistral", "mixtral", "phi3")
     return arch.model_type.startswith("gemma") or (small_llama and arch.vocab_size <= 32_768)
+
+
+def quant_context(arch: HfArchitecture) -> QuantContext:
+    """What llama.cpp's quantizer knows of the whole model besides each tensor."""
+    return QuantContext(arch.n_layers, arch.n_experts, _is_70b(arch))
 
 
 def _is_70b(arch: HfArchitecture) -> bool:
