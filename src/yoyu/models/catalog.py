@@ -31,6 +31,7 @@ import difflib
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,11 +231,13 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
     """Smaller catalog models a "smaller model" move may propose for ``spec``: the same
     family when the name says it, else the same architecture (specs built only for them)."""
     family = family_key(spec.name)
-    entries = catalog_entries()
-    chosen = [entry for entry in entries if family_key(entry.family) in family]
+    catalog = _catalog(CATALOG_DIR)
+    chosen = catalog.entries_of(lambda name: family_key(name) in family)
     if not chosen:
         chosen = [
-            entry for entry in entries if entry.architecture.architecture == spec.architecture
+            entry
+            for entry in catalog.entries()
+            if entry.architecture.architecture == spec.architecture
         ]
     limit = spec.params_total * 9 // 10
     return [catalog_spec(entry) for entry in chosen if entry.published_params_total < limit]
@@ -321,6 +324,14 @@ class _Catalog:
     def entries(self) -> tuple[CatalogEntry, ...]:
         return tuple(self._at(position) for position in range(len(self._rows)))
 
+    def entries_of(self, family: Callable[[str], bool]) -> list[CatalogEntry]:
+        """The entries whose family name ``family`` accepts, in order (only they are built)."""
+        return [
+            self._at(position)
+            for position, (owner, _, body) in enumerate(self._rows)
+            if family(owner.family_of(body))
+        ]
+
     def _at(self, position: int) -> CatalogEntry:
         entry = self._built.get(position)
         if entry is None:
@@ -393,7 +404,7 @@ class _Family:
             raise ConfigError(f"{where}: unknown default quant {default!r}")
         return CatalogEntry(
             name=name,
-            family=str(body.get("family", self.name)),
+            family=self.family_of(body),
             uses=tuple(body.get("uses", self.uses)),
             aliases=tuple(body.get("aliases", ())),
             default_quant=default,
@@ -409,6 +420,10 @@ class _Family:
             sources=self._sources(body, published),
             basis=str(body.get("basis", self.basis)),
         )
+
+    def family_of(self, body: dict[str, Any]) -> str:
+        """An entry's family: its own ``family``, else the file's."""
+        return str(body.get("family", self.name))
 
     def _config(self, body: dict[str, Any], where: str) -> dict[str, Any]:
         """The entry's config: a shared architecture (``arch``), overridden by its own keys."""
