@@ -10,7 +10,6 @@ say of each command what the command itself says.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import typer
 
 from yoyu.cli import app
 from yoyu.cli.registry import COMMANDS, load_command
+from yoyu.machine.nvidia import nvml_library_loads
 from yoyu.monitor.store import RunStore
 from yoyu.testing.tiny_models import write_tiny_model
 
@@ -129,20 +129,12 @@ if sys.platform == "linux":
     CATALOG_PLAN_LEAVES_OUT["yoyu.machine.darwin"] = "macOS's probe"
 
 
-def _nvml_library_loads() -> bool:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_a_plan_of_a_catalog_name_imports_only_what_it_uses() -> None:
     with RunStore():  # an empty store: the plan reads its history
         pass
     leaves_out = dict(CATALOG_PLAN_LEAVES_OUT)
-    if not _nvml_library_loads():
+    if not nvml_library_loads():
         leaves_out["pynvml"] = "no NVIDIA library to load, so no NVML bindings"
     args = ("plan", "llama3.2:3b", "--free", "16GiB")
     first = imported_modules(*args)  # parses the catalog and keeps the copy

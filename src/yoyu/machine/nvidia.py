@@ -71,7 +71,7 @@ def cuda_version_string(encoded: int) -> str:
 
 
 def _import_pynvml() -> ModuleType | None:
-    if not _nvml_library_loads():
+    if not nvml_library_loads():
         return None  # nvmlInit would fail the same way; importing pynvml alone takes ~5 ms
     try:
         return importlib.import_module("pynvml")
@@ -79,7 +79,7 @@ def _import_pynvml() -> ModuleType | None:
         return None
 
 
-def _nvml_library_loads() -> bool:
+def nvml_library_loads() -> bool:
     """Whether the library pynvml loads on Linux (``_LoadNvmlLibrary``:
     ``CDLL("libnvidia-ml.so.1")``) is there; Windows, where it searches its own paths,
     is left to it."""
