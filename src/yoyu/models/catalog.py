@@ -22,6 +22,11 @@ is the truth.
 Names: an entry answers to its tag (``qwen3:30b-a3b``), its aliases (the
 untagged name, Hugging Face repo ids), and any Ollama tag of the same size with
 a flavour and quant suffix (``llama3.1:8b-instruct-q8_0``).
+
+Reading: the files come through ``catalog_files`` (a parsed copy kept in the user's
+cache, checked against the files' content), and an entry is built from its table only
+when it is asked for, so ``yoyu plan NAME`` builds one entry (a "smaller model" move,
+its family's), while ``catalog_entries`` builds them all.
 """
 
 from __future__ import annotations

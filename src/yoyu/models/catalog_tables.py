@@ -4,7 +4,10 @@
 ``quant_mix`` types each one as llama.cpp's quantizer would, and this module turns
 them into ``TensorInfo`` rows with their bytes (each tensor's data aligned to 32)
 plus the header's: what a catalog entry's download holds, tensor by tensor. Tables
-are cached per ``TableKey``, so fine-tunes of one base share theirs.
+are cached per ``TableKey``, so fine-tunes of one base share theirs. The layout comes
+in parts (``gguf_layout_parts``: a template per kind of block) and is typed a block
+at a time (``assign_part_types``), so a ranking of the whole catalog works per
+template, not per tensor, where it can.
 
 ``compact_table`` is the same table with each block's tensors of one type and row
 length merged: the estimator and the speed model iterate over tensors, and ranking
