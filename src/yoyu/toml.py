@@ -14,6 +14,12 @@ else:  # pragma: no cover - exercised on 3.10 only
 TOMLDecodeError = tomllib.TOMLDecodeError
 
 
+def parse_toml(content: bytes) -> dict[str, Any]:
+    """Parse TOML bytes (UTF-8, as ``tomllib.load`` reads a file)."""
+    document: dict[str, Any] = tomllib.loads(content.decode("utf-8"))
+    return document
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; the caller turns TOMLDecodeError into its own YoyuError."""
     with path.open("rb") as handle:

@@ -20,6 +20,8 @@ import typer
 
 from yoyu.cli import app
 from yoyu.cli.registry import COMMANDS, load_command
+from yoyu.machine.nvidia import nvml_library_loads
+from yoyu.monitor.store import RunStore
 from yoyu.testing.tiny_models import write_tiny_model
 
 CLI_SOURCE = Path(__file__).resolve().parents[2] / "src" / "yoyu" / "cli"
@@ -113,6 +115,33 @@ def test_a_plan_that_does_not_fit_reads_the_catalog_and_a_named_machine(tiny_ggu
         "plan", str(tiny_gguf), "--machine", "linux-cpu-32g", "--free", "1MiB", exit_code=1
     )
     assert {"yoyu.models.catalog", "yoyu.machine.presets", "tomllib"} <= set(modules)
+
+
+# What `yoyu plan NAME` of a catalog model leaves out once the catalog's parsed copy is kept
+# (issue 22: a catalog name planned in under 300 ms on 2 CPUs), with a run store to read.
+CATALOG_PLAN_LEAVES_OUT = {
+    "tomllib": "the catalog's TOML, read from its parsed copy in the cache",
+    "psutil": "the run store is read without the process table",
+    "yoyu.monitor.types": "the run store's samples, which a plan's history does not read",
+    "yoyu.estimate.training_settings": "--train",
+}
+if sys.platform == "linux":
+    CATALOG_PLAN_LEAVES_OUT["yoyu.machine.darwin"] = "macOS's probe"
+
+
+@pytest.mark.slow
+def test_a_plan_of_a_catalog_name_imports_only_what_it_uses() -> None:
+    with RunStore():  # an empty store: the plan reads its history
+        pass
+    leaves_out = dict(CATALOG_PLAN_LEAVES_OUT)
+    if not nvml_library_loads():
+        leaves_out["pynvml"] = "no NVIDIA library to load, so no NVML bindings"
+    args = ("plan", "llama3.2:3b", "--free", "16GiB")
+    first = imported_modules(*args)  # parses the catalog and keeps the copy
+    assert "tomllib" in first
+    modules = imported_modules(*args)
+    assert {name: leaves_out[name] for name in modules if name in leaves_out} == {}
+    assert "yoyu.monitor.store" in modules  # the history was read
 
 
 @pytest.mark.slow

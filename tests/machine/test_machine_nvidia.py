@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import pynvml
 import pytest
 
-from yoyu.machine.nvidia import cuda_version_string, memory_bandwidth_bytes_per_s, probe_nvidia_gpus
+from yoyu.machine import nvidia
+from yoyu.machine.nvidia import (
+    cuda_version_string,
+    memory_bandwidth_bytes_per_s,
+    nvml_library_loads,
+    probe_nvidia_gpus,
+)
 from yoyu.testing.fake_nvml import (
     DRIVER_545_CUDA_12_3,
     DRIVER_580_CUDA_13_0,
@@ -113,3 +120,27 @@ def test_the_real_pynvml_without_a_driver_gives_no_gpus() -> None:
 @pytest.mark.parametrize(("encoded", "text"), [(12040, "12.4"), (12020, "12.2"), (13000, "13.0")])
 def test_cuda_version_string(encoded: int, text: str) -> None:
     assert cuda_version_string(encoded) == text
+
+
+def test_the_library_check_agrees_with_pynvml() -> None:
+    """``nvml_library_loads`` says what pynvml's own ``nvmlInit`` finds: the library there
+    (whatever the driver then answers), or LibraryNotFound."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:
+        loads = error.value != pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
+    else:
+        pynvml.nvmlShutdown()
+        loads = True
+    assert nvml_library_loads() == loads
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="pynvml searches its own paths")
+def test_without_the_library_pynvml_is_not_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nvidia, "NVML_LIBRARY", "libyoyu-no-such-library.so.1")
+
+    def refuse(name: str) -> object:
+        raise AssertionError(f"imported {name}")
+
+    monkeypatch.setattr(nvidia.importlib, "import_module", refuse)
+    assert probe_nvidia_gpus() == ()

@@ -9,10 +9,13 @@ or quant rule moves it well outside these tolerances.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import yoyu.models.catalog as catalog_module
 from yoyu.errors import ConfigError
 from yoyu.models.catalog import (
     BASES,
@@ -29,7 +32,10 @@ from yoyu.models.catalog import (
     match_catalog,
     relatives_of,
 )
+from yoyu.models.catalog_tables import quant_context
+from yoyu.models.gguf_layout import gguf_layout_parts
 from yoyu.models.gguf_spec import read_gguf_model
+from yoyu.models.quant_mix import FILE_TYPES, assign_part_types, assign_types
 
 ENTRIES = {entry.name: entry for entry in catalog_entries()}
 PUBLISHED = [
@@ -378,3 +384,46 @@ def test_vision_language_models_keep_their_language_models_layout() -> None:
     assert (mllama.architecture, mllama.n_layers, mllama.n_embd) == ("mllama", 40, 4096)
     assert catalog_spec(ENTRIES["llava:34b"]).architecture == "llama"
     assert catalog_spec(ENTRIES["minicpm-v:8b"]).architecture == "qwen2"
+
+
+# --- reading only what a lookup needs (issue 22: `yoyu plan NAME` in well under 300 ms) ---
+
+
+def test_looking_a_name_up_builds_that_entry_and_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+    real = catalog_module._Family.entry
+
+    def recording(family: catalog_module._Family, name: str, body: dict[str, Any]) -> CatalogEntry:
+        built.append(name)
+        return real(family, name, body)
+
+    monkeypatch.setattr(catalog_module._Family, "entry", recording)
+    fresh = functools.lru_cache(maxsize=4)(catalog_module._Catalog)  # nothing built yet
+    monkeypatch.setattr(catalog_module, "_catalog", fresh)
+    match = match_catalog("llama3.1:8b-instruct-q8_0")
+    assert match is not None and (match.entry.name, match.quant) == ("llama3.1:8b", "Q8_0")
+    assert catalog_model("Qwen/Qwen3-8B") is not None
+    assert built == ["llama3.1:8b", "qwen3:8b"]
+    assert len(catalog_entries()) == len(ENTRIES)  # the whole catalog, when asked for it
+    assert sorted(built) == sorted(ENTRIES)
+
+
+LAYOUTS = sorted(
+    {(entry.architecture, "embedding" not in entry.uses) for entry in ENTRIES.values()},
+    key=repr,
+)
+
+
+def test_a_block_at_a_time_types_every_tensor_as_the_file_order_does() -> None:
+    """``assign_part_types`` finds each block template's rules once; for every layout of the
+    catalog and every file type it must give each tensor the type ``assign_types`` gives
+    it walking the whole file (a rule that read the ``blk.N.`` prefix would break this)."""
+    for arch, output_head in LAYOUTS:
+        parts = gguf_layout_parts(arch, output_head=output_head)
+        context = quant_context(arch)
+        for file_type in FILE_TYPES:
+            by_part = assign_part_types(parts, file_type, context)
+            flat = [*by_part.head, *(t for block in by_part.blocks for t in block), *by_part.tail]
+            assert flat == assign_types(parts.tensors(), file_type, context), (arch, file_type)

@@ -4,18 +4,24 @@ search and speed model on the bundled presets (no file is read, no machine probe
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import pytest
 
-from yoyu.estimate.types import RunSettings
+from yoyu.estimate.estimator import estimate_memory
+from yoyu.estimate.types import MemoryEstimate, RunSettings
 from yoyu.machine.presets import load_machine
+from yoyu.machine.types import Machine
 from yoyu.models.catalog import (
     CatalogEntry,
     catalog_entries,
     catalog_spec,
     find_catalog_entry,
     relatives_of,
+    table_key,
 )
+from yoyu.models.catalog_tables import TableKey
+from yoyu.models.spec import ModelSpec
 from yoyu.plan.planner import make_plan
 from yoyu.plan.ranking import (
     FIT_ENGINE,
@@ -149,3 +155,29 @@ def test_every_entry_plans_without_error(entry: CatalogEntry) -> None:
         catalog=relatives_of(spec),
     )  # fmt: skip
     assert plan.model == spec.name and plan.estimate.n_ctx > 0
+
+
+def test_each_table_is_estimated_once_per_settings_and_fine_tunes_share_their_row() -> None:
+    """Fine-tunes of one base in one quant (the same tensor table, ``table_key``) are placed,
+    sized and timed once; no (table, settings) is estimated twice on the way (issue 22)."""
+    estimated: Counter[tuple[str, str]] = Counter()
+
+    def counting(spec: ModelSpec, machine: Machine, settings: RunSettings) -> MemoryEstimate:
+        estimated[repr(dataclasses.replace(spec, name="")), repr(settings)] += 1
+        return estimate_memory(spec, machine, settings)
+
+    report = rank_catalog(
+        catalog_entries(), load_machine("linux-rtx3060-12g"), REQUEST, estimate=counting
+    )
+    assert estimated and max(estimated.values()) == 1
+    by_key: dict[TableKey, list[FitRow]] = {}
+    for found in report.rows:
+        entry = find_catalog_entry(found.model)
+        assert entry is not None
+        by_key.setdefault(table_key(entry, found.quant), []).append(found)
+    shared = [rows for rows in by_key.values() if len(rows) > 1]
+    assert len(shared) >= 10  # llama2, llama3, mistral and qwen2.5 fine-tunes at least
+    for rows in shared:
+        figures = {dataclasses.replace(found, model="", family="", uses=()) for found in rows}
+        assert len(figures) == 1
+        assert len({found.model for found in rows}) == len(rows)

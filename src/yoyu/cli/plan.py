@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -34,7 +34,6 @@ from yoyu.cli.training_flags import TrainingFlags
 from yoyu.errors import SettingsError
 from yoyu.estimate.engine import ENGINES, VLLM_NAME
 from yoyu.estimate.estimator import estimate_memory
-from yoyu.estimate.training_settings import TrainingSettings
 from yoyu.estimate.vllm import vllm_kv_type
 from yoyu.i18n import N_, _, ngettext, render_text
 from yoyu.machine.types import Machine
@@ -52,6 +51,9 @@ from yoyu.plan.planner import make_plan
 from yoyu.plan.types import Plan, PlanRequest, Verdict
 from yoyu.runner.history import measured_runs
 from yoyu.units import MIB, format_bytes, format_mib
+
+if TYPE_CHECKING:
+    from yoyu.estimate.training_settings import TrainingSettings
 
 DEFAULT_CTX = (
     8192  # a working chat/code context; sizing at a model's 128k maximum is a peer mistake

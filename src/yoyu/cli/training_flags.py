@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from yoyu.errors import SettingsError
-from yoyu.estimate.training_settings import DEFAULT_TARGETS, TrainingSettings, parse_targets
+
+if TYPE_CHECKING:  # the training model is imported with --train only
+    from yoyu.estimate.training_settings import TrainingSettings
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class TrainingFlags:
 
     def settings(self, untaken: Mapping[str, object]) -> TrainingSettings:
         """The settings, with the documented defaults; inference-only flags are refused."""
+        from yoyu.estimate.training_settings import DEFAULT_TARGETS, TrainingSettings, parse_targets
+
         given = [flag for flag, value in untaken.items() if value]
         if given:
             raise SettingsError(f"{', '.join(given)} plans inference; leave it out with --train")

@@ -72,10 +72,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from yoyu.estimate.repack import repacked_tensors
 from yoyu.estimate.types import MemoryEstimate
-from yoyu.estimate.weights import CPU, place_layers
+from yoyu.estimate.weights import CPU, LayerPlacement, place_layers
 from yoyu.i18n import message_of
 from yoyu.machine.types import GpuInfo, Machine
 from yoyu.models.spec import ModelSpec, TensorInfo, is_expert_tensor, is_vision_tensor
@@ -170,13 +171,14 @@ def predict_speed(
     GPU figures, the current llama.cpp's unless a measurement of an older build is
     being reproduced; ``sampling`` False leaves out the sampler's time (llama-bench)."""
     filled = estimate.n_ctx // 2 if context_tokens is None else context_tokens
-    work = decode_work(spec, estimate, machine)
+    placed = _placed(spec, estimate, machine)
+    work = _decode_work(spec, placed)
     decode_s, decode_device, decode_limit, assumed = _decode_seconds(
         estimate, machine, work, filled, backends
     )
     if sampling:
         decode_s += spec.vocab_size * SAMPLING_S_PER_VOCAB_ENTRY
-    prefill_s, prefill_device = _prefill_seconds(spec, estimate, machine, filled, backends)
+    prefill_s, prefill_device = _prefill_seconds(spec, placed, machine, filled, backends)
     limit = (
         message_of("compute of {device}", device=decode_device)
         if decode_limit == "compute"
@@ -195,12 +197,29 @@ def predict_speed(
     )
 
 
+class _Placed(NamedTuple):
+    """Where the estimate put each tensor, and which ones the CPU repacks: what decode and
+    prefill both read, worked out once per prediction."""
+
+    placement: LayerPlacement
+    repacked: frozenset[str]
+
+
+def _placed(spec: ModelSpec, estimate: MemoryEstimate, machine: Machine) -> _Placed:
+    placement = place_layers(spec, estimate.settings, machine)
+    repacked = repacked_tensors(spec.tensors, machine, estimate.settings)
+    return _Placed(placement, frozenset(tensor.name for tensor in repacked))
+
+
 def decode_work(
     spec: ModelSpec, estimate: MemoryEstimate, machine: Machine
 ) -> dict[str, _DeviceWork]:
     """Weight bytes and FLOPs one decoded token costs on each device (active experts only)."""
-    placement = place_layers(spec, estimate.settings, machine)
-    repacked = {t.name for t in repacked_tensors(spec.tensors, machine, estimate.settings)}
+    return _decode_work(spec, _placed(spec, estimate, machine))
+
+
+def _decode_work(spec: ModelSpec, placed: _Placed) -> dict[str, _DeviceWork]:
+    placement, repacked = placed.placement, placed.repacked
     expert_share = spec.n_experts_used / spec.n_experts if spec.is_moe else 1.0
     tied_output = not any(_is_output(tensor.name) for tensor in spec.tensors)
     work: dict[str, _DeviceWork] = {}
@@ -216,9 +235,10 @@ def decode_work(
             else placement.device_of(tensor)
         )
         kind = _weight_kind(tensor, tensor.name in repacked)
-        work.setdefault(device, _DeviceWork()).add(
-            kind, tensor.n_bytes * share, 2.0 * tensor.n_params * share
-        )
+        device_work = work.get(device)
+        if device_work is None:
+            device_work = work[device] = _DeviceWork()
+        device_work.add(kind, tensor.n_bytes * share, 2.0 * tensor.n_params * share)
     moe_layers = {tensor.layer for tensor in spec.tensors if is_expert_tensor(tensor.name)}
     for layer, device in enumerate(placement.blocks):
         device_work = work.setdefault(device, _DeviceWork())
@@ -321,17 +341,17 @@ def _cpu_rate(
 
 def _prefill_seconds(
     spec: ModelSpec,
-    estimate: MemoryEstimate,
+    placed: _Placed,
     machine: Machine,
     filled: int,
     backends: Mapping[str, GpuBackendSpeed],
 ) -> tuple[float, str]:
     """Seconds per prompt token: every block's weights and attention over ``filled / 2``
     earlier tokens on average, each device's share at its own rate."""
-    placement = place_layers(spec, estimate.settings, machine)
-    repacked = {t.name for t in repacked_tensors(spec.tensors, machine, estimate.settings)}
+    placement, repacked = placed.placement, placed.repacked
     expert_share = spec.n_experts_used / spec.n_experts if spec.is_moe else 1.0
     seconds_by_device: dict[str, float] = {}
+    rates: dict[tuple[str, str], float] = {}  # one device's rate for one kind of weight
     for tensor in spec.tensors:
         if tensor.layer is None:
             continue  # embeddings and the output layer: one token's worth, not every token's
@@ -339,7 +359,9 @@ def _prefill_seconds(
         share = expert_share if is_expert_tensor(tensor.name) else 1.0
         flops = 2.0 * tensor.n_params * share
         kind = _weight_kind(tensor, tensor.name in repacked)
-        rate = _prefill_rate(machine, device, kind, spec.n_embd, backends)
+        rate = rates.get((device, kind))
+        if rate is None:
+            rate = rates[device, kind] = _prefill_rate(machine, device, kind, spec.n_embd, backends)
         seconds_by_device[device] = seconds_by_device.get(device, 0.0) + flops / rate
     attention_flops = 2.0 * spec.n_head * (spec.head_dim_k + spec.head_dim_v) * filled / 2
     for device in placement.blocks:

@@ -31,13 +31,6 @@ from dataclasses import replace
 from typing import Any
 
 from yoyu.errors import MachineError
-from yoyu.machine.darwin import (
-    PRESSURE_LEVELS,
-    apple_bandwidth_bytes_per_s,
-    apple_gpu,
-    default_working_set_bytes,
-    gpu_working_set_bytes,
-)
 from yoyu.machine.nvidia import memory_bandwidth_bytes_per_s
 from yoyu.machine.types import AppleSiliconInfo, CpuInfo, GpuInfo, Machine, MemoryInfo, OsInfo
 
@@ -197,11 +190,16 @@ def machine_from_document(document: Mapping[str, Any], *, name: str, origin: str
         if "apple" in document
         else None
     )
-    if apple is not None and memory.bandwidth_bytes_per_s is None:
-        memory = replace(
-            memory, bandwidth_bytes_per_s=apple_bandwidth_bytes_per_s(apple.chip, apple.gpu_cores)
-        )
-    gpus = (apple_gpu(apple, memory),) if apple else _gpus(document.get("gpus", []), origin)
+    gpus: tuple[GpuInfo, ...]
+    if apple is not None:
+        from yoyu.machine.darwin import apple_bandwidth_bytes_per_s, apple_gpu  # a Mac's file
+
+        if memory.bandwidth_bytes_per_s is None:
+            bandwidth = apple_bandwidth_bytes_per_s(apple.chip, apple.gpu_cores)
+            memory = replace(memory, bandwidth_bytes_per_s=bandwidth)
+        gpus = (apple_gpu(apple, memory),)
+    else:
+        gpus = _gpus(document.get("gpus", []), origin)
     return Machine(
         name=name,
         source=f"preset:{name}",
@@ -271,6 +269,12 @@ def _memory(table: _Table) -> MemoryInfo:
 
 def _apple(table: _Table, cpu: CpuInfo, memory: MemoryInfo) -> AppleSiliconInfo:
     """Apple GPU limits; the default working set follows macOS's rule unless measured."""
+    from yoyu.machine.darwin import (  # macOS's rules: read for a Mac's file only
+        PRESSURE_LEVELS,
+        default_working_set_bytes,
+        gpu_working_set_bytes,
+    )
+
     wired_limit_mb = table.integer("wired_limit_mb") or 0
     default_bytes = table.size_or(
         "default_working_set", default_working_set_bytes(memory.total_bytes)

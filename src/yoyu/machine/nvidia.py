@@ -26,12 +26,14 @@ speed models should apply their own efficiency.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
 from yoyu.machine.types import GpuInfo
 
 NVML_CLOCK_MEM = 2  # pynvml.NVML_CLOCK_MEM
+NVML_LIBRARY = "libnvidia-ml.so.1"
 
 
 def probe_nvidia_gpus(nvml: Any = None) -> tuple[GpuInfo, ...]:
@@ -69,10 +71,27 @@ def cuda_version_string(encoded: int) -> str:
 
 
 def _import_pynvml() -> ModuleType | None:
+    if not nvml_library_loads():
+        return None  # nvmlInit would fail the same way; importing pynvml alone takes ~5 ms
     try:
         return importlib.import_module("pynvml")
     except ImportError:
         return None
+
+
+def nvml_library_loads() -> bool:
+    """Whether the library pynvml loads on Linux (``_LoadNvmlLibrary``:
+    ``CDLL("libnvidia-ml.so.1")``) is there; Windows, where it searches its own paths,
+    is left to it."""
+    if sys.platform.startswith("win"):
+        return True
+    import ctypes
+
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        return False
+    return True
 
 
 def _read_all_devices(nvml: Any) -> tuple[GpuInfo, ...]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yoyu.machine.commands import CommandError, CommandRunner, run_command
-from yoyu.machine.darwin import probe_darwin
 from yoyu.machine.linux import probe_linux
 from yoyu.machine.nvidia import probe_nvidia_gpus
 from yoyu.machine.types import (
@@ -93,6 +92,8 @@ def _host_facts(system_name: str, root: Path, run: CommandRunner) -> _HostFacts:
         linux = probe_linux(root)
         return _HostFacts(os=linux.os, cpu=linux.cpu, memory=linux.memory)
     if system_name == "Darwin":
+        from yoyu.machine.darwin import probe_darwin  # macOS's tools, on macOS only
+
         try:
             mac = probe_darwin(run)
         except CommandError:

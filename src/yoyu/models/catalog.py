@@ -22,19 +22,27 @@ is the truth.
 Names: an entry answers to its tag (``qwen3:30b-a3b``), its aliases (the
 untagged name, Hugging Face repo ids), and any Ollama tag of the same size with
 a flavour and quant suffix (``llama3.1:8b-instruct-q8_0``).
+
+Reading: the files come through ``catalog_files`` (a parsed copy kept in the user's
+cache, checked against the files' content), and an entry is built from its table only
+when it is asked for, so ``yoyu plan NAME`` builds one entry (a "smaller model" move,
+its family's), while ``catalog_entries`` builds them all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from yoyu.errors import ConfigError
+from yoyu.models.catalog_files import catalog_documents
 from yoyu.models.catalog_tables import TableKey, compact_table, header_bytes, tensor_table
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config
 from yoyu.models.hf_model import architecture_spec
@@ -47,8 +55,7 @@ from yoyu.models.model_tags import (
     unknown_quant_at,
 )
 from yoyu.models.quant_mix import FILE_TYPES
-from yoyu.models.spec import ModelSpec, TensorInfo, summarize_tensors
-from yoyu.toml import TOMLDecodeError, load_toml
+from yoyu.models.spec import ModelSpec, TensorInfo, TensorSummary, summarize_tensors
 
 CATALOG_DIR = Path(__file__).with_name("catalog_data")
 DEFAULT_QUANT = "Q4_K_M"
@@ -141,12 +148,12 @@ class CatalogMatch:
 
 def catalog_entries() -> tuple[CatalogEntry, ...]:
     """Every entry of the bundled catalog, family files in name order."""
-    return _load_catalog(CATALOG_DIR)
+    return _catalog(CATALOG_DIR).entries()
 
 
 def load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
     """Every entry of the catalog files in ``folder`` (the bundled one: ``catalog_entries``)."""
-    return _load_catalog(folder)
+    return _catalog(folder).entries()
 
 
 def find_catalog_entry(ref: str) -> CatalogEntry | None:
@@ -157,13 +164,15 @@ def find_catalog_entry(ref: str) -> CatalogEntry | None:
 
 def match_catalog(ref: str) -> CatalogMatch | None:
     """Resolve ``ref`` to an entry and a quant (case-insensitive, registry prefix ignored)."""
-    index = _name_index(CATALOG_DIR)
+    catalog = _catalog(CATALOG_DIR)
+    index = catalog.names
     key, quant = split_quant(normalize(ref))
     if quant is None and unknown_quant_at(key) is not None:
         return None  # a quant the catalog does not size (q3_k_s, iq4_xs): no guess
-    entry = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
-    if entry is None:
+    name = index.get(key) or index.get(key.rpartition("/")[2]) or by_tag_prefix(key, index)
+    if name is None:
         return None
+    entry = catalog.entry(name)
     return CatalogMatch(entry, quant or entry.default_quant)
 
 
@@ -227,11 +236,13 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
     """Smaller catalog models a "smaller model" move may propose for ``spec``: the same
     family when the name says it, else the same architecture (specs built only for them)."""
     family = family_key(spec.name)
-    entries = catalog_entries()
-    chosen = [entry for entry in entries if family_key(entry.family) in family]
+    catalog = _catalog(CATALOG_DIR)
+    chosen = catalog.entries_of(lambda name: family_key(name) in family)
     if not chosen:
         chosen = [
-            entry for entry in entries if entry.architecture.architecture == spec.architecture
+            entry
+            for entry in catalog.entries()
+            if entry.architecture.architecture == spec.architecture
         ]
     limit = spec.params_total * 9 // 10
     return [catalog_spec(entry) for entry in chosen if entry.published_params_total < limit]
@@ -242,24 +253,31 @@ def relatives_of(spec: ModelSpec) -> list[ModelSpec]:
 
 @functools.lru_cache(maxsize=1024)
 def _cached_spec(name: str, quant: str, compact: bool) -> ModelSpec:
-    entry = next(entry for entry in catalog_entries() if entry.name == name)
+    entry = _catalog(CATALOG_DIR).entry(name)
     if quant not in FILE_TYPES:
         known = ", ".join(FILE_TYPES)
         raise ConfigError(f"{entry.name}: no quant {quant!r} in the catalog; choose one of {known}")
     arch = entry.architecture
     key = table_key(entry, quant)
-    tensors = list(compact_table(key) if compact else tensor_table(key))
-    summary = summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
+    tensors, summary = _table(key, compact)
     return architecture_spec(
         arch,
         tensors,
-        summary,
+        dataclasses.replace(summary, type_bytes=dict(summary.type_bytes)),  # each spec its own
         name=spec_name(entry, quant),
         format="catalog",
         paths=(),
         file_bytes=summary.tensor_bytes + header_bytes(key),
         quantization=quant,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _table(key: TableKey, compact: bool) -> tuple[tuple[TensorInfo, ...], TensorSummary]:
+    """A table and its totals, summed once for the fine-tunes that share it."""
+    arch = key.arch
+    tensors = compact_table(key) if compact else tensor_table(key)
+    return tensors, summarize_tensors(tensors, arch.n_layers, arch.n_experts, arch.n_experts_used)
 
 
 def catalog_tensors(entry: CatalogEntry, quant: str) -> list[TensorInfo]:
@@ -272,50 +290,74 @@ def table_key(entry: CatalogEntry, quant: str) -> TableKey:
     return TableKey(entry.architecture, quant, entry.vision_params, "embedding" not in entry.uses)
 
 
-# --- names ------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4)
-def _name_index(folder: Path) -> dict[str, CatalogEntry]:
-    """Every name an entry answers to, lower-cased; a repo id also by its bare repo name."""
-    index: dict[str, CatalogEntry] = {}
-    bare: dict[str, list[CatalogEntry]] = {}
-    for entry in _load_catalog(folder):
-        for name in (entry.name, *entry.aliases):
-            index.setdefault(name.lower(), entry)
-            if "/" in name:
-                bare.setdefault(name.lower().rpartition("/")[2], []).append(entry)
-    for name, entries in bare.items():
-        if len({entry.name for entry in entries}) == 1:
-            index.setdefault(name, entries[0])
-    return index
-
-
 # --- loading ------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
-def _load_catalog(folder: Path) -> tuple[CatalogEntry, ...]:
-    documents = [(path, _read(path)) for path in sorted(folder.glob("*.toml"))]
-    shared = {
-        name: config
-        for _, document in documents
-        for name, config in document.get("architectures", {}).items()
-    }
-    entries: list[CatalogEntry] = []
-    for path, document in documents:
-        family = _Family.of(document, path, shared)
-        entries.extend(
-            family.entry(name, body) for name, body in document.get("models", {}).items()
-        )
-    return tuple(entries)
+def _catalog(folder: Path) -> _Catalog:
+    return _Catalog(folder)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return load_toml(path)
-    except (OSError, TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: the model catalog cannot be read ({error})") from None
+class _Catalog:
+    """The catalog's files, read; each entry is built when it is first asked for, so looking
+    one name up (``yoyu plan NAME``) builds that entry, not all of them. Two threads
+    asking at once may both build one: equal values, either is kept."""
+
+    def __init__(self, folder: Path) -> None:
+        documents = catalog_documents(folder)
+        shared = {
+            name: config
+            for _, document in documents
+            for name, config in document.get("architectures", {}).items()
+        }
+        self._rows: list[tuple[_Family, str, dict[str, Any]]] = []
+        for path, document in documents:
+            family = _Family.of(document, path, shared)
+            self._rows.extend(
+                (family, name, body) for name, body in document.get("models", {}).items()
+            )
+        self._built: dict[int, CatalogEntry] = {}
+        self._position: dict[str, int] = {}
+        for position, (_, name, _) in enumerate(self._rows):
+            self._position.setdefault(name, position)
+        self.names = self._name_index()
+
+    def entry(self, name: str) -> CatalogEntry:
+        """The entry ``name`` (its tag, as the file spells it)."""
+        return self._at(self._position[name])
+
+    def entries(self) -> tuple[CatalogEntry, ...]:
+        return tuple(self._at(position) for position in range(len(self._rows)))
+
+    def entries_of(self, family: Callable[[str], bool]) -> list[CatalogEntry]:
+        """The entries whose family name ``family`` accepts, in order (only they are built)."""
+        return [
+            self._at(position)
+            for position, (owner, _, body) in enumerate(self._rows)
+            if family(owner.family_of(body))
+        ]
+
+    def _at(self, position: int) -> CatalogEntry:
+        entry = self._built.get(position)
+        if entry is None:
+            family, name, body = self._rows[position]
+            entry = self._built[position] = family.entry(name, body)
+        return entry
+
+    def _name_index(self) -> dict[str, str]:
+        """Every name an entry answers to, lower-cased, to the entry's own name; a repo id
+        also by its bare repo name where only one entry answers to that."""
+        index: dict[str, str] = {}
+        bare: dict[str, set[str]] = {}
+        for _, name, body in self._rows:
+            for alias in (name, *body.get("aliases", ())):
+                index.setdefault(alias.lower(), name)
+                if "/" in alias:
+                    bare.setdefault(alias.lower().rpartition("/")[2], set()).add(name)
+        for alias, names in bare.items():
+            if len(names) == 1:
+                index.setdefault(alias, next(iter(names)))
+        return index
 
 
 @dataclass(frozen=True)
@@ -367,7 +409,7 @@ class _Family:
             raise ConfigError(f"{where}: unknown default quant {default!r}")
         return CatalogEntry(
             name=name,
-            family=str(body.get("family", self.name)),
+            family=self.family_of(body),
             uses=tuple(body.get("uses", self.uses)),
             aliases=tuple(body.get("aliases", ())),
             default_quant=default,
@@ -383,6 +425,10 @@ class _Family:
             sources=self._sources(body, published),
             basis=str(body.get("basis", self.basis)),
         )
+
+    def family_of(self, body: dict[str, Any]) -> str:
+        """An entry's family: its own ``family``, else the file's."""
+        return str(body.get("family", self.name))
 
     def _config(self, body: dict[str, Any], where: str) -> dict[str, Any]:
         """The entry's config: a shared architecture (``arch``), overridden by its own keys."""

@@ -26,22 +26,25 @@ FFN matrices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from yoyu.models.hf_config import HfArchitecture
 
 
-@dataclass(frozen=True)
-class LayoutTensor:
-    """One tensor of the converted file: GGUF name, ggml shape, block index."""
+class LayoutTensor(NamedTuple):
+    """One tensor of the converted file: GGUF name, ggml shape, block index, parameters.
+
+    A named tuple, built with ``of``: a catalog ranking lays out some 100,000 of them,
+    and a frozen dataclass costs several times as much to make."""
 
     name: str
     shape: tuple[int, ...]
     layer: int | None
-    n_params: int = field(init=False)
+    n_params: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "n_params", math.prod(self.shape))
+    @classmethod
+    def of(cls, name: str, shape: tuple[int, ...], layer: int | None = None) -> LayoutTensor:
+        return cls(name, shape, layer, math.prod(shape))
 
 
 _QKV_BIAS = frozenset({"qwen2", "qwen2vl", "qwen2moe", "starcoder2", "bert", "gpt-oss"})
@@ -54,44 +57,93 @@ _ENCODERS = frozenset({"bert", "nomic-bert"})
 _ONE_NORM = frozenset({"command-r", "cohere2"})  # parallel attention + FFN share one norm
 
 
+BlockTemplate = tuple[tuple[str, tuple[int, ...], int], ...]  # (name after blk.N., shape, params)
+
+
+class LayoutParts(NamedTuple):
+    """The converted file's tensors as three parts: the input side, the blocks, the output
+    side. A block is the index of its template (its tensors without the ``blk.N.``
+    prefix): a model's dense blocks share one template and its MoE blocks another, so
+    what follows from a block's tensors (their types, their sums) is worked out per
+    template instead of per tensor."""
+
+    head: tuple[LayoutTensor, ...]
+    templates: tuple[BlockTemplate, ...]
+    blocks: tuple[int, ...]  # the template of each block, in block order
+    tail: tuple[LayoutTensor, ...]
+
+    def block_tensors(self, layer: int) -> list[LayoutTensor]:
+        prefix = f"blk.{layer}."
+        return [
+            LayoutTensor(prefix + name, shape, layer, n_params)
+            for name, shape, n_params in self.templates[self.blocks[layer]]
+        ]
+
+    def tensors(self) -> list[LayoutTensor]:
+        """Every tensor in file order."""
+        tensors = list(self.head)
+        for layer in range(len(self.blocks)):
+            tensors.extend(self.block_tensors(layer))
+        return tensors + list(self.tail)
+
+    def n_tensors(self) -> int:
+        return (
+            len(self.head) + sum(len(self.templates[kind]) for kind in self.blocks) + len(self.tail)
+        )
+
+
 def gguf_layout(arch: HfArchitecture, *, output_head: bool = True) -> list[LayoutTensor]:
     """Every tensor of the converted GGUF, in file order (input side, blocks, output).
 
     ``output_head`` False: an embedding model converted without its LM head
     (Qwen3-Embedding); encoders (BERT) never have one."""
-    tensors = [LayoutTensor("token_embd.weight", (arch.n_embd, arch.vocab_size), None)]
-    tensors.extend(_encoder_inputs(arch))
+    return gguf_layout_parts(arch, output_head=output_head).tensors()
+
+
+def gguf_layout_parts(arch: HfArchitecture, *, output_head: bool = True) -> LayoutParts:
+    """``gguf_layout`` in its three parts, each block by its template."""
+    head = [
+        LayoutTensor.of("token_embd.weight", (arch.n_embd, arch.vocab_size)),
+        *_encoder_inputs(arch),
+    ]
+    kinds: dict[bool, int] = {}  # dense (False) and MoE (True) blocks: each laid out once
+    templates: list[BlockTemplate] = []
+    blocks = []
     for layer in range(arch.n_layers):
-        tensors.extend(_block(arch, layer))
-    tensors.append(LayoutTensor("output_norm.weight", (arch.n_embd,), None))
+        moe = arch.n_experts > 0 and layer not in arch.dense_layers
+        if moe not in kinds:
+            kinds[moe] = len(templates)
+            templates.append(_block_template(arch, moe))
+        blocks.append(kinds[moe])
+    tail = [LayoutTensor.of("output_norm.weight", (arch.n_embd,))]
     untied = not arch.tie_word_embeddings and arch.architecture not in _ENCODERS
     if untied and output_head:
-        tensors.append(LayoutTensor("output.weight", (arch.n_embd, arch.vocab_size), None))
-    return tensors
+        tail.append(LayoutTensor.of("output.weight", (arch.n_embd, arch.vocab_size)))
+    return LayoutParts(tuple(head), tuple(templates), tuple(blocks), tuple(tail))
 
 
 def _encoder_inputs(arch: HfArchitecture) -> list[LayoutTensor]:
     if arch.architecture not in _ENCODERS:
         return []
     inputs = [
-        LayoutTensor("token_types.weight", (arch.n_embd, 2), None),
-        LayoutTensor("token_embd_norm.weight", (arch.n_embd,), None),
+        LayoutTensor.of("token_types.weight", (arch.n_embd, 2)),
+        LayoutTensor.of("token_embd_norm.weight", (arch.n_embd,)),
     ]
     if arch.architecture == "bert":  # learned absolute positions; nomic-bert uses RoPE
-        inputs.append(
-            LayoutTensor("position_embd.weight", (arch.n_embd, arch.context_length), None)
-        )
-        inputs.append(LayoutTensor("token_embd_norm.bias", (arch.n_embd,), None))
+        inputs.append(LayoutTensor.of("position_embd.weight", (arch.n_embd, arch.context_length)))
+        inputs.append(LayoutTensor.of("token_embd_norm.bias", (arch.n_embd,)))
     return inputs
 
 
-def _block(arch: HfArchitecture, layer: int) -> list[LayoutTensor]:
-    prefix = f"blk.{layer}."
-    named = [*_norms(arch), *_attention(arch), *_ffn(arch, layer)]
-    return [LayoutTensor(prefix + name, shape, layer) for name, shape in named]
-
-
 Named = list[tuple[str, tuple[int, ...]]]
+
+
+def _block_template(arch: HfArchitecture, moe: bool) -> BlockTemplate:
+    """A block's tensors without the ``blk.N.`` prefix, with their parameter counts: every
+    dense (or every MoE) block of a model has the same ones."""
+    ffn = _moe_ffn(arch) if moe else _dense_ffn(arch, arch.n_ff)
+    named = [*_norms(arch), *_attention(arch), *ffn]
+    return tuple((name, shape, math.prod(shape)) for name, shape in named)
 
 
 def _norms(arch: HfArchitecture) -> Named:
@@ -152,12 +204,6 @@ def _mla_attention(arch: HfArchitecture) -> Named:
         ("attn_kv_b.weight", (mla.kv_lora_rank, heads * (nope + arch.head_dim_v))),
         ("attn_output.weight", (heads * arch.head_dim_v, arch.n_embd)),
     ]
-
-
-def _ffn(arch: HfArchitecture, layer: int) -> Named:
-    if arch.n_experts == 0 or layer in arch.dense_layers:
-        return _dense_ffn(arch, arch.n_ff)
-    return _moe_ffn(arch)
 
 
 def _dense_ffn(arch: HfArchitecture, n_ff: int) -> Named:

@@ -19,6 +19,7 @@ Bytes are always the bytes on disk; only ``n_params`` changes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from yoyu.models.hf_config import HfArchitecture, parse_hf_config, read_config_json
@@ -49,7 +50,7 @@ def read_hf_model(folder: Path) -> ModelSpec:
 
 def architecture_spec(
     arch: HfArchitecture,
-    tensors: list[TensorInfo],
+    tensors: Sequence[TensorInfo],
     summary: TensorSummary,
     *,
     name: str,

@@ -25,7 +25,6 @@ _LAYER_PATTERNS = (
     re.compile(r"^model\.language_model\.layers\.(\d+)\."),  # HF multimodal wrappers
     re.compile(r"^transformer\.h\.(\d+)\."),  # GPT-2 style
 )
-_EXPERT_MARKERS = ("_exps.", ".experts.", ".switch_mlp.")  # GGUF, HF, MLX
 
 
 def layer_of(tensor_name: str) -> int | None:
@@ -39,7 +38,9 @@ def layer_of(tensor_name: str) -> int | None:
 
 def is_expert_tensor(tensor_name: str) -> bool:
     """True for routed-expert weights, which only ``n_experts_used`` of per token."""
-    return any(marker in tensor_name for marker in _EXPERT_MARKERS) and "shexp" not in tensor_name
+    # GGUF, HF and MLX names, tested in a row: this runs for every tensor of every estimate
+    routed = "_exps." in tensor_name or ".experts." in tensor_name or ".switch_mlp." in tensor_name
+    return routed and "shexp" not in tensor_name
 
 
 def is_vision_tensor(tensor_name: str) -> bool:

@@ -22,20 +22,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
-
-import psutil
+from typing import TYPE_CHECKING, Any, Literal
 
 from yoyu.errors import RunStoreError
-from yoyu.monitor.types import (
-    EngineSample,
-    Event,
-    GpuSample,
-    ProcessSample,
-    Sample,
-    SystemSample,
-)
 from yoyu.paths import run_store_path
+
+if TYPE_CHECKING:  # read back only by `yoyu runs`: a plan reading its history needs none
+    from yoyu.monitor.types import Event, Sample
 
 
 @dataclass(frozen=True)
@@ -62,6 +55,8 @@ def run_state(record: RunRecord) -> RunState:
         return "finished"
     if record.owner_pid is None or record.owner_started is None:
         return "interrupted"  # a run of a yoyu that did not record its writer
+    import psutil  # here: reading a store (a plan's history) needs no process table
+
     try:
         started = psutil.Process(record.owner_pid).create_time()
     except psutil.Error:
@@ -180,6 +175,8 @@ class RunStore:
         prediction: Mapping[str, Any] | None = None,
         started: float | None = None,
     ) -> int:
+        import psutil  # only a writer records who it is
+
         row = (started or time.time(), model, mode, json.dumps(settings), _json_or_none(prediction))
         owner = (os.getpid(), psutil.Process().create_time())
         with self._lock, self._connection:
@@ -237,6 +234,8 @@ class RunStore:
         return [_sample_of(row) for row in self._query(sql, (run_id,))]
 
     def events(self, run_id: int) -> list[Event]:
+        from yoyu.monitor.types import Event
+
         sql = "SELECT t_s, kind, detail FROM events WHERE run_id = ? ORDER BY t_s, rowid"
         return [
             Event(row["t_s"], row["kind"], row["detail"]) for row in self._query(sql, (run_id,))
@@ -345,6 +344,8 @@ def _sample_row(run_id: int, sample: Sample) -> tuple[Any, ...]:
 
 
 def _sample_of(row: sqlite3.Row) -> Sample:
+    from yoyu.monitor.types import EngineSample, GpuSample, ProcessSample, Sample, SystemSample
+
     system = SystemSample(**{name: row[name] for name in _SYSTEM_COLUMNS})
     process = ProcessSample(
         pids=tuple(json.loads(row["pids"])), **{name: row[name] for name in _PROCESS_COLUMNS}
