@@ -52,12 +52,18 @@ KEY_VARIABLE = "YOYU_DASHBOARD_TEST_KEY"
 KEY = "dashboard-test-key-0123456789"
 
 
+def _to_fixed(value: float) -> str:
+    """JavaScript's ``toFixed(2)``: a tie goes up (84.625 -> "84.63"), where Python's format
+    rounds it to even ("84.62"); RSS lands on such a tie once in 64 page counts."""
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def shown(n_bytes: int | None) -> str:
     """A byte count as the page writes it (app.js ``bytes``)."""
     if n_bytes is None:
         return "–"
     size = abs(n_bytes)
-    text = f"{size / GIB:.2f} GiB" if size >= GIB else f"{size / MIB:.2f} MiB"
+    text = f"{_to_fixed(size / GIB)} GiB" if size >= GIB else f"{_to_fixed(size / MIB)} MiB"
     return ("-" if n_bytes < 0 else "") + text
 
 
