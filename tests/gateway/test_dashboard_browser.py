@@ -339,8 +339,8 @@ def test_runs_page_shows_a_soaks_slope_and_its_band(
     line = browser.wait_for(f"(document.querySelector('[data-soak=\"{soak['run_id']}\"]') || "
                             "{}).textContent")  # fmt: skip
     leak = soak["leak"]
-    slope = f"{'+' if leak['slope_mib_per_min'] >= 0 else ''}{leak['slope_mib_per_min']:.2f}"
-    assert line.startswith(f"{slope} ± {leak['stderr_mib_per_min']:.2f} MiB/min")
+    slope = f"{'+' if leak['slope_mib_per_min'] >= 0 else ''}{_to_fixed(leak['slope_mib_per_min'])}"
+    assert line.startswith(f"{slope} ± {_to_fixed(leak['stderr_mib_per_min'])} MiB/min")
     stored = yoyu(site["home"], "runs", "show", str(soak["run_id"]))
     peak = text(browser, "tr[data-phase=peak] td[data-figure=process_rss_bytes]")
     assert peak == shown(stored["phases"]["peak"]["process_rss_bytes"])
