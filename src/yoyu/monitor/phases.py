@@ -37,8 +37,8 @@ LOAD_START = "load_start"
 LOAD_END = "load_end"
 GENERATION_START = "generation_start"
 # The answer's first chunk: prefill is done and the engine holds the prompt's cache. A reading
-# taken here is the one a turn always has between its start and end, however starved of CPU
-# the sampler thread is while the engine works (vLLM on the CPU takes every core it can).
+# taken here is one every turn has between its start and end, even when the sampler thread's
+# own readings come late (a slow engine's /metrics blocked it for 1.2 s here).
 FIRST_TOKEN = "first_token"
 GENERATION_END = "generation_end"
 STABILIZED = "stabilized"
